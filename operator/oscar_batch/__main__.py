@@ -1,0 +1,3 @@
+from oscar_batch.cli import main
+
+raise SystemExit(main())
