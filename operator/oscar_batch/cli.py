@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     from oscar_batch.sandbox import cli as sandbox_cli
 
     sandbox_cli.add_commands(commands)
+    from oscar_batch import plan_cli
+    plan_cli.add_commands(commands)
     return parser
 
 

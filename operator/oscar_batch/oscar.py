@@ -1,0 +1,109 @@
+"""A client of the OSCAR Manager REST API (`requests`): service specs, cluster status, asynchronous invocations.
+
+Errors come out as `OscarError` with a message a person can act on; credentials never appear in them.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+DEFAULT_TIMEOUT = 15.0
+
+
+class OscarError(Exception):
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class OscarClient:
+    def __init__(self, endpoint: str, *, username: str | None = None, password: str | None = None,
+                 token: str | None = None, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True) -> None:
+        if not (token or (username and password)):
+            raise OscarError("OSCAR credentials need `username` and `password`, or a `token`")
+        self.endpoint = endpoint.rstrip("/")
+        self.timeout = timeout
+        self._session = requests.Session()
+        self._session.verify = verify
+        if token:
+            self._system_authorization = f"Bearer {token}"
+        else:
+            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+            self._system_authorization = f"Basic {basic}"
+        # GETs and DELETEs are idempotent: ride out a restarting OSCAR Manager. POST /job is never retried here.
+        retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(502, 503, 504),
+                      allowed_methods=frozenset({"GET", "DELETE"}))
+        self._session.mount("http://", HTTPAdapter(max_retries=retry))
+        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+
+    def close(self) -> None:
+        self._session.close()
+
+    def service(self, name: str) -> dict[str, Any]:
+        """GET /system/services/{name}: the service definition, including its invocation token."""
+        return self._json("GET", f"/system/services/{name}", what=f"OSCAR service {name!r}")
+
+    def cluster_status(self) -> dict[str, Any]:
+        """GET /system/status, in whichever of its two formats this OSCAR serves."""
+        return self._json("GET", "/system/status", what="OSCAR cluster status")
+
+    def invoke(self, service: str, service_token: str, payload: dict[str, Any], job_name: str | None = None) -> None:
+        """POST /job/{service}: one asynchronous invocation. OSCAR answers 201 with an empty body."""
+        headers = {"Authorization": f"Bearer {service_token}", "Content-Type": "application/json"}
+        if job_name:
+            headers["X-Delegated-Job-ID"] = job_name
+        response = self._send("POST", f"/job/{service}", data=json.dumps(payload), headers=headers,
+                              what=f"invocation of OSCAR service {service!r}")
+        if response.status_code != 201:
+            raise self._error(response, f"invocation of OSCAR service {service!r}")
+
+    def jobs(self, service: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """GET /system/logs/{service}, every page: (job name, {status, creation_time, ...})."""
+        page: str | None = None
+        while True:
+            params = {"page": page} if page else None
+            listing = self._json("GET", f"/system/logs/{service}", params=params, what=f"jobs of {service!r}")
+            yield from (listing.get("jobs") or {}).items()
+            page = listing.get("next_page")
+            if not page or not listing.get("remaining_jobs"):
+                return
+
+    def delete_job(self, service: str, job: str) -> None:
+        response = self._send("DELETE", f"/system/logs/{service}/{job}", what=f"job {job!r}")
+        if response.status_code not in (204, 404):
+            raise self._error(response, f"deleting job {job!r}")
+
+    def _json(self, method: str, path: str, *, what: str, **kwargs: Any) -> Any:
+        response = self._send(method, path, what=what, **kwargs)
+        if response.status_code != 200:
+            raise self._error(response, what)
+        try:
+            return response.json()
+        except ValueError:
+            raise OscarError(f"{what}: OSCAR at {self.endpoint} answered with something that is not JSON") from None
+
+    def _send(self, method: str, path: str, *, what: str, headers: dict[str, str] | None = None,
+              **kwargs: Any) -> requests.Response:
+        # /job is authorised by the service token alone; everything else by the cluster credentials.
+        headers = headers or {"Authorization": self._system_authorization}
+        try:
+            return self._session.request(method, self.endpoint + path, headers=headers, timeout=self.timeout,
+                                         **kwargs)
+        except requests.RequestException as error:
+            raise OscarError(f"{what}: cannot reach OSCAR at {self.endpoint} ({type(error).__name__})") from None
+
+    def _error(self, response: requests.Response, what: str) -> OscarError:
+        status = response.status_code
+        if status in (401, 403):
+            reason = "OSCAR rejected the credentials"
+        elif status == 404:
+            reason = "not found"
+        else:
+            reason = f"OSCAR answered {status}: {response.text.strip()[:200]}"
+        return OscarError(f"{what}: {reason}", status)

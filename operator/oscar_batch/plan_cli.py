@@ -1,0 +1,95 @@
+"""`oscar-batch plan capacity`: the operator's planner run on kubectl snapshots or an OSCAR status."""
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from oscar_batch.cli import UsageError
+from oscar_batch.planner import Needs, Plan, Policy, plan_capacity, plan_from_oscar_status
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    plan = commands.add_parser("plan", help="capacity planning")
+    plan_commands = plan.add_subparsers(dest="plan_command", required=True)
+    capacity = plan_commands.add_parser(
+        "capacity",
+        help="how many invocations of a service the cluster fits at once",
+        description="How many invocations of a service the cluster fits at once, node by node.",
+    )
+    capacity.add_argument("--nodes", metavar="FILE", help="output of `kubectl get nodes -o json`")
+    capacity.add_argument("--pods", metavar="FILE", help="output of `kubectl get pods -A -o json`")
+    capacity.add_argument(
+        "--oscar-status", metavar="FILE", help="OSCAR GET /system/status (current or legacy), instead of --nodes/--pods"
+    )
+    capacity.add_argument("--cpu", required=True, help="CPU of one invocation, e.g. 1, 0.5, 500m")
+    capacity.add_argument("--memory", required=True, help="memory of one invocation, e.g. 3Gi, 512Mi")
+    capacity.add_argument("--gpu", type=int, default=0, help="nvidia.com/gpu per invocation (default 0)")
+    capacity.add_argument("--overhead-cpu", default="0", help="CPU each job pod adds, e.g. a mount sidecar")
+    capacity.add_argument("--overhead-memory", default="0", help="memory each job pod adds")
+    capacity.add_argument("--headroom", default="0.8", help="share of the cluster's slots to use (default 0.8)")
+    capacity.add_argument("--max", type=int, dest="maximum", help="cap on the total")
+    capacity.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    capacity.set_defaults(handler=_plan_capacity)
+
+
+def _plan_capacity(args: argparse.Namespace) -> int:
+    if args.oscar_status and (args.nodes or args.pods):
+        raise UsageError("give either --oscar-status or --nodes and --pods, not both")
+    if not args.oscar_status and not (args.nodes and args.pods):
+        raise UsageError("give --nodes and --pods (kubectl snapshots), or --oscar-status")
+    try:
+        needs = Needs.parse(args.cpu, args.memory, args.gpu, args.overhead_cpu, args.overhead_memory)
+        policy = Policy(args.headroom, args.maximum)
+        if args.oscar_status:
+            plan = plan_from_oscar_status(_read_json(args.oscar_status), needs, policy)
+        else:
+            plan = plan_capacity(_read_items(args.nodes), _read_items(args.pods), needs, policy)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    print(_as_json(plan) if args.json else _as_table(plan, policy))
+    return 0
+
+
+def _read_json(path: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise UsageError(f"{path} is not JSON: {error}") from None
+
+
+def _read_items(path: str) -> list[dict[str, Any]]:
+    document = _read_json(path)
+    items = document.get("items") if isinstance(document, dict) else None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise UsageError(f"{path} is not a Kubernetes List (expected the output of `kubectl get ... -o json`)")
+    return items
+
+
+def _as_json(plan: Plan) -> str:
+    document: dict[str, Any] = {
+        "total": plan.total,
+        "nodes": [
+            {"name": node.name, "slots": node.slots, "limitedBy": node.limited_by, "reason": node.reason}
+            for node in plan.nodes
+        ],
+    }
+    if plan.explanation:
+        document["explanation"] = plan.explanation
+    return json.dumps(document)
+
+
+def _as_table(plan: Plan, policy: Policy) -> str:
+    rows = [("NODE", "SLOTS", "LIMITED BY", "REASON")]
+    rows += [(node.name, str(node.slots), node.limited_by, node.reason) for node in plan.nodes]
+    widths = [max(len(row[column]) for row in rows) for column in range(3)]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
+    summary = f"total {plan.total}: {plan.cluster_slots} slots × headroom {float(policy.headroom):g}"
+    if policy.maximum is not None:
+        summary += f", at most {policy.maximum}"
+    if plan.explanation:
+        summary += f" — {plan.explanation}"
+    return "\n".join(lines + ["", summary])

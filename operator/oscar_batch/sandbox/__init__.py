@@ -1,0 +1,157 @@
+"""The embedded sandbox: a Kubernetes API, an S3 store and an OSCAR Manager on localhost, in one process.
+
+One implementation serves the pytest fixtures, `make demo` and `oscar-batch sandbox`. `Sandbox` runs on the
+caller's event loop; `SandboxThread` runs it on a loop of its own for synchronous callers.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pathlib
+import secrets
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import kmock
+import yaml
+
+from oscar_batch.sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
+from oscar_batch.sandbox.kube import CRD_RESOURCE, SandboxKubernetes
+from oscar_batch.sandbox.oscar import OscarSimulator
+from oscar_batch.sandbox.runner import JobRunner
+from oscar_batch.sandbox.s3 import REGION, S3Server, decoy_keys, input_keys, seed_bucket
+
+__all__ = ["Behaviour", "NodeSpec", "Sandbox", "SandboxConfig", "SandboxThread", "TenantPod", "CRD_PATH"]
+
+CRD_PATH = pathlib.Path(__file__).resolve().parents[3] / "crds" / "batchjob.yaml"
+HOUSEKEEPING_SECONDS = 30.0
+T = TypeVar("T")
+
+
+class Sandbox:
+    def __init__(self, config: SandboxConfig | None = None, crd_path: pathlib.Path = CRD_PATH) -> None:
+        self.config = config or SandboxConfig()
+        self.crd_path = crd_path
+        self.kube = SandboxKubernetes(strict=False)
+        self.s3 = S3Server()
+        self.oscar = OscarSimulator(self.kube, self.config)
+        self._kube_server = kmock.Server(self.kube)
+        self._stack = contextlib.AsyncExitStack()
+        self._user_token = secrets.token_hex(16)
+        self.info: dict[str, Any] = {}
+
+    async def __aenter__(self) -> Sandbox:
+        try:
+            await self._start()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self._stack.aclose()
+
+    async def _start(self) -> None:
+        config = self.config
+        await self._stack.enter_async_context(self.kube)
+        await self._stack.enter_async_context(self._kube_server)
+        self.kube.install_builtins()
+        crd = yaml.safe_load(self.crd_path.read_text())
+        await self.kube.create(CRD_RESOURCE, crd)
+        for namespace in ("default", "kube-system", "oscar", config.services_namespace,
+                          *{pod.namespace for pod in config.tenant_pods}):
+            await self.kube.create("v1/namespaces", {"metadata": {"name": namespace}})
+        for node in config.nodes:
+            await self.kube.create("v1/nodes", node.to_object())
+        for pod in config.tenant_pods:
+            await self.kube.create("v1/pods", pod.to_object())
+
+        s3_endpoint = await asyncio.to_thread(self.s3.start)
+        self._stack.callback(self.s3.stop)
+        s3_client = self.s3.client(config.s3_access_key, config.s3_secret_key)
+        await asyncio.to_thread(seed_bucket, s3_client, config.bucket,
+                                input_keys(config.prefix, config.items) + decoy_keys(config.prefix))
+
+        oscar_endpoint = await self.oscar.start()
+        self._stack.push_async_callback(self.oscar.stop)
+        runner = JobRunner(self.kube, config, s3_client)
+        self._background(runner.run())
+        self._background(self._housekeeping())
+
+        self.info = {
+            "kubernetes": {"server": str(self._kube_server.url), "token": self._user_token},
+            "s3": {"endpoint": s3_endpoint, "region": REGION, "accessKey": config.s3_access_key,
+                   "secretKey": config.s3_secret_key, "bucket": config.bucket, "prefix": config.prefix,
+                   "items": config.items},
+            "oscar": {"endpoint": oscar_endpoint, "username": config.oscar_user,
+                      "password": config.oscar_password, "service": config.service,
+                      "servicesNamespace": config.services_namespace},
+        }
+
+    def _background(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+
+        async def cancel() -> None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        self._stack.push_async_callback(cancel)
+
+    async def _housekeeping(self) -> None:
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            self.kube.forget_history()
+
+    def kubeconfig(self) -> str:
+        """A kubeconfig for the sandbox's API server, for kubectl, kopf and pykube alike."""
+        return yaml.safe_dump({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "oscar-batch-sandbox", "cluster": {"server": self.info["kubernetes"]["server"]}}],
+            "users": [{"name": "sandbox-admin", "user": {"token": self._user_token}}],
+            "contexts": [{"name": "oscar-batch-sandbox",
+                          "context": {"cluster": "oscar-batch-sandbox", "user": "sandbox-admin",
+                                      "namespace": "default"}}],
+            "current-context": "oscar-batch-sandbox",
+        }, sort_keys=False)
+
+    def write_kubeconfig(self, path: pathlib.Path) -> None:
+        path.write_text(self.kubeconfig())
+        path.chmod(0o600)
+
+
+class SandboxThread:
+    """A `Sandbox` on an event loop of its own thread, for synchronous code (tests, the demo)."""
+
+    def __init__(self, config: SandboxConfig | None = None) -> None:
+        self.sandbox = Sandbox(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="oscar-batch-sandbox", daemon=True)
+
+    def __enter__(self) -> SandboxThread:
+        self._thread.start()
+        self.call(self.sandbox.__aenter__)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            self.call(lambda: self.sandbox.__aexit__(None, None, None))
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.sandbox.info
+
+    @property
+    def kube(self) -> SandboxKubernetes:
+        return self.sandbox.kube
+
+    def call(self, coroutine_function: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
+        """Run a coroutine on the sandbox's loop, e.g. `call(lambda: sb.kube.create('v1/nodes', node))`."""
+        async def wrapper() -> T:
+            return await coroutine_function()
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)

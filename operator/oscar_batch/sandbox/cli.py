@@ -1,0 +1,90 @@
+"""`oscar-batch sandbox`: run the embedded cluster until interrupted, for people, kubectl and other processes."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import pathlib
+import signal
+import sys
+
+from oscar_batch.sandbox import Sandbox
+from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sandbox", help="run an embedded Kubernetes API, S3 and OSCAR Manager on localhost until interrupted",
+        description="Runs the sandbox and prints, as its first stdout line, one JSON object with every endpoint "
+                    "and credential.")
+    add_sandbox_options(parser)
+    parser.add_argument("--kubeconfig", type=pathlib.Path, required=True,
+                        help="where to write a kubeconfig for the sandbox's API server")
+    parser.set_defaults(handler=run_sandbox)
+
+
+def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--items", type=_non_negative_int, default=60, help="input objects to seed (default 60)")
+    parser.add_argument("--workers", type=_non_negative_int, default=3, help="worker nodes (default 3)")
+    parser.add_argument("--worker-cpu", default="4", help="allocatable CPU of each worker (default 4)")
+    parser.add_argument("--worker-memory", default="8Gi", help="allocatable memory of each worker (default 8Gi)")
+    parser.add_argument("--item-seconds", type=_non_negative_float, default=2.0,
+                        help="simulated seconds the service spends on one input (default 2)")
+    parser.add_argument("--failure-rate", type=_probability, default=0.0,
+                        help="probability that one invocation fails (default 0)")
+    parser.add_argument("--time-scale", type=_non_negative_float, default=0.05,
+                        help="real seconds per simulated second (default 0.05)")
+    parser.add_argument("--legacy-status", action="store_true",
+                        help="serve OSCAR's GET /system/status in its 2024 format")
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    return SandboxConfig(
+        nodes=(control_plane(), *workers(args.workers, cpu=args.worker_cpu, memory=args.worker_memory)),
+        items=args.items,
+        behaviour=Behaviour(item_seconds=args.item_seconds, failure_rate=args.failure_rate,
+                            time_scale=args.time_scale),
+        legacy_status=args.legacy_status,
+    )
+
+
+def run_sandbox(args: argparse.Namespace) -> int:
+    return asyncio.run(_serve(config_from_args(args), args.kubeconfig))
+
+
+async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with Sandbox(config) as sandbox:
+        sandbox.write_kubeconfig(kubeconfig)
+        print(json.dumps({**sandbox.info, "kubeconfig": str(kubeconfig.resolve())}), flush=True)
+        print(f"sandbox ready: kubectl --kubeconfig {kubeconfig} get nodes   (Ctrl-C to stop)",
+              file=sys.stderr, flush=True)
+        await stop.wait()
+    with contextlib.suppress(FileNotFoundError):
+        kubeconfig.unlink()
+    return 0
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return value

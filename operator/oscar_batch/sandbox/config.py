@@ -1,0 +1,126 @@
+"""What a sandbox holds: its nodes, other tenants' pods, inputs, the OSCAR service and how that service behaves."""
+from __future__ import annotations
+
+import dataclasses
+import secrets
+from typing import Any
+
+SERVICES_NAMESPACE = "oscar-svc"
+CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    cpu: str = "4"
+    memory: str = "8Gi"
+    pods: int = 110
+    gpus: int = 0
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    taints: tuple[dict[str, str], ...] = ()
+    ready: bool = True
+    unschedulable: bool = False
+
+    def to_object(self) -> dict[str, Any]:
+        allocatable = {"cpu": self.cpu, "memory": self.memory, "pods": str(self.pods)}
+        if self.gpus:
+            allocatable["nvidia.com/gpu"] = str(self.gpus)
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.name, "labels": {"kubernetes.io/hostname": self.name, **self.labels}},
+            "spec": {"unschedulable": self.unschedulable, "taints": [dict(t) for t in self.taints]},
+            "status": {
+                "capacity": dict(allocatable),
+                "allocatable": allocatable,
+                "conditions": [{"type": "Ready", "status": "True" if self.ready else "False",
+                                "reason": "KubeletReady" if self.ready else "KubeletNotReady"}],
+                "nodeInfo": {"kubeletVersion": "v1.33.0-sandbox"},
+            },
+        }
+
+
+def control_plane(name: str = "control-plane") -> NodeSpec:
+    return NodeSpec(name=name, cpu="2", memory="4Gi", labels={CONTROL_PLANE_LABEL: ""},
+                    taints=({"key": CONTROL_PLANE_LABEL, "effect": "NoSchedule"},))
+
+
+def workers(count: int, cpu: str = "4", memory: str = "8Gi") -> list[NodeSpec]:
+    return [NodeSpec(name=f"worker-{index}", cpu=cpu, memory=memory,
+                     labels={"node-role.kubernetes.io/worker": ""}) for index in range(1, count + 1)]
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantPod:
+    """A pod of another tenant, already bound to a node: it takes capacity the batch cannot use."""
+    name: str
+    node: str
+    cpu: str = "500m"
+    memory: str = "1Gi"
+    namespace: str = "other-tenant"
+
+    def to_object(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": self.name, "namespace": self.namespace, "labels": {"app": self.name}},
+            "spec": {"nodeName": self.node, "containers": [{
+                "name": "main", "image": "registry.example/app:1",
+                "resources": {"requests": {"cpu": self.cpu, "memory": self.memory}}}]},
+            "status": {"phase": "Running"},
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Behaviour:
+    """How the simulated service behaves. Durations are in simulated seconds; `time_scale` maps them to real ones."""
+    item_seconds: float = 2.0
+    item_jitter: float = 0.5          # each item takes item_seconds × uniform(1 - jitter, 1 + jitter)
+    startup_seconds: float = 3.0      # container start before the first item
+    failure_rate: float = 0.0         # probability that one invocation fails
+    failing_ranges: frozenset[tuple[int, int]] = frozenset()  # (start, end) pairs that always fail
+    time_scale: float = 0.01          # real seconds per simulated second
+    output_prefix: str = "output/"
+    seed: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxConfig:
+    nodes: tuple[NodeSpec, ...] = (control_plane(), *workers(3))
+    tenant_pods: tuple[TenantPod, ...] = (TenantPod("tenant-db", "worker-1", cpu="1", memory="2Gi"),)
+    items: int = 60
+    bucket: str = "fish-detector"
+    prefix: str = "input/"
+    service: str = "fish-detector"
+    service_cpu: str = "1"
+    service_memory: str = "1Gi"
+    service_gpu: bool = False
+    behaviour: Behaviour = Behaviour()
+    services_namespace: str = SERVICES_NAMESPACE
+    oscar_user: str = "oscar"
+    # Fresh per sandbox: nothing outside this process can know them.
+    oscar_password: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(12))
+    service_token: str = dataclasses.field(default_factory=lambda: secrets.token_hex(32))
+    s3_access_key: str = dataclasses.field(default_factory=lambda: "sandbox" + secrets.token_hex(4))
+    s3_secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
+    legacy_status: bool = False       # serve GET /system/status in the 2024 format
+
+    def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:
+        """The service as OSCAR's GET /system/services/{name} returns it."""
+        return {
+            "name": self.service,
+            "cluster_id": "sandbox",
+            "image": "ghcr.io/grycap/oscar-batch-fish-detector:sandbox",
+            "script": "#!/bin/sh\nSTART=$(jq .start \"$INPUT_FILE_PATH\")\nEND=$(jq .end \"$INPUT_FILE_PATH\")\n",
+            "token": self.service_token,
+            "cpu": self.service_cpu,
+            "memory": self.service_memory,
+            "enable_gpu": self.service_gpu,
+            "total_memory": "", "total_cpu": "",
+            "mount": {"storage_provider": storage_provider, "path": f"{self.bucket}/{self.prefix}".rstrip("/")},
+            "input": [], "output": [],
+            "environment": {"variables": {}, "secrets": {}},
+            "labels": {"oscar_service": self.service},
+            "annotations": {},
+            "owner": "", "vo": "",
+        }

