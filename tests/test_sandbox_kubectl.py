@@ -25,8 +25,8 @@ def test_get_nodes_lists_the_simulated_nodes(kubeconfig):
     assert table.split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     for name in ("control-plane", "worker-1", "worker-2", "worker-3"):
         assert name in table
-    nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)
-    assert nodes["kind"] == "NodeList"
+    nodes = json.loads(kubectl(kubeconfig, "get", "--raw", "/api/v1/nodes").stdout)
+    assert nodes["kind"] == "NodeList" and nodes["apiVersion"] == "v1"
     assert {n["metadata"]["name"] for n in nodes["items"]} >= {"worker-1", "control-plane"}
 
 

@@ -13,11 +13,10 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oscar-batch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    from oscar_batch.sandbox import cli as sandbox_cli
+    from oscar_batch import operator_cli, plan_cli, sandbox_cli  # they import UsageError from here
 
-    sandbox_cli.add_commands(commands)
-    from oscar_batch import plan_cli
-    plan_cli.add_commands(commands)
+    for module in (operator_cli, plan_cli, sandbox_cli):
+        module.add_commands(commands)
     return parser
 
 

@@ -17,19 +17,20 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="how many invocations of a service the cluster fits at once",
         description="How many invocations of a service the cluster fits at once, node by node.",
     )
-    capacity.add_argument("--nodes", metavar="FILE", help="output of `kubectl get nodes -o json`")
-    capacity.add_argument("--pods", metavar="FILE", help="output of `kubectl get pods -A -o json`")
-    capacity.add_argument(
-        "--oscar-status", metavar="FILE", help="OSCAR GET /system/status (current or legacy), instead of --nodes/--pods"
-    )
-    capacity.add_argument("--cpu", required=True, help="CPU of one invocation, e.g. 1, 0.5, 500m")
-    capacity.add_argument("--memory", required=True, help="memory of one invocation, e.g. 3Gi, 512Mi")
-    capacity.add_argument("--gpu", type=int, default=0, help="nvidia.com/gpu per invocation (default 0)")
-    capacity.add_argument("--overhead-cpu", default="0", help="CPU each job pod adds, e.g. a mount sidecar")
-    capacity.add_argument("--overhead-memory", default="0", help="memory each job pod adds")
-    capacity.add_argument("--headroom", default="0.8", help="share of the cluster's slots to use (default 0.8)")
-    capacity.add_argument("--max", type=int, dest="maximum", help="cap on the total")
-    capacity.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    source = capacity.add_argument_group("cluster snapshot")
+    source.add_argument("--nodes", metavar="FILE", help="output of `kubectl get nodes -o json`")
+    source.add_argument("--pods", metavar="FILE", help="output of `kubectl get pods -A -o json`")
+    source.add_argument("--oscar-status", metavar="FILE", help="OSCAR GET /system/status, instead of the two above")
+    service = capacity.add_argument_group("one invocation")
+    service.add_argument("--cpu", required=True, metavar="QUANTITY", help="e.g. 1, 0.5, 500m")
+    service.add_argument("--memory", required=True, metavar="QUANTITY", help="e.g. 3Gi, 512Mi")
+    service.add_argument("--gpu", type=int, default=0, metavar="N", help="nvidia.com/gpu (default 0)")
+    service.add_argument("--overhead-cpu", default="0", metavar="QUANTITY", help="CPU the job pod adds (sidecars)")
+    service.add_argument("--overhead-memory", default="0", metavar="QUANTITY", help="memory the job pod adds")
+    policy = capacity.add_argument_group("policy and output")
+    policy.add_argument("--headroom", default="0.8", metavar="SHARE", help="share of the slots to use (default 0.8)")
+    policy.add_argument("--max", type=int, dest="maximum", metavar="N", help="cap on the total")
+    policy.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     capacity.set_defaults(handler=_plan_capacity)
 
 

@@ -21,7 +21,7 @@ GPU_RESOURCE = "nvidia.com/gpu"
 CONTROL_PLANE_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 _BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 _TERMINATED_PHASES = frozenset({"Succeeded", "Failed"})
-_EXCLUDED_NODES_NAMED = 5
+_NODES_NAMED_IN_EXPLANATION = 5
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,8 @@ def plan_capacity(
     Pods for which `ignore_pod` returns True are left out of the used capacity: the operator passes its own
     batch's pods, so re-planning while they run counts their slots as the batch's own.
     """
-    used_by_node = _requests_by_node(pods, ignore_pod)
+    millicores, units = _Parsed(cpu_millicores), _Parsed(whole_units)
+    used_by_node = _requests_by_node(pods, ignore_pod, millicores, units)
     nodes = list(nodes)
     workers_exist = not all(_is_control_plane(node) for node in nodes)
     plans = []
@@ -121,10 +122,10 @@ def plan_capacity(
         try:
             allocatable = node.get("status", {}).get("allocatable") or {}
             cpu, memory, gpus, pod_count = used_by_node.get(name, (0, 0, 0, 0))
-            free_cpu = cpu_millicores(allocatable.get("cpu", 0)) - cpu
-            free_memory = whole_units(allocatable.get("memory", 0)) - memory
-            free_gpus = whole_units(allocatable.get(GPU_RESOURCE, 0)) - gpus
-            free_pods = whole_units(allocatable.get("pods", 0)) - pod_count
+            free_cpu = millicores[allocatable.get("cpu", 0)] - cpu
+            free_memory = units[allocatable.get("memory", 0)] - memory
+            free_gpus = units[allocatable.get(GPU_RESOURCE, 0)] - gpus
+            free_pods = units[allocatable.get("pods", 0)] - pod_count
         except ValueError as error:
             raise ValueError(f"node {name}: {error}") from None
         exclusion = _exclusion_reason(node, workers_exist, policy.tolerations)
@@ -147,30 +148,7 @@ def plan_from_oscar_status(status: Json, needs: Needs, policy: Policy = Policy()
 
 def pod_requests(pod: Json) -> tuple[int, int, int]:
     """(cpu millicores, memory bytes, GPUs) the scheduler reserves for a pod, native sidecars included."""
-    spec = pod.get("spec") or {}
-    cpu = memory = gpus = 0
-    for container in spec.get("containers") or ():
-        c, m, g = _container_requests(container)
-        cpu, memory, gpus = cpu + c, memory + m, gpus + g
-    # An init container runs alone, beside the native sidecars (restartPolicy Always) started before it;
-    # sidecars keep running with the main containers. Without sidecars this is max(Σ containers, max init).
-    sidecar_cpu = sidecar_memory = sidecar_gpus = 0
-    init_cpu = init_memory = init_gpus = 0
-    for container in spec.get("initContainers") or ():
-        c, m, g = _container_requests(container)
-        if container.get("restartPolicy") == "Always":
-            sidecar_cpu, sidecar_memory, sidecar_gpus = sidecar_cpu + c, sidecar_memory + m, sidecar_gpus + g
-            cpu, memory, gpus = cpu + c, memory + m, gpus + g
-            c, m, g = sidecar_cpu, sidecar_memory, sidecar_gpus
-        else:
-            c, m, g = c + sidecar_cpu, m + sidecar_memory, g + sidecar_gpus
-        init_cpu, init_memory, init_gpus = max(init_cpu, c), max(init_memory, m), max(init_gpus, g)
-    overhead = spec.get("overhead") or {}
-    return (
-        max(cpu, init_cpu) + cpu_millicores(overhead.get("cpu", 0)),
-        max(memory, init_memory) + whole_units(overhead.get("memory", 0)),
-        max(gpus, init_gpus) + whole_units(overhead.get(GPU_RESOURCE, 0)),
-    )
+    return _pod_requests(pod.get("spec") or {}, _Parsed(cpu_millicores), _Parsed(whole_units))
 
 
 def tolerates(toleration: Json, taint: Json) -> bool:
@@ -185,26 +163,68 @@ def tolerates(toleration: Json, taint: Json) -> bool:
     return operator == "Equal" and toleration.get("value", "") == taint.get("value", "")
 
 
-def _container_requests(container: Json) -> tuple[int, int, int]:
-    requests = (container.get("resources") or {}).get("requests") or {}
-    return (
-        cpu_millicores(requests.get("cpu", 0)),
-        whole_units(requests.get("memory", 0)),
-        whole_units(requests.get(GPU_RESOURCE, 0)),
-    )
+class _Parsed(dict[str | int, int]):
+    """Memo of one quantity parser for one plan: pods share a handful of distinct strings."""
+
+    def __init__(self, parse: Callable[[str | int], int]) -> None:
+        super().__init__()
+        self._parse = parse
+
+    def __missing__(self, value: str | int) -> int:
+        parsed = self[value] = self._parse(value)
+        return parsed
 
 
-def _requests_by_node(pods: Iterable[Json], ignore_pod: Callable[[Json], bool] | None) -> dict[str, list[int]]:
+def _pod_requests(spec: Json, millicores: _Parsed, units: _Parsed) -> tuple[int, int, int]:
+    cpu = memory = gpus = 0
+    for container in spec.get("containers") or ():
+        c, m, g = _container_requests(container, millicores, units)
+        cpu, memory, gpus = cpu + c, memory + m, gpus + g
+    init_containers = spec.get("initContainers")
+    if init_containers:
+        # An init container runs alone, beside the native sidecars (restartPolicy Always) started before it;
+        # sidecars keep running with the main containers. Without sidecars: max(Σ containers, largest init).
+        sidecar_cpu = sidecar_memory = sidecar_gpus = 0
+        init_cpu = init_memory = init_gpus = 0
+        for container in init_containers:
+            c, m, g = _container_requests(container, millicores, units)
+            if container.get("restartPolicy") == "Always":
+                sidecar_cpu, sidecar_memory, sidecar_gpus = sidecar_cpu + c, sidecar_memory + m, sidecar_gpus + g
+                cpu, memory, gpus = cpu + c, memory + m, gpus + g
+                c, m, g = sidecar_cpu, sidecar_memory, sidecar_gpus
+            else:
+                c, m, g = c + sidecar_cpu, m + sidecar_memory, g + sidecar_gpus
+            init_cpu, init_memory, init_gpus = max(init_cpu, c), max(init_memory, m), max(init_gpus, g)
+        cpu, memory, gpus = max(cpu, init_cpu), max(memory, init_memory), max(gpus, init_gpus)
+    overhead = spec.get("overhead")
+    if overhead:
+        cpu += millicores[overhead.get("cpu", 0)]
+        memory += units[overhead.get("memory", 0)]
+        gpus += units[overhead.get(GPU_RESOURCE, 0)]
+    return cpu, memory, gpus
+
+
+def _container_requests(container: Json, millicores: _Parsed, units: _Parsed) -> tuple[int, int, int]:
+    requests = (container.get("resources") or {}).get("requests")
+    if not requests:
+        return 0, 0, 0
+    return millicores[requests.get("cpu", 0)], units[requests.get("memory", 0)], units[requests.get(GPU_RESOURCE, 0)]
+
+
+def _requests_by_node(
+    pods: Iterable[Json], ignore_pod: Callable[[Json], bool] | None, millicores: _Parsed, units: _Parsed
+) -> dict[str, list[int]]:
     """One pass over all pods: node name → [cpu, memory, gpus, pod count] of the pods holding resources there."""
     used: dict[str, list[int]] = {}
     for pod in pods:
-        node_name = (pod.get("spec") or {}).get("nodeName")
+        spec = pod.get("spec") or {}
+        node_name = spec.get("nodeName")
         if not node_name or (pod.get("status") or {}).get("phase") in _TERMINATED_PHASES:
             continue
         if ignore_pod is not None and ignore_pod(pod):
             continue
         try:
-            cpu, memory, gpus = pod_requests(pod)
+            cpu, memory, gpus = _pod_requests(spec, millicores, units)
         except ValueError as error:
             metadata = pod.get("metadata") or {}
             raise ValueError(f"pod {metadata.get('namespace', '')}/{metadata.get('name', '')}: {error}") from None
@@ -322,8 +342,8 @@ def _explain_nothing_fits(nodes: list[NodePlan], needs: Needs, policy: Policy, c
         return "no nodes to plan on"
     eligible = [node for node in nodes if node.limited_by != "excluded"]
     if not eligible:
-        named = ", ".join(f"{node.name} {node.reason}" for node in nodes[:_EXCLUDED_NODES_NAMED])
-        more = len(nodes) - _EXCLUDED_NODES_NAMED
+        named = ", ".join(f"{node.name} {node.reason}" for node in nodes[:_NODES_NAMED_IN_EXPLANATION])
+        more = len(nodes) - _NODES_NAMED_IN_EXPLANATION
         return f"no eligible worker node: {named}" + (f" and {more} more" if more > 0 else "")
     if cluster_slots:
         return f"the cluster fits {cluster_slots}, and headroom {float(policy.headroom):g} of that rounds down to 0"
@@ -345,5 +365,5 @@ def _explain_nothing_fits(nodes: list[NodePlan], needs: Needs, policy: Policy, c
         shortfalls.append("every eligible node is at its pod limit")
     if shortfalls:
         return "; ".join(shortfalls)
-    short_of = ", ".join(f"{node.name} short of {node.limited_by}" for node in eligible[:_EXCLUDED_NODES_NAMED])
+    short_of = ", ".join(f"{node.name} short of {node.limited_by}" for node in eligible[:_NODES_NAMED_IN_EXPLANATION])
     return f"free capacity is fragmented: no eligible node has enough of everything at once ({short_of})"

@@ -1,7 +1,6 @@
 """Kubernetes resource quantities ("500m", "1.5", "3Gi", "1e9") parsed exactly, without floats."""
 from __future__ import annotations
 
-import functools
 import math
 import re
 from fractions import Fraction
@@ -53,13 +52,11 @@ def parse_quantity(value: str | int) -> Fraction:
     return Fraction(number) * multiplier
 
 
-@functools.lru_cache(maxsize=4096, typed=True)
 def cpu_millicores(value: str | int) -> int:
     """CPU in millicores, rounded up as Kubernetes does for requests ("0.1m" counts as 1m)."""
     return math.ceil(parse_quantity(value) * 1000)
 
 
-@functools.lru_cache(maxsize=4096, typed=True)
 def whole_units(value: str | int) -> int:
     """Memory, GPUs, pods…: the quantity in whole units, rounded up."""
     return math.ceil(parse_quantity(value))

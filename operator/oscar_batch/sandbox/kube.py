@@ -11,6 +11,7 @@ The sandbox's own controllers (OSCAR simulator, job runner) change objects in-pr
 from __future__ import annotations
 
 import asyncio
+import base64
 import copy
 import datetime
 import itertools
@@ -185,6 +186,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(),
                         resourceVersion=self._next_revision(), generation=1)
+        if resource.plural == "secrets" and resource.group == "":
+            _encode_string_data(obj)
         if info is not None and info.kind:
             obj.setdefault("kind", info.kind)
             obj.setdefault("apiVersion", f"{resource.group}/{resource.version}".lstrip("/"))
@@ -205,6 +208,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         for immutable in ("uid", "creationTimestamp", "generation", "name", "namespace"):
             metadata.pop(immutable, None)
         metadata["resourceVersion"] = self._next_revision()
+        if resource.plural == "secrets" and resource.group == "" and "stringData" in patch:
+            _encode_string_data(patch)
         if "spec" in patch and request.subresource is None:
             current = self.get(resource, request.namespace, request.name)
             if current is not None and _merged(current.get("spec", {}), patch["spec"]) != current.get("spec", {}):
@@ -265,6 +270,13 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 for obj in objs
             ],
         }
+
+
+def _encode_string_data(secret: dict[str, Any]) -> None:
+    """A Secret's `stringData` is write-only: the API server stores it base64-encoded in `data`."""
+    string_data = secret.pop("stringData", None) or {}
+    data = secret.setdefault("data", {})
+    data.update({key: base64.b64encode(value.encode()).decode() for key, value in string_data.items()})
 
 
 def _merged(current: Any, patch: Any) -> Any:

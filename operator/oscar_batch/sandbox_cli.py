@@ -1,4 +1,8 @@
-"""`oscar-batch sandbox`: run the embedded cluster until interrupted, for people, kubectl and other processes."""
+"""`oscar-batch sandbox`: run the embedded cluster until interrupted, for people, kubectl and other processes.
+
+The sandbox needs the `sandbox` extra (kmock, moto); it is imported only when a sandbox command runs, so the
+operator's image works without it.
+"""
 from __future__ import annotations
 
 import argparse
@@ -9,8 +13,10 @@ import pathlib
 import signal
 import sys
 
-from oscar_batch.sandbox import Sandbox
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from oscar_batch.sandbox.config import SandboxConfig
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -21,6 +27,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     add_sandbox_options(parser)
     parser.add_argument("--kubeconfig", type=pathlib.Path, required=True,
                         help="where to write a kubeconfig for the sandbox's API server")
+    parser.add_argument("--manifests", type=pathlib.Path,
+                        help="also write ready-to-apply Secrets and an OscarBatchJob for the sandbox here")
     parser.set_defaults(handler=run_sandbox)
 
 
@@ -40,6 +48,8 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+
     return SandboxConfig(
         nodes=(control_plane(), *workers(args.workers, cpu=args.worker_cpu, memory=args.worker_memory)),
         items=args.items,
@@ -50,17 +60,24 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
 
 
 def run_sandbox(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(config_from_args(args), args.kubeconfig))
+    return asyncio.run(_serve(config_from_args(args), args.kubeconfig, args.manifests))
 
 
-async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path) -> int:
+async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path, manifests: pathlib.Path | None) -> int:
+    from oscar_batch.sandbox import Sandbox
+    from oscar_batch.sandbox.handoff import write_batch_manifests
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with Sandbox(config) as sandbox:
         sandbox.write_kubeconfig(kubeconfig)
-        print(json.dumps({**sandbox.info, "kubeconfig": str(kubeconfig.resolve())}), flush=True)
+        handoff = {"kubeconfig": str(kubeconfig.resolve())}
+        if manifests:
+            write_batch_manifests(manifests, sandbox.info)
+            handoff["manifests"] = str(manifests.resolve())
+        print(json.dumps({**sandbox.info, **handoff}), flush=True)
         print(f"sandbox ready: kubectl --kubeconfig {kubeconfig} get nodes   (Ctrl-C to stop)",
               file=sys.stderr, flush=True)
         await stop.wait()

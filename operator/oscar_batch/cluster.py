@@ -1,0 +1,97 @@
+"""The operator's Kubernetes API client (`pykube-ng`): Nodes and Pods for planning, Secrets, batch status.
+
+kopf watches and reacts; everything the operator reads or writes on its own initiative goes through here.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import pykube
+import requests
+
+GROUP, VERSION, PLURAL = "batch.oscarbatch.dev", "v1alpha1", "oscarbatchjobs"
+LIST_PAGE = 500
+
+
+class KubeError(Exception):
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Forbidden(KubeError):
+    """The operator's ServiceAccount may not do this (HTTP 403)."""
+
+
+class Kube:
+    def __init__(self, api: pykube.HTTPClient) -> None:
+        self.api = api
+
+    @classmethod
+    def from_environment(cls) -> Kube:
+        """In-cluster ServiceAccount when running in a pod, else $KUBECONFIG or ~/.kube/config."""
+        return cls(pykube.HTTPClient(pykube.KubeConfig.from_env()))
+
+    def nodes(self) -> list[dict[str, Any]]:
+        return list(self._list("nodes", what="nodes"))
+
+    def pods(self) -> Iterable[dict[str, Any]]:
+        """Every pod of the cluster, page by page (a large cluster's pod list is never one response)."""
+        return self._list("pods", what="pods")
+
+    def secret(self, namespace: str, name: str, keys: Iterable[str]) -> dict[str, str]:
+        """The named keys of a Secret, decoded. Absent keys are left out; the values never reach a message."""
+        secret = self._get(f"secrets/{name}", namespace=namespace, what=f"Secret {namespace}/{name}")
+        data = secret.get("data") or {}
+        return {key: base64.b64decode(data[key]).decode() for key in keys if key in data}
+
+    def batch(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self._get(f"{PLURAL}/{name}", namespace=namespace, version=f"{GROUP}/{VERSION}",
+                             what=f"OscarBatchJob {namespace}/{name}")
+        except KubeError as error:
+            if error.code == 404:
+                return None
+            raise
+
+    def patch_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        response = self.api.patch(url=f"{PLURAL}/{name}/status", namespace=namespace, version=f"{GROUP}/{VERSION}",
+                                  headers={"Content-Type": "application/merge-patch+json"},
+                                  data=json.dumps({"status": status}))
+        self._check(response, f"status of OscarBatchJob {namespace}/{name}")
+
+    def _list(self, plural: str, *, what: str) -> Iterable[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": LIST_PAGE}
+        while True:
+            page = self._get(plural, what=what, params=params)
+            yield from page.get("items") or ()
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return
+            params = {"limit": LIST_PAGE, "continue": token}
+
+    def _get(self, url: str, *, what: str, namespace: str | None = None, version: str = "v1",
+             params: dict[str, Any] | None = None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"url": url, "version": version, "params": params}
+        if namespace is not None:
+            kwargs["namespace"] = namespace
+        try:
+            response = self.api.get(**kwargs)
+        except requests.RequestException as error:
+            raise KubeError(f"reading {what}: cannot reach the Kubernetes API ({type(error).__name__})") from None
+        self._check(response, f"reading {what}")
+        return response.json()
+
+    @staticmethod
+    def _check(response: requests.Response, doing: str) -> None:
+        if response.ok:
+            return
+        try:
+            message = response.json().get("message", "")
+        except ValueError:
+            message = response.text[:200]
+        error_class = Forbidden if response.status_code == 403 else KubeError
+        raise error_class(f"{doing}: Kubernetes answered {response.status_code}: {message}", response.status_code)

@@ -1,0 +1,75 @@
+"""kopf wiring: settings, the index of the Jobs OSCAR creates, and one daemon per OscarBatchJob. Thin on purpose.
+
+The operator writes nothing under `kopf.zalando.org`: its finalizer and any handler progress use the
+project's own names, and progress lives in `status.kopf`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from oscar_batch import cluster, invocation
+from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
+
+FINALIZER = f"{cluster.GROUP}/finalizer"
+TIMING = Timing()
+BATCHES = ActiveBatches()
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress",
+                                                                       touch_field="status.kopf.dummy")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=cluster.GROUP, key="last-handled-configuration")
+    settings.peering.standalone = True
+    settings.posting.level = logging.INFO
+    # One thread per running batch plus a few for the framework.
+    settings.execution.max_workers = 64
+
+
+@kopf.index("batch", "v1", "jobs")
+def batch_jobs(name: str, body: kopf.Body, **_: Any) -> dict[str, JobSeen] | None:
+    """Jobs of OscarBatchJobs, keyed by the batch UID's first characters; other Jobs are not kept."""
+    identity = invocation.identify(body)
+    if identity is None:
+        return None
+    job_status = body.get("status") or {}
+    seen = JobSeen(name=name, identity=identity, outcome=invocation.outcome(body),
+                   started=job_status.get("startTime"), finished=job_status.get("completionTime"))
+    return {_index_key(identity.batch_uid): seen}
+
+
+def _index_key(uid: str) -> str:
+    return uid.replace("-", "")[:invocation.UID_CHARS]
+
+
+# Not filtered by phase: kopf would cancel the daemon the moment it writes the final phase. A finished
+# batch's daemon returns at once instead.
+@kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
+def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, batch_jobs: kopf.Index, **_: Any) -> None:
+    key = _index_key(body["metadata"]["uid"])
+
+    def jobs() -> list[JobSeen]:
+        return _snapshot(lambda: list(batch_jobs.get(key, [])))
+
+    def all_job_names() -> set[str]:
+        return _snapshot(lambda: {job.name for store in list(batch_jobs.values()) for job in store})
+
+    def emit(kind: str, reason: str, message: str) -> None:
+        kopf.event(body, type=kind, reason=reason, message=message)
+
+    BatchController(body=body, jobs=jobs, all_job_names=all_job_names, stopped=stopped,
+                    kube=cluster.Kube.from_environment(), emit=emit, batches=BATCHES, timing=TIMING).run()
+
+
+def _snapshot(read):
+    """Copy the index from the daemon's thread while kopf's event loop may be changing it."""
+    while True:
+        try:
+            return read()
+        except RuntimeError:  # changed size during iteration: read again
+            continue

@@ -1,0 +1,100 @@
+"""The manifest in S3 (`minio`): the inputs of a batch, one object key per line, in listing order.
+
+The listing streams through the spec's filters into a spooled temporary file, so a bucket of millions of
+objects is never one Python list. The manifest object records which batch wrote it (UID, namespace/name,
+item count) in its S3 metadata: a restarted operator reuses its own manifest instead of listing again, and
+refuses a manifest key another unfinished batch owns.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import tempfile
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import minio
+from minio.error import S3Error
+
+from oscar_batch.spec import BatchSpec
+
+UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
+SPOOL_BYTES = 16 * 1024 * 1024
+PROGRESS_EVERY = 10_000
+
+
+class StorageError(Exception):
+    """S3 refused or failed; the message says what and where, never with credentials."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestOwner:
+    uid: str
+    batch: str      # namespace/name
+    items: int
+
+
+def client(spec: BatchSpec, access_key: str, secret_key: str) -> minio.Minio:
+    url = urllib.parse.urlsplit(spec.s3_endpoint)
+    return minio.Minio(url.netloc, access_key=access_key, secret_key=secret_key,
+                       secure=url.scheme == "https", region=spec.s3_region)
+
+
+def uri(spec: BatchSpec, key: str) -> str:
+    return f"s3://{spec.bucket}/{key}"
+
+
+def owner(s3: minio.Minio, spec: BatchSpec) -> ManifestOwner | None:
+    """Who wrote the manifest at the spec's key, or None when there is none (or a foreign file without marks)."""
+    try:
+        stat = s3.stat_object(spec.bucket, spec.manifest_key)
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+            return None
+        raise _storage_error(error, f"reading {uri(spec, spec.manifest_key)}") from None
+    metadata = {key.lower(): value for key, value in (stat.metadata or {}).items()}
+    uid = metadata.get(f"x-amz-meta-{UID_META}")
+    if not uid:
+        return None
+    return ManifestOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"),
+                         items=int(metadata.get(f"x-amz-meta-{ITEMS_META}", "0")))
+
+
+def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
+          on_progress: Callable[[int], None] = lambda listed: None) -> int:
+    """List the inputs into the manifest object. Returns the number of inputs."""
+    items = 0
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        try:
+            for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
+                if not obj.is_dir and spec.is_input(obj.object_name):
+                    spool.write(obj.object_name.encode() + b"\n")
+                    items += 1
+                if listed % PROGRESS_EVERY == 0:
+                    on_progress(listed)
+        except S3Error as error:
+            raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
+        size = spool.tell()
+        spool.seek(0)
+        metadata = {UID_META: batch_uid, BATCH_META: batch, ITEMS_META: str(items)}
+        _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
+    return items
+
+
+def write_results(s3: minio.Minio, spec: BatchSpec, results: dict[str, Any]) -> None:
+    body = json.dumps(results, separators=(",", ":")).encode()
+    _put(s3, spec, spec.results_key, io.BytesIO(body), len(body), "application/json", {})
+
+
+def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, content_type: str,
+         metadata: dict[str, str]) -> None:
+    try:
+        s3.put_object(spec.bucket, key, data, size, content_type=content_type, metadata=metadata)
+    except S3Error as error:
+        raise _storage_error(error, f"writing {uri(spec, key)}") from None
+
+
+def _storage_error(error: S3Error, doing: str) -> StorageError:
+    return StorageError(f"{doing}: S3 answered {error.code}: {error.message}")

@@ -1,0 +1,41 @@
+"""`oscar-batch run`: the operator, against the current kubeconfig or the in-cluster ServiceAccount."""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+
+import kopf
+
+from oscar_batch import handlers
+from oscar_batch.batch import Timing
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("run", help="run the OscarBatchJob operator",
+                                 description="Runs the operator until interrupted. Uses --kubeconfig, else "
+                                             "$KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config.")
+    parser.add_argument("--kubeconfig", type=pathlib.Path, help="kubeconfig file to use")
+    parser.add_argument("--namespace", action="append", default=[],
+                        help="watch only this namespace (repeatable; include the OSCAR services namespace); "
+                             "default: all namespaces")
+    parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    defaults = Timing()
+    parser.add_argument("--tick", type=float, default=defaults.tick,
+                        help=f"seconds between looks at the Jobs (default {defaults.tick})")
+    parser.add_argument("--plan-interval", type=float, default=defaults.plan_interval,
+                        help=f"seconds between capacity plans while nothing ends (default {defaults.plan_interval})")
+    parser.add_argument("--status-interval", type=float, default=defaults.status_interval,
+                        help=f"minimum seconds between status patches (default {defaults.status_interval})")
+    parser.set_defaults(handler=run_operator)
+
+
+def run_operator(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
+    handlers.TIMING = Timing(tick=args.tick, plan_interval=args.plan_interval,
+                             min_replan=min(Timing().min_replan, args.plan_interval),
+                             status_interval=args.status_interval)
+    kopf.configure(verbose=args.verbose)
+    kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace)
+    return 0

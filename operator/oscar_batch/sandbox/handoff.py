@@ -1,0 +1,51 @@
+"""Ready-to-apply manifests for a running sandbox: its Secrets and an OscarBatchJob over its bucket."""
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import yaml
+
+BATCH_NAME = "fish-detector-batch"
+OSCAR_SECRET, S3_SECRET = "oscar-credentials", "minio-credentials"
+
+
+def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str = BATCH_NAME,
+                    **spec_overrides: Any) -> list[dict[str, Any]]:
+    oscar, s3 = info["oscar"], info["s3"]
+    secrets = [
+        _secret(OSCAR_SECRET, namespace, {"username": oscar["username"], "password": oscar["password"]}),
+        _secret(S3_SECRET, namespace, {"accessKey": s3["accessKey"], "secretKey": s3["secretKey"]}),
+    ]
+    batch = {
+        "apiVersion": "batch.oscarbatch.dev/v1alpha1",
+        "kind": "OscarBatchJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "service": oscar["service"],
+            "oscar": {"endpoint": oscar["endpoint"], "credentialsSecret": OSCAR_SECRET,
+                      "servicesNamespace": oscar["servicesNamespace"]},
+            "storage": {"endpoint": s3["endpoint"], "region": s3["region"], "credentialsSecret": S3_SECRET,
+                        "bucket": s3["bucket"], "prefix": s3["prefix"], "include": ["*.jpg"],
+                        "exclude": ["thumbs/*"]},
+            "retries": 2,
+            **spec_overrides,
+        },
+    }
+    return [*secrets, batch]
+
+
+def write_batch_manifests(directory: pathlib.Path, info: dict[str, Any]) -> list[pathlib.Path]:
+    """Write `00-secrets.yaml` and `10-batchjob.yaml`, so that `kubectl apply -f DIR` starts a batch."""
+    directory.mkdir(parents=True, exist_ok=True)
+    *secrets, batch = batch_manifests(info)
+    files = {directory / "00-secrets.yaml": secrets, directory / "10-batchjob.yaml": [batch]}
+    for path, documents in files.items():
+        path.write_text(yaml.safe_dump_all(documents, sort_keys=False))
+        path.chmod(0o600)
+    return list(files)
+
+
+def _secret(name: str, namespace: str, values: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": {"name": name, "namespace": namespace}, "stringData": values}

@@ -1,0 +1,491 @@
+"""The sandbox's OSCAR Manager: the REST API of `oscar-api.md`, served over the emulator's objects.
+
+What OSCAR reads from Kubernetes (Nodes, Pods, Jobs) it reads from the emulator; what it creates (one Job per
+asynchronous invocation) it creates there. Two things a real cluster has are modelled:
+- live usage (metrics-server) is a fixed share of the requests of the Pods that are Running;
+- Pod logs come from the job runner (`pod_logs`), the sandbox's kubelet.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import re
+import uuid
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+import aiohttp.web
+import kmock
+
+from oscar_batch.sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
+from oscar_batch.sandbox.kube import SandboxKubernetes
+from oscar_batch.sandbox.runner import (
+    GPU_RESOURCE,
+    JOBS,
+    MAIN_CONTAINER,
+    NODES,
+    PODS,
+    Resources,
+    container_requests,
+    holds_resources,
+    is_finished,
+    node_allocatable,
+    node_is_ready,
+    pod_phase,
+)
+
+Json = dict[str, Any]
+PodLogs = Callable[[str, str], str | None]
+
+JOB_LISTING_LIMIT = 70
+TTL_JOB_SECONDS = 2592000
+SERVICE_LABEL = "oscar_service"
+# OSCAR shortens long service names in generated job names so that they stay valid object names.
+LONG_SERVICE_NAME = 25
+SHORTENED_SERVICE_NAME = 16
+CONTROL_PLANE_LABELS = (CONTROL_PLANE_LABEL, "node-role.kubernetes.io/master")
+# No metrics-server in the sandbox: live usage is modelled as this share of what Running pods request.
+USAGE_SHARE_OF_REQUESTS = 0.75
+# Job names become the `job-name` label of their pods, hence the 63-character limit of a label value.
+JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+MAX_JOB_NAME = 63
+TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # what Go's strconv.ParseBool accepts as true
+RCLONE_MOUNT_POINT = "/mnt"
+VERSION = "v3.6.0-sandbox"
+KUBERNETES_VERSION = "v1.33.0"
+
+
+# ---- /system/status: pure functions of Nodes and Pods ------------------------------------------
+
+def _is_control_plane(node: Json) -> bool:
+    labels = node["metadata"].get("labels") or {}
+    return any(label in labels for label in CONTROL_PLANE_LABELS)
+
+
+def reported_nodes(nodes: list[Json]) -> list[Json]:
+    """The nodes OSCAR reports: control-plane nodes are left out when worker nodes exist."""
+    workers = [node for node in nodes if not _is_control_plane(node)]
+    return workers or nodes
+
+
+def node_load(nodes: Iterable[Json], pods: Iterable[Json]) -> dict[str, tuple[Resources, Resources]]:
+    """Node name → (requests, usage). OSCAR sums the containers of the pods that are not Succeeded/Failed."""
+    load = {node["metadata"]["name"]: (Resources(), Resources()) for node in nodes}
+    for pod in pods:
+        node_name = pod["spec"].get("nodeName")
+        if node_name not in load or not holds_resources(pod):
+            continue
+        requests = sum((container_requests(c) for c in pod["spec"].get("containers") or ()), Resources())
+        requested, used = load[node_name]
+        if pod_phase(pod) == "Running":
+            used += Resources(cpu=int(requests.cpu * USAGE_SHARE_OF_REQUESTS),
+                              memory=int(requests.memory * USAGE_SHARE_OF_REQUESTS))
+        load[node_name] = (requested + requests, used)
+    return load
+
+
+def current_status(nodes: list[Json], pods: list[Json], jobs: list[Json], services_namespace: str) -> Json:
+    """The status format since late 2025. Free = allocatable − live usage, over the reported nodes;
+    schedulable = allocatable − requests, over the reported nodes that are Ready and not cordoned."""
+    nodes = reported_nodes(nodes)
+    load = node_load(nodes, pods)
+    details, free, schedulable = [], [], []
+    for node in nodes:
+        name = node["metadata"]["name"]
+        capacity = node_allocatable(node)
+        requested, used = load[name]
+        free.append(capacity - used)
+        if node_is_ready(node) and not node["spec"].get("unschedulable"):
+            schedulable.append(capacity - requested)
+        conditions = (node.get("status") or {}).get("conditions") or ()
+        details.append({
+            "name": name,
+            "cpu": {"capacity_cores": capacity.cpu, "usage_cores": used.cpu, "request_cores": requested.cpu},
+            "memory": {"capacity_bytes": capacity.memory, "usage_bytes": used.memory,
+                       "request_bytes": requested.memory},
+            "gpu": capacity.gpus,
+            "is_interlink": False,
+            "status": "Ready" if node_is_ready(node) else "NotReady",
+            "conditions": [{"type": c.get("type"), "status": c.get("status") == "True"} for c in conditions],
+        })
+    service_pods = [pod for pod in pods if pod["metadata"].get("namespace") == services_namespace]
+    states: dict[str, int] = {}
+    for pod in service_pods:
+        states[pod_phase(pod)] = states.get(pod_phase(pod), 0) + 1
+    return {
+        "cluster": {
+            "nodes_count": len(nodes),
+            "metrics": {
+                "cpu": {"total_free_cores": sum(r.cpu for r in free),
+                        "max_free_on_node_cores": max((r.cpu for r in free), default=0),
+                        "total_schedulable_cores": sum(r.cpu for r in schedulable),
+                        "total_schedulable_on_node_cores": max((r.cpu for r in schedulable), default=0)},
+                "memory": {"total_free_bytes": sum(r.memory for r in free),
+                           "max_free_on_node_bytes": max((r.memory for r in free), default=0),
+                           "total_schedulable_bytes": sum(r.memory for r in schedulable),
+                           "max_schedulable_on_node_bytes": max((r.memory for r in schedulable), default=0)},
+                "gpu": {"total_gpu": sum(node_allocatable(node).gpus for node in nodes)},
+            },
+            "nodes": details,
+        },
+        "oscar": {"deployment_name": "oscar", "ready": True, "jobs_count": len(jobs),
+                  "pods": {"total": len(service_pods), "states": states},
+                  "oidc": {"enabled": False, "issuers": [], "groups": []}},
+        # The simulator does not look into the object store.
+        "minio": {"buckets_count": 0, "total_objects": 0},
+    }
+
+
+def legacy_status(nodes: list[Json], pods: list[Json]) -> Json:
+    """The 2024 format: strings per node, free = allocatable − live usage, summed over the reported nodes."""
+    nodes = reported_nodes(nodes)
+    load = node_load(nodes, pods)
+    details, free = [], []
+    for node in nodes:
+        name = node["metadata"]["name"]
+        capacity = node_allocatable(node)
+        used = load[name][1]
+        free.append(capacity - used)
+        details.append({
+            "nodeName": name,
+            "cpuCapacity": str(capacity.cpu), "cpuUsage": str(used.cpu),
+            "cpuPercentage": f"{_percent(used.cpu, capacity.cpu):.2f}",
+            "memoryCapacity": str(capacity.memory), "memoryUsage": str(used.memory),
+            "memoryPercentage": f"{_percent(used.memory, capacity.memory):.2f}",
+        })
+    gpus = sum(node_allocatable(node).gpus for node in nodes)
+    return {
+        "numberNodes": len(nodes),
+        "cpuFreeTotal": sum(r.cpu for r in free), "cpuMaxFree": max((r.cpu for r in free), default=0),
+        "memoryFreeTotal": sum(r.memory for r in free), "memoryMaxFree": max((r.memory for r in free), default=0),
+        "hasGPU": gpus > 0, "gpusTotal": gpus,
+        "detail": details,
+    }
+
+
+def _percent(part: int, whole: int) -> float:
+    return 100 * part / whole if whole else 0.0
+
+
+# ---- POST /job: the Job OSCAR creates -----------------------------------------------------------
+
+def generated_job_name(service_name: str) -> str:
+    prefix = service_name[:SHORTENED_SERVICE_NAME] if len(service_name) >= LONG_SERVICE_NAME else service_name
+    return f"{prefix}-{uuid.uuid4()}"
+
+
+def job_name_problem(name: str) -> str | None:
+    """The API server's objection to `name` as a Job name, in its words; None when valid."""
+    if len(name) > MAX_JOB_NAME:
+        return f"must be no more than {MAX_JOB_NAME} characters"
+    if not JOB_NAME.fullmatch(name):
+        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+                "and must start and end with an alphanumeric character")
+    return None
+
+
+def service_resources(service: Json) -> Json:
+    """The container resources of one invocation. OSCAR sets limits; the API server defaults requests to them."""
+    limits = {key: service[field] for key, field in (("cpu", "cpu"), ("memory", "memory")) if service.get(field)}
+    if service.get("enable_gpu"):
+        limits[GPU_RESOURCE] = "1"
+    return {"limits": limits, "requests": dict(limits)}
+
+
+def mount_sidecar(service: Json) -> Json:
+    """OSCAR's rclone container for a service `mount`. OSCAR gives it no resources, so it requests none.
+    The storage credentials OSCAR passes it are left out: in the sandbox nothing mounts anything."""
+    return {
+        "name": "rclone-container",
+        "image": "rclone/rclone",
+        "command": ["/bin/sh"],
+        "ports": [{"containerPort": 9000}],
+        "securityContext": {"privileged": True},
+        "env": [{"name": "MNT_POINT", "value": RCLONE_MOUNT_POINT},
+                {"name": "MINIO_BUCKET", "value": service["mount"]["path"]}],
+        "volumeMounts": [{"name": "shared-data", "mountPath": RCLONE_MOUNT_POINT, "mountPropagation": "Bidirectional"},
+                         {"name": "ephemeral-data", "mountPath": "/tmpfolder", "mountPropagation": "Bidirectional"}],
+    }
+
+
+def invocation_job(service: Json, name: str, namespace: str, event: str) -> Json:
+    """The batch/v1 Job that OSCAR's POST /job/{service} creates for one event."""
+    variables = (service.get("environment") or {}).get("variables") or {}
+    container: Json = {
+        "name": MAIN_CONTAINER,
+        "image": service["image"],
+        "env": [*({"name": key, "value": value} for key, value in sorted(variables.items())),
+                {"name": "EVENT", "value": event},
+                {"name": "JOB_UUID", "value": name},
+                {"name": "RESOURCE_ID", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+        "resources": service_resources(service),
+    }
+    pod_spec: Json = {"containers": [container], "restartPolicy": "Never"}
+    if (service.get("mount") or {}).get("storage_provider"):
+        container["volumeMounts"] = [
+            {"name": "shared-data", "mountPath": RCLONE_MOUNT_POINT, "mountPropagation": "HostToContainer"},
+            {"name": "ephemeral-data", "mountPath": "/tmpfolder", "mountPropagation": "HostToContainer"}]
+        pod_spec["containers"].append(mount_sidecar(service))
+        pod_spec["volumes"] = [{"name": "shared-data", "emptyDir": {}}, {"name": "ephemeral-data", "emptyDir": {}}]
+        pod_spec["terminationGracePeriodSeconds"] = 5
+    labels = {**(service.get("labels") or {}), SERVICE_LABEL: service["name"]}
+    annotations = dict(service.get("annotations") or {})
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "annotations": annotations},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": TTL_JOB_SECONDS,
+            "template": {"metadata": {"labels": dict(labels), "annotations": dict(annotations)}, "spec": pod_spec},
+        },
+    }
+
+
+# ---- /system/logs: listing a service's jobs -----------------------------------------------------
+
+def job_info(job: Json, pods: list[Json]) -> Json:
+    """One entry of the job listing: the pod's phase and the times of its service container."""
+    info: Json = {"status": "Suspended" if job["spec"].get("suspend") else "Pending",
+                  "creation_time": job["metadata"].get("creationTimestamp")}
+    if pods:
+        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        info["status"] = pod_phase(pod)
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            if status.get("name") != MAIN_CONTAINER:
+                continue
+            state = status.get("state") or {}
+            if "running" in state:
+                info["start_time"] = state["running"].get("startedAt")
+            elif "terminated" in state:
+                info["start_time"] = state["terminated"].get("startedAt")
+                info["finish_time"] = state["terminated"].get("finishedAt")
+    return {key: value for key, value in info.items() if value is not None}
+
+
+def encode_page_token(last_name: str) -> str:
+    return base64.urlsafe_b64encode(last_name.encode()).decode()
+
+
+def decode_page_token(token: str) -> str:
+    try:
+        return base64.b64decode(token.encode(), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("invalid page token") from None
+
+
+def job_page(names: list[str], after: str | None, limit: int) -> tuple[list[str], str, int]:
+    """(names on this page, token of the next page or "", how many jobs remain after it), in name order
+    as Kubernetes lists them."""
+    remaining = sorted(name for name in names if after is None or name > after)
+    page, rest = remaining[:limit], remaining[limit:]
+    return page, (encode_page_token(page[-1]) if rest else ""), len(rest)
+
+
+# ---- credentials ------------------------------------------------------------------------------
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def bearer_token(request: aiohttp.web.Request) -> str | None:
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme == "Bearer" and token.strip() else None
+
+
+def basic_credentials(request: aiohttp.web.Request) -> tuple[str, str] | None:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme != "Basic":
+        return None
+    try:
+        user, separator, password = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return (user, password) if separator else None
+
+
+# ---- the server -------------------------------------------------------------------------------
+
+class OscarSimulator:
+    """OSCAR Manager for one service of the sandbox. `await start()` returns its base URL."""
+
+    def __init__(self, kube: SandboxKubernetes, config: SandboxConfig, *,
+                 pod_logs: PodLogs | None = None, job_listing_limit: int = JOB_LISTING_LIMIT,
+                 oidc_tokens: Collection[str] = ()) -> None:
+        self._kube = kube
+        self._config = config
+        # Set by whoever runs the pods (the job runner's `pod_log`); without it, logs are empty.
+        self.pod_logs = pod_logs
+        self._job_listing_limit = job_listing_limit
+        self._oidc_tokens = tuple(oidc_tokens)
+        self._services = {config.service: config.service_definition()}
+        self._runner: aiohttp.web.AppRunner | None = None
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        app = aiohttp.web.Application(middlewares=[self._system_auth])
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/system/info", self._info)
+        app.router.add_get("/system/config", self._system_config)
+        app.router.add_get("/system/services", self._list_services)
+        app.router.add_get("/system/services/{service}", self._read_service)
+        app.router.add_get("/system/status", self._status)
+        app.router.add_get("/system/logs/{service}", self._list_jobs)
+        app.router.add_delete("/system/logs/{service}", self._delete_jobs)
+        app.router.add_get("/system/logs/{service}/{job}", self._job_logs)
+        app.router.add_delete("/system/logs/{service}/{job}", self._delete_job)
+        app.router.add_post("/job/{service}", self._invoke)
+        # No access log: it would only repeat every poll of the operator.
+        self._runner = aiohttp.web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = aiohttp.web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound_host, bound_port = self._runner.addresses[0][:2]
+        return f"http://{bound_host}:{bound_port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # ---- auth ----
+
+    def _oidc_token_valid(self, token: str) -> bool:
+        return any(_same(token, known) for known in self._oidc_tokens)
+
+    @aiohttp.web.middleware
+    async def _system_auth(self, request: aiohttp.web.Request, handler):
+        """/system/*: HTTP Basic with the cluster's credentials, or a Bearer OIDC token."""
+        if request.path.startswith("/system"):
+            token = bearer_token(request)
+            credentials = basic_credentials(request)
+            if token is not None:
+                allowed = self._oidc_token_valid(token)
+            elif credentials is not None:
+                # Both compared, always: the time taken says nothing about which one was wrong.
+                user_ok = _same(credentials[0], self._config.oscar_user)
+                password_ok = _same(credentials[1], self._config.oscar_password)
+                allowed = user_ok and password_ok
+            else:
+                allowed = False
+            if not allowed:
+                raise aiohttp.web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="Authorization Required"'})
+        return await handler(request)
+
+    def _service_token_valid(self, request: aiohttp.web.Request, service: Json) -> bool:
+        """/job/*: a Bearer token that is the service's token or an OIDC token; Basic auth is not accepted."""
+        token = bearer_token(request)
+        return token is not None and (_same(token, service["token"]) or self._oidc_token_valid(token))
+
+    # ---- handlers ----
+
+    def _service(self, request: aiohttp.web.Request) -> Json:
+        service = self._services.get(request.match_info["service"])
+        if service is None:
+            raise aiohttp.web.HTTPNotFound()
+        return service
+
+    async def _health(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.Response(text="Ok")
+
+    async def _info(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({
+            "version": VERSION, "arch": "amd64", "kubernetes_version": KUBERNETES_VERSION,
+            "serverless_backend": {"name": "Kubernetes", "version": KUBERNETES_VERSION}})
+
+    async def _system_config(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response({
+            "name": "oscar", "namespace": "oscar", "services_namespace": self._config.services_namespace,
+            "gpu_available": any(node.gpus for node in self._config.nodes),
+            "interLink_available": False, "yunikorn_enable": False, "oidc_groups": []})
+
+    async def _list_services(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(list(self._services.values()))
+
+    async def _read_service(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        return aiohttp.web.json_response(self._service(request))
+
+    async def _status(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        nodes, pods = self._kube.list(NODES), self._kube.list(PODS)
+        if self._config.legacy_status:
+            return aiohttp.web.json_response(legacy_status(nodes, pods))
+        jobs = self._kube.list(JOBS, self._config.services_namespace)
+        return aiohttp.web.json_response(current_status(nodes, pods, jobs, self._config.services_namespace))
+
+    async def _invoke(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # OSCAR reads the service before it checks the token: an unknown service is 404 whoever asks.
+        service = self._service(request)
+        if not self._service_token_valid(request, service):
+            raise aiohttp.web.HTTPUnauthorized()
+        event = (await request.read()).decode("utf-8", errors="replace")
+        name = request.headers.get("X-Delegated-Job-ID") or generated_job_name(service["name"])
+        problem = job_name_problem(name)
+        if problem is not None:
+            return aiohttp.web.Response(status=500, text=f'Job.batch "{name}" is invalid: metadata.name: '
+                                                         f'Invalid value: "{name}": {problem}')
+        job = invocation_job(service, name, self._config.services_namespace, event)
+        try:
+            await self._kube.create(JOBS, job)
+        except kmock.KubernetesError as error:
+            if error.status == 409:
+                return aiohttp.web.Response(status=500, text=f'jobs.batch "{name}" already exists')
+            raise
+        return aiohttp.web.Response(status=201)
+
+    def _service_jobs(self, service: Json) -> list[Json]:
+        return [job for job in self._kube.list(JOBS, self._config.services_namespace)
+                if (job["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service["name"]]
+
+    def _job_pods(self, job_name: str) -> list[Json]:
+        return [pod for pod in self._kube.list(PODS, self._config.services_namespace)
+                if (pod["metadata"].get("labels") or {}).get("job-name") == job_name]
+
+    async def _list_jobs(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        service = self._service(request)
+        token = request.query.get("page")
+        try:
+            after = decode_page_token(token) if token else None
+        except ValueError as error:
+            return aiohttp.web.Response(status=400, text=str(error))
+        jobs = {job["metadata"]["name"]: job for job in self._service_jobs(service)}
+        page, next_page, remaining = job_page(list(jobs), after, self._job_listing_limit)
+        return aiohttp.web.json_response({
+            "jobs": {name: job_info(jobs[name], self._job_pods(name)) for name in page},
+            "next_page": next_page,
+            "remaining_jobs": remaining,
+        })
+
+    async def _job_logs(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        service = self._service(request)
+        job_name = request.match_info["job"]
+        pods = [pod for pod in self._job_pods(job_name)
+                if (pod["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service["name"]]
+        if not pods:
+            raise aiohttp.web.HTTPNotFound()
+        pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        text = self.pod_logs(pod["metadata"]["namespace"], pod["metadata"]["name"]) if self.pod_logs else None
+        return aiohttp.web.Response(text=text or "")
+
+    async def _delete_job(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        service = self._service(request)
+        job = self._kube.get(JOBS, self._config.services_namespace, request.match_info["job"])
+        if job is None or (job["metadata"].get("labels") or {}).get(SERVICE_LABEL) != service["name"]:
+            raise aiohttp.web.HTTPNotFound()
+        await self._delete_with_pods(job)
+        return aiohttp.web.Response(status=204)
+
+    async def _delete_jobs(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        service = self._service(request)
+        everything = request.query.get("all", "false") in TRUE_WORDS
+        for job in self._service_jobs(service):
+            if everything or is_finished(job):
+                await self._delete_with_pods(job)
+        return aiohttp.web.Response(status=204)
+
+    async def _delete_with_pods(self, job: Json) -> None:
+        """Background propagation, done at once: the Job, then the Pods it owns."""
+        name = job["metadata"]["name"]
+        await self._kube.delete(JOBS, self._config.services_namespace, name)
+        for pod in self._job_pods(name):
+            await self._kube.delete(PODS, self._config.services_namespace, pod["metadata"]["name"])

@@ -1,0 +1,553 @@
+"""The sandbox's scheduler, kubelet and Job controller, and the behaviour of the OSCAR service they run.
+
+Kubernetes, reduced to what an operator can observe:
+- Job controller: one Pod per Job of the services namespace; Job status and conditions as Kubernetes (1.31+)
+  writes them; a Job whose Pod disappears fails (backoffLimit 0); Pods of deleted Jobs are deleted.
+- Scheduler: binds every unbound Pod of the cluster (FIFO) to a node that passes the default filters
+  (unschedulable, taints, nodeSelector, resources incl. `pods` and `nvidia.com/gpu`), preferring the least
+  requested node; otherwise the Pod stays Pending with `PodScheduled=False/Unschedulable` and the scheduler's
+  message. Free capacity is derived from Pod phases, so it is released when a Pod ends.
+- Kubelet: a bound Pod runs. A Job's Pod runs the service behaviour below; any other Pod runs forever.
+
+The service behaves like the fish detector: parse `EVENT`, read lines [start, end) (1-based, end exclusive) of
+the manifest from S3, spend a startup time and a time per item, write one result object per input.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import itertools
+import json
+import logging
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kmock
+import minio
+
+from oscar_batch.quantity import cpu_millicores, whole_units
+from oscar_batch.sandbox.config import Behaviour, SandboxConfig
+from oscar_batch.sandbox.kube import SandboxKubernetes, now_iso
+
+Json = dict[str, Any]
+
+JOBS = "batch/v1/jobs"
+PODS = "v1/pods"
+NODES = "v1/nodes"
+GPU_RESOURCE = "nvidia.com/gpu"
+MAIN_CONTAINER = "oscar-container"
+TERMINATED_PHASES = frozenset({"Succeeded", "Failed"})
+BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
+# A real cluster taints NotReady and cordoned nodes; the sandbox's nodes carry only the condition or the flag.
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+UNSCHEDULABLE_TAINT = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+# The alphabet Kubernetes draws generated name suffixes from (no vowels, no look-alike digits).
+NAME_SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+DEFAULT_PODS_PER_NODE = 110
+# Scheduling and deletions are event-driven; the tick only catches changes that raced a reconcile pass.
+TICK_SECONDS = 0.1
+
+log = logging.getLogger(__name__)
+
+
+# ---- resources: the scheduler's arithmetic ----------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpu: int = 0       # millicores
+    memory: int = 0    # bytes
+    gpus: int = 0
+    pods: int = 0
+
+    def __add__(self, other: Resources) -> Resources:
+        return Resources(self.cpu + other.cpu, self.memory + other.memory, self.gpus + other.gpus,
+                         self.pods + other.pods)
+
+    def __sub__(self, other: Resources) -> Resources:
+        return Resources(self.cpu - other.cpu, self.memory - other.memory, self.gpus - other.gpus,
+                         self.pods - other.pods)
+
+    def peak(self, other: Resources) -> Resources:
+        return Resources(max(self.cpu, other.cpu), max(self.memory, other.memory), max(self.gpus, other.gpus),
+                         max(self.pods, other.pods))
+
+
+def resource_list(quantities: Mapping[str, Any] | None) -> Resources:
+    quantities = quantities or {}
+    return Resources(cpu=cpu_millicores(quantities.get("cpu", 0)),
+                     memory=whole_units(quantities.get("memory", 0)),
+                     gpus=whole_units(quantities.get(GPU_RESOURCE, 0)))
+
+
+def container_requests(container: Json) -> Resources:
+    return resource_list((container.get("resources") or {}).get("requests"))
+
+
+def pod_requests(pod: Json) -> Resources:
+    """What the scheduler reserves: max(containers + sidecars, the peak of the init phase) + overhead, one pod."""
+    spec = pod.get("spec") or {}
+    containers = sum((container_requests(c) for c in spec.get("containers") or ()), Resources())
+    sidecars = init_peak = Resources()
+    for container in spec.get("initContainers") or ():
+        requests = container_requests(container)
+        if container.get("restartPolicy") == "Always":  # a native sidecar keeps running beside what follows
+            sidecars += requests
+            init_peak = init_peak.peak(sidecars)
+        else:
+            init_peak = init_peak.peak(requests + sidecars)
+    return (containers + sidecars).peak(init_peak) + resource_list(spec.get("overhead")) + Resources(pods=1)
+
+
+def holds_resources(pod: Json) -> bool:
+    return bool((pod.get("spec") or {}).get("nodeName")) and pod_phase(pod) not in TERMINATED_PHASES
+
+
+def pod_phase(pod: Json) -> str:
+    return (pod.get("status") or {}).get("phase") or "Pending"
+
+
+def node_allocatable(node: Json) -> Resources:
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    return resource_list(allocatable) + Resources(pods=int(allocatable.get("pods", DEFAULT_PODS_PER_NODE)))
+
+
+def node_is_ready(node: Json) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def free_by_node(nodes: Iterable[Json], pods: Iterable[Json]) -> dict[str, Resources]:
+    free = {node["metadata"]["name"]: node_allocatable(node) for node in nodes}
+    for pod in pods:
+        node_name = pod["spec"].get("nodeName")
+        if node_name in free and holds_resources(pod):
+            free[node_name] -= pod_requests(pod)
+    return free
+
+
+# ---- scheduling decisions ---------------------------------------------------------------------
+
+def tolerates(toleration: Json, taint: Mapping[str, Any]) -> bool:
+    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
+        return False
+    if toleration.get("operator") == "Exists":
+        return not toleration.get("key") or toleration["key"] == taint.get("key")
+    return toleration.get("key") == taint.get("key") and toleration.get("value", "") == taint.get("value", "")
+
+
+def _untolerated(taint: Mapping[str, Any], tolerations: list[Json]) -> bool:
+    return taint.get("effect") in BLOCKING_TAINT_EFFECTS and not any(tolerates(t, taint) for t in tolerations)
+
+
+def rejections(node: Json, pod: Json, requests: Resources, free: Resources) -> list[str]:
+    """Why the default scheduler's filters reject `node` for `pod`, in its wording; empty when the pod fits.
+
+    Like the scheduler, the first failing filter decides (unschedulable, taints, node selector, resources).
+    """
+    spec = pod.get("spec") or {}
+    tolerations = spec.get("tolerations") or []
+    if (node.get("spec") or {}).get("unschedulable") and _untolerated(UNSCHEDULABLE_TAINT, tolerations):
+        return ["node(s) were unschedulable"]
+    taints = list((node.get("spec") or {}).get("taints") or ())
+    if not node_is_ready(node):
+        taints.append(NOT_READY_TAINT)
+    for taint in taints:
+        if _untolerated(taint, tolerations):
+            return [f"node(s) had untolerated taint {{{taint.get('key', '')}: {taint.get('value', '')}}}"]
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if any(labels.get(key) != value for key, value in (spec.get("nodeSelector") or {}).items()):
+        return ["node(s) didn't match Pod's node affinity/selector"]
+    reasons = []
+    if requests.pods > free.pods:
+        reasons.append("Too many pods")
+    if requests.cpu > free.cpu:
+        reasons.append("Insufficient cpu")
+    if requests.memory > free.memory:
+        reasons.append("Insufficient memory")
+    if requests.gpus > free.gpus:
+        reasons.append(f"Insufficient {GPU_RESOURCE}")
+    return reasons
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    node: str | None
+    message: str = ""   # the scheduler's explanation when `node` is None
+
+
+def place(pod: Json, nodes: list[Json], free: Mapping[str, Resources]) -> Placement:
+    """The node the default scheduler would bind `pod` to (least requested CPU first), or why none fits."""
+    if not nodes:
+        return Placement(None, "no nodes available to schedule pods")
+    requests = pod_requests(pod)
+    fitting: list[tuple[int, str]] = []
+    reasons: dict[str, int] = {}
+    resource_starved = 0
+    for node in nodes:
+        name = node["metadata"]["name"]
+        node_reasons = rejections(node, pod, requests, free[name])
+        if not node_reasons:
+            fitting.append((-free[name].cpu, name))
+            continue
+        if node_reasons[0].startswith(("Insufficient", "Too many")):
+            resource_starved += 1
+        for reason in node_reasons:
+            reasons[reason] = reasons.get(reason, 0) + 1
+    if fitting:
+        return Placement(min(fitting)[1])
+    total = len(nodes)
+    summary = ", ".join(f"{count} {reason}" for reason, count in sorted(reasons.items()))
+    preemption = [f"{count} {reason}" for count, reason in (
+        (resource_starved, "No preemption victims found for incoming pod"),
+        (total - resource_starved, "Preemption is not helpful for scheduling")) if count]
+    return Placement(None, f"0/{total} nodes are available: {summary}. "
+                           f"preemption: 0/{total} nodes are available: {', '.join(preemption)}.")
+
+
+# ---- the service's behaviour ------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    start: int
+    end: int
+    manifest_key: str
+
+
+def parse_event(event: str, default_manifest_key: str) -> Invocation:
+    """The payload contract of the original service: `start` and `end`; `manifest` optionally names the manifest."""
+    try:
+        payload = json.loads(event)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"EVENT is not JSON: {error}") from None
+    if not isinstance(payload, dict):
+        raise ValueError("EVENT is not a JSON object")
+    start, end = payload.get("start"), payload.get("end")
+    if not all(isinstance(bound, int) and not isinstance(bound, bool) for bound in (start, end)):
+        raise ValueError("EVENT needs integer 'start' and 'end'")
+    if start < 1 or end < start:
+        raise ValueError(f"EVENT range [{start}, {end}) is not a 1-based, end-exclusive range")
+    manifest_key = payload.get("manifest") or default_manifest_key
+    if not isinstance(manifest_key, str):
+        raise ValueError("EVENT 'manifest' must be an object key")
+    return Invocation(start, end, manifest_key)
+
+
+def manifest_lines(manifest: str, start: int, end: int) -> list[str]:
+    """Lines [start, end) of the manifest, 1-based; lines past its end are simply absent, as with `sed -n`."""
+    return [line for line in manifest.splitlines()[start - 1:end - 1] if line.strip()]
+
+
+def output_key(input_key: str, input_prefix: str, output_prefix: str) -> str:
+    return f"{output_prefix}{input_key.removeprefix(input_prefix)}.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What one invocation will do, drawn when it starts."""
+    fails: bool
+    startup_seconds: float
+    item_seconds: list[float]
+
+
+def draw_plan(rng: random.Random, behaviour: Behaviour, invocation: Invocation, items: int) -> Plan:
+    fails = (invocation.start, invocation.end) in behaviour.failing_ranges or rng.random() < behaviour.failure_rate
+    jitter = behaviour.item_jitter
+    return Plan(fails=fails, startup_seconds=behaviour.startup_seconds * behaviour.time_scale,
+                item_seconds=[behaviour.item_seconds * rng.uniform(1 - jitter, 1 + jitter) * behaviour.time_scale
+                              for _ in range(items)])
+
+
+# ---- object shapes the controllers write ------------------------------------------------------
+
+def condition(kind: str, status: bool, reason: str = "", message: str = "", now: str = "") -> Json:
+    return {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
+            "lastProbeTime": None, "lastTransitionTime": now}
+
+
+def is_finished(job: Json) -> bool:
+    conditions = (job.get("status") or {}).get("conditions") or ()
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True" for c in conditions)
+
+
+def owner_uid(pod: Json) -> str | None:
+    for reference in (pod.get("metadata") or {}).get("ownerReferences") or ():
+        if reference.get("kind") == "Job" and reference.get("controller"):
+            return reference.get("uid")
+    return None
+
+
+def job_pod(job: Json, suffix: str) -> Json:
+    metadata, template = job["metadata"], job["spec"].get("template") or {}
+    name, uid = metadata["name"], metadata["uid"]
+    template_metadata = template.get("metadata") or {}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"{name}-{suffix}",
+            "namespace": metadata["namespace"],
+            "labels": {**(template_metadata.get("labels") or {}),
+                       "batch.kubernetes.io/controller-uid": uid, "batch.kubernetes.io/job-name": name,
+                       "controller-uid": uid, "job-name": name},
+            "annotations": dict(template_metadata.get("annotations") or {}),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                                 "controller": True, "blockOwnerDeletion": True}],
+        },
+        "spec": dict(template.get("spec") or {}),
+        "status": {"phase": "Pending"},
+    }
+
+
+def running_status(pod: Json, now: str) -> Json:
+    return {
+        "phase": "Running",
+        "startTime": now,
+        "conditions": [condition(kind, True, now=now)
+                       for kind in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+        "containerStatuses": [
+            {"name": c["name"], "image": c.get("image", ""), "ready": True, "started": True, "restartCount": 0,
+             "state": {"running": {"startedAt": now}}}
+            for c in pod["spec"].get("containers") or ()],
+    }
+
+
+def terminated_status(pod: Json, exit_code: int, now: str) -> Json:
+    started = (pod.get("status") or {}).get("startTime") or now
+    reason = "PodCompleted" if exit_code == 0 else "PodFailed"
+
+    def terminated(container: Json) -> Json:
+        # The rclone sidecar stops cleanly once the main container is done, whatever its outcome.
+        code = exit_code if container["name"] == MAIN_CONTAINER else 0
+        return {"name": container["name"], "image": container.get("image", ""), "ready": False, "started": False,
+                "restartCount": 0, "state": {"terminated": {
+                    "exitCode": code, "reason": "Completed" if code == 0 else "Error",
+                    "startedAt": started, "finishedAt": now}}}
+
+    return {
+        "phase": "Succeeded" if exit_code == 0 else "Failed",
+        "conditions": [condition("PodScheduled", True, now=now), condition("Initialized", True, now=now),
+                       condition("ContainersReady", False, reason, now=now), condition("Ready", False, reason, now=now)],
+        "containerStatuses": [terminated(c) for c in pod["spec"].get("containers") or ()],
+    }
+
+
+def succeeded_job_status(now: str) -> Json:
+    message = "Reached expected number of succeeded pods"
+    return {"active": None, "ready": 0, "succeeded": 1, "completionTime": now,
+            "conditions": [condition("SuccessCriteriaMet", True, "CompletionsReached", message, now),
+                           condition("Complete", True, "CompletionsReached", message, now)]}
+
+
+def failed_job_status(now: str) -> Json:
+    message = "Job has reached the specified backoff limit"
+    return {"active": None, "ready": 0, "failed": 1,
+            "conditions": [condition("FailureTarget", True, "BackoffLimitExceeded", message, now),
+                           condition("Failed", True, "BackoffLimitExceeded", message, now)]}
+
+
+def main_container_env(pod: Json) -> dict[str, str]:
+    for container in pod["spec"].get("containers") or ():
+        if container.get("name") == MAIN_CONTAINER:
+            return {e["name"]: e.get("value", "") for e in container.get("env") or () if "name" in e}
+    return {}
+
+
+# ---- the controllers --------------------------------------------------------------------------
+
+class JobRunner:
+    """Runs the Jobs that the OSCAR simulator creates, as a cluster would. `run()` until cancelled."""
+
+    def __init__(self, kube: SandboxKubernetes, config: SandboxConfig, s3: minio.Minio,
+                 tick_seconds: float = TICK_SECONDS) -> None:
+        self._kube = kube
+        self._config = config
+        self._s3 = s3
+        self._tick_seconds = tick_seconds
+        self._invocations: dict[str, asyncio.Task[None]] = {}   # pod uid → the running behaviour
+        self._logs: dict[tuple[str, str], list[str]] = {}       # (namespace, pod name) → log lines
+        self._queue_positions: dict[str, int] = {}              # pending pod uid → FIFO position
+        self._arrivals = itertools.count()
+        self._name_suffixes = random.Random()
+
+    def pod_log(self, namespace: str, pod_name: str) -> str | None:
+        """The log of a Pod's service container, as the kubelet would serve it; None when it has none."""
+        lines = self._logs.get((namespace, pod_name))
+        return None if lines is None else "".join(f"{line}\n" for line in lines)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    await self.reconcile()
+                except Exception:  # a sandbox keeps serving; the next pass may well succeed
+                    log.exception("job runner pass failed")
+                await self._kube.wait_for_change(self._tick_seconds)
+        finally:
+            tasks = list(self._invocations.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def reconcile(self) -> None:
+        """One pass of the Job controller, the scheduler and the kubelet over the current objects."""
+        namespace = self._config.services_namespace
+        jobs = self._kube.list(JOBS, namespace)
+        pods = self._kube.list(PODS)
+        await self._collect_garbage(jobs, pods)
+        if await self._control_jobs(jobs, [p for p in pods if p["metadata"]["namespace"] == namespace]):
+            pods = self._kube.list(PODS)
+        pods = await self._schedule(pods)
+        await self._start_containers(pods)
+
+    async def _collect_garbage(self, jobs: list[Json], pods: list[Json]) -> None:
+        """Delete the Pods of deleted Jobs and stop the behaviour of every Pod that is gone."""
+        namespace = self._config.services_namespace
+        job_uids = {job["metadata"]["uid"] for job in jobs}
+        orphans = [pod for pod in pods if pod["metadata"]["namespace"] == namespace
+                   and owner_uid(pod) not in (None, *job_uids)]
+        for pod in orphans:
+            await self._kube.delete(PODS, namespace, pod["metadata"]["name"])
+        alive = {pod["metadata"]["uid"] for pod in pods} - {pod["metadata"]["uid"] for pod in orphans}
+        for pod_uid in set(self._invocations) - alive:
+            self._stop(pod_uid)
+        existing = {(pod["metadata"]["namespace"], pod["metadata"]["name"]) for pod in pods}
+        for key in set(self._logs) - existing:
+            del self._logs[key]
+
+    def _stop(self, pod_uid: str) -> None:
+        task = self._invocations.pop(pod_uid, None)
+        if task is not None:
+            task.cancel()
+
+    async def _control_jobs(self, jobs: list[Json], pods: list[Json]) -> bool:
+        """Give each new Job its Pod; fail a Job whose Pod vanished. True when Pods were created."""
+        owned = {owner_uid(pod) for pod in pods}
+        created = False
+        for job in jobs:
+            metadata = job["metadata"]
+            if metadata["uid"] in owned or is_finished(job) or job["spec"].get("suspend"):
+                continue
+            now = now_iso()
+            if (job.get("status") or {}).get("active"):
+                await self._kube.patch(JOBS, metadata["namespace"], metadata["name"],
+                                       {"status": failed_job_status(now)})
+                continue
+            suffix = "".join(self._name_suffixes.choices(NAME_SUFFIX_ALPHABET, k=5))
+            await self._kube.create(PODS, job_pod(job, suffix))
+            await self._kube.patch(JOBS, metadata["namespace"], metadata["name"],
+                                   {"status": {"active": 1, "ready": 0, "startTime": now}})
+            created = True
+        return created
+
+    async def _schedule(self, pods: list[Json]) -> list[Json]:
+        """Bind pending Pods in arrival order; returns the Pods as they are after binding."""
+        nodes = self._kube.list(NODES)
+        free = free_by_node(nodes, pods)
+        waiting = [pod for pod in pods if not pod["spec"].get("nodeName") and pod_phase(pod) == "Pending"]
+        for pod in waiting:
+            self._queue_positions.setdefault(pod["metadata"]["uid"], next(self._arrivals))
+        waiting.sort(key=lambda pod: self._queue_positions[pod["metadata"]["uid"]])
+        for pod in waiting:
+            metadata = pod["metadata"]
+            placement = place(pod, nodes, free)
+            if placement.node is not None:
+                free[placement.node] -= pod_requests(pod)
+                del self._queue_positions[metadata["uid"]]
+                pod["spec"]["nodeName"] = placement.node
+                pod["status"] = {"phase": "Pending", "conditions": [condition("PodScheduled", True, now=now_iso())]}
+                await self._kube.patch(PODS, metadata["namespace"], metadata["name"],
+                                       {"spec": {"nodeName": placement.node}, "status": pod["status"]})
+            elif self._scheduling_message(pod) != placement.message:
+                conditions = [condition("PodScheduled", False, "Unschedulable", placement.message, now_iso())]
+                await self._kube.patch(PODS, metadata["namespace"], metadata["name"],
+                                       {"status": {"phase": "Pending", "conditions": conditions}})
+        known = {pod["metadata"]["uid"] for pod in waiting}
+        for uid in set(self._queue_positions) - known:
+            del self._queue_positions[uid]
+        return pods
+
+    @staticmethod
+    def _scheduling_message(pod: Json) -> str | None:
+        for entry in (pod.get("status") or {}).get("conditions") or ():
+            if entry.get("type") == "PodScheduled":
+                return entry.get("message")
+        return None
+
+    async def _start_containers(self, pods: list[Json]) -> None:
+        namespace = self._config.services_namespace
+        for pod in pods:
+            metadata = pod["metadata"]
+            if not pod["spec"].get("nodeName") or pod_phase(pod) != "Pending":
+                continue
+            now = now_iso()
+            pod["status"] = running_status(pod, now)
+            await self._kube.patch(PODS, metadata["namespace"], metadata["name"], {"status": pod["status"]})
+            if metadata["namespace"] != namespace or owner_uid(pod) is None:
+                continue
+            job_name = metadata["labels"]["job-name"]
+            with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
+                await self._kube.patch(JOBS, namespace, job_name, {"status": {"ready": 1}})
+            self._logs[(namespace, metadata["name"])] = []
+            task = asyncio.create_task(self._invoke(pod, job_name), name=f"invocation {metadata['name']}")
+            self._invocations[metadata["uid"]] = task
+            task.add_done_callback(lambda _, uid=metadata["uid"]: self._invocations.pop(uid, None))
+
+    async def _invoke(self, pod: Json, job_name: str) -> None:
+        metadata = pod["metadata"]
+        lines = self._logs[(metadata["namespace"], metadata["name"])]
+        try:
+            exit_code = await self._behave(pod, job_name, lines)
+        except Exception as error:  # a crash of the simulated service is a failed invocation, not a runner bug
+            lines.append(f"error: {type(error).__name__}: {error}")
+            exit_code = 1
+        now = now_iso()
+        # The Job or its Pod may have been deleted meanwhile; then there is nothing left to report to.
+        with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
+            await self._kube.patch(PODS, metadata["namespace"], metadata["name"],
+                                   {"status": terminated_status(pod, exit_code, now)})
+            job_status = succeeded_job_status(now) if exit_code == 0 else failed_job_status(now)
+            await self._kube.patch(JOBS, metadata["namespace"], job_name, {"status": job_status})
+
+    async def _behave(self, pod: Json, job_name: str, lines: list[str]) -> int:
+        """The fish detector's script, simulated; returns its exit code. A failing run writes no outputs."""
+        config, behaviour = self._config, self._config.behaviour
+        env = main_container_env(pod)
+        try:
+            invocation = parse_event(env.get("EVENT", ""), f"{config.prefix}index.txt")
+        except ValueError as error:
+            lines.append(f"error: {error}")
+            return 1
+        # Seeded per job name: a run is reproducible whatever else runs beside it, and a retry draws afresh.
+        rng = random.Random(f"{behaviour.seed}:{job_name}") if behaviour.seed is not None else random.Random()
+        lines.append(f"{config.service}: lines [{invocation.start}, {invocation.end}) of "
+                     f"{config.bucket}/{invocation.manifest_key}")
+        manifest = await asyncio.to_thread(self._read_text, invocation.manifest_key)
+        keys = manifest_lines(manifest, invocation.start, invocation.end)
+        plan = draw_plan(rng, behaviour, invocation, len(keys))
+        await asyncio.sleep(plan.startup_seconds)
+        if plan.fails:
+            lines.append("error: simulated failure (failure injection)")
+            return 1
+        for key, seconds in zip(keys, plan.item_seconds, strict=True):
+            await asyncio.sleep(seconds)
+            result = output_key(key, config.prefix, behaviour.output_prefix)
+            body = {"job": job_name, "input": key, "range": [invocation.start, invocation.end]}
+            await asyncio.to_thread(self._write_json, result, body)
+            lines.append(f"{key} -> {result}")
+        lines.append(f"done: {len(keys)} item(s)")
+        return 0
+
+    def _read_text(self, key: str) -> str:
+        response = self._s3.get_object(self._config.bucket, key)
+        try:
+            return response.read().decode()
+        finally:
+            response.close()
+            response.release_conn()
+
+    def _write_json(self, key: str, body: Json) -> None:
+        data = json.dumps(body).encode()
+        self._s3.put_object(self._config.bucket, key, io.BytesIO(data), len(data), content_type="application/json")
