@@ -145,6 +145,7 @@ async def cluster(s3: minio.Minio, bucket: str, *, nodes: tuple[NodeSpec, ...], 
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await runner.stop()
 
 
 # ---- a Job's life ------------------------------------------------------------------------------
@@ -223,10 +224,13 @@ async def test_a_job_deleted_while_running_loses_its_pod(bucket):
     client, name = bucket
     async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=SLOW) as c:
         await c.invoke("cancelled", {"start": 1, "end": 10})
-        await wait_until(lambda: c.phase("cancelled") == "Running", message="pod running")
+        pod = await wait_until(lambda: c.phase("cancelled") == "Running" and c.pod("cancelled"), message="running")
+        invocation = f"invocation {pod['metadata']['name']}"
+        assert invocation in {task.get_name() for task in asyncio.all_tasks()}
         await c.kube.delete(JOBS, NAMESPACE, "cancelled")
         await wait_until(lambda: c.pod("cancelled") is None, message="pod deleted")
-        await wait_until(lambda: not c.runner._invocations, message="invocation cancelled")
+        await wait_until(lambda: invocation not in {task.get_name() for task in asyncio.all_tasks()},
+                         message="invocation cancelled")
 
 
 async def test_a_job_whose_running_pod_is_deleted_fails(bucket):

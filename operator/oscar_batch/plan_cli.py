@@ -87,7 +87,9 @@ def _as_table(plan: Plan, policy: Policy) -> str:
     rows = [("NODE", "SLOTS", "LIMITED BY", "REASON")]
     rows += [(node.name, str(node.slots), node.limited_by, node.reason) for node in plan.nodes]
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3] for row in rows]
+    lines = []
+    for *padded, reason in rows:
+        lines.append("  ".join([*(cell.ljust(width) for cell, width in zip(padded, widths, strict=True)), reason]))
     summary = f"total {plan.total}: {plan.cluster_slots} slots × headroom {float(policy.headroom):g}"
     if policy.maximum is not None:
         summary += f", at most {policy.maximum}"

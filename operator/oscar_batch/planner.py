@@ -306,15 +306,12 @@ def _node_plan(
     if exclusion is not None:
         return NodePlan(name, 0, "excluded", exclusion, free_cpu, free_memory, free_gpus, free_pods)
     # A resource the invocation does not request never limits it, as in the scheduler's fit check.
-    limits: list[tuple[int, LimitedBy]] = [
-        (max(0, free // need), resource)
-        for free, need, resource in (
-            (free_cpu, needs.pod_cpu, "cpu"),
-            (free_memory, needs.pod_memory, "memory"),
-            (free_gpus, needs.gpus, "gpu"),
-        )
-        if need > 0
-    ]
+    requested: tuple[tuple[int, int, LimitedBy], ...] = (
+        (free_cpu, needs.pod_cpu, "cpu"),
+        (free_memory, needs.pod_memory, "memory"),
+        (free_gpus, needs.gpus, "gpu"),
+    )
+    limits = [(max(0, free // need), resource) for free, need, resource in requested if need > 0]
     if free_pods is not None:
         limits.append((max(0, free_pods), "pods"))
     slots, limited_by = min(limits, key=lambda limit: limit[0])
@@ -330,7 +327,7 @@ def _node_plan(
 def _plan(nodes: list[NodePlan], needs: Needs, policy: Policy) -> Plan:
     # Headroom applies to the cluster's total: applied per node, rounding would waste up to a slot on each.
     cluster_slots = sum(node.slots for node in nodes)
-    total = math.floor(policy.headroom * cluster_slots)
+    total = math.floor(Fraction(policy.headroom) * cluster_slots)
     if policy.maximum is not None:
         total = min(total, policy.maximum)
     explanation = "" if total else _explain_nothing_fits(nodes, needs, policy, cluster_slots)

@@ -5,7 +5,7 @@ import math
 import re
 from fractions import Fraction
 
-_NUMBER_AND_SUFFIX = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)", re.DOTALL)
+_NUMBER_AND_SUFFIX = re.compile(r"([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(.*)")
 _DECIMAL_EXPONENT = re.compile(r"[eE]([+-]?[0-9]+)")
 _SUFFIX_MULTIPLIERS = {
     "": Fraction(1),
@@ -31,7 +31,10 @@ _BINARY_UNITS = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("M
 
 
 def parse_quantity(value: str | int) -> Fraction:
-    """The exact value of a Kubernetes quantity; ValueError names a malformed one."""
+    """The exact value of a Kubernetes quantity; ValueError names a malformed one.
+
+    A Fraction rather than a Decimal: Decimal rounds beyond 28 digits, which "1.000000001Ei" already needs.
+    """
     if isinstance(value, int) and not isinstance(value, bool):
         return Fraction(value)
     if not isinstance(value, str):

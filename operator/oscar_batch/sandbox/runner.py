@@ -386,10 +386,14 @@ class JobRunner:
                     log.exception("job runner pass failed")
                 await self._kube.wait_for_change(self._tick_seconds)
         finally:
-            tasks = list(self._invocations.values())
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self.stop()
+
+    async def stop(self) -> None:
+        """Cancel every running invocation, as a node going away would; `run()` does this when cancelled."""
+        tasks = list(self._invocations.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def reconcile(self) -> None:
         """One pass of the Job controller, the scheduler and the kubelet over the current objects."""

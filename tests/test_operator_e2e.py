@@ -1,0 +1,171 @@
+"""The operator end to end in the sandbox: real kopf (as `oscar-batch run`), real HTTP to the OSCAR simulator,
+real S3 protocol to moto, real kubectl for what a user types."""
+from __future__ import annotations
+
+import collections
+import json
+
+import pytest
+
+from harness import Harness
+from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from oscar_batch.sandbox.s3 import input_keys
+from support import kubectl, wait_until
+
+FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)
+
+
+def config(**overrides) -> SandboxConfig:
+    return SandboxConfig(**{"items": 30, "bucket": "e2e-bucket", "behaviour": FAST, **overrides})
+
+
+def outputs_by_input(harness: Harness) -> dict[str, str]:
+    """Which Job wrote the result of each input."""
+    results = harness.objects(harness.config.behaviour.output_prefix)
+    return {json.loads(body)["input"]: json.loads(body)["job"] for body in results.values()}
+
+
+def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
+    with Harness(config(), tmp_path) as harness:
+        harness.apply(maxParallelism=0)
+        harness.start_sampling()
+        batch = harness.wait_for_phase("Succeeded", "Failed")
+
+        status = batch["status"]
+        assert status["phase"] == "Succeeded", status
+        inputs = input_keys("input/", 30)
+        assert status["items"] == 30
+        written = outputs_by_input(harness)
+        assert sorted(written) == inputs  # decoys (README.txt, thumbs/*.png, archive/*) got none
+        assert status["ranges"]["succeeded"] == status["ranges"]["total"] == len(
+            {job["metadata"]["name"] for job in harness.jobs()})
+
+        manifest = harness.objects("input/index.txt")
+        assert manifest["input/index.txt"].decode().splitlines() == inputs
+        results = json.loads(manifest["input/index.txt.results.json"])
+        assert results["phase"] == "Succeeded"
+        assert all(r["state"] == "succeeded" and r["attempts"] == 1 for r in results["ranges"])
+
+        assert harness.samples, "the watcher saw the batch running"
+        for sample in harness.samples:
+            counts = sample.status.get("ranges")
+            if counts:
+                assert counts["pending"] + counts["running"] + counts["succeeded"] + counts["failed"] == counts["total"]
+            assert not sample.unschedulable_pods, "a pod was left Pending for lack of capacity"
+        # 3 workers × 4 CPU, 1 CPU taken by another tenant, 1-CPU service: 11 slots, 80% headroom → 8.
+        assert max(s.active_jobs for s in harness.samples) <= 8
+        assert max(s.status.get("parallelism", 0) for s in harness.samples) == 8
+
+        assert harness.events("Listed") and harness.events("BatchSucceeded")
+        table = kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout
+        assert table.split()[:6] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
+        row = next(line.split() for line in table.splitlines() if line.startswith("batch "))
+        assert row[1:3] == ["Succeeded", f"{status['ranges']['total']}/{status['ranges']['total']}"]
+
+
+def test_injected_failures_are_retried_and_the_batch_succeeds(tmp_path):
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failure_rate=0.25, seed=3)
+    with Harness(config(behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=8, itemsPerInvocation=2)
+        batch = harness.wait_for_phase("Succeeded", "Failed")
+        assert batch["status"]["phase"] == "Succeeded", batch["status"]
+        assert batch["status"]["ranges"]["retried"] > 0
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
+        assert harness.events("RangeRetried")
+        # Every range succeeded in exactly one Job.
+        succeeded = collections.Counter(
+            job["metadata"]["name"].rsplit("-a", 1)[0] for job in harness.jobs()
+            if (job.get("status") or {}).get("succeeded"))
+        assert len(succeeded) == 15 and set(succeeded.values()) == {1}
+
+
+def test_a_range_failing_beyond_its_retries_fails_the_batch_and_is_named(tmp_path):
+    # Range 3 of 2-line ranges is lines 7-8: start=7, end=9.
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 9)}))
+    with Harness(config(behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=1, itemsPerInvocation=2)
+        batch = harness.wait_for_phase("Succeeded", "Failed")
+        status = batch["status"]
+        assert status["phase"] == "Failed"
+        assert status["failedRanges"] == "3"
+        assert "range 3 (lines 7-8)" in status["message"]
+        assert status["ranges"]["succeeded"] == 14
+        failed = [c for c in status["conditions"] if c["type"] == "Failed"]
+        assert failed and failed[0]["status"] == "True" and failed[0]["reason"] == "RangesFailed"
+        attempts = [job["metadata"]["name"] for job in harness.jobs() if "-r3-" in job["metadata"]["name"]]
+        assert sorted(attempts)[-1].endswith("-r3-a2") and len(attempts) == 2
+        assert harness.events("RangeFailed")
+
+
+def test_tolerated_failures_let_the_batch_succeed(tmp_path):
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 9)}))
+    with Harness(config(behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=0, itemsPerInvocation=2, toleratedFailures=1)
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded" and status["failedRanges"] == "3"
+
+
+def test_a_missing_secret_is_reported_and_the_batch_starts_once_it_exists(tmp_path):
+    with Harness(config(items=4), tmp_path) as harness:
+        harness.apply(secrets=False)
+
+        def reported() -> dict | None:
+            conditions = (harness.batch().get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c.get("reason") == "SecretNotFound"), None)
+
+        condition = wait_until(reported, timeout=30, message="the SecretNotFound condition")
+        assert condition["status"] == "False" and "oscar-credentials" in condition["message"]
+        assert harness.events("SecretNotFound")
+        harness.apply()  # now with the Secrets
+        assert harness.wait_for_phase("Succeeded", "Failed", timeout=60)["status"]["phase"] == "Succeeded"
+
+
+def test_an_unknown_service_is_reported_without_losing_the_batch(tmp_path):
+    with Harness(config(items=4), tmp_path) as harness:
+        harness.apply(service="no-such-service")
+
+        def reported() -> dict | None:
+            conditions = (harness.batch().get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c.get("reason") == "ServiceNotFound"), None)
+
+        condition = wait_until(reported, timeout=30, message="the ServiceNotFound condition")
+        assert "no-such-service" in condition["message"]
+        password = harness.config.oscar_password
+        assert password not in json.dumps(harness.batch()) and password not in harness.operator.log.read_text()
+
+
+def test_a_restarted_operator_resumes_without_invoking_anything_twice(tmp_path):
+    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.01, seed=5)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=2)
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0) >= 3,
+                   timeout=60, message="a few ranges to succeed")
+        harness.operator.kill()
+        harness.operator.start()
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=90)["status"]
+        assert status["phase"] == "Succeeded"
+        names = [job["metadata"]["name"] for job in harness.jobs()]
+        assert len(names) == len(set(names)) == 20  # one Job per range: nothing invoked twice
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 40)
+
+
+@pytest.mark.parametrize("change", ["node added", "node cordoned"])
+def test_parallelism_follows_nodes_joining_and_leaving(tmp_path, change):
+    # Long items keep the batch running while the cluster changes under it.
+    slow = Behaviour(item_seconds=10.0, startup_seconds=1.0, time_scale=0.01, seed=2)
+    nodes = (control_plane(), *workers(2, cpu="2", memory="4Gi"))
+    with Harness(config(items=200, nodes=nodes, tenant_pods=(), behaviour=slow), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=1, capacityHeadroom=1.0)
+
+        def parallelism() -> int:
+            return (harness.batch().get("status") or {}).get("parallelism", 0)
+
+        wait_until(lambda: parallelism() == 4, timeout=30, message="parallelism 4 on two 2-CPU workers")
+        if change == "node added":
+            extra = workers(3, cpu="2", memory="4Gi")[2]
+            harness.sandbox.call(lambda: harness.sandbox.kube.create("v1/nodes", extra.to_object()))
+            wait_until(lambda: parallelism() == 6, timeout=30, message="parallelism to rise to 6")
+        else:
+            harness.sandbox.call(lambda: harness.sandbox.kube.patch("v1/nodes", None, "worker-2",
+                                                                    {"spec": {"unschedulable": True}}))
+            wait_until(lambda: parallelism() == 2, timeout=30, message="parallelism to fall to 2")
