@@ -57,6 +57,12 @@ class Kube:
                 return None
             raise
 
+    def create(self, plural: str, document: dict[str, Any]) -> None:
+        metadata = document["metadata"]
+        response = self.api.post(url=plural, namespace=metadata.get("namespace"), version=document["apiVersion"],
+                                 headers={"Content-Type": "application/json"}, data=json.dumps(document))
+        self._check(response, f"creating {document['kind']} {metadata.get('namespace')}/{metadata['name']}")
+
     def patch_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         response = self.api.patch(url=f"{PLURAL}/{name}/status", namespace=namespace, version=f"{GROUP}/{VERSION}",
                                   headers={"Content-Type": "application/merge-patch+json"},

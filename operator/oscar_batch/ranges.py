@@ -10,16 +10,23 @@ Jobs found in the cluster, so nothing finished is ever invoked again.
 """
 from __future__ import annotations
 
+import base64
 import dataclasses
 import enum
 import heapq
 import math
+import zlib
 from collections.abc import Iterable, Iterator
 
 # Keep every slot busy this many times over: stragglers and failures then re-balance across slots
 # instead of one slow range holding a whole share of the batch.
 WAVES = 4
 MAX_RANGES = 100_000
+# Index lists longer than this are also tried as a compressed bitmap (`z:<base64>`), and the shorter is kept:
+# a scattered set (every third range done, say) would otherwise grow with the number of ranges.
+RUNS_BUDGET = 1024
+BITMAP_PREFIX = "z:"
+MAX_BITMAP_BYTES = 1 << 20   # 8,388,608 indexes: far above MAX_RANGES, and a bound on what decoding inflates
 
 
 def choose_items_per_invocation(items: int, slots: int, waves: int = WAVES, max_ranges: int = MAX_RANGES) -> int:
@@ -41,10 +48,16 @@ def range_bounds(index: int, items: int, per_range: int) -> tuple[int, int]:
 
 
 def encode_indexes(indexes: Iterable[int]) -> str:
-    """Compact run-length form, as Kubernetes Indexed Jobs write completedIndexes: `0-41,43,45-46`."""
+    """Compact run-length form, as Kubernetes Indexed Jobs write completedIndexes: `0-41,43,45-46`.
+
+    When that passes RUNS_BUDGET characters and a zlib-compressed bitmap is shorter, the bitmap is written
+    instead as `z:<base64>` (bit i, least significant bit of each byte first, is index i): at most ~17 KB
+    for 100,000 ranges whatever the pattern, so status stays small.
+    """
+    ordered = sorted(set(indexes))
     runs: list[str] = []
     first = last = None
-    for index in sorted(indexes):
+    for index in ordered:
         if last is not None and index == last + 1:
             last = index
             continue
@@ -53,24 +66,54 @@ def encode_indexes(indexes: Iterable[int]) -> str:
         first = last = index
     if first is not None:
         runs.append(_run(first, last))
-    return ",".join(runs)
+    text = ",".join(runs)
+    if len(text) > RUNS_BUDGET and 0 <= ordered[0] and ordered[-1] < MAX_BITMAP_BYTES * 8:
+        bitmap = _bitmap(ordered)
+        if len(bitmap) < len(text):
+            return bitmap
+    return text
 
 
 def _run(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
 
 
+def _bitmap(ordered: list[int]) -> str:
+    bits = bytearray(ordered[-1] // 8 + 1)
+    for index in ordered:
+        bits[index >> 3] |= 1 << (index & 7)
+    return BITMAP_PREFIX + base64.b64encode(zlib.compress(bytes(bits), 9)).decode("ascii")
+
+
 def decode_indexes(text: str | None) -> Iterator[int]:
     """Inverse of `encode_indexes`; raises ValueError on anything else."""
-    for run in (text or "").split(","):
+    text = (text or "").strip()
+    if text.startswith(BITMAP_PREFIX):
+        yield from _from_bitmap(text[len(BITMAP_PREFIX):])
+        return
+    for run in text.split(","):
         run = run.strip()
         if not run:
             continue
-        first, _, last = run.partition("-")
-        low, high = int(first), int(last or first)
+        first, separator, last = run.partition("-")
+        low = int(first)
+        high = int(last) if separator else low
         if low < 0 or high < low:
             raise ValueError(f"bad index run {run!r}")
         yield from range(low, high + 1)
+
+
+def _from_bitmap(encoded: str) -> Iterator[int]:
+    try:
+        inflater = zlib.decompressobj()
+        bits = inflater.decompress(base64.b64decode(encoded, validate=True), MAX_BITMAP_BYTES)
+    except (ValueError, zlib.error) as error:
+        raise ValueError(f"bad index bitmap: {error}") from None
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise ValueError("bad index bitmap: truncated or larger than allowed")
+    for position, byte in enumerate(bits):
+        if byte:
+            yield from (position * 8 + bit for bit in range(8) if byte >> bit & 1)
 
 
 class State(enum.Enum):
@@ -131,9 +174,10 @@ class RangeBook:
     def restore(self, succeeded: Iterable[int], failed: Iterable[int]) -> None:
         """Take back what a previous run of the operator recorded in status."""
         for index in succeeded:
-            self._settle(index, State.SUCCEEDED)
+            if 0 <= index < self.total:  # anything else would break pending + ... == total and done()
+                self._settle(index, State.SUCCEEDED)
         for index in failed:
-            if index not in self._succeeded:
+            if 0 <= index < self.total and index not in self._succeeded:
                 self._settle(index, State.FAILED)
 
     def state(self, index: int) -> State:

@@ -31,6 +31,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="also write ready-to-apply Secrets and an OscarBatchJob for the sandbox here")
     parser.set_defaults(handler=run_sandbox)
 
+    demo = commands.add_parser(
+        "demo", help="run a whole batch on the sandbox: operator, OscarBatchJob, live progress, summary",
+        description="Starts the sandbox and the operator, applies an OscarBatchJob over the seeded bucket, shows "
+                    "its progress and exits 0 when it succeeded with one output per input.")
+    add_sandbox_options(demo)
+    demo.add_argument("--timeout", type=_non_negative_float, default=300.0,
+                      help="seconds to wait for the batch (default 300)")
+    demo.set_defaults(handler=run_demo, items=120, failure_rate=0.1, time_scale=0.03)
+
 
 def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--items", type=_non_negative_int, default=60, help="input objects to seed (default 60)")
@@ -61,6 +70,12 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
 
 def run_sandbox(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config_from_args(args), args.kubeconfig, args.manifests))
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from oscar_batch.demo import run_demo as demo
+
+    return demo(config_from_args(args), args.timeout)
 
 
 async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path, manifests: pathlib.Path | None) -> int:

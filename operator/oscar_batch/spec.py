@@ -85,7 +85,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         headroom=_headroom(spec),
         retries=_integer(spec, "retries", minimum=0, default=2),
         tolerated_failures=_integer(spec, "toleratedFailures", minimum=0, default=0),
-        suspend=bool(spec.get("suspend", False)),
+        suspend=_boolean(spec, "suspend", default=False),
     )
     if ".." in parsed.bucket:
         raise SpecError("spec.storage.bucket cannot contain two adjacent periods")
@@ -112,7 +112,7 @@ def _string(spec: Mapping[str, Any], field: str, path: str, default: str | None 
 def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Pattern[str], rule: str,
               max_length: int = 2048) -> str:
     value = _string(spec, field, path)
-    if len(value) > max_length or not pattern.match(value):
+    if len(value) > max_length or not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
     return value
 
@@ -121,6 +121,13 @@ def _integer(spec: Mapping[str, Any], field: str, minimum: int, default: int) ->
     value = spec.get(field, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise SpecError(f"spec.{field} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def _boolean(spec: Mapping[str, Any], field: str, default: bool) -> bool:
+    value = spec.get(field, default)
+    if not isinstance(value, bool):  # bool("false") is True: a string would suspend the batch silently
+        raise SpecError(f"spec.{field} must be true or false, got {value!r}")
     return value
 
 

@@ -1,0 +1,128 @@
+"""`oscar-batch demo`: the main job end to end on the embedded sandbox, in output a person can follow.
+
+Sandbox up → the operator as its own process (`oscar-batch run`, as it would run in a cluster) → Secrets and
+an OscarBatchJob created through the Kubernetes API → a live progress bar from the batch's status → a summary
+checked against S3. Exit code 0 only when the batch Succeeded and every input has its output.
+"""
+from __future__ import annotations
+
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any, TextIO
+
+import pykube
+
+from oscar_batch import cluster
+from oscar_batch.sandbox import SandboxThread
+from oscar_batch.sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
+from oscar_batch.sandbox.handoff import BATCH_NAME, batch_manifests
+from oscar_batch.status import FINISHED_PHASES, SUCCEEDED
+
+BAR_WIDTH = 30
+POLL_SECONDS = 0.2
+
+
+def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) -> int:
+    say = _printer(out)
+    with tempfile.TemporaryDirectory(prefix="oscar-batch-demo-") as workdir, SandboxThread(config) as sandbox:
+        info = sandbox.info
+        kubeconfig = pathlib.Path(workdir) / "kubeconfig"
+        sandbox.sandbox.write_kubeconfig(kubeconfig)
+        workers = [node for node in config.nodes if CONTROL_PLANE_LABEL not in node.labels]
+        say("OSCAR-Batch demo: an embedded cluster on localhost")
+        say(f"  Kubernetes API  {info['kubernetes']['server']}  ({len(workers)} workers + a control plane, "
+            f"{len(config.tenant_pods)} pod(s) of another tenant)")
+        say(f"  S3              {info['s3']['endpoint']}  bucket {config.bucket}: {config.items} inputs under "
+            f"{config.prefix} (+ a few files that are not inputs)")
+        say(f"  OSCAR           {info['oscar']['endpoint']}  service {config.service} "
+            f"({config.service_cpu} CPU, {config.service_memory} per invocation, "
+            f"{config.behaviour.failure_rate:.0%} of invocations fail)")
+
+        log_path = pathlib.Path(workdir) / "operator.log"
+        operator = _start_operator(kubeconfig, log_path)
+        try:
+            kube = cluster.Kube(pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig))))
+            documents = batch_manifests(info)
+            for document in documents:
+                kube.create({"Secret": "secrets", "OscarBatchJob": cluster.PLURAL}[document["kind"]], document)
+            say(f"Applied Secrets and OscarBatchJob default/{BATCH_NAME} (include *.jpg, exclude thumbs/*, "
+                f"retries {documents[-1]['spec']['retries']})")
+            started = time.monotonic()
+            status = _follow(kube, timeout, out)
+            elapsed = time.monotonic() - started
+        finally:
+            operator.terminate()
+            operator.wait(timeout=30)
+        if status.get("phase") not in FINISHED_PHASES:
+            say(f"The batch did not finish within {timeout:.0f} s. Operator log (last lines):")
+            say(log_path.read_text()[-3000:])
+            return 1
+        outputs = _outputs(sandbox, config)
+        ranges = status.get("ranges") or {}
+        say(f"Batch {status['phase']} in {elapsed:.1f} s: {status.get('message', '')}")
+        say(f"  items {status.get('items')} · ranges {ranges.get('total')} of {status.get('itemsPerInvocation')} "
+            f"item(s) · retried {ranges.get('retried', 0)} · failed {ranges.get('failed', 0)}")
+        say(f"  outputs written: {outputs} under s3://{config.bucket}/{config.behaviour.output_prefix}")
+        say(f"  manifest {status.get('manifest')}  ·  results {status.get('results')}")
+        if status["phase"] == SUCCEEDED and outputs == config.items:
+            return 0
+        say("The demo failed: the batch did not succeed, or not every input has its output.")
+        return 1
+
+
+def _start_operator(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "oscar_batch", "run", "--kubeconfig", str(kubeconfig),
+             "--tick", "0.1", "--plan-interval", "1", "--status-interval", "0.2"],
+            stdout=log, stderr=subprocess.STDOUT)
+
+
+def _follow(kube: cluster.Kube, timeout: float, out: TextIO) -> dict[str, Any]:
+    """Draw the progress bar until the batch finishes or the time is up; returns the last status."""
+    deadline = time.monotonic() + timeout
+    interactive = out.isatty()
+    last_shown: object = None
+    status: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        status = (kube.batch("default", BATCH_NAME) or {}).get("status") or {}
+        line = _progress_line(status)
+        # A terminal redraws one line; a log gets a line per phase change and per tenth of the ranges.
+        ranges = status.get("ranges") or {}
+        shown = line if interactive else (status.get("phase"), 10 * ranges.get("succeeded", 0) // (ranges.get("total") or 1))
+        if shown != last_shown:
+            out.write(("\r" + line + "\033[K") if interactive else line + "\n")
+            out.flush()
+            last_shown = shown
+        if status.get("phase") in FINISHED_PHASES:
+            break
+        time.sleep(POLL_SECONDS)
+    if interactive:
+        out.write("\n")
+    return status
+
+
+def _progress_line(status: dict[str, Any]) -> str:
+    ranges = status.get("ranges") or {}
+    total, succeeded = ranges.get("total") or 0, ranges.get("succeeded", 0)
+    filled = BAR_WIDTH * succeeded // total if total else 0
+    bar = "█" * filled + "░" * (BAR_WIDTH - filled)
+    return (f"[{bar}] {succeeded}/{total} ranges · {ranges.get('running', 0)} running · "
+            f"parallelism {status.get('parallelism', 0)} · retried {ranges.get('retried', 0)} · "
+            f"{status.get('phase') or 'Pending'}")
+
+
+def _outputs(sandbox: SandboxThread, config: SandboxConfig) -> int:
+    s3 = sandbox.sandbox.s3.client(config.s3_access_key, config.s3_secret_key)
+    return sum(1 for _ in s3.list_objects(config.bucket, prefix=config.behaviour.output_prefix, recursive=True))
+
+
+def _printer(out: TextIO) -> Callable[[str], None]:
+    def say(text: str) -> None:
+        out.write(text + "\n")
+        out.flush()
+    return say
