@@ -20,6 +20,8 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="watch only this namespace (repeatable; include the OSCAR services namespace); "
                              "default: all namespaces")
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--liveness", metavar="URL",
+                        help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz")
     defaults = Timing()
     parser.add_argument("--tick", type=float, default=defaults.tick,
                         help=f"seconds between looks at the Jobs (default {defaults.tick})")
@@ -37,5 +39,6 @@ def run_operator(args: argparse.Namespace) -> int:
                              min_replan=min(Timing().min_replan, args.plan_interval),
                              status_interval=args.status_interval)
     kopf.configure(verbose=args.verbose)
-    kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace)
+    kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
+             liveness_endpoint=args.liveness)
     return 0
