@@ -57,6 +57,9 @@ def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
         assert max(s.status.get("parallelism", 0) for s in harness.samples) == 8
 
         assert harness.events("Listed") and harness.events("BatchSucceeded")
+        metadata = batch["metadata"]
+        assert not [key for key in metadata.get("annotations") or {} if "kopf.zalando.org" in key]
+        assert metadata.get("finalizers") in (None, [], ["batch.oscarbatch.dev/finalizer"])
         table = kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout
         assert table.split()[:6] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
         row = next(line.split() for line in table.splitlines() if line.startswith("batch "))
