@@ -172,3 +172,16 @@ def test_parallelism_follows_nodes_joining_and_leaving(tmp_path, change):
             harness.sandbox.call(lambda: harness.sandbox.kube.patch("v1/nodes", None, "worker-2",
                                                                     {"spec": {"unschedulable": True}}))
             wait_until(lambda: parallelism() == 2, timeout=30, message="parallelism to fall to 2")
+
+
+@pytest.mark.parametrize("legacy_status", [False, True], ids=["current status", "legacy status"])
+def test_without_permission_to_list_nodes_the_plan_comes_from_oscar(tmp_path, legacy_status):
+    with Harness(config(forbidden=frozenset({"v1/nodes"}), legacy_status=legacy_status), tmp_path) as harness:
+        assert "forbidden" in kubectl(harness.kubeconfig, "get", "nodes", check=False).stderr
+        harness.apply()
+        harness.start_sampling()
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded"
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
+        assert max(s.status.get("parallelism", 0) for s in harness.samples) > 0
+        assert not any(s.unschedulable_pods for s in harness.samples)

@@ -33,7 +33,7 @@ class Sandbox:
     def __init__(self, config: SandboxConfig | None = None, crd_path: pathlib.Path = CRD_PATH) -> None:
         self.config = config or SandboxConfig()
         self.crd_path = crd_path
-        self.kube = SandboxKubernetes(strict=False)
+        self.kube = SandboxKubernetes(strict=False, forbidden={kmock.resource(r) for r in self.config.forbidden})
         self.s3 = S3Server()
         self.oscar = OscarSimulator(self.kube, self.config)
         self._kube_server = kmock.Server(self.kube)

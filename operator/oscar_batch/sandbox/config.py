@@ -104,6 +104,7 @@ class SandboxConfig:
     s3_access_key: str = dataclasses.field(default_factory=lambda: "sandbox" + secrets.token_hex(4))
     s3_secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
     legacy_status: bool = False       # serve GET /system/status in the 2024 format
+    forbidden: frozenset[str] = frozenset()  # resources ("v1/nodes") every API client is denied, as by RBAC
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:
         """The service as OSCAR's GET /system/services/{name} returns it."""

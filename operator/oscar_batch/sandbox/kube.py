@@ -52,6 +52,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    # Resources that HTTP clients may not touch, as if RBAC denied them (the sandbox's own controllers may).
+    forbidden: set[kmock.resource] = attrs.field(factory=set)
 
     def install_builtins(self) -> None:
         self.resources.load_bundled()
@@ -159,6 +161,9 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
 
     @override
     async def _handle(self, request: rendering.Request):
+        if request.resource in self.forbidden:
+            raise kmock.KubernetesError(403, "Forbidden", f"{request.resource.plural} is forbidden: the sandbox "
+                                                          f"denies {request.resource.plural} to every client")
         content_type = request.headers.get("Content-Type", "")
         if request.body and "json" not in content_type:
             # kubectl sends protobuf for builtin kinds and falls back to JSON on 415, as with an old server.
