@@ -185,3 +185,41 @@ def test_without_permission_to_list_nodes_the_plan_comes_from_oscar(tmp_path, le
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
         assert max(s.status.get("parallelism", 0) for s in harness.samples) > 0
         assert not any(s.unschedulable_pods for s in harness.samples)
+
+
+def test_two_batches_share_the_cluster_and_each_processes_its_inputs(tmp_path):
+    slow = Behaviour(item_seconds=3.0, startup_seconds=1.0, time_scale=0.005, seed=4)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply("first", itemsPerInvocation=1, manifestKey="manifests/first.txt")
+        harness.apply("second", itemsPerInvocation=1, manifestKey="manifests/second.txt")
+
+        def both_running() -> bool:
+            statuses = [harness.batch(name).get("status") or {} for name in ("first", "second")]
+            return all(s.get("phase") == "Running" and s.get("parallelism") for s in statuses) and statuses
+
+        statuses = wait_until(both_running, timeout=30, message="both batches to run")
+        # 8 slots split evenly between the two batches.
+        assert sorted(s["parallelism"] for s in statuses) == [4, 4]
+        for name in ("first", "second"):
+            assert harness.wait_for_phase("Succeeded", "Failed", name=name)["status"]["phase"] == "Succeeded"
+        manifests = harness.objects("manifests/")
+        for name in ("first", "second"):
+            assert manifests[f"manifests/{name}.txt"].decode().splitlines() == input_keys("input/", 40)
+
+
+def test_a_manifest_key_held_by_an_unfinished_batch_is_refused_until_it_finishes(tmp_path):
+    slow = Behaviour(item_seconds=3.0, startup_seconds=1.0, time_scale=0.005, seed=4)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply("owner", itemsPerInvocation=1)
+        harness.wait_for_phase("Running", "Succeeded", name="owner")
+        harness.apply("latecomer")
+
+        def refused() -> dict | None:
+            conditions = (harness.batch("latecomer").get("status") or {}).get("conditions") or []
+            return next((c for c in conditions if c.get("reason") == "ManifestKeyInUse"), None)
+
+        condition = wait_until(refused, timeout=30, message="the ManifestKeyInUse condition")
+        assert "default/owner" in condition["message"]
+        assert harness.wait_for_phase("Succeeded", name="owner")
+        latecomer = harness.wait_for_phase("Succeeded", "Failed", name="latecomer")["status"]
+        assert latecomer["phase"] == "Succeeded" and latecomer["items"] == 40

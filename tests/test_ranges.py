@@ -234,7 +234,8 @@ def test_repeated_observations_are_idempotent(script):
     *[(list(order), State.RUNNING, 2) for order in itertools.permutations([(1, F), (2, R)])],
     *[(list(order), State.RUNNING, 3) for order in itertools.permutations([(1, F), (2, F), (3, R)])],
     *[(list(order), State.FAILED, 3) for order in itertools.permutations([(1, F), (2, F), (3, F)])],
-    *[(list(order), State.SUCCEEDED, 3) for order in itertools.permutations([(1, F), (2, S), (3, R)])],
+    *[(list(order), State.SUCCEEDED, 3) for order in itertools.permutations([(1, F), (2, F), (3, S)])],
+    *[(list(order), State.SUCCEEDED, 2) for order in itertools.permutations([(1, F), (2, S), (1, F)])],
     *[(list(order), State.PENDING, 2) for order in itertools.permutations([(1, F), (2, F)])],
 ])
 def test_out_of_order_restart_observations(observations, state, attempts):

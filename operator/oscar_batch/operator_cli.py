@@ -29,6 +29,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"seconds between capacity plans while nothing ends (default {defaults.plan_interval})")
     parser.add_argument("--status-interval", type=float, default=defaults.status_interval,
                         help=f"minimum seconds between status patches (default {defaults.status_interval})")
+    parser.add_argument("--retry-delay", type=float, default=defaults.retry_delay,
+                        help=f"seconds before retrying after a problem such as a missing Secret "
+                             f"(default {defaults.retry_delay})")
     parser.set_defaults(handler=run_operator)
 
 
@@ -37,7 +40,7 @@ def run_operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
     handlers.TIMING = Timing(tick=args.tick, plan_interval=args.plan_interval,
                              min_replan=min(Timing().min_replan, args.plan_interval),
-                             status_interval=args.status_interval)
+                             status_interval=args.status_interval, retry_delay=args.retry_delay)
     kopf.configure(verbose=args.verbose)
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
              liveness_endpoint=args.liveness)

@@ -33,7 +33,7 @@ _BINARY_UNITS = (("Ei", 2**60), ("Pi", 2**50), ("Ti", 2**40), ("Gi", 2**30), ("M
 def parse_quantity(value: str | int) -> Fraction:
     """The exact value of a Kubernetes quantity; ValueError names a malformed one.
 
-    A Fraction rather than a Decimal: Decimal rounds beyond 28 digits, as "1.0000000001Ei" needs.
+    A Fraction rather than a Decimal: Decimal rounds past 28 digits, and "1.0000000001Ei" has 29.
     """
     if isinstance(value, int) and not isinstance(value, bool):
         return Fraction(value)

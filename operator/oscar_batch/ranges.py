@@ -230,7 +230,7 @@ class RangeBook:
 
     def dispatch_failed(self, index: int) -> None:
         """The invocation never reached OSCAR: the range is pending again and the attempt is not spent."""
-        if self._running.get(index) == self._attempts.get(index):
+        if index in self._running and self._running[index] == self._attempts.get(index):
             del self._running[index]
             self._attempts[index] -= 1
             heapq.heappush(self._retry_queue, index)

@@ -385,6 +385,10 @@ class JobRunner:
                 except Exception:  # a sandbox keeps serving; the next pass may well succeed
                     log.exception("job runner pass failed")
                 await self._kube.wait_for_change(self._tick_seconds)
+                # Python 3.11's asyncio.wait_for (inside wait_for_change) swallows a cancellation that races
+                # a change; the request is still counted on the task.
+                if asyncio.current_task().cancelling():
+                    raise asyncio.CancelledError
         finally:
             await self.stop()
 
