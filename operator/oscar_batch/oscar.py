@@ -37,7 +37,7 @@ class OscarClient:
             basic = base64.b64encode(f"{username}:{password}".encode()).decode()
             self._system_authorization = f"Basic {basic}"
         # GETs and DELETEs are idempotent: ride out a restarting OSCAR Manager. POST /job is never retried here.
-        retry = Retry(total=4, backoff_factor=0.5, status_forcelist=(502, 503, 504),
+        retry = Retry(total=3, backoff_factor=0.25, status_forcelist=(502, 503, 504),
                       allowed_methods=frozenset({"GET", "DELETE"}))
         self._session.mount("http://", HTTPAdapter(max_retries=retry))
         self._session.mount("https://", HTTPAdapter(max_retries=retry))

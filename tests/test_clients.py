@@ -1,0 +1,128 @@
+"""The operator's own clients against real peers: OSCAR's HTTP API (the simulator), S3 (moto), Kubernetes."""
+from __future__ import annotations
+
+import base64
+
+import pykube
+import pytest
+
+from oscar_batch import cluster, manifest
+from oscar_batch.oscar import OscarClient, OscarError
+from oscar_batch.sandbox.s3 import input_keys
+from oscar_batch.spec import parse_spec
+from support import wait_until
+
+
+@pytest.fixture()
+def oscar(sandbox) -> OscarClient:
+    info = sandbox.info["oscar"]
+    return OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+
+
+def spec_for(sandbox, **storage) -> dict:
+    s3 = sandbox.info["s3"]
+    return parse_spec({
+        "service": "fish-detector",
+        "oscar": {"endpoint": "http://oscar.invalid", "credentialsSecret": "o"},
+        "storage": {"endpoint": s3["endpoint"], "credentialsSecret": "s", "bucket": s3["bucket"],
+                    "prefix": s3["prefix"], **storage},
+    })
+
+
+def s3_client(sandbox, spec):
+    s3 = sandbox.info["s3"]
+    return manifest.client(spec, s3["accessKey"], s3["secretKey"])
+
+
+# ---- OSCAR ------------------------------------------------------------------------------------------
+
+def test_oscar_client_reads_the_service_and_its_needs(oscar):
+    service = oscar.service("fish-detector")
+    assert service["cpu"] == "1" and service["memory"] == "1Gi" and service["token"]
+
+
+def test_oscar_client_errors_name_the_problem_never_the_secret(sandbox):
+    info = sandbox.info["oscar"]
+    wrong = OscarClient(info["endpoint"], username=info["username"], password="not-the-password")
+    with pytest.raises(OscarError, match="rejected the credentials") as rejected:
+        wrong.service("fish-detector")
+    assert rejected.value.status == 401 and "not-the-password" not in str(rejected.value)
+
+    right = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+    with pytest.raises(OscarError, match="'nope': not found"):
+        right.service("nope")
+    with pytest.raises(OscarError, match="cannot reach OSCAR"):
+        OscarClient("http://127.0.0.1:9", token="t", timeout=2).service("fish-detector")
+    with pytest.raises(OscarError, match="need"):
+        OscarClient(info["endpoint"], username="only-a-user")
+
+
+def test_oscar_client_invokes_with_a_delegated_job_name_and_lists_jobs(oscar, sandbox):
+    token = oscar.service("fish-detector")["token"]
+    oscar.invoke("fish-detector", token, {"start": 1, "end": 1}, job_name="client-test-job")
+    job = wait_until(lambda: sandbox.call(_get_job(sandbox, "client-test-job")), message="the Job")
+    assert job["metadata"]["labels"]["oscar_service"] == "fish-detector"
+    with pytest.raises(OscarError) as again:
+        oscar.invoke("fish-detector", token, {"start": 1, "end": 1}, job_name="client-test-job")
+    assert again.value.status == 500 and "exist" in str(again.value).lower()
+    with pytest.raises(OscarError, match="rejected"):
+        oscar.invoke("fish-detector", "wrong-token", {"start": 1, "end": 1})
+    assert "client-test-job" in dict(oscar.jobs("fish-detector"))
+    oscar.delete_job("fish-detector", "client-test-job")
+    assert "client-test-job" not in dict(oscar.jobs("fish-detector"))
+
+
+def _get_job(sandbox, name):
+    async def get():
+        return sandbox.kube.get("batch/v1/jobs", sandbox.sandbox.config.services_namespace, name)
+    return lambda: get()
+
+
+def test_oscar_client_reads_cluster_status(oscar):
+    assert "cluster" in oscar.cluster_status()
+
+
+# ---- S3 -----------------------------------------------------------------------------------------------
+
+def test_manifest_lists_only_inputs_in_order_and_records_its_owner(sandbox):
+    spec = spec_for(sandbox, include=["*.jpg"], exclude=["thumbs/*"])
+    s3 = s3_client(sandbox, spec)
+    assert manifest.owner(s3, spec) is None or manifest.owner(s3, spec).uid != "uid-1"
+    assert manifest.write(s3, spec, "uid-1", "default/first") == 12
+    body = s3.get_object(spec.bucket, spec.manifest_key).read().decode()
+    assert body.splitlines() == input_keys("input/", 12)
+    assert manifest.owner(s3, spec) == manifest.ManifestOwner("uid-1", "default/first", 12)
+    # Listing again never lists the manifest (or the results manifest) itself.
+    manifest.write_results(s3, spec, {"phase": "Succeeded"})
+    assert manifest.write(s3, spec, "uid-2", "default/second") == 12
+
+
+def test_manifest_reports_s3_errors_by_code(sandbox):
+    spec = parse_spec({**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "no-such-bucket"}})
+    with pytest.raises(manifest.StorageError, match="NoSuchBucket"):
+        manifest.write(s3_client(sandbox, spec), spec, "uid", "default/b")
+
+
+def _raw_spec(sandbox) -> dict:
+    s3 = sandbox.info["s3"]
+    return {"service": "fish-detector", "oscar": {"endpoint": "http://oscar.invalid", "credentialsSecret": "o"},
+            "storage": {"endpoint": s3["endpoint"], "credentialsSecret": "s", "bucket": s3["bucket"]}}
+
+
+# ---- Kubernetes ----------------------------------------------------------------------------------------
+
+@pytest.fixture()
+def kube(kubeconfig) -> cluster.Kube:
+    return cluster.Kube(pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig))))
+
+
+def test_kube_reads_nodes_pods_and_secrets(kube):
+    assert {n["metadata"]["name"] for n in kube.nodes()} >= {"control-plane", "worker-1"}
+    assert any(p["metadata"]["name"] == "tenant-db" for p in kube.pods())
+    kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "default"},
+                            "data": {"accessKey": base64.b64encode(b"AK").decode()}})
+    assert kube.secret("default", "k", ("accessKey", "secretKey")) == {"accessKey": "AK"}
+    with pytest.raises(cluster.KubeError) as missing:
+        kube.secret("default", "absent", ("accessKey",))
+    assert missing.value.code == 404
+    assert kube.batch("default", "absent") is None
