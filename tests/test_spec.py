@@ -17,8 +17,11 @@ def minimal(**top):
     return spec
 
 
+DELETE = object()
+
+
 def changed(path, value):
-    """The minimal spec with one field set (`value` ...) or removed (`value` is DELETE)."""
+    """The minimal spec with one field (a dotted path) set to `value`, or removed if it is DELETE."""
     spec = copy.deepcopy(minimal())
     *parents, leaf = path.split(".")
     target = spec
@@ -30,8 +33,6 @@ def changed(path, value):
         target[leaf] = value
     return spec
 
-
-DELETE = object()
 
 
 def test_defaults():
