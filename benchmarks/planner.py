@@ -17,11 +17,11 @@ TARGET_NODES, TARGET_SECONDS = 5_000, 1.0
 def synthetic_cluster(node_count: int, seed: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Mixed units, a few excluded nodes, init containers, terminated and unbound pods.
 
-    Quantities are built as fresh strings per object, as a JSON decoder would hand them over, so the planner
-    pays for hashing each one rather than finding it pre-hashed.
+    Built the way a JSON decoder hands a List over: objects allocated in list order, every string a fresh
+    object (so the planner pays for hashing each one), pods in name order rather than grouped by node.
     """
     rng = random.Random(seed)
-    nodes, pods = [], []
+    nodes = []
     for index in range(node_count):
         name = f"node-{index:06d}"
         cpu = rng.choice((f"{rng.choice((8, 16, 32))}", f"{rng.choice((7900, 15800))}m"))
@@ -36,9 +36,9 @@ def synthetic_cluster(node_count: int, seed: int = 1) -> tuple[list[dict[str, An
             "status": {"allocatable": allocatable,
                        "conditions": [{"type": "Ready", "status": "False" if index % 89 == 0 else "True"}]},
         })
-        for pod_index in range(PODS_PER_NODE):
-            pods.append(_pod(rng, f"{name}-pod-{pod_index}", name))
-    rng.shuffle(pods)  # the API lists pods by namespace and name, not grouped by node
+    placements = [index for index in range(node_count) for _ in range(PODS_PER_NODE)]
+    rng.shuffle(placements)
+    pods = [_pod(rng, f"pod-{number:08d}", f"node-{index:06d}") for number, index in enumerate(placements)]
     return nodes, pods
 
 

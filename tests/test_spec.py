@@ -34,7 +34,6 @@ def changed(path, value):
     return spec
 
 
-
 def test_defaults():
     assert parse_spec(minimal()) == BatchSpec(
         service="fish-detector",

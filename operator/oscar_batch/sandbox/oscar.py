@@ -4,6 +4,7 @@ What OSCAR reads from Kubernetes (Nodes, Pods, Jobs) it reads from the emulator;
 asynchronous invocation) it creates there. Two things a real cluster has are modelled:
 - live usage (metrics-server) is a fixed share of the requests of the Pods that are Running;
 - Pod logs come from the job runner (`pod_logs`), the sandbox's kubelet.
+Errors are bare status codes, as OSCAR answers them, except 500 (and 400 for a bad page token): a text body.
 """
 from __future__ import annotations
 
@@ -49,11 +50,12 @@ CONTROL_PLANE_LABELS = (CONTROL_PLANE_LABEL, "node-role.kubernetes.io/master")
 # No metrics-server in the sandbox: live usage is modelled as this share of what Running pods request.
 USAGE_SHARE_OF_REQUESTS = 0.75
 # Job names become the `job-name` label of their pods, hence the 63-character limit of a label value.
-JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+JOB_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 MAX_JOB_NAME = 63
 TRUE_WORDS = frozenset({"1", "t", "T", "TRUE", "true", "True"})  # what Go's strconv.ParseBool accepts as true
 RCLONE_MOUNT_POINT = "/mnt"
 VERSION = "v3.6.0-sandbox"
+BASIC_REALM = 'Basic realm="Authorization Required"'
 KUBERNETES_VERSION = "v1.33.0"
 
 
@@ -181,7 +183,7 @@ def job_name_problem(name: str) -> str | None:
     if len(name) > MAX_JOB_NAME:
         return f"must be no more than {MAX_JOB_NAME} characters"
     if not JOB_NAME.fullmatch(name):
-        return ("a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', "
+        return ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
                 "and must start and end with an alphanumeric character")
     return None
 
@@ -357,7 +359,7 @@ class OscarSimulator:
     @aiohttp.web.middleware
     async def _system_auth(self, request: aiohttp.web.Request, handler):
         """/system/*: HTTP Basic with the cluster's credentials, or a Bearer OIDC token."""
-        if request.path.startswith("/system"):
+        if request.path.startswith("/system/"):
             token = bearer_token(request)
             credentials = basic_credentials(request)
             if token is not None:
@@ -370,7 +372,7 @@ class OscarSimulator:
             else:
                 allowed = False
             if not allowed:
-                raise aiohttp.web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Basic realm="Authorization Required"'})
+                raise aiohttp.web.HTTPUnauthorized(text="", headers={"WWW-Authenticate": BASIC_REALM})
         return await handler(request)
 
     def _service_token_valid(self, request: aiohttp.web.Request, service: Json) -> bool:
@@ -383,7 +385,7 @@ class OscarSimulator:
     def _service(self, request: aiohttp.web.Request) -> Json:
         service = self._services.get(request.match_info["service"])
         if service is None:
-            raise aiohttp.web.HTTPNotFound()
+            raise aiohttp.web.HTTPNotFound(text="")
         return service
 
     async def _health(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
@@ -417,7 +419,7 @@ class OscarSimulator:
         # OSCAR reads the service before it checks the token: an unknown service is 404 whoever asks.
         service = self._service(request)
         if not self._service_token_valid(request, service):
-            raise aiohttp.web.HTTPUnauthorized()
+            raise aiohttp.web.HTTPUnauthorized(text="")
         event = (await request.read()).decode("utf-8", errors="replace")
         name = request.headers.get("X-Delegated-Job-ID") or generated_job_name(service["name"])
         problem = job_name_problem(name)
@@ -462,7 +464,7 @@ class OscarSimulator:
         pods = [pod for pod in self._job_pods(job_name)
                 if (pod["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service["name"]]
         if not pods:
-            raise aiohttp.web.HTTPNotFound()
+            raise aiohttp.web.HTTPNotFound(text="")
         pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
         text = self.pod_logs(pod["metadata"]["namespace"], pod["metadata"]["name"]) if self.pod_logs else None
         return aiohttp.web.Response(text=text or "")
@@ -471,7 +473,7 @@ class OscarSimulator:
         service = self._service(request)
         job = self._kube.get(JOBS, self._config.services_namespace, request.match_info["job"])
         if job is None or (job["metadata"].get("labels") or {}).get(SERVICE_LABEL) != service["name"]:
-            raise aiohttp.web.HTTPNotFound()
+            raise aiohttp.web.HTTPNotFound(text="")
         await self._delete_with_pods(job)
         return aiohttp.web.Response(status=204)
 

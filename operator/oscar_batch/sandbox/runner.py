@@ -498,14 +498,13 @@ class JobRunner:
             job_name = metadata["labels"]["job-name"]
             with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
                 await self._kube.patch(JOBS, namespace, job_name, {"status": {"ready": 1}})
-            self._logs[(namespace, metadata["name"])] = []
-            task = asyncio.create_task(self._invoke(pod, job_name), name=f"invocation {metadata['name']}")
+            lines = self._logs[(namespace, metadata["name"])] = []
+            task = asyncio.create_task(self._invoke(pod, job_name, lines), name=f"invocation {metadata['name']}")
             self._invocations[metadata["uid"]] = task
             task.add_done_callback(lambda _, uid=metadata["uid"]: self._invocations.pop(uid, None))
 
-    async def _invoke(self, pod: Json, job_name: str) -> None:
+    async def _invoke(self, pod: Json, job_name: str, lines: list[str]) -> None:
         metadata = pod["metadata"]
-        lines = self._logs[(metadata["namespace"], metadata["name"])]
         try:
             exit_code = await self._behave(pod, job_name, lines)
         except Exception as error:  # a crash of the simulated service is a failed invocation, not a runner bug
