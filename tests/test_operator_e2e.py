@@ -223,3 +223,12 @@ def test_a_manifest_key_held_by_an_unfinished_batch_is_refused_until_it_finishes
         assert harness.wait_for_phase("Succeeded", name="owner")
         latecomer = harness.wait_for_phase("Succeeded", "Failed", name="latecomer")["status"]
         assert latecomer["phase"] == "Succeeded" and latecomer["items"] == 40
+
+
+def test_a_service_script_reading_only_start_and_end_works_unchanged(tmp_path):
+    original = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, original_script=True)
+    with Harness(config(behaviour=original), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=4)
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded" and status["manifest"] == "s3://e2e-bucket/input/index.txt"
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)

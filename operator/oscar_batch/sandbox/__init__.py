@@ -76,6 +76,7 @@ class Sandbox:
         oscar_endpoint = await self.oscar.start()
         self._stack.push_async_callback(self.oscar.stop)
         runner = JobRunner(self.kube, config, s3_client)
+        self.oscar.pod_logs = runner.pod_log
         self._background(runner.run())
         self._background(self._housekeeping())
 

@@ -81,6 +81,9 @@ class Behaviour:
     failing_ranges: frozenset[tuple[int, int]] = frozenset()  # (start, end) pairs that always fail
     time_scale: float = 0.01          # real seconds per simulated second
     output_prefix: str = "output/"
+    # The original fish detector reads only `start`/`end` and always `<prefix>index.txt`; a newer script may
+    # honour the payload's `manifest` key instead.
+    original_script: bool = False
     seed: int | None = None
 
 

@@ -51,7 +51,7 @@ def now_iso() -> str:
 class SandboxKubernetes(kmock.KubernetesEmulator):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
-    _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    _waiters: set[asyncio.Future[None]] = attrs.field(factory=set, init=False)
     # Resources that HTTP clients may not touch, as if RBAC denied them (the sandbox's own controllers may).
     forbidden: set[kmock.resource] = attrs.field(factory=set)
 
@@ -93,7 +93,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 self.objects[key] = obj
             raw = self.objects[key].raw
             await self._buses[resource].put({"type": "ADDED", "object": raw})
-        self._changed.set()
+        self._notify_change()
         return copy.deepcopy(raw)
 
     async def patch(self, resource: str | kmock.resource, namespace: str | None, name: str,
@@ -108,7 +108,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             self.objects[key].patch(patch)
             raw = self.objects[key].raw
             await self._buses[resource].put({"type": "MODIFIED", "object": raw})
-        self._changed.set()
+        self._notify_change()
         return copy.deepcopy(raw)
 
     async def delete(self, resource: str | kmock.resource, namespace: str | None, name: str) -> None:
@@ -120,15 +120,24 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             raw = self.objects[key].raw
             self.objects[key].delete()
             await self._buses[resource].put({"type": "DELETED", "object": raw})
-        self._changed.set()
+        self._notify_change()
 
     async def wait_for_change(self, timeout: float) -> None:
-        """Wake up on the next change of any object, or after `timeout` seconds."""
-        self._changed.clear()
+        """Wake up on the next change of any object, or after `timeout` seconds. Each waiter gets every change."""
+        change = asyncio.get_running_loop().create_future()
+        self._waiters.add(change)
         try:
-            await asyncio.wait_for(self._changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await change
         except TimeoutError:
             pass
+        finally:
+            self._waiters.discard(change)
+
+    def _notify_change(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ---- CRDs --------------------------------------------------------------------------------
 
@@ -180,7 +189,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             return await super()._handle(request)
         finally:
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
-                self._changed.set()
+                self._notify_change()
 
     def _stamp_created(self, resource: kmock.resource, namespace: str | None, obj: dict[str, Any]) -> None:
         info = self.resources[resource] if resource in self.resources else None

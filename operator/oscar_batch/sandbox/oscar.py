@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 import re
 import uuid
 from collections.abc import Callable, Collection, Iterable

@@ -216,8 +216,9 @@ class Invocation:
     manifest_key: str
 
 
-def parse_event(event: str, default_manifest_key: str) -> Invocation:
-    """The payload contract of the original service: `start` and `end`; `manifest` optionally names the manifest."""
+def parse_event(event: str, default_manifest_key: str, read_manifest_key: bool = True) -> Invocation:
+    """The payload contract of the original service: `start` and `end`; with `read_manifest_key`, a `manifest`
+    key names the manifest instead of the default."""
     try:
         payload = json.loads(event)
     except json.JSONDecodeError as error:
@@ -229,7 +230,7 @@ def parse_event(event: str, default_manifest_key: str) -> Invocation:
         raise ValueError("EVENT needs integer 'start' and 'end'")
     if start < 1 or end < start:
         raise ValueError(f"EVENT range [{start}, {end}) is not a 1-based, end-exclusive range")
-    manifest_key = payload.get("manifest") or default_manifest_key
+    manifest_key = (payload.get("manifest") if read_manifest_key else None) or default_manifest_key
     if not isinstance(manifest_key, str):
         raise ValueError("EVENT 'manifest' must be an object key")
     return Invocation(start, end, manifest_key)
@@ -329,7 +330,8 @@ def terminated_status(pod: Json, exit_code: int, now: str) -> Json:
     return {
         "phase": "Succeeded" if exit_code == 0 else "Failed",
         "conditions": [condition("PodScheduled", True, now=now), condition("Initialized", True, now=now),
-                       condition("ContainersReady", False, reason, now=now), condition("Ready", False, reason, now=now)],
+                       condition("ContainersReady", False, reason, now=now),
+                       condition("Ready", False, reason, now=now)],
         "containerStatuses": [terminated(c) for c in pod["spec"].get("containers") or ()],
     }
 
@@ -385,10 +387,6 @@ class JobRunner:
                 except Exception:  # a sandbox keeps serving; the next pass may well succeed
                     log.exception("job runner pass failed")
                 await self._kube.wait_for_change(self._tick_seconds)
-                # Python 3.11's asyncio.wait_for (inside wait_for_change) swallows a cancellation that races
-                # a change; the request is still counted on the task.
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError
         finally:
             await self.stop()
 
@@ -523,7 +521,8 @@ class JobRunner:
         config, behaviour = self._config, self._config.behaviour
         env = main_container_env(pod)
         try:
-            invocation = parse_event(env.get("EVENT", ""), f"{config.prefix}index.txt")
+            invocation = parse_event(env.get("EVENT", ""), f"{config.prefix}index.txt",
+                                     read_manifest_key=not behaviour.original_script)
         except ValueError as error:
             lines.append(f"error: {error}")
             return 1
