@@ -1,6 +1,7 @@
 """Shared test helpers: waiting on conditions with a deadline, never sleeping and hoping."""
 from __future__ import annotations
 
+import asyncio
 import pathlib
 import subprocess
 import sys
@@ -23,6 +24,18 @@ def wait_until(predicate: Callable[[], T], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+async def wait_until_async(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
+    """`wait_until` for tests on the event loop that must keep running meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        await asyncio.sleep(0.02)
 
 
 def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:

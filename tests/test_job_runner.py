@@ -6,10 +6,9 @@ import contextlib
 import io
 import json
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import minio
 import pytest
@@ -31,24 +30,13 @@ from oscar_batch.sandbox.runner import (
     pod_requests,
 )
 from oscar_batch.sandbox.s3 import S3Server, input_keys, seed_bucket
+from support import wait_until_async as wait_until
 
-T = TypeVar("T")
 NAMESPACE = "oscar-svc"
 ITEMS = 10
 FAST = Behaviour(item_seconds=1.0, item_jitter=0.5, startup_seconds=1.0, time_scale=0.002, seed=3)
 # Slow enough to be seen running, still well under a second.
 SLOW = Behaviour(item_seconds=10.0, item_jitter=0.0, startup_seconds=10.0, time_scale=0.01, seed=3)
-
-
-async def wait_until(predicate: Callable[[], T], timeout: float = 10.0, message: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture(scope="module")
