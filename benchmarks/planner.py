@@ -10,7 +10,7 @@ from oscar_batch.planner import Needs, Policy, plan_capacity
 
 NODE_COUNTS = (500, 5_000, 50_000)
 PODS_PER_NODE = 30
-RUNS = 3
+RUNS = 5
 TARGET_NODES, TARGET_SECONDS = 5_000, 1.0
 
 

@@ -232,3 +232,20 @@ def test_a_service_script_reading_only_start_and_end_works_unchanged(tmp_path):
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
         assert status["phase"] == "Succeeded" and status["manifest"] == "s3://e2e-bucket/input/index.txt"
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
+
+
+def test_a_suspended_batch_invokes_nothing_until_resumed(tmp_path):
+    with Harness(config(items=8), tmp_path) as harness:
+        harness.apply(suspend=True, itemsPerInvocation=2)
+        status = harness.wait_for_phase("Suspended")["status"]
+        assert status["ranges"]["total"] == 4 and not harness.jobs()
+        kubectl(harness.kubeconfig, "patch", "obatch", "batch", "--type=merge", "-p", '{"spec": {"suspend": false}}')
+        assert harness.wait_for_phase("Succeeded", "Failed")["status"]["phase"] == "Succeeded"
+
+
+def test_a_prefix_with_no_inputs_succeeds_with_zero_items(tmp_path):
+    with Harness(config(items=3), tmp_path) as harness:
+        harness.apply(storage={"prefix": "nothing-here/"})
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded" and status["items"] == 0 and status["ranges"]["total"] == 0
+        assert "no input" in status["message"]

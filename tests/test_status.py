@@ -119,3 +119,7 @@ def test_merge_conditions(current, updates, expected):
     before = json.dumps(current)
     assert merge_conditions(current, updates) == expected
     assert json.dumps(current) == before                  # the inputs are not modified
+
+
+def test_verdict_of_a_batch_without_inputs_is_success_with_a_reason():
+    assert verdict(RangeBook(0, 1, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")

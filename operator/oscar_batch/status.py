@@ -31,6 +31,8 @@ def verdict(book: RangeBook, tolerated_failures: int) -> tuple[str, str, str]:
     """(phase, reason, message) of a batch whose ranges have all ended."""
     failed = sorted(book.failed())
     total = book.total
+    if total == 0:
+        return SUCCEEDED, "NoInputs", "no input matched the prefix and filters: nothing to do"
     if len(failed) <= tolerated_failures:
         tolerated = f"; {len(failed)} failed range(s) tolerated" if failed else ""
         return SUCCEEDED, "AllRangesSucceeded" if not failed else "FailuresTolerated", (
