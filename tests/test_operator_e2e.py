@@ -249,3 +249,12 @@ def test_a_prefix_with_no_inputs_succeeds_with_zero_items(tmp_path):
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
         assert status["phase"] == "Succeeded" and status["items"] == 0 and status["ranges"]["total"] == 0
         assert "no input" in status["message"]
+
+
+def test_headroom_never_rounds_a_lone_free_slot_away(tmp_path):
+    # One worker with room for exactly one invocation: floor(0.8 × 1) = 0, yet the batch must progress.
+    nodes = (control_plane(), *workers(1, cpu="1", memory="2Gi"))
+    with Harness(config(items=4, nodes=nodes, tenant_pods=()), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=2)
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded"

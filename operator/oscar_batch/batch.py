@@ -311,7 +311,10 @@ class BatchController:
         except (cluster.KubeError, ValueError) as error:
             log.warning("batch %s: cannot plan: %s", self.ref, error)
             return running, f"cannot plan: {error}"
-        slots, sharing = self.batches.share(self.uid, plan.total)
+        # Headroom must not starve a batch forever: when the cluster has a free slot but the share rounds to
+        # none (one slot × 0.8), the batch still takes one.
+        usable = plan.total or min(plan.cluster_slots, 1)
+        slots, sharing = self.batches.share(self.uid, usable)
         if spec.max_parallelism:
             slots = min(slots, spec.max_parallelism)
         if own_pending:
