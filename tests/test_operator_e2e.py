@@ -60,6 +60,9 @@ def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
         metadata = batch["metadata"]
         assert not [key for key in metadata.get("annotations") or {} if "kopf.zalando.org" in key]
         assert metadata.get("finalizers") in (None, [], ["batch.oscarbatch.dev/finalizer"])
+        events = kubectl(harness.kubeconfig, "get", "events").stdout.splitlines()
+        assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+        assert any("BatchSucceeded" in line and "oscarbatchjob/batch" in line for line in events)
         table = kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout
         assert table.split()[:6] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
         row = next(line.split() for line in table.splitlines() if line.startswith("batch "))

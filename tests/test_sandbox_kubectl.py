@@ -82,3 +82,9 @@ def test_label_selectors_filter_on_the_server(kubeconfig):
     assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app=tenant-db").stdout
     assert "tenant-db" not in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app in (web, cache)").stdout
     assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "-l", "app,!missing").stdout
+
+
+def test_field_selectors_filter_on_the_server(kubeconfig):
+    assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "--field-selector", "spec.nodeName=worker-1").stdout
+    assert "tenant-db" not in kubectl(kubeconfig, "get", "pods", "-A", "--field-selector",
+                                      "spec.nodeName=worker-1,status.phase!=Running").stdout

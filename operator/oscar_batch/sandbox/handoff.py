@@ -28,7 +28,8 @@ def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str 
             "storage": {"endpoint": s3["endpoint"], "region": s3["region"], "credentialsSecret": S3_SECRET,
                         "bucket": s3["bucket"], "prefix": s3["prefix"], "include": ["*.jpg"],
                         "exclude": ["thumbs/*"]},
-            "retries": 2,
+            # Enough that an injected failure rate of 10% practically never exhausts a range (0.1⁶ per range).
+            "retries": 5,
             **spec_overrides,
         },
     }

@@ -249,6 +249,9 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         if selector:
             requirements = parse_label_selector(selector)
             items = [obj for obj in items if matches_labels(obj.get("metadata", {}).get("labels") or {}, requirements)]
+        fields = request.params.get("fieldSelector")
+        if fields:
+            items = [obj for obj in items if matches_fields(obj, fields)]
         if TABLE_ACCEPT in request.headers.get("Accept", ""):
             return self._table(request.resource, items)
         info = self.resources[request.resource]
@@ -359,6 +362,18 @@ def matches_labels(labels: Mapping[str, str], requirements: list[tuple[str, str,
     return True
 
 
+def matches_fields(obj: Mapping[str, Any], selector: str) -> bool:
+    """Field selectors (`spec.nodeName=w1,status.phase!=Failed`): equality on any dotted path, as strings."""
+    for term in selector.split(","):
+        negate = "!=" in term
+        path, _, wanted = term.replace("!=", "=").replace("==", "=").partition("=")
+        value = json_path(obj, path)
+        actual = "" if value is None else str(value)
+        if (actual == wanted) == negate:
+            return False
+    return True
+
+
 # ---- Table rendering for `kubectl get` -------------------------------------------------------
 
 def human_age(timestamp: str | None) -> str:
@@ -427,6 +442,13 @@ _BUILTIN_COLUMNS: dict[str, list[tuple[str, str, int, Any]]] = {
              ("Status", "string", 0, lambda p: p.get("status", {}).get("phase", "Pending")),
              ("Restarts", "integer", 0, lambda p: 0), ("Age", "string", 0, _age),
              ("Node", "string", 1, lambda p: p.get("spec", {}).get("nodeName", "<none>"))],
+    "events": [("Last Seen", "string", 0, lambda e: human_age(e.get("lastTimestamp") or e.get("eventTime")
+                                                              or e.get("metadata", {}).get("creationTimestamp"))),
+               ("Type", "string", 0, lambda e: e.get("type", "")),
+               ("Reason", "string", 0, lambda e: e.get("reason", "")),
+               ("Object", "string", 0, lambda e: "{}/{}".format(e.get("involvedObject", {}).get("kind", "").lower(),
+                                                                 e.get("involvedObject", {}).get("name", ""))),
+               ("Message", "string", 0, lambda e: e.get("message", ""))],
     "jobs": [("Status", "string", 0, _job_status),
              ("Completions", "string", 0,
               lambda j: f"{j.get('status', {}).get('succeeded', 0)}/{j.get('spec', {}).get('completions', 1)}"),
@@ -443,7 +465,9 @@ def table_columns(resource: kmock.resource, printer_columns: list[dict[str, Any]
             columns.append(("Age", "date", 0, _age))
     else:
         columns = _BUILTIN_COLUMNS.get(resource.plural, [("Age", "string", 0, _age)])
-    definitions = [("Name", "string", 0)] + [(name, kind, priority) for name, kind, priority, _ in columns]
+    # Like the API server's event printer, `kubectl get events` shows names only with `-o wide`.
+    name_priority = 1 if resource.plural == "events" else 0
+    definitions = [("Name", "string", name_priority)] + [(name, kind, priority) for name, kind, priority, _ in columns]
 
     def cells(obj: dict[str, Any]) -> list[Any]:
         return [obj.get("metadata", {}).get("name", "")] + [render(obj) for _, _, _, render in columns]
