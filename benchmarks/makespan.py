@@ -46,9 +46,9 @@ HTTP_TIMEOUT_SECONDS = 10.0
 # The original keeps 80% of the free capacity it sums over the nodes.
 ORIGINAL_HEADROOM = 0.8
 
-# One config object for both sides: same nodes, tenant, inputs, service and seed. Legacy /system/status is
-# the format the original parsed; the operator plans from Nodes and Pods and never reads it.
-WORKLOAD = SandboxConfig(
+# One config object per workload for both sides: same nodes, tenants, inputs, service and seed. Legacy
+# /system/status is the format the original parsed; the operator plans from Nodes and Pods and never reads it.
+QUIET = SandboxConfig(
     nodes=(control_plane(), *workers(3, cpu="4", memory="8Gi")),
     tenant_pods=(TenantPod("tenant-db", "worker-1", cpu="1", memory="2Gi"),),
     items=240,
@@ -59,6 +59,14 @@ WORKLOAD = SandboxConfig(
     behaviour=Behaviour(item_seconds=2.0, item_jitter=0.8, failure_rate=0.1, time_scale=0.25, seed=1,
                         original_script=True),
 )
+# Every worker has one slot left beside another tenant: the original's summed capacity sees more than fits.
+BUSY = dataclasses.replace(
+    QUIET,
+    nodes=(control_plane(), *workers(6, cpu="4", memory="8Gi")),
+    tenant_pods=tuple(TenantPod(f"tenant-{n}", f"worker-{n}", cpu="2500m", memory="2Gi") for n in range(1, 7)),
+    behaviour=dataclasses.replace(QUIET.behaviour, seed=2),
+)
+WORKLOADS = {"quiet cluster": QUIET, "busy cluster": BUSY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,8 +154,8 @@ def _get_json(url: str, auth: tuple[str, str]) -> Any:
     return response.json()
 
 
-def measure_original() -> Outcome:
-    with SandboxThread(WORKLOAD) as sandbox:
+def measure_original(workload: SandboxConfig) -> Outcome:
+    with SandboxThread(workload) as sandbox:
         started = time.monotonic()
         ranges = run_original_coordinator(sandbox)
         watched = watch_until(sandbox, started, "the original's Jobs to finish",
@@ -161,12 +169,12 @@ def measure_original() -> Outcome:
 
 # ---- the operator --------------------------------------------------------------------------------
 
-def measure_operator() -> Outcome:
+def measure_operator(workload: SandboxConfig, headroom: float) -> Outcome:
     with tempfile.TemporaryDirectory(prefix="oscar-batch-makespan-") as workdir, \
-            SandboxThread(WORKLOAD) as sandbox:
+            SandboxThread(workload) as sandbox:
         kubeconfig, log_path = pathlib.Path(workdir) / "kubeconfig", pathlib.Path(workdir) / "operator.log"
         sandbox.sandbox.write_kubeconfig(kubeconfig)
-        *secrets, batch = batch_manifests(sandbox.info, name=BATCH_NAME, retries=3)
+        *secrets, batch = batch_manifests(sandbox.info, name=BATCH_NAME, retries=3, capacityHeadroom=headroom)
         batch["spec"]["storage"].update(include=["*.jpg"], exclude=["thumbs/*"])
         batch_file = pathlib.Path(workdir) / "batch.yaml"
         batch_file.write_text(yaml.safe_dump_all([*secrets, batch]))
@@ -187,7 +195,7 @@ def measure_operator() -> Outcome:
         finally:
             _stop(operator)
         status = watched.last.batch["status"]
-        return Outcome(name="operator", ranges=status["ranges"]["total"],
+        return Outcome(name=f"operator, headroom {headroom:g}", ranges=status["ranges"]["total"],
                        items_per_range=str(status["itemsPerInvocation"]), seconds=watched.seconds,
                        items=count_outputs(sandbox), failed_jobs=_failed_jobs(watched.last),
                        retried=status["ranges"].get("retried", 0), peak_in_flight=watched.peak_in_flight,
@@ -225,7 +233,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 def watch_until(sandbox: SandboxThread, started: float, what: str, done: Callable[[Sample], bool]) -> Watched:
     """Sample the services namespace (and the batch) until `done`; the elapsed time is taken at that sample."""
-    namespace = WORKLOAD.services_namespace
+    namespace = sandbox.sandbox.config.services_namespace
     peak_in_flight = peak_unschedulable = 0
     while True:
         sample = _read(sandbox, lambda: Sample(jobs=sandbox.kube.list(JOBS, namespace),
@@ -249,8 +257,9 @@ def _read(sandbox: SandboxThread, read: Callable[[], Any]) -> Any:
 
 
 def count_outputs(sandbox: SandboxThread) -> int:
-    s3 = sandbox.sandbox.s3.client(WORKLOAD.s3_access_key, WORKLOAD.s3_secret_key)
-    return sum(1 for _ in s3.list_objects(WORKLOAD.bucket, prefix=WORKLOAD.behaviour.output_prefix, recursive=True))
+    config = sandbox.sandbox.config
+    s3 = sandbox.sandbox.s3.client(config.s3_access_key, config.s3_secret_key)
+    return sum(1 for _ in s3.list_objects(config.bucket, prefix=config.behaviour.output_prefix, recursive=True))
 
 
 def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -281,27 +290,35 @@ def _phase(batch: dict[str, Any]) -> str | None:
 
 def run() -> None:
     began = time.monotonic()
-    behaviour, items = WORKLOAD.behaviour, WORKLOAD.items
-    worker_nodes = [node for node in WORKLOAD.nodes if CONTROL_PLANE_LABEL not in node.labels]
-    print(f"makespan: {items} inputs, {len(worker_nodes)} workers of {worker_nodes[0].cpu} CPU/"
-          f"{worker_nodes[0].memory}, {len(WORKLOAD.tenant_pods)} other-tenant pod(s), service "
-          f"{WORKLOAD.service_cpu} CPU/{WORKLOAD.service_memory}; item {behaviour.item_seconds:g} s "
-          f"±{behaviour.item_jitter:.0%}, start-up {behaviour.startup_seconds:g} s, {behaviour.failure_rate:.0%} "
-          f"of invocations fail, 1 simulated s = {behaviour.time_scale:g} s, seed {behaviour.seed}")
-    outcomes = [measure_original(), measure_operator()]
-    print(f"{'run':<9} {'ranges':>6} {'items/range':>11} {'in flight':>9} {'wall s':>7} {'items':>6} "
-          f"{'share':>6} {'failed Jobs':>11} {'retried':>7} {'max Unschedulable':>17}")
-    for outcome in outcomes:
-        print(f"{outcome.name:<9} {outcome.ranges:>6} {outcome.items_per_range:>11} {outcome.peak_in_flight:>9} "
-              f"{outcome.seconds:>7.1f} {outcome.items:>6} {outcome.items / items:>6.1%} "
-              f"{outcome.failed_jobs:>11} {outcome.retried:>7} {outcome.peak_unschedulable:>17}")
-    original, operator = outcomes
-    print(f"operator / original: wall time {operator.seconds / original.seconds:.2f}×, "
-          f"items processed {_ratio(operator.items, original.items)} ({operator.items} vs {original.items} "
-          f"of {items}), max Unschedulable pods {_ratio(operator.peak_unschedulable, original.peak_unschedulable)} "
-          f"({operator.peak_unschedulable} vs {original.peak_unschedulable})")
+    for title, workload in WORKLOADS.items():
+        compare(title, workload)
     print(f"'in flight' is the most Jobs unfinished at one sample; wall time runs from the coordinator's start "
           f"(original) or kubectl apply (operator); benchmark took {time.monotonic() - began:.0f} s")
+
+
+def compare(title: str, workload: SandboxConfig) -> None:
+    behaviour, items = workload.behaviour, workload.items
+    worker_nodes = [node for node in workload.nodes if CONTROL_PLANE_LABEL not in node.labels]
+    tenants = sorted({pod.cpu for pod in workload.tenant_pods})
+    print(f"makespan, {title}: {items} inputs, {len(worker_nodes)} workers of {worker_nodes[0].cpu} CPU/"
+          f"{worker_nodes[0].memory}, {len(workload.tenant_pods)} other-tenant pod(s) of {'/'.join(tenants)} CPU, "
+          f"service {workload.service_cpu} CPU/{workload.service_memory}; item {behaviour.item_seconds:g} s "
+          f"±{behaviour.item_jitter:.0%}, start-up {behaviour.startup_seconds:g} s, {behaviour.failure_rate:.0%} "
+          f"of invocations fail, 1 simulated s = {behaviour.time_scale:g} s, seed {behaviour.seed}")
+    # The default headroom leaves a fifth of the slots to others; 1.0 compares like with like.
+    outcomes = [measure_original(workload), measure_operator(workload, 0.8), measure_operator(workload, 1.0)]
+    print(f"{'run':<22} {'ranges':>6} {'items/range':>11} {'in flight':>9} {'wall s':>7} {'items':>6} "
+          f"{'share':>6} {'failed Jobs':>11} {'retried':>7} {'max Unschedulable':>17}")
+    for outcome in outcomes:
+        print(f"{outcome.name:<22} {outcome.ranges:>6} {outcome.items_per_range:>11} {outcome.peak_in_flight:>9} "
+              f"{outcome.seconds:>7.1f} {outcome.items:>6} {outcome.items / items:>6.1%} "
+              f"{outcome.failed_jobs:>11} {outcome.retried:>7} {outcome.peak_unschedulable:>17}")
+    original = outcomes[0]
+    for operator in outcomes[1:]:
+        print(f"{operator.name} / original: wall time {operator.seconds / original.seconds:.2f}×, "
+              f"items processed {_ratio(operator.items, original.items)} ({operator.items} vs {original.items} "
+              f"of {items}), max Unschedulable pods {operator.peak_unschedulable} vs {original.peak_unschedulable}")
+    print()
 
 
 def _ratio(numerator: int, denominator: int) -> str:
