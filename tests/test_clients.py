@@ -126,3 +126,15 @@ def test_kube_reads_nodes_pods_and_secrets(kube):
         kube.secret("default", "absent", ("accessKey",))
     assert missing.value.code == 404
     assert kube.batch("default", "absent") is None
+
+
+def test_seeding_makes_the_bucket_hold_exactly_the_inputs_and_decoys(sandbox):
+    from oscar_batch.sandbox.s3 import decoy_keys, seed_bucket
+
+    s3 = sandbox.sandbox.s3.client(sandbox.info["s3"]["accessKey"], sandbox.info["s3"]["secretKey"])
+    seed_bucket(s3, "seeding-test", input_keys("in/", 3) + decoy_keys("in/"))
+    seed_bucket(s3, "seeding-test", input_keys("in/", 2))  # again: what was there before is gone
+    assert [o.object_name for o in s3.list_objects("seeding-test", recursive=True)] == input_keys("in/", 2)
+    keys = [o.object_name for o in s3.list_objects(sandbox.info["s3"]["bucket"], recursive=True)]
+    assert set(input_keys("input/", 12)) <= set(keys)
+    assert set(decoy_keys("input/")) <= set(keys)
