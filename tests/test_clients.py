@@ -8,7 +8,7 @@ import pytest
 
 from oscar_batch import cluster, manifest
 from oscar_batch.oscar import OscarClient, OscarError
-from oscar_batch.sandbox.s3 import input_keys
+from oscar_batch.sandbox.s3 import decoy_keys, input_keys, seed_bucket
 from oscar_batch.spec import parse_spec
 from support import wait_until
 
@@ -129,8 +129,6 @@ def test_kube_reads_nodes_pods_and_secrets(kube):
 
 
 def test_seeding_makes_the_bucket_hold_exactly_the_inputs_and_decoys(sandbox):
-    from oscar_batch.sandbox.s3 import decoy_keys, seed_bucket
-
     s3 = sandbox.sandbox.s3.client(sandbox.info["s3"]["accessKey"], sandbox.info["s3"]["secretKey"])
     seed_bucket(s3, "seeding-test", input_keys("in/", 3) + decoy_keys("in/"))
     seed_bucket(s3, "seeding-test", input_keys("in/", 2))  # again: what was there before is gone
