@@ -27,3 +27,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# The real tier: etcd, kube-apiserver, kube-scheduler, kube-controller-manager and MinIO built from their Go
+# modules (tools/real/) into ~/.cache/oscar-batch/real/bin, rebuilt only when the pins change; then tests/real
+# against them, where a missing binary fails instead of skipping. docs/REAL_TIER.md tells more.
+.PHONY: real-bin test-real
+real-bin:
+	tools/real/build.sh
+
+test-real: $(STAMP) real-bin
+	OSCAR_REAL_REQUIRED=1 $(BIN)/pytest tests/real

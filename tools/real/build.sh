@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Builds the real control plane for `make test-real` from the Go modules pinned in tools/real/go.mod:
-# etcd, kube-apiserver, kube-scheduler and kube-controller-manager, into .cache/real/bin/ (outside git).
+# Builds the real tier's servers for `make test-real` from pinned Go modules, into
+# ${XDG_CACHE_HOME:-~/.cache}/oscar-batch/real/bin (outside the work tree, so fresh clones on this machine, CI's
+# among them, reuse it): etcd, kube-apiserver, kube-scheduler and kube-controller-manager (tools/real/go.mod), and the MinIO
+# server (tools/real/minio/go.mod, a module of its own so its dependencies never move the Kubernetes pins).
 #
-# Rebuilt only when the pins change: the stamp file's name carries the Kubernetes and etcd versions, the Go
-# version and a hash of go.mod + go.sum, so a cached run costs one `go list` (well under a second).
+# Rebuilt only when the pins change: the stamp file's name carries the Kubernetes, etcd and MinIO versions, the
+# Go version and a hash of both modules' go.mod + go.sum and this script, so a cached run costs two `go list`.
 #
 #   tools/real/build.sh            # build if needed, print the bin directory
 #   REAL_BUILD_P=1 tools/real/build.sh   # one package at a time (default 2: the machine has 2 cores)
@@ -12,7 +14,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-out=${REAL_BIN_DIR:-$root/.cache/real/bin}
+out=${REAL_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/oscar-batch/real/bin}
 parallel=${REAL_BUILD_P:-2}
 
 cd "$here"
@@ -22,10 +24,11 @@ export CGO_ENABLED=0
 
 k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
+minio=$(cd minio && go list -m -f '{{.Version}}' github.com/minio/minio)
 gover=$(go env GOVERSION)
-pins=$(cat go.mod go.sum "$here/build.sh" | sha256sum | cut -c1-12)
-stamp="$out/.built-k8s-$k8s-etcd-$etcd-$gover-$pins"
-binaries=(etcd kube-apiserver kube-scheduler kube-controller-manager)
+pins=$(cat go.mod go.sum minio/go.mod minio/go.sum "$here/build.sh" | sha256sum | cut -c1-12)
+stamp="$out/.built-k8s-$k8s-etcd-$etcd-minio-${minio##*-}-$gover-$pins"
+binaries=(etcd kube-apiserver kube-scheduler kube-controller-manager minio)
 
 complete() {
     [ -f "$stamp" ] || return 1
@@ -39,7 +42,7 @@ fi
 
 mkdir -p "$out"
 rm -f "$out"/.built-*
-echo "building etcd $etcd and Kubernetes $k8s with $gover into $out (-p $parallel)" >&2
+echo "building etcd $etcd, Kubernetes $k8s and MinIO $minio with $gover into $out (-p $parallel)" >&2
 start=$(date +%s)
 
 # What hack/lib/version.sh stamps into an official build, so clients see a real version and no skew warning.
@@ -59,6 +62,7 @@ nice -n 10 go build -p "$parallel" -trimpath -ldflags "-s -w $kv" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-controller-manager
 # The etcd server module's main package builds a binary named after the module's last element ("v3").
 nice -n 10 go build -p "$parallel" -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
+(cd minio && nice -n 10 go build -p "$parallel" -trimpath -ldflags "-s -w" -o "$tmp/minio" github.com/minio/minio)
 
 for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 touch "$stamp"
