@@ -5,7 +5,6 @@ project's own names, and progress lives in `status.kopf`.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import kopf
@@ -21,12 +20,9 @@ BATCHES = ActiveBatches()
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress",
-                                                                       touch_field="status.kopf.dummy")
+    settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=cluster.GROUP, key="last-handled-configuration")
-    settings.peering.standalone = True
-    settings.posting.level = logging.INFO
     # One thread per running batch plus a few for the framework.
     settings.execution.max_workers = 64
 
