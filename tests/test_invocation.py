@@ -39,13 +39,22 @@ def test_job_name(service, uid, index, attempt, expected):
     assert job_name(service, uid, index, attempt) == expected
 
 
+def test_a_redriven_attempt_names_its_round():
+    name = job_name("fish-detector", UID, 41, 4, redrive=2)
+    assert name == "fish-detector-3f2a9c1b7d4e-r41-a4-d2"
+    assert identify(job(name)) == Identity("3f2a9c1b7d4e", 41, 4, redrive=2)
+    assert identify(job("fish-detector-abc", event=an_event() | {"oscarBatch": {
+        "uid": UID, "batch": "default/fish", "range": 7, "attempt": 5, "redrive": 1}})) == Identity(UID, 7, 5, 1)
+
+
 @pytest.mark.parametrize("service", ["a" * 39, "a" * 19 + "-" + "b" * 19, "a-" * 19 + "a", "f", "0" * 39])
-@pytest.mark.parametrize(("index", "attempt"), [(0, 1), (99_999, 3), (10**9, 10), (10**12, 999)])
-def test_job_name_is_a_valid_dns_label(service, index, attempt):
-    name = job_name(service, UID, index, attempt)
+@pytest.mark.parametrize(("index", "attempt", "redrive"), [(0, 1, 0), (99_999, 3, 0), (10**9, 10, 0),
+                                                        (10**12, 999, 0), (99_999, 999, 1_000_000)])
+def test_job_name_is_a_valid_dns_label(service, index, attempt, redrive):
+    name = job_name(service, UID, index, attempt, redrive)
     assert len(name) <= 63
     assert DNS_LABEL.fullmatch(name), name
-    assert identify(job(name)) == Identity(UID.replace("-", "")[:12], index, attempt)
+    assert identify(job(name)) == Identity(UID.replace("-", "")[:12], index, attempt, redrive)
 
 
 # --- payload ---------------------------------------------------------------------------------------------------
@@ -53,7 +62,7 @@ def test_job_name_is_a_valid_dns_label(service, index, attempt):
 def test_payload_keeps_start_and_end_and_adds_identity():
     event = an_event()
     assert event == {"start": 71, "end": 81, "bucket": "fish", "manifest": "input/index.txt",
-                     "oscarBatch": {"uid": UID, "batch": "default/fish", "range": 7, "attempt": 2}}
+                     "oscarBatch": {"uid": UID, "batch": "default/fish", "range": 7, "attempt": 2, "redrive": 0}}
     decoded = json.loads(json.dumps(event))         # what a service's `jq .start` / `jq .end` sees
     assert (decoded["start"], decoded["end"]) == (71, 81)
     assert type(decoded["start"]) is int and type(decoded["end"]) is int

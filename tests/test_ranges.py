@@ -150,6 +150,14 @@ def test_large_index_sets_stay_small_and_round_trip(indexes, limit):
 
 # --- RangeBook ---------------------------------------------------------------------------------------------------
 
+def take(book, limit, now=0.0):
+    """Invoke whatever the book offers, as the controller does once OSCAR accepts each one."""
+    chosen = book.next_to_dispatch(limit)
+    for index, attempt in chosen:
+        book.invoked(index, attempt, f"job-{index}-{attempt}", started="t", now=now)
+    return chosen
+
+
 def test_book_requires_a_positive_range_size():
     with pytest.raises(ValueError):
         RangeBook(10, 0, 2)
@@ -157,14 +165,14 @@ def test_book_requires_a_positive_range_size():
 
 def test_retry_path():
     book = RangeBook(items=50, per_range=10, retries=2)            # 5 ranges
-    assert book.next_to_dispatch(3) == [(0, 1), (1, 1), (2, 1)]
+    assert take(book, 3) == [(0, 1), (1, 1), (2, 1)]
     assert book.observe(2, 1, R, "job-2-1", started="t0") is None  # already running: nothing changes
     assert book.observe(2, 1, F, "job-2-1", finished="t1") == State.PENDING
     assert book.attempts(2) == 1 and book.counts().retried == 1
-    assert book.next_to_dispatch(2) == [(2, 2), (3, 1)]            # the retry goes first
+    assert take(book, 2) == [(2, 2), (3, 1)]            # the retry goes first
     assert book.observe(2, 2, S, "job-2-2", finished="t2") == State.SUCCEEDED
     assert book.records[2].jobs == ["job-2-1", "job-2-2"]
-    assert (book.records[2].started, book.records[2].finished) == ("t0", "t2")
+    assert (book.records[2].started, book.records[2].finished) == ("t", "t2")   # started when OSCAR accepted it
     assert book.counts() == type(book.counts())(total=5, pending=1, running=3, succeeded=1, failed=0, retried=1)
     assert_consistent(book)
 
@@ -173,20 +181,20 @@ def test_retry_path():
 def test_retries_exhausted(retries):
     book = RangeBook(items=4, per_range=4, retries=retries)
     for attempt in range(1, retries + 2):
-        assert book.next_to_dispatch(5) == [(0, attempt)]
+        assert take(book, 5) == [(0, attempt)]
         expected = State.FAILED if attempt == retries + 1 else State.PENDING
         assert book.observe(0, attempt, F) == expected
         assert_consistent(book)
-    assert book.next_to_dispatch(5) == []
+    assert take(book, 5) == []
     assert book.failed() == {0} and book.attempts(0) == retries + 1
     assert book.counts().retried == retries and book.done()
 
 
 def test_retries_one_two_failures_fail_the_range():
     book = RangeBook(items=3, per_range=1, retries=1)
-    book.next_to_dispatch(3)
+    take(book, 3)
     assert book.observe(1, 1, F) == State.PENDING
-    assert book.next_to_dispatch(3) == [(1, 2)]
+    assert take(book, 3) == [(1, 2)]
     assert book.observe(1, 2, F) == State.FAILED
     assert book.state(1) == State.FAILED and not book.done()
 
@@ -194,9 +202,9 @@ def test_retries_one_two_failures_fail_the_range():
 @pytest.mark.parametrize("exhausted", [False, True])
 def test_late_success_of_an_old_attempt_wins(exhausted):
     book = RangeBook(items=2, per_range=1, retries=1)
-    book.next_to_dispatch(1)
+    take(book, 1)
     book.observe(0, 1, F)
-    assert book.next_to_dispatch(1) == [(0, 2)]
+    assert take(book, 1) == [(0, 2)]
     if exhausted:
         assert book.observe(0, 2, F) == State.FAILED
     assert book.observe(0, 1, S) == State.SUCCEEDED
@@ -206,9 +214,9 @@ def test_late_success_of_an_old_attempt_wins(exhausted):
 
 def test_stale_failure_of_an_older_attempt_is_ignored():
     book = RangeBook(items=2, per_range=1, retries=2)
-    book.next_to_dispatch(1)
+    take(book, 1)
     book.observe(0, 1, F)
-    book.next_to_dispatch(1)
+    take(book, 1)
     assert book.observe(0, 1, F) is None
     assert book.state(0) == State.RUNNING and book.running() == {0: 2} and book.counts().retried == 1
 
@@ -244,7 +252,7 @@ def test_out_of_order_restart_observations(observations, state, attempts):
         book.observe(1, attempt, outcome)
         assert_consistent(book)
     assert book.state(1) == state and book.attempts(1) == attempts
-    dispatched = book.next_to_dispatch(10)
+    dispatched = take(book, 10)
     expected_retry = [(1, attempts + 1)] if state == State.PENDING else []
     assert dispatched == expected_retry + [(0, 1), (2, 1)]
 
@@ -261,8 +269,8 @@ def test_restore_skips_what_status_recorded():
     book.restore(decode_indexes("0,2-3"), decode_indexes("3,5,17"))   # 3 in both: success wins; 17 unknown
     assert book.succeeded() == {0, 2, 3} and book.failed() == {5}
     assert_consistent(book)
-    assert book.next_to_dispatch(10) == [(1, 1), (4, 1)]
-    assert book.next_to_dispatch(10) == []
+    assert take(book, 10) == [(1, 1), (4, 1)]
+    assert take(book, 10) == []
     assert book.observe(5, 1, S) == State.SUCCEEDED                 # a late success still wins over restored failure
 
 
@@ -275,25 +283,91 @@ def test_restore_ignores_indexes_outside_the_book(succeeded, failed):
 
 
 @pytest.mark.parametrize("attempts_before", [0, 1, 2])
-def test_dispatch_failed_gives_the_attempt_back(attempts_before):
+def test_a_choice_that_never_reached_oscar_leaves_no_trace(attempts_before):
     book = RangeBook(items=3, per_range=1, retries=5)
     for attempt in range(1, attempts_before + 1):
-        assert book.next_to_dispatch(1) == [(0, attempt)]
+        assert take(book, 1) == [(0, attempt)]
         book.observe(0, attempt, F)
     attempt = attempts_before + 1
-    assert book.next_to_dispatch(1) == [(0, attempt)]
-    book.dispatch_failed(0)
-    assert book.state(0) == State.PENDING and book.attempts(0) == attempts_before
+    offered = book.next_to_dispatch(3)
+    assert offered[0] == (0, attempt)
+    assert book.counts().running == 0 and book.attempts(0) == attempts_before     # nothing marked
     assert_consistent(book)
-    assert book.next_to_dispatch(1) == [(0, attempt)]                # same attempt number again, first in line
-    book.dispatch_failed(1)                                          # not running: nothing happens
-    assert book.state(1) == State.PENDING and book.attempts(1) == 0
+    assert book.next_to_dispatch(3) == offered                       # the same attempts, first in line
+
+
+def test_invoked_marks_running_once_and_waits_for_the_job():
+    book = RangeBook(items=3, per_range=1, retries=1)
+    book.invoked(1, 1, "job-1-1", started="t0", now=10.0)
+    book.invoked(1, 1, "job-1-1", started="t0", now=11.0)             # OSCAR said "exists": same attempt, no-op
+    assert book.running() == {1: 1} and book.records[1].jobs == ["job-1-1"]
+    assert book.unseen_since(9.0) == [] and book.unseen_since(10.0) == [(1, 1, "job-1-1")]
+    book.observe(1, 1, R, "job-1-1")                                  # the Job showed up
+    assert book.unseen_since(99.0) == []
+    assert book.next_to_dispatch(5) == [(0, 1), (2, 1)]
+
+
+def test_a_lost_invocation_is_invoked_again_under_a_new_attempt_without_spending_a_retry():
+    book = RangeBook(items=2, per_range=1, retries=0)
+    assert take(book, 2, now=5.0) == [(0, 1), (1, 1)]
+    book.observe(1, 1, R)
+    assert book.unseen_since(6.0) == [(0, 1, "job-0-1")]
+    book.still_unseen(0, now=7.0)                                     # OSCAR still lists it: wait longer
+    assert book.unseen_since(6.0) == []
+    book.lost_invocation(0, 1)
+    assert book.state(0) == State.PENDING and book.lost == 1
+    assert_consistent(book)
+    assert take(book, 2) == [(0, 2)]                                  # a new identity, retries 0 notwithstanding
+    book.lost_invocation(0, 2)                                        # its Job was never overdue: ignored
+    book.observe(0, 2, R)
+    book.lost_invocation(0, 2)                                        # seen: never lost
+    assert book.state(0) == State.RUNNING
+    assert book.observe(0, 1, F) is None                              # a late Job of the lost attempt
+    assert book.observe(0, 2, S) == State.SUCCEEDED and book.counts().retried == 0
+
+
+def test_a_lost_attempt_failing_later_counts_once():
+    book = RangeBook(items=1, per_range=1, retries=1)
+    take(book, 1)
+    book.lost_invocation(0, 1)
+    assert take(book, 1) == [(0, 2)]
+    assert book.observe(0, 1, F) is None                              # attempt 2 is in flight: it decides
+    assert book.observe(0, 2, F) == State.FAILED                      # two failures > 1 retry
+
+
+def test_redrive_gives_failed_ranges_a_fresh_round():
+    book = RangeBook(items=4, per_range=1, retries=1)
+    take(book, 4)
+    for index in (0, 1):
+        book.observe(index, 1, S)
+    for attempt in (1, 2):
+        book.observe(2, attempt, F)
+        book.observe(3, attempt, F)
+        take(book, 4)
+    assert book.failed() == {2, 3} and book.done()
+    assert book.redrive(1) == [2, 3]
+    assert book.counts().failed == 0 and not book.done()
+    assert_consistent(book)
+    assert take(book, 4) == [(2, 3), (3, 3)]                          # attempts go on, never reused
+    assert book.observe(2, 3, F, redrive_round=1) == State.PENDING     # one retry in the new round
+    assert book.observe(2, 1, F, redrive_round=0) is None             # old rounds do not spend it
+    assert take(book, 4) == [(2, 4)]
+    assert book.observe(2, 4, F, redrive_round=1) == State.FAILED
+    assert book.observe(3, 3, S, redrive_round=1) == State.SUCCEEDED
+
+
+def test_after_a_restart_old_round_failures_leave_a_redriven_range_pending():
+    book = RangeBook(items=2, per_range=1, retries=0, redrive_round=1)   # status: redrive 1 done, range 1 redriven
+    book.restore([0], [])
+    book.observe(1, 1, F, redrive_round=0)
+    assert book.state(1) == State.PENDING
+    assert take(book, 2) == [(1, 2)]
 
 
 @pytest.mark.parametrize("limit", [0, -3])
 def test_next_to_dispatch_with_no_room(limit):
     book = RangeBook(items=3, per_range=1, retries=0)
-    assert book.next_to_dispatch(limit) == []
+    assert take(book, limit) == []
     assert book.counts().pending == 3
 
 
@@ -307,7 +381,7 @@ def test_next_to_dispatch_with_no_room(limit):
 ])
 def test_done(items, outcomes, done):
     book = RangeBook(items=items, per_range=1, retries=0)
-    book.next_to_dispatch(items)
+    take(book, items)
     for index, outcome in outcomes.items():
         book.observe(index, 1, outcome)
     assert book.done() is done
@@ -329,9 +403,10 @@ def dispatch(book, cluster, rng, limit):
         assert all(cluster.jobs[(index, earlier)] == F for earlier in range(1, attempt))
         assert (index, attempt) not in cluster.jobs and attempt <= book.retries + 1
         if rng.random() < 0.1:
-            book.dispatch_failed(index)
-        else:
-            cluster.jobs[(index, attempt)] = R
+            break  # OSCAR unreachable: this and the rest stay pending
+        cluster.jobs[(index, attempt)] = R
+        book.invoked(index, attempt, f"job-{index}-{attempt}", started="t", now=0.0)
+        if rng.random() < 0.5:
             book.observe(index, attempt, R)
 
 

@@ -12,8 +12,10 @@ from oscar_batch.status import (FAILED, NAMED_FAILURES, SUCCEEDED, condition, me
 def book_with(items, per_range, succeeded=(), failed=(), running=(), retries=2):
     book = RangeBook(items, per_range, retries)
     book.restore(succeeded, failed)
-    dispatched = {index for index, _ in book.next_to_dispatch(len(running))}
-    assert dispatched == set(running)
+    dispatched = book.next_to_dispatch(len(running))
+    for index, attempt in dispatched:
+        book.invoked(index, attempt, f"job-{index}", started="t", now=0.0)
+    assert {index for index, _ in dispatched} == set(running)
     return book
 
 

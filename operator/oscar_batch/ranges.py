@@ -150,23 +150,33 @@ class Counts:
 
 
 class RangeBook:
-    """The state of every range of one batch. Ranges never invoked cost no memory."""
+    """The state of every range of one batch. Ranges never invoked cost no memory.
 
-    def __init__(self, items: int, per_range: int, retries: int) -> None:
+    A range is running only once OSCAR accepted its invocation (`invoked`) or its Job was seen (`observe`):
+    choosing what to dispatch (`next_to_dispatch`) changes nothing, so an invocation that never reached OSCAR
+    leaves no trace. Failures count per redrive round: `redrive` gives the failed ranges a fresh set of retries,
+    and the Jobs of earlier rounds, seen again after a restart, do not spend them.
+    """
+
+    def __init__(self, items: int, per_range: int, retries: int, redrive_round: int = 0) -> None:
         if per_range < 1:
             raise ValueError("per_range must be at least 1")
         self.items = items
         self.per_range = per_range
         self.retries = retries
+        self.redrive_round = redrive_round
         self.total = range_count(items, per_range)
         self._next_fresh = 0                 # ranges >= this were never invoked
         self._retry_queue: list[int] = []    # heap of ranges waiting for another attempt
         self._running: dict[int, int] = {}   # range -> attempt in flight
         self._succeeded: set[int] = set()
         self._failed: set[int] = set()
-        self._attempts: dict[int, int] = {}  # range -> attempts started
+        self._attempts: dict[int, int] = {}  # range -> newest attempt invoked or seen
+        self._failures: dict[int, set[int]] = {}   # range -> attempts that failed in this round
+        self._unseen: dict[int, float] = {}  # range -> when OSCAR accepted it, until its Job is seen
         self.records: dict[int, RangeRecord] = {}
         self.retried = 0
+        self.lost = 0
 
     def bounds(self, index: int) -> tuple[int, int]:
         return range_bounds(index, self.items, self.per_range)
@@ -193,11 +203,12 @@ class RangeBook:
         return self._attempts.get(index, 0)
 
     def observe(self, index: int, attempt: int, outcome: Outcome, job: str | None = None,
-                started: str | None = None, finished: str | None = None) -> State | None:
+                started: str | None = None, finished: str | None = None, redrive_round: int | None = None) -> State | None:
         """Fold in what a Job says of one attempt. Returns the range's new state when it changed, else None.
 
         Observations may repeat and arrive out of order (a restart lists every Job again): a success of
-        any attempt wins; a failure counts only for the attempt in flight or, on restart, the newest one.
+        any attempt wins; every failed attempt of this round counts once, and the range fails for good when
+        they exceed `retries` and no newer attempt is in flight.
         """
         if not 0 <= index < self.total or attempt < 1:
             return None
@@ -205,54 +216,97 @@ class RangeBook:
         if job and job not in record.jobs:
             record.jobs.append(job)
         record.started = record.started or started
+        if self._running.get(index) == attempt:
+            self._unseen.pop(index, None)
         before = self.state(index)
         if before in (State.SUCCEEDED, State.FAILED) and outcome != Outcome.SUCCEEDED:
             return None
         if attempt > self._attempts.get(index, 0):
             self._attempts[index] = attempt
             self._unqueue(index)
+            self._unseen.pop(index, None)
+            if outcome != Outcome.RUNNING:
+                self._running.pop(index, None)
         if outcome == Outcome.SUCCEEDED:
             record.finished = finished
             self._settle(index, State.SUCCEEDED)
         elif outcome == Outcome.RUNNING:
             if attempt == self._attempts[index]:
                 self._running[index] = attempt
-        elif attempt == self._attempts[index]:
-            record.finished = finished
-            self._running.pop(index, None)
-            if attempt > self.retries:
+        else:
+            counted = redrive_round is None or redrive_round == self.redrive_round
+            failures = self._failures.setdefault(index, set())
+            newly_counted = counted and attempt not in failures
+            if counted:
+                failures.add(attempt)
+            if attempt == self._attempts[index]:
+                record.finished = finished
+                self._running.pop(index, None)
+            if index in self._running:
+                pass  # a newer attempt is in flight: it decides
+            elif len(failures) > self.retries:
                 self._settle(index, State.FAILED)
             elif index not in self._retry_queue:
                 heapq.heappush(self._retry_queue, index)
-                self.retried += 1
+                self.retried += int(newly_counted)
         after = self.state(index)
         return after if after != before else None
 
-    def dispatch_failed(self, index: int) -> None:
-        """The invocation never reached OSCAR: the range is pending again and the attempt is not spent."""
-        if index in self._running and self._running[index] == self._attempts.get(index):
-            del self._running[index]
-            self._attempts[index] -= 1
-            heapq.heappush(self._retry_queue, index)
-
     def next_to_dispatch(self, limit: int) -> list[tuple[int, int]]:
-        """Up to `limit` (range, attempt) pairs to invoke now, marked running. Retries go first."""
-        chosen: list[tuple[int, int]] = []
-        while len(chosen) < limit:
-            if self._retry_queue:
-                index = heapq.heappop(self._retry_queue)
-            elif self._next_fresh < self.total:
-                index = self._next_fresh
-                self._next_fresh += 1
-                if self.state(index) != State.PENDING or index in self._attempts:
-                    continue
-            else:
-                break
-            attempt = self._attempts.get(index, 0) + 1
-            self._attempts[index] = attempt
-            self._running[index] = attempt
-            chosen.append((index, attempt))
+        """Up to `limit` (range, attempt) pairs to invoke now, retries first. Nothing is marked: call
+        `invoked` for each one OSCAR accepts."""
+        chosen = [(index, self._attempts.get(index, 0) + 1) for index in heapq.nsmallest(limit, self._retry_queue)]
+        index = self._next_fresh
+        while len(chosen) < limit and index < self.total:
+            if self.state(index) == State.PENDING and index not in self._attempts:
+                chosen.append((index, 1))
+            elif index == self._next_fresh:
+                self._next_fresh += 1  # settled or taken: never a fresh candidate again
+            index += 1
         return chosen
+
+    def invoked(self, index: int, attempt: int, job: str, started: str, now: float) -> None:
+        """OSCAR accepted this attempt: the range runs, and its Job is expected to appear."""
+        if self.state(index) != State.PENDING or attempt <= self._attempts.get(index, 0):
+            return
+        self._attempts[index] = attempt
+        self._unqueue(index)
+        self._running[index] = attempt
+        self._unseen[index] = now
+        record = self.records.setdefault(index, RangeRecord())
+        if job not in record.jobs:
+            record.jobs.append(job)
+        record.started = record.started or started
+
+    def unseen_since(self, deadline: float) -> list[tuple[int, int, str]]:
+        """(range, attempt, Job name) of the invocations OSCAR accepted before `deadline` whose Job never showed."""
+        return [(index, self._running[index], self.records[index].jobs[-1])
+                for index, accepted in self._unseen.items() if accepted <= deadline]
+
+    def still_unseen(self, index: int, now: float) -> None:
+        """OSCAR still knows the invocation: give its Job more time to reach us."""
+        if index in self._unseen:
+            self._unseen[index] = now
+
+    def lost_invocation(self, index: int, attempt: int) -> None:
+        """OSCAR accepted the attempt but has no Job for it (delegated, or lost): invoke the range again under
+        a new attempt. The service never ran it, so no retry is spent."""
+        if self._running.get(index) != attempt or index not in self._unseen:
+            return
+        del self._running[index]
+        del self._unseen[index]
+        heapq.heappush(self._retry_queue, index)
+        self.lost += 1
+
+    def redrive(self, redrive_round: int) -> list[int]:
+        """Give every failed range a fresh round of retries. Returns the ranges that go back to pending."""
+        self.redrive_round = redrive_round
+        again = sorted(self._failed)
+        for index in again:
+            self._failed.discard(index)
+            self._failures.pop(index, None)
+            heapq.heappush(self._retry_queue, index)
+        return again
 
     def running(self) -> dict[int, int]:
         return dict(self._running)
@@ -273,6 +327,7 @@ class RangeBook:
 
     def _settle(self, index: int, state: State) -> None:
         self._running.pop(index, None)
+        self._unseen.pop(index, None)
         self._unqueue(index)
         self._failed.discard(index)
         (self._succeeded if state == State.SUCCEEDED else self._failed).add(index)

@@ -1,7 +1,8 @@
 """The OscarBatchJob spec as a typed value: defaults applied, every field checked. Pure.
 
-The CRD's schema rejects most bad input at `kubectl apply`; this repeats the checks an API server without
-that schema (or an older CRD) would let through, and names the field in every error.
+The CRD's schema rejects most bad input at `kubectl apply`; this repeats every bound it states, for an API
+server without that schema (or an older CRD), and names the field in every error. It also pins the fields
+that cannot change once a batch has started, for API servers that do not run the CRD's CEL rule.
 """
 from __future__ import annotations
 
@@ -9,14 +10,23 @@ import dataclasses
 import fnmatch
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-SERVICE_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+# The minio client refuses these bucket names for every endpoint (ValueError before any request), S3 too.
+BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
+BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
+BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
 ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
+S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
 RESULTS_SUFFIX = ".results.json"
+MAX_KEY_LENGTH = 1024  # S3 object keys
+MAX_SECRET_NAME_LENGTH = 253  # a DNS subdomain
+MAX_URL_LENGTH = 2048
+MAX_PATTERNS = 64
 
 
 class SpecError(ValueError):
@@ -44,6 +54,8 @@ class BatchSpec:
     retries: int
     tolerated_failures: int
     suspend: bool
+    redrive: int
+    keep_manifest: bool
 
     def is_input(self, key: str) -> bool:
         """Whether an object listed under the prefix is an input. The batch's own objects never are."""
@@ -58,38 +70,93 @@ class BatchSpec:
 def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     oscar = _mapping(spec, "oscar")
     storage = _mapping(spec, "storage")
-    prefix = _string(storage, "prefix", "storage.prefix", default="", allow_empty=True)
-    manifest_key = _string(spec, "manifestKey", "manifestKey", default=prefix + DEFAULT_MANIFEST_NAME)
-    results_key = _string(spec, "resultsKey", "resultsKey", default=manifest_key + RESULTS_SUFFIX)
+    prefix = _string(storage, "prefix", "storage.prefix", MAX_KEY_LENGTH, default="", allow_empty=True)
+    # The defaults are checked too: a key longer than S3 allows could never be written.
+    manifest_key = _string(spec, "manifestKey", "manifestKey", MAX_KEY_LENGTH, default=prefix + DEFAULT_MANIFEST_NAME)
+    results_key = _string(spec, "resultsKey", "resultsKey", MAX_KEY_LENGTH, default=manifest_key + RESULTS_SUFFIX)
     if manifest_key == results_key:
         raise SpecError("spec.manifestKey and spec.resultsKey must name different objects")
-    parsed = BatchSpec(
-        service=_matching(spec, "service", "service", SERVICE_NAME, max_length=39,
-                          rule="lowercase letters, digits and '-', at most 39 characters"),
-        oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, rule="an http(s) URL"),
-        oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret"),
-        services_namespace=_string(oscar, "servicesNamespace", "oscar.servicesNamespace",
-                                   default=DEFAULT_SERVICES_NAMESPACE),
-        s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", ENDPOINT, rule="an http(s) URL"),
-        s3_region=_string(storage, "region", "storage.region", default="us-east-1"),
-        s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret"),
-        bucket=_matching(storage, "bucket", "storage.bucket", BUCKET_NAME,
-                         rule="3-63 lowercase letters, digits, '.' and '-', starting and ending alphanumeric"),
+    return BatchSpec(
+        service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
+                          rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
+        oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, max_length=MAX_URL_LENGTH,
+                                 rule="an http(s) URL"),
+        oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", MAX_SECRET_NAME_LENGTH),
+        services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
+                                     max_length=63, default=DEFAULT_SERVICES_NAMESPACE,
+                                     rule="a namespace name: lowercase letters, digits and '-'"),
+        s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
+                              rule="an http(s) URL with no path"),
+        s3_region=_string(storage, "region", "storage.region", 64, default="us-east-1"),
+        s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret", MAX_SECRET_NAME_LENGTH),
+        bucket=_bucket(storage),
         prefix=prefix,
         include=_patterns(storage, "include"),
         exclude=_patterns(storage, "exclude"),
         manifest_key=manifest_key,
         results_key=results_key,
-        items_per_invocation=_integer(spec, "itemsPerInvocation", minimum=0, default=0),
-        max_parallelism=_integer(spec, "maxParallelism", minimum=0, default=0),
+        items_per_invocation=_integer(spec, "itemsPerInvocation", minimum=0, maximum=1_000_000, default=0),
+        max_parallelism=_integer(spec, "maxParallelism", minimum=0, maximum=100_000, default=0),
         headroom=_headroom(spec),
-        retries=_integer(spec, "retries", minimum=0, default=2),
-        tolerated_failures=_integer(spec, "toleratedFailures", minimum=0, default=0),
+        retries=_integer(spec, "retries", minimum=0, maximum=100, default=2),
+        tolerated_failures=_integer(spec, "toleratedFailures", minimum=0, maximum=100_000_000, default=0),
         suspend=_boolean(spec, "suspend", default=False),
+        redrive=_integer(spec, "redrive", minimum=0, maximum=1_000_000, default=0),
+        keep_manifest=_boolean(spec, "keepManifest", default=False),
     )
-    if ".." in parsed.bucket:
-        raise SpecError("spec.storage.bucket cannot contain two adjacent periods")
-    return parsed
+
+
+class _PinnedField(NamedTuple):
+    key: str        # in status.pinned, spelled as in the spec
+    attribute: str  # of BatchSpec
+    path: str       # as users write it
+
+
+# The fields the CRD's top-level CEL rule keeps unchanged once status.startTime is set: the manifest, its
+# ranges and the objects they name all follow from them.
+_PINNED_FIELDS = (
+    _PinnedField("service", "service", "spec.service"),
+    _PinnedField("bucket", "bucket", "spec.storage.bucket"),
+    _PinnedField("prefix", "prefix", "spec.storage.prefix"),
+    _PinnedField("include", "include", "spec.storage.include"),
+    _PinnedField("exclude", "exclude", "spec.storage.exclude"),
+    _PinnedField("manifestKey", "manifest_key", "spec.manifestKey"),
+)
+IMMUTABLE_FIELDS = tuple(field.path for field in _PINNED_FIELDS)
+
+
+def pinned_fields(spec: BatchSpec) -> dict[str, Any]:
+    """The immutable fields of `spec` as JSON for `status.pinned`, written when the batch starts."""
+    pinned = {}
+    for field in _PINNED_FIELDS:
+        value = getattr(spec, field.attribute)
+        pinned[field.key] = list(value) if isinstance(value, tuple) else value
+    return pinned
+
+
+def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[BatchSpec, list[str]]:
+    """`spec` with the values of `status.pinned` put back, and the fields that had changed (as `spec.x.y`).
+
+    A key missing from `pinned` (a status written before it was pinned) keeps the live value. A resultsKey
+    left to its default follows the pinned manifest key; an explicit one that now equals it is a SpecError.
+    """
+    restored: dict[str, Any] = {}
+    changed = []
+    for field in _PINNED_FIELDS:
+        if field.key not in (pinned or {}):
+            continue
+        value = pinned[field.key]
+        value = tuple(value) if isinstance(value, list) else value
+        if value != getattr(spec, field.attribute):
+            restored[field.attribute] = value
+            changed.append(field.path)
+    if "manifest_key" in restored:
+        if spec.results_key == spec.manifest_key + RESULTS_SUFFIX:
+            restored["results_key"] = restored["manifest_key"] + RESULTS_SUFFIX
+        elif spec.results_key == restored["manifest_key"]:
+            raise SpecError(f"spec.resultsKey {spec.results_key!r} is the manifest key the batch started with; "
+                            "the results would overwrite the manifest")
+    return dataclasses.replace(spec, **restored), changed
 
 
 def _mapping(spec: Mapping[str, Any], field: str) -> Mapping[str, Any]:
@@ -99,28 +166,44 @@ def _mapping(spec: Mapping[str, Any], field: str) -> Mapping[str, Any]:
     return value
 
 
-def _string(spec: Mapping[str, Any], field: str, path: str, default: str | None = None,
+def _string(spec: Mapping[str, Any], field: str, path: str, max_length: int, default: str | None = None,
             allow_empty: bool = False) -> str:
     value = spec.get(field, default)
     if value is None:
         raise SpecError(f"spec.{path} is required")
     if not isinstance(value, str) or (not value and not allow_empty):
         raise SpecError(f"spec.{path} must be a non-empty string")
+    if len(value) > max_length:
+        raise SpecError(f"spec.{path} is {len(value)} characters long, more than the {max_length} allowed")
     return value
 
 
 def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Pattern[str], rule: str,
-              max_length: int = 2048) -> str:
-    value = _string(spec, field, path)
-    if len(value) > max_length or not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
+              max_length: int, default: str | None = None) -> str:
+    value = _string(spec, field, path, max_length, default=default)
+    if not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
     return value
 
 
-def _integer(spec: Mapping[str, Any], field: str, minimum: int, default: int) -> int:
+def _bucket(storage: Mapping[str, Any]) -> str:
+    bucket = _matching(storage, "bucket", "storage.bucket", BUCKET_NAME, max_length=63,
+                       rule="3-63 lowercase letters, digits, '.' and '-', starting and ending alphanumeric")
+    if BUCKET_IP_ADDRESS.fullmatch(bucket):
+        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: it cannot look like an IP address")
+    if any(run in bucket for run in BUCKET_FORBIDDEN_RUNS):
+        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: a period cannot be next to another "
+                        "period or a hyphen")
+    if bucket.endswith(BUCKET_RESERVED_SUFFIXES):
+        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: names ending in "
+                        f"{' or '.join(BUCKET_RESERVED_SUFFIXES)} are reserved by S3")
+    return bucket
+
+
+def _integer(spec: Mapping[str, Any], field: str, minimum: int, maximum: int, default: int) -> int:
     value = spec.get(field, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise SpecError(f"spec.{field} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise SpecError(f"spec.{field} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 
@@ -142,4 +225,8 @@ def _patterns(storage: Mapping[str, Any], field: str) -> tuple[str, ...]:
     value = storage.get(field, [])
     if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
         raise SpecError(f"spec.storage.{field} must be a list of non-empty glob patterns")
+    if len(value) > MAX_PATTERNS:
+        raise SpecError(f"spec.storage.{field} has {len(value)} patterns, more than the {MAX_PATTERNS} allowed")
+    if any(len(pattern) > MAX_KEY_LENGTH for pattern in value):
+        raise SpecError(f"spec.storage.{field} has a pattern longer than {MAX_KEY_LENGTH} characters")
     return tuple(value)
