@@ -17,7 +17,8 @@ from oscar_batch.sandbox.config import SandboxConfig
 from oscar_batch.sandbox.handoff import batch_manifests
 from support import BIN, kubectl, wait_until
 
-FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", "0.1", "--retry-delay", "0.5")
+FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", "0.1", "--retry-delay", "0.5",
+               "--max-backoff", "4", "--unseen-job-timeout", "2", "--cancel-timeout", "10")
 
 
 class OperatorProcess:

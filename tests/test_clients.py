@@ -87,14 +87,26 @@ def test_oscar_client_reads_cluster_status(oscar):
 def test_manifest_lists_only_inputs_in_order_and_records_its_owner(sandbox):
     spec = spec_for(sandbox, include=["*.jpg"], exclude=["thumbs/*"])
     s3 = s3_client(sandbox, spec)
-    assert manifest.owner(s3, spec) is None or manifest.owner(s3, spec).uid != "uid-1"
+    owner = manifest.owner(s3, spec, spec.manifest_key)
+    assert owner is None or owner.uid != "uid-1"
     assert manifest.write(s3, spec, "uid-1", "default/first") == 12
     body = s3.get_object(spec.bucket, spec.manifest_key).read().decode()
     assert body.splitlines() == input_keys("input/", 12)
-    assert manifest.owner(s3, spec) == manifest.ManifestOwner("uid-1", "default/first", 12)
+    assert manifest.owner(s3, spec, spec.manifest_key) == manifest.ObjectOwner("uid-1", "default/first", 12)
     # Listing again never lists the manifest (or the results manifest) itself.
-    manifest.write_results(s3, spec, {"phase": "Succeeded"})
+    manifest.write_results(s3, spec, "uid-1", "default/first", {"phase": "Succeeded"})
+    assert manifest.owner(s3, spec, spec.results_key).uid == "uid-1"
     assert manifest.write(s3, spec, "uid-2", "default/second") == 12
+
+
+def test_an_object_nobody_wrote_has_no_owner_uid_and_a_missing_bucket_is_told_apart(sandbox):
+    spec = spec_for(sandbox)
+    s3 = s3_client(sandbox, spec)
+    assert manifest.bucket_exists(s3, spec)
+    assert manifest.owner(s3, spec, "input/README.txt") == manifest.ObjectOwner(None, "?", 0)
+    assert manifest.owner(s3, spec, "input/not-there.txt") is None
+    missing = parse_spec({**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "absent-b"}})
+    assert not manifest.bucket_exists(s3_client(sandbox, missing), missing)
 
 
 def test_manifest_reports_s3_errors_by_code(sandbox):

@@ -196,13 +196,13 @@ def test_two_batches_share_the_cluster_and_each_processes_its_inputs(tmp_path):
         harness.apply("first", itemsPerInvocation=1, manifestKey="manifests/first.txt")
         harness.apply("second", itemsPerInvocation=1, manifestKey="manifests/second.txt")
 
-        def both_running() -> bool:
+        def split_evenly() -> bool:
             statuses = [harness.batch(name).get("status") or {} for name in ("first", "second")]
-            return all(s.get("phase") == "Running" and s.get("parallelism") for s in statuses) and statuses
+            return all(s.get("phase") == "Running" for s in statuses) and \
+                [s.get("parallelism") for s in statuses] == [4, 4]
 
-        statuses = wait_until(both_running, timeout=30, message="both batches to run")
-        # 8 slots split evenly between the two batches.
-        assert sorted(s["parallelism"] for s in statuses) == [4, 4]
+        # 8 slots split evenly between the two batches once both dispatch.
+        wait_until(split_evenly, timeout=30, message="both batches to run with 4 slots each")
         for name in ("first", "second"):
             assert harness.wait_for_phase("Succeeded", "Failed", name=name)["status"]["phase"] == "Succeeded"
         manifests = harness.objects("manifests/")

@@ -1,11 +1,14 @@
 """What ships: the wheel, the CRD, the kustomize manifests and the examples agree with the code."""
 from __future__ import annotations
 
+import copy
 import pathlib
+import re
 import subprocess
 import sys
 import zipfile
 
+import pytest
 import yaml
 
 from oscar_batch import spec as spec_module
@@ -13,6 +16,8 @@ from oscar_batch.sandbox import CRD_PATH
 from support import BIN, kubectl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+MINIMAL_SPEC = {"service": "s", "oscar": {"endpoint": "http://o", "credentialsSecret": "o"},
+                "storage": {"endpoint": "http://s", "credentialsSecret": "s", "bucket": "bkt"}}
 
 
 def test_the_standard_library_operator_module_is_not_shadowed():
@@ -39,18 +44,129 @@ def _crd_schema() -> dict:
 
 def test_crd_defaults_are_the_operators_defaults():
     properties = _crd_schema()["properties"]["spec"]["properties"]
-    minimal = {"service": "s", "oscar": {"endpoint": "http://o", "credentialsSecret": "o"},
-               "storage": {"endpoint": "http://s", "credentialsSecret": "s", "bucket": "bkt"}}
-    parsed = spec_module.parse_spec(minimal)
+    parsed = spec_module.parse_spec(MINIMAL_SPEC)
     assert properties["itemsPerInvocation"]["default"] == parsed.items_per_invocation
     assert properties["maxParallelism"]["default"] == parsed.max_parallelism
     assert properties["capacityHeadroom"]["default"] == parsed.headroom
     assert properties["retries"]["default"] == parsed.retries
     assert properties["toleratedFailures"]["default"] == parsed.tolerated_failures
     assert properties["suspend"]["default"] == parsed.suspend
+    assert properties["redrive"]["default"] == parsed.redrive
+    assert properties["keepManifest"]["default"] == parsed.keep_manifest
     assert properties["oscar"]["properties"]["servicesNamespace"]["default"] == parsed.services_namespace
     assert properties["storage"]["properties"]["region"]["default"] == parsed.s3_region
     assert properties["service"]["maxLength"] == 39
+
+
+# How far past each bound keyword the first refused value lies; the item keywords bound each array element.
+BOUND_KEYWORDS = {"maximum": 1, "minimum": -1, "maxLength": 1, "minLength": -1, "maxItems": 1,
+                  "items.maxLength": 1, "items.minLength": -1}
+
+
+def _bounds(schema: dict, path: str = ""):
+    """(field path, keyword, value at the bound or None, value one past it) for each bound below `schema`."""
+    for name, field in schema.get("properties", {}).items():
+        field_path = f"{path}{name}"
+        sample = _lookup(MINIMAL_SPEC, field_path, default=field.get("default", "a"))
+        for keyword, step in BOUND_KEYWORDS.items():
+            item_keyword = keyword.removeprefix("items.")
+            bound = field.get("items", {}).get(item_keyword) if item_keyword != keyword else field.get(keyword)
+            if bound is None:
+                continue
+            at, past = (_bounded(keyword, sample, bound + offset) for offset in (0, step))
+            if keyword == "minimum" and field.get("exclusiveMinimum"):
+                at, past = None, at
+            yield field_path, keyword, at, past
+        yield from _bounds(field, f"{field_path}.")
+
+
+def _lookup(spec: dict, path: str, default):
+    for name in path.split("."):
+        if not isinstance(spec, dict) or name not in spec:
+            return default
+        spec = spec[name]
+    return spec
+
+
+def _bounded(keyword: str, sample, size):
+    """A value like `sample` (valid apart from its size) of that size: a number, a length, or a count of items."""
+    if keyword in ("maximum", "minimum"):
+        return size
+    if keyword == "maxItems":
+        return ["a"] * size
+    if keyword.startswith("items."):
+        return ["a" * size]
+    return (sample + "a" * size)[:size]
+
+
+def _with(path: str, value) -> dict:
+    spec = copy.deepcopy(MINIMAL_SPEC)
+    *parents, leaf = path.split(".")
+    target = spec
+    for parent in parents:
+        target = target.setdefault(parent, {})
+    target[leaf] = value
+    return spec
+
+
+SPEC_BOUNDS = list(_bounds(_crd_schema()["properties"]["spec"]))
+
+
+@pytest.mark.parametrize(("path", "keyword", "at", "past"),
+                         [pytest.param(*bound, id=f"{bound[0]}-{bound[1]}") for bound in SPEC_BOUNDS])
+def test_the_operator_applies_every_bound_of_the_crd(path, keyword, at, past):
+    """Read from the CRD, so a bound added there and not in parse_spec (or the other way) fails here."""
+    names_the_field = f"spec.{path} "
+    with pytest.raises(spec_module.SpecError) as raised:
+        spec_module.parse_spec(_with(path, past))
+    assert names_the_field in str(raised.value)
+    if at is not None:
+        try:
+            spec_module.parse_spec(_with(path, at))
+        except spec_module.SpecError as error:  # e.g. the longest prefix makes the default manifest key too long
+            assert names_the_field not in str(error), error
+
+
+def test_the_bounds_test_sees_the_bounds():
+    keywords = {(path, keyword) for path, keyword, *_ in SPEC_BOUNDS}
+    for expected in [("retries", "maximum"), ("toleratedFailures", "maximum"), ("redrive", "maximum"),
+                     ("capacityHeadroom", "minimum"), ("storage.bucket", "minLength"),
+                     ("oscar.servicesNamespace", "maxLength"), ("storage.include", "maxItems"),
+                     ("storage.exclude", "items.maxLength")]:
+        assert expected in keywords, expected
+
+
+def test_crd_patterns_are_the_operators():
+    properties = _crd_schema()["properties"]["spec"]["properties"]
+    assert properties["service"]["pattern"] == spec_module.DNS_LABEL.pattern
+    assert properties["oscar"]["properties"]["servicesNamespace"]["pattern"] == spec_module.DNS_LABEL.pattern
+    assert properties["oscar"]["properties"]["endpoint"]["pattern"] == spec_module.ENDPOINT.pattern
+    assert properties["storage"]["properties"]["endpoint"]["pattern"] == spec_module.S3_ENDPOINT.pattern
+
+
+def test_crd_refuses_the_bucket_names_the_operator_refuses():
+    bucket = _crd_schema()["properties"]["spec"]["properties"]["storage"]["properties"]["bucket"]
+    rules = [validation["rule"] for validation in bucket["x-kubernetes-validations"]]
+    assert f"!self.matches('{spec_module.BUCKET_IP_ADDRESS.pattern}')" in rules
+    refused = " && ".join(rules)
+    for run in spec_module.BUCKET_FORBIDDEN_RUNS:
+        assert f"!self.contains('{run}')" in refused, run
+    for suffix in spec_module.BUCKET_RESERVED_SUFFIXES:
+        assert f"!self.endsWith('{suffix}')" in refused, suffix
+
+
+def test_the_operator_pins_the_fields_the_crd_keeps_immutable():
+    rule = _crd_schema()["x-kubernetes-validations"][0]["rule"]
+    assert tuple(re.findall(r"\bself\.(spec\.[\w.]+) == oldSelf\.\1\b", rule)) == spec_module.IMMUTABLE_FIELDS
+
+
+def test_status_pinned_has_a_schema_for_each_pinned_field():
+    """The API server prunes fields its schema lacks: an unlisted pinned field would vanish silently."""
+    schema = _crd_schema()["properties"]["status"]["properties"]["pinned"]["properties"]
+    pinned = spec_module.pinned_fields(spec_module.parse_spec(MINIMAL_SPEC))
+    json_types = {str: "string", list: "array"}
+    assert {key: json_types[type(value)] for key, value in pinned.items()} == \
+        {key: field["type"] for key, field in schema.items()}
 
 
 def test_printer_columns_read_fields_the_status_schema_has():

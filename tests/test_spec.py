@@ -1,9 +1,11 @@
-"""parse_spec: defaults, one SpecError per bad field (naming it), and which listed keys are inputs."""
+"""parse_spec: defaults, one SpecError per bad field (naming it), which listed keys are inputs, and pinning."""
 import copy
+import dataclasses
+import json
 
 import pytest
 
-from oscar_batch.spec import BatchSpec, SpecError, parse_spec
+from oscar_batch.spec import IMMUTABLE_FIELDS, BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
 
 
 def minimal(**top):
@@ -55,6 +57,8 @@ def test_defaults():
         retries=2,
         tolerated_failures=0,
         suspend=False,
+        redrive=0,
+        keep_manifest=False,
     )
 
 
@@ -76,11 +80,26 @@ def test_defaults():
     ("retries", 0, "retries", 0),
     ("toleratedFailures", 3, "tolerated_failures", 3),
     ("suspend", True, "suspend", True),
+    ("redrive", 3, "redrive", 3),
+    ("redrive", 1_000_000, "redrive", 1_000_000),
+    ("keepManifest", True, "keep_manifest", True),
+    ("retries", 100, "retries", 100),
+    ("itemsPerInvocation", 1_000_000, "items_per_invocation", 1_000_000),
+    ("maxParallelism", 100_000, "max_parallelism", 100_000),
+    ("toleratedFailures", 100_000_000, "tolerated_failures", 100_000_000),
+    ("oscar.servicesNamespace", "n" * 63, "services_namespace", "n" * 63),
+    ("oscar.endpoint", "https://oscar.example.org/api/", "oscar_endpoint", "https://oscar.example.org/api/"),
+    ("storage.endpoint", "https://minio.example.org/", "s3_endpoint", "https://minio.example.org/"),
+    ("storage.include", ["*.jpg"] * 64, "include", ("*.jpg",) * 64),
+    ("storage.exclude", ["x" * 1024], "exclude", ("x" * 1024,)),
     ("service", "a" * 39, "service", "a" * 39),
     ("service", "x1", "service", "x1"),
     ("storage.bucket", "my.bucket-01", "bucket", "my.bucket-01"),
     ("storage.bucket", "abc", "bucket", "abc"),
     ("storage.bucket", "b" * 63, "bucket", "b" * 63),
+    ("storage.bucket", "192.168.1.1a", "bucket", "192.168.1.1a"),
+    ("storage.bucket", "fish-s3alias-2", "bucket", "fish-s3alias-2"),  # reserved only as a suffix
+    ("storage.bucket", "xn--fish", "bucket", "xn--fish"),              # the client refuses it on AWS only
 ])
 def test_fields(path, value, field, expected):
     assert getattr(parse_spec(changed(path, value)), field) == expected
@@ -115,6 +134,30 @@ def test_fields(path, value, field, expected):
     ("storage.bucket", "-fish", "spec.storage.bucket"),
     ("storage.bucket", "fish.", "spec.storage.bucket"),
     ("storage.bucket", "fish\n", "spec.storage.bucket"),
+    ("storage.bucket", "192.168.1.1", "spec.storage.bucket"),     # looks like an IP address
+    ("storage.bucket", "999.1.1.1", "spec.storage.bucket"),
+    ("storage.bucket", "fish.-detector", "spec.storage.bucket"),  # a period next to a hyphen
+    ("storage.bucket", "fish-.detector", "spec.storage.bucket"),
+    ("storage.bucket", "fish-s3alias", "spec.storage.bucket"),    # reserved by S3
+    ("storage.bucket", "fish--ol-s3", "spec.storage.bucket"),
+    ("storage.endpoint", "http://minio.minio:9000/s3", "spec.storage.endpoint"),  # a path: the client wants a host
+    ("storage.endpoint", "http://minio.minio:9000//", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://" + "m" * 2042, "spec.storage.endpoint"),
+    ("oscar.endpoint", "https://oscar.example.org/" + "a" * 2023, "spec.oscar.endpoint"),
+    ("oscar.credentialsSecret", "s" * 254, "spec.oscar.credentialsSecret"),
+    ("storage.credentialsSecret", "s" * 254, "spec.storage.credentialsSecret"),
+    ("oscar.servicesNamespace", "n" * 64, "spec.oscar.servicesNamespace"),
+    ("oscar.servicesNamespace", "OSCAR-svc", "spec.oscar.servicesNamespace"),
+    ("oscar.servicesNamespace", "oscar.svc", "spec.oscar.servicesNamespace"),
+    ("storage.region", "r" * 65, "spec.storage.region"),
+    ("storage.region", "", "spec.storage.region"),
+    ("storage.prefix", "p" * 1025, "spec.storage.prefix"),
+    ("storage.prefix", "p" * 1020, "spec.manifestKey"),             # its default, <prefix>index.txt, is too long
+    ("manifestKey", "m" * 1025, "spec.manifestKey"),
+    ("manifestKey", "m" * 1020, "spec.resultsKey"),                 # <manifestKey>.results.json
+    ("resultsKey", "r" * 1025, "spec.resultsKey"),
+    ("storage.include", ["*.jpg"] * 65, "spec.storage.include"),
+    ("storage.exclude", ["x" * 1025], "spec.storage.exclude"),
     ("storage.prefix", 3, "spec.storage.prefix"),
     ("storage.include", "*.jpg", "spec.storage.include"),          # not a list
     ("storage.include", ["*.jpg", ""], "spec.storage.include"),
@@ -132,8 +175,17 @@ def test_fields(path, value, field, expected):
     ("retries", "2", "spec.retries"),
     ("toleratedFailures", -1, "spec.toleratedFailures"),
     ("toleratedFailures", False, "spec.toleratedFailures"),
+    ("toleratedFailures", 100_000_001, "spec.toleratedFailures"),
+    ("retries", 101, "spec.retries"),
     ("itemsPerInvocation", -5, "spec.itemsPerInvocation"),
+    ("itemsPerInvocation", 1_000_001, "spec.itemsPerInvocation"),
     ("maxParallelism", True, "spec.maxParallelism"),
+    ("maxParallelism", 100_001, "spec.maxParallelism"),
+    ("redrive", -1, "spec.redrive"),
+    ("redrive", 1_000_001, "spec.redrive"),
+    ("redrive", "1", "spec.redrive"),
+    ("keepManifest", "true", "spec.keepManifest"),
+    ("keepManifest", 1, "spec.keepManifest"),
     ("suspend", "false", "spec.suspend"),                          # bool("false") would be True
     ("manifestKey", "", "spec.manifestKey"),
     ("resultsKey", 5, "spec.resultsKey"),
@@ -143,6 +195,13 @@ def test_spec_errors_name_the_field(path, value, named):
     with pytest.raises(SpecError) as raised:
         parse_spec(changed(path, value))
     assert named in str(raised.value)
+
+
+def test_keys_may_be_as_long_as_s3_allows():
+    longest = minimal(manifestKey="m" * 1024, resultsKey="r" * 1024)
+    longest["storage"]["prefix"] = "p" * 1024
+    parsed = parse_spec(longest)
+    assert (parsed.prefix, parsed.manifest_key, parsed.results_key) == ("p" * 1024, "m" * 1024, "r" * 1024)
 
 
 def test_manifest_and_results_keys_must_differ_when_both_set():
@@ -180,3 +239,104 @@ def test_is_input(storage, top, key, expected):
     spec = minimal(**top)
     spec["storage"].update(storage)
     assert parse_spec(spec).is_input(key) is expected
+
+
+def test_immutable_fields_are_the_pinned_ones():
+    assert IMMUTABLE_FIELDS == ("spec.service", "spec.storage.bucket", "spec.storage.prefix",
+                                "spec.storage.include", "spec.storage.exclude", "spec.manifestKey")
+
+
+def test_pinned_fields_are_json_in_the_spec_spelling():
+    spec = minimal(manifestKey="lists/run1.txt")
+    spec["storage"].update(include=["*.jpg"], exclude=["thumbs/*"])
+    pinned = pinned_fields(parse_spec(spec))
+    assert pinned == {"service": "fish-detector", "bucket": "fish-detector", "prefix": "input/",
+                      "include": ["*.jpg"], "exclude": ["thumbs/*"], "manifestKey": "lists/run1.txt"}
+    assert json.loads(json.dumps(pinned)) == pinned
+
+
+def test_the_resolved_manifest_key_is_pinned():
+    assert pinned_fields(parse_spec(minimal()))["manifestKey"] == "input/index.txt"
+
+
+STARTED = pinned_fields(parse_spec(minimal()))
+
+
+@pytest.mark.parametrize(("path", "value", "changed_fields"), [
+    ("retries", 5, []),                                             # tuning may change
+    ("suspend", True, []),
+    ("redrive", 1, []),
+    ("resultsKey", "out/results.json", []),
+    ("service", "fish-detector-v3", ["spec.service"]),
+    ("storage.bucket", "another-bucket", ["spec.storage.bucket"]),
+    ("storage.prefix", "other/", ["spec.storage.prefix", "spec.manifestKey"]),  # the default key moved with it
+    ("storage.include", ["*.png"], ["spec.storage.include"]),
+    ("storage.exclude", ["*.tmp"], ["spec.storage.exclude"]),
+    ("manifestKey", "input/index-2.txt", ["spec.manifestKey"]),
+    ("manifestKey", "input/index.txt", []),                        # spelled out, but the same object
+])
+def test_apply_pinned_restores_what_changed_after_the_start(path, value, changed_fields):
+    live = parse_spec(changed(path, value))
+    restored, changed_paths = apply_pinned(live, STARTED)
+    assert changed_paths == changed_fields
+    assert pinned_fields(restored) == STARTED
+    # Nothing else moves: the tuning fields keep their live values.
+    pinned_and_derived = ("service", "bucket", "prefix", "include", "exclude", "manifest_key", "results_key")
+    assert dataclasses.replace(restored, **{name: getattr(live, name) for name in pinned_and_derived}) == live
+
+
+def test_apply_pinned_reports_every_changed_field_in_order():
+    spec = minimal(service="other", manifestKey="x.txt")
+    spec["storage"].update(bucket="other-bucket", include=["*.png"])
+    assert apply_pinned(parse_spec(spec), STARTED)[1] == ["spec.service", "spec.storage.bucket",
+                                                          "spec.storage.include", "spec.manifestKey"]
+
+
+@pytest.mark.parametrize("pinned", [None, {}])
+def test_nothing_pinned_changes_nothing(pinned):
+    live = parse_spec(changed("service", "other"))
+    assert apply_pinned(live, pinned) == (live, [])
+
+
+@pytest.mark.parametrize(("pinned", "changed_fields", "service", "bucket"), [
+    ({"service": "fish-detector"}, ["spec.service"], "fish-detector", "other-bucket"),
+    ({"bucket": "fish-detector"}, ["spec.storage.bucket"], "other", "fish-detector"),
+    ({"prefix": "input/"}, [], "other", "other-bucket"),
+])
+def test_a_key_missing_from_pinned_keeps_the_live_value(pinned, changed_fields, service, bucket):
+    spec = minimal(service="other")
+    spec["storage"]["bucket"] = "other-bucket"
+    restored, changed_paths = apply_pinned(parse_spec(spec), pinned)
+    assert (changed_paths, restored.service, restored.bucket) == (changed_fields, service, bucket)
+
+
+@pytest.mark.parametrize(("path", "value", "key", "expected"), [
+    # The prefix and globs the batch was listed with decide, not the edited ones.
+    ("storage.prefix", "other/", "input/a.jpg", True),
+    ("storage.prefix", "other/", "input/index.txt", False),                  # the pinned manifest
+    ("storage.prefix", "other/", "input/index.txt.results.json", False),     # and its results, by default
+    ("storage.include", ["*.png"], "input/a.jpg", True),
+    ("storage.exclude", ["*.jpg"], "input/a.jpg", True),
+    ("manifestKey", "input/index-2.txt", "input/index.txt", False),
+    ("manifestKey", "input/index-2.txt", "input/index-2.txt", True),          # not the batch's object any more
+    ("manifestKey", "input/index-2.txt", "input/index.txt.results.json", False),
+])
+def test_a_restored_spec_selects_inputs_as_the_started_one(path, value, key, expected):
+    restored, _ = apply_pinned(parse_spec(changed(path, value)), STARTED)
+    assert restored.is_input(key) is expected
+
+
+@pytest.mark.parametrize(("top", "results_key"), [
+    ({"manifestKey": "input/index-2.txt"}, "input/index.txt.results.json"),   # a defaulted resultsKey follows
+    ({"manifestKey": "input/index-2.txt", "resultsKey": "out.json"}, "out.json"),  # an explicit one stays
+    ({"resultsKey": "out.json"}, "out.json"),
+])
+def test_apply_pinned_keeps_the_results_key_consistent(top, results_key):
+    restored, _ = apply_pinned(parse_spec(minimal(**top)), STARTED)
+    assert (restored.manifest_key, restored.results_key) == ("input/index.txt", results_key)
+
+
+def test_a_results_key_onto_the_pinned_manifest_is_an_error():
+    live = parse_spec(minimal(manifestKey="input/index-2.txt", resultsKey="input/index.txt"))
+    with pytest.raises(SpecError, match="spec.resultsKey"):
+        apply_pinned(live, STARTED)

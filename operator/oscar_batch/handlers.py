@@ -1,4 +1,5 @@
-"""kopf wiring: settings, the index of the Jobs OSCAR creates, and one daemon per OscarBatchJob. Thin on purpose.
+"""kopf wiring: settings, the index of the Jobs OSCAR creates, one daemon per unfinished OscarBatchJob and the
+cancellation on delete. Thin on purpose.
 
 The operator writes nothing under `kopf.zalando.org`: its finalizer and any handler progress use the
 project's own names, and progress lives in `status.kopf`.
@@ -9,8 +10,10 @@ from typing import Any
 
 import kopf
 
-from oscar_batch import cluster, invocation
+from oscar_batch import cancel, cluster, invocation
 from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
+from oscar_batch.ranges import Outcome
+from oscar_batch.status import needs_controller
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 TIMING = Timing()
@@ -43,9 +46,13 @@ def _index_key(uid: str) -> str:
     return uid.replace("-", "")[:invocation.UID_CHARS]
 
 
-# Not filtered by phase: kopf would cancel the daemon the moment it writes the final phase. A finished
-# batch's daemon returns at once instead.
-@kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
+def has_work(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
+    return needs_controller(spec, status, int(meta.get("generation") or 1))
+
+
+# A finished batch has no daemon (and holds no thread); kopf starts one again when it is redriven or edited.
+# The daemon never returns by itself: kopf would then never start it again.
+@kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, when=has_work, cancellation_timeout=30)
 def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, batch_jobs: kopf.Index, **_: Any) -> None:
     key = _index_key(body["metadata"]["uid"])
 
@@ -55,11 +62,28 @@ def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, batch_jobs: kopf.Ind
     def all_job_names() -> set[str]:
         return _snapshot(lambda: {job.name for store in list(batch_jobs.values()) for job in store})
 
+    BatchController(body=body, jobs=jobs, all_job_names=all_job_names, stopped=stopped,
+                    kube=cluster.Kube.from_environment(), emit=_emitter(body), batches=BATCHES,
+                    timing=TIMING).run()
+
+
+@kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
+def cancel_batch(body: kopf.Body, batch_jobs: kopf.Index, **_: Any) -> None:
+    uid = body["metadata"]["uid"]
+    key = _index_key(uid)
+
+    def in_flight() -> list[str]:
+        return _snapshot(lambda: [job.name for job in batch_jobs.get(key, [])
+                                  if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING])
+
+    cancel.cancel(body=body, in_flight=in_flight, kube=cluster.Kube.from_environment(), emit=_emitter(body),
+                  batches=BATCHES, timing=TIMING)
+
+
+def _emitter(body: kopf.Body):
     def emit(kind: str, reason: str, message: str) -> None:
         kopf.event(body, type=kind, reason=reason, message=message)
-
-    BatchController(body=body, jobs=jobs, all_job_names=all_job_names, stopped=stopped,
-                    kube=cluster.Kube.from_environment(), emit=emit, batches=BATCHES, timing=TIMING).run()
+    return emit
 
 
 def _snapshot(read):

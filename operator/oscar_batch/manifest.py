@@ -1,9 +1,10 @@
 """The manifest in S3 (`minio`): the inputs of a batch, one object key per line, in listing order.
 
 The listing streams through the spec's filters into a spooled temporary file, so a bucket of millions of
-objects is never one Python list. The manifest object records which batch wrote it (UID, namespace/name,
-item count) in its S3 metadata: a restarted operator reuses its own manifest instead of listing again, and
-refuses a manifest key another unfinished batch owns.
+objects is never one Python list. The manifest and the results manifest record which batch wrote them (UID,
+namespace/name, and the manifest's item count) in their S3 metadata: a restarted operator reuses its own
+manifest instead of listing again, refuses a manifest key another unfinished batch owns, and never overwrites
+an object no batch wrote.
 """
 from __future__ import annotations
 
@@ -30,9 +31,10 @@ class StorageError(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class ManifestOwner:
-    uid: str
-    batch: str      # namespace/name
+class ObjectOwner:
+    """Who wrote an object the batch wants to write: a batch (uid set) or somebody else (uid None)."""
+    uid: str | None
+    batch: str      # namespace/name, "?" when unknown
     items: int
 
 
@@ -46,20 +48,35 @@ def uri(spec: BatchSpec, key: str) -> str:
     return f"s3://{spec.bucket}/{key}"
 
 
-def owner(s3: minio.Minio, spec: BatchSpec) -> ManifestOwner | None:
-    """Who wrote the manifest at the spec's key, or None when there is none (or a foreign file without marks)."""
+def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:
     try:
-        stat = s3.stat_object(spec.bucket, spec.manifest_key)
+        return s3.bucket_exists(spec.bucket)
+    except S3Error as error:
+        raise _storage_error(error, f"reading bucket {spec.bucket}") from None
+
+
+def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
+    """Who wrote the object at `key`, or None when there is no object there."""
+    try:
+        stat = s3.stat_object(spec.bucket, key)
     except S3Error as error:
         if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
             return None
-        raise _storage_error(error, f"reading {uri(spec, spec.manifest_key)}") from None
-    metadata = {key.lower(): value for key, value in (stat.metadata or {}).items()}
-    uid = metadata.get(f"x-amz-meta-{UID_META}")
-    if not uid:
-        return None
-    return ManifestOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"),
-                         items=int(metadata.get(f"x-amz-meta-{ITEMS_META}", "0")))
+        raise _storage_error(error, f"reading {uri(spec, key)}") from None
+    metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
+    uid = metadata.get(f"x-amz-meta-{UID_META}") or None
+    try:
+        items = int(metadata.get(f"x-amz-meta-{ITEMS_META}", "0"))
+    except ValueError:
+        items = 0
+    return ObjectOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"), items=items)
+
+
+def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
+    try:
+        s3.remove_object(spec.bucket, key)
+    except S3Error as error:
+        raise _storage_error(error, f"removing {uri(spec, key)}") from None
 
 
 def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
@@ -83,9 +100,10 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
     return items
 
 
-def write_results(s3: minio.Minio, spec: BatchSpec, results: dict[str, Any]) -> None:
+def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, results: dict[str, Any]) -> None:
     body = json.dumps(results, separators=(",", ":")).encode()
-    _put(s3, spec, spec.results_key, io.BytesIO(body), len(body), "application/json", {})
+    _put(s3, spec, spec.results_key, io.BytesIO(body), len(body), "application/json",
+         {UID_META: batch_uid, BATCH_META: batch})
 
 
 def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, content_type: str,

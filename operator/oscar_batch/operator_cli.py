@@ -32,6 +32,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--retry-delay", type=float, default=defaults.retry_delay,
                         help=f"seconds before retrying after a problem such as a missing Secret "
                              f"(default {defaults.retry_delay})")
+    parser.add_argument("--max-backoff", type=float, default=defaults.max_backoff,
+                        help=f"longest delay between two tries of something that needs a person, such as a wrong "
+                             f"service name (default {defaults.max_backoff})")
+    parser.add_argument("--unseen-job-timeout", type=float, default=defaults.unseen_job_timeout,
+                        help=f"seconds after which an invocation OSCAR accepted but whose Job never appeared is "
+                             f"checked with OSCAR and, if unknown there, invoked again "
+                             f"(default {defaults.unseen_job_timeout})")
+    parser.add_argument("--cancel-timeout", type=float, default=defaults.cancel_timeout,
+                        help=f"seconds a deleted batch may spend deleting its Jobs and manifest before its "
+                             f"finalizer is released (default {defaults.cancel_timeout})")
     parser.set_defaults(handler=run_operator)
 
 
@@ -40,7 +50,9 @@ def run_operator(args: argparse.Namespace) -> int:
         os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
     handlers.TIMING = Timing(tick=args.tick, plan_interval=args.plan_interval,
                              min_replan=min(Timing().min_replan, args.plan_interval),
-                             status_interval=args.status_interval, retry_delay=args.retry_delay)
+                             status_interval=args.status_interval, retry_delay=args.retry_delay,
+                             max_backoff=args.max_backoff, unseen_job_timeout=args.unseen_job_timeout,
+                             cancel_timeout=args.cancel_timeout)
     kopf.configure(verbose=args.verbose)
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
              liveness_endpoint=args.liveness)

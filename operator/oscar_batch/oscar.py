@@ -13,6 +13,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from oscar_batch.errors import connection_problem
+
 DEFAULT_TIMEOUT = 15.0
 
 
@@ -75,6 +77,7 @@ class OscarClient:
                 return
 
     def delete_job(self, service: str, job: str) -> None:
+        """DELETE /system/logs/{service}/{job}: the Job and its pods; one already gone counts as deleted."""
         response = self._send("DELETE", f"/system/logs/{service}/{job}", what=f"job {job!r}")
         if response.status_code not in (204, 404):
             raise self._error(response, f"deleting job {job!r}")
@@ -96,7 +99,7 @@ class OscarClient:
             return self._session.request(method, self.endpoint + path, headers=headers, timeout=self.timeout,
                                          **kwargs)
         except requests.RequestException as error:
-            raise OscarError(f"{what}: cannot reach OSCAR at {self.endpoint} ({type(error).__name__})") from None
+            raise OscarError(f"{what}: cannot reach OSCAR at {self.endpoint} ({connection_problem(error)})") from None
 
     def _error(self, response: requests.Response, what: str) -> OscarError:
         status = response.status_code

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-# The minio client refuses these bucket names for every endpoint (ValueError before any request), S3 too.
+# Bucket names the minio client refuses whatever the endpoint, with a ValueError before any request.
 BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
 BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
@@ -70,10 +70,12 @@ class BatchSpec:
 def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     oscar = _mapping(spec, "oscar")
     storage = _mapping(spec, "storage")
-    prefix = _string(storage, "prefix", "storage.prefix", MAX_KEY_LENGTH, default="", allow_empty=True)
+    prefix = _string(storage, "prefix", "storage.prefix", max_length=MAX_KEY_LENGTH, default="", allow_empty=True)
     # The defaults are checked too: a key longer than S3 allows could never be written.
-    manifest_key = _string(spec, "manifestKey", "manifestKey", MAX_KEY_LENGTH, default=prefix + DEFAULT_MANIFEST_NAME)
-    results_key = _string(spec, "resultsKey", "resultsKey", MAX_KEY_LENGTH, default=manifest_key + RESULTS_SUFFIX)
+    manifest_key = _string(spec, "manifestKey", "manifestKey", max_length=MAX_KEY_LENGTH,
+                           default=prefix + DEFAULT_MANIFEST_NAME)
+    results_key = _string(spec, "resultsKey", "resultsKey", max_length=MAX_KEY_LENGTH,
+                          default=manifest_key + RESULTS_SUFFIX)
     if manifest_key == results_key:
         raise SpecError("spec.manifestKey and spec.resultsKey must name different objects")
     return BatchSpec(
@@ -81,14 +83,15 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
         oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, max_length=MAX_URL_LENGTH,
                                  rule="an http(s) URL"),
-        oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", MAX_SECRET_NAME_LENGTH),
+        oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, default=DEFAULT_SERVICES_NAMESPACE,
                                      rule="a namespace name: lowercase letters, digits and '-'"),
         s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
                               rule="an http(s) URL with no path"),
-        s3_region=_string(storage, "region", "storage.region", 64, default="us-east-1"),
-        s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret", MAX_SECRET_NAME_LENGTH),
+        s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
+        s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret",
+                          max_length=MAX_SECRET_NAME_LENGTH),
         bucket=_bucket(storage),
         prefix=prefix,
         include=_patterns(storage, "include"),
@@ -140,10 +143,12 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
     A key missing from `pinned` (a status written before it was pinned) keeps the live value. A resultsKey
     left to its default follows the pinned manifest key; an explicit one that now equals it is a SpecError.
     """
+    if not pinned:
+        return spec, []
     restored: dict[str, Any] = {}
     changed = []
     for field in _PINNED_FIELDS:
-        if field.key not in (pinned or {}):
+        if field.key not in pinned:
             continue
         value = pinned[field.key]
         value = tuple(value) if isinstance(value, list) else value
@@ -151,6 +156,7 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
             restored[field.attribute] = value
             changed.append(field.path)
     if "manifest_key" in restored:
+        # A resultsKey spelled out as its default cannot be told from the default; either way it follows.
         if spec.results_key == spec.manifest_key + RESULTS_SUFFIX:
             restored["results_key"] = restored["manifest_key"] + RESULTS_SUFFIX
         elif spec.results_key == restored["manifest_key"]:
@@ -166,7 +172,7 @@ def _mapping(spec: Mapping[str, Any], field: str) -> Mapping[str, Any]:
     return value
 
 
-def _string(spec: Mapping[str, Any], field: str, path: str, max_length: int, default: str | None = None,
+def _string(spec: Mapping[str, Any], field: str, path: str, *, max_length: int, default: str | None = None,
             allow_empty: bool = False) -> str:
     value = spec.get(field, default)
     if value is None:
@@ -178,9 +184,9 @@ def _string(spec: Mapping[str, Any], field: str, path: str, max_length: int, def
     return value
 
 
-def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Pattern[str], rule: str,
+def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Pattern[str], *, rule: str,
               max_length: int, default: str | None = None) -> str:
-    value = _string(spec, field, path, max_length, default=default)
+    value = _string(spec, field, path, max_length=max_length, default=default)
     if not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
     return value

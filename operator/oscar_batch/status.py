@@ -49,6 +49,17 @@ def _describe(book: RangeBook, index: int) -> str:
     return f"range {index} (lines {start}-{end - 1})"
 
 
+def needs_controller(spec: Mapping[str, Any], status: Mapping[str, Any], generation: int) -> bool:
+    """Whether a batch has work for the operator: it is not finished, or it was redriven or edited since it
+    finished (a new `toleratedFailures` may change its verdict)."""
+    if status.get("phase") not in FINISHED_PHASES:
+        return True
+    redrive = spec.get("redrive") or 0
+    if isinstance(redrive, int) and not isinstance(redrive, bool) and redrive > (status.get("redrive") or 0):
+        return True
+    return status.get("observedGeneration") != generation
+
+
 def condition(kind: str, status: bool, reason: str, message: str, now: str,
               generation: int | None = None) -> dict[str, Any]:
     result = {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,

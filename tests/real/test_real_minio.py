@@ -62,13 +62,19 @@ def test_manifest_lists_filtered_inputs_in_key_order(real_minio: Minio, bucket: 
 def test_manifest_owner_round_trips_through_object_metadata(real_minio: Minio, bucket: str) -> None:
     spec = spec_for(real_minio, bucket, prefix="in/")
     s3 = manifest.client(spec, real_minio.access_key, real_minio.secret_key)
-    assert manifest.owner(s3, spec) is None  # NoSuchKey: nobody wrote it yet
+    assert manifest.owner(s3, spec, spec.manifest_key) is None  # NoSuchKey: nobody wrote it yet
     items = manifest.write(s3, spec, "5f0c-uid", "fish/obsea")
-    owner = manifest.owner(s3, spec)
-    assert owner == manifest.ManifestOwner(uid="5f0c-uid", batch="fish/obsea", items=items)
+    owner = manifest.owner(s3, spec, spec.manifest_key)
+    assert owner == manifest.ObjectOwner(uid="5f0c-uid", batch="fish/obsea", items=items)
 
-    manifest.write_results(s3, spec, {"ranges": [{"state": "succeeded"}]})
+    manifest.write_results(s3, spec, "5f0c-uid", "fish/obsea", {"ranges": [{"state": "succeeded"}]})
     assert read(real_minio, bucket, spec.results_key) == '{"ranges":[{"state":"succeeded"}]}'
+    assert manifest.owner(s3, spec, spec.results_key).uid == "5f0c-uid"
+    real_minio.put_object(bucket, "in/README.txt", io.BytesIO(b"hello"), 5)
+    assert manifest.owner(s3, spec, "in/README.txt").uid is None     # somebody else's: never overwritten
+    assert manifest.bucket_exists(s3, spec)
+    manifest.remove(s3, spec, spec.manifest_key)
+    assert manifest.owner(s3, spec, spec.manifest_key) is None
 
 
 def test_storage_errors_name_minio_codes(real_minio: Minio, bucket: str) -> None:

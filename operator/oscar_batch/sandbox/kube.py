@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
+import jsonpatch
 import kmock
 from kmock._internal import enums, parsing, rendering
 from typing_extensions import override
@@ -187,6 +188,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 self._stamp_updated(request)
         try:
             return await super()._handle(request)
+        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPatchTestFailed) as error:
+            # As the API server answers a JSON patch whose `test` fails (kopf's optimistic finalizer patches).
+            raise kmock.KubernetesError(422, "Invalid", f"the server rejected our request due to an error in our "
+                                                        f"request: {error}") from None
         finally:
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
                 self._notify_change()

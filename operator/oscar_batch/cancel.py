@@ -1,0 +1,114 @@
+"""Deleting an OscarBatchJob cancels it, behind the operator's finalizer: dispatch stops, the Jobs still in
+flight are deleted through OSCAR, and the manifest the batch wrote is removed (unless `spec.keepManifest`).
+
+Bounded: after `Timing.cancel_timeout` the finalizer is released whatever is left, and an Event names what was
+left behind and why, so a dead OSCAR never keeps an object from being deleted.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from oscar_batch import cluster, manifest
+from oscar_batch.batch import ActiveBatches, EventSink, Timing
+from oscar_batch.oscar import OscarError
+from oscar_batch.resolve import Resolver, Waiting, storage_waiting
+from oscar_batch.spec import SpecError, apply_pinned, parse_spec
+
+log = logging.getLogger(__name__)
+SHOWN_JOBS = 5
+
+
+def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.Kube, emit: EventSink,
+           batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
+           sleep: Callable[[float], None] = time.sleep) -> None:
+    metadata = body["metadata"]
+    uid, namespace = metadata["uid"], metadata["namespace"]
+    deadline = clock() + timing.cancel_timeout
+    # The controller checks the deletion mark before each invocation; once it has exited nothing new starts.
+    batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
+    try:
+        spec, _ = apply_pinned(parse_spec(body.get("spec") or {}), (body.get("status") or {}).get("pinned"))
+    except SpecError as error:
+        emit("Warning", "CancelIncomplete", f"cannot clean up: {error}")
+        return
+    resolver = Resolver(kube, namespace)
+    done: list[str] = []
+    left: list[str] = []
+
+    deleted, problem = _delete_jobs(resolver, spec, in_flight, deadline, clock, sleep)
+    if deleted:
+        done.append(f"deleted {deleted} Job(s) in flight")
+    if problem:
+        left.append(problem)
+
+    if spec.keep_manifest:
+        done.append(f"kept the manifest {manifest.uri(spec, spec.manifest_key)} (spec.keepManifest)")
+    else:
+        removed, problem = _remove_manifest(resolver, spec, uid)
+        if removed:
+            done.append(f"removed the manifest {manifest.uri(spec, spec.manifest_key)}")
+        if problem:
+            left.append(problem)
+
+    summary = "; ".join(done) or "nothing was left to clean up"
+    if left:
+        emit("Warning", "CancelIncomplete", f"stopped dispatching; {summary}; left behind: {'; '.join(left)}")
+    else:
+        emit("Normal", "Cancelled", f"stopped dispatching; {summary}")
+
+
+def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]], deadline: float,
+                 clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[int, str | None]:
+    """(Jobs deleted, what was left and why). Each pass re-reads the Jobs index: an invocation accepted just
+    before dispatch stopped shows up there a moment later."""
+    remaining = set(in_flight())
+    if not remaining:
+        return 0, None
+    try:
+        oscar = resolver.oscar_client(spec)
+    except Waiting as waiting:
+        return 0, _left_jobs(remaining, waiting.message)
+    deleted: set[str] = set()
+    error: OscarError | None = None
+    delay = 0.5
+    try:
+        while True:
+            for name in sorted(remaining - deleted):
+                try:
+                    oscar.delete_job(spec.service, name)
+                    deleted.add(name)
+                except OscarError as failure:
+                    error = failure
+            remaining = (set(in_flight()) | remaining) - deleted
+            if not remaining or clock() + delay > deadline:
+                break
+            sleep(delay)
+            delay = min(delay * 2, 5.0)
+    finally:
+        oscar.close()
+    return len(deleted), (_left_jobs(remaining, str(error)) if remaining else None)
+
+
+def _left_jobs(names: set[str], why: str | None) -> str:
+    shown = ", ".join(sorted(names)[:SHOWN_JOBS]) + (f" and {len(names) - SHOWN_JOBS} more"
+                                                     if len(names) > SHOWN_JOBS else "")
+    return f"{len(names)} Job(s) still in OSCAR ({shown}): {why or 'they did not go away in time'}"
+
+
+def _remove_manifest(resolver: Resolver, spec, uid: str) -> tuple[bool, str | None]:
+    """Only a manifest this very batch wrote is removed; anybody else's object stays."""
+    where = manifest.uri(spec, spec.manifest_key)
+    try:
+        s3 = resolver.s3_client(spec)
+        owner = manifest.owner(s3, spec, spec.manifest_key)
+        if owner is None or owner.uid != uid:
+            return False, None
+        manifest.remove(s3, spec, spec.manifest_key)
+        return True, None
+    except Waiting as waiting:
+        return False, f"the manifest {where}: {waiting.message}"
+    except Exception as error:  # noqa: BLE001 - S3 down or refusing: say so and let the deletion go on
+        return False, f"the manifest {where}: {storage_waiting(error, spec).message}"

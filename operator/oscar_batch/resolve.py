@@ -1,0 +1,97 @@
+"""From a batch's spec to working clients: its Secrets, its OSCAR service and what one invocation needs.
+
+Shared by the batch controller and the cancellation on delete. Anything that must change outside the operator
+(a missing Secret, a wrong service, an unreachable peer) comes out as `Waiting` with a reason that becomes the
+batch's condition; no message ever carries a credential.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import minio
+
+from oscar_batch import cluster, manifest, planner
+from oscar_batch.errors import connection_problem
+from oscar_batch.oscar import OscarClient, OscarError
+from oscar_batch.spec import BatchSpec
+
+# Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.
+NEEDS_A_PERSON = frozenset({
+    "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
+    "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
+    "ManifestKeyInUse",
+})
+
+
+class Waiting(Exception):
+    """Something outside the operator must change; report it and try again later."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+    @property
+    def needs_a_person(self) -> bool:
+        return self.reason in NEEDS_A_PERSON
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolver:
+    kube: cluster.Kube
+    namespace: str
+
+    def secret(self, name: str, keys: tuple[str, ...]) -> dict[str, str]:
+        try:
+            return self.kube.secret(self.namespace, name, keys)
+        except cluster.KubeError as error:
+            if error.code == 404:
+                raise Waiting("SecretNotFound", f"Secret {self.namespace}/{name} does not exist") from None
+            raise Waiting("SecretUnreadable", str(error)) from None
+
+    def oscar_client(self, spec: BatchSpec) -> OscarClient:
+        credentials = self.secret(spec.oscar_secret, ("username", "password", "token"))
+        if not (credentials.get("token") or (credentials.get("username") and credentials.get("password"))):
+            raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
+                                              "`username` and `password`, or `token`")
+        return OscarClient(spec.oscar_endpoint, username=credentials.get("username"),
+                           password=credentials.get("password"), token=credentials.get("token"))
+
+    def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
+        try:
+            service = oscar.service(spec.service)
+        except OscarError as error:
+            reason = {401: "OscarUnauthorized", 403: "OscarUnauthorized", 404: "ServiceNotFound"}.get(
+                error.status or 0, "OscarUnavailable")
+            raise Waiting(reason, str(error)) from None
+        if not service.get("token"):
+            raise Waiting("ServiceTokenMissing", f"OSCAR service {spec.service!r} has no invocation token; "
+                                                 "the credentials may not own it")
+        return service
+
+    @staticmethod
+    def needs(service: dict[str, Any]) -> planner.Needs:
+        try:
+            return planner.Needs.parse(str(service.get("cpu") or "0"), str(service.get("memory") or "0"),
+                                       gpus=1 if service.get("enable_gpu") else 0)
+        except ValueError as error:
+            raise Waiting("ServiceResourcesInvalid",
+                          f"OSCAR service {service.get('name')!r} has unreadable resources: {error}") from None
+
+    def s3_client(self, spec: BatchSpec) -> minio.Minio:
+        keys = self.secret(spec.s3_secret, ("accessKey", "secretKey"))
+        if not (keys.get("accessKey") and keys.get("secretKey")):
+            raise Waiting("SecretIncomplete",
+                          f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
+        return manifest.client(spec, keys["accessKey"], keys["secretKey"])
+
+
+def storage_waiting(error: Exception, spec: BatchSpec, doing: str = "") -> Waiting:
+    """The condition for a failed S3 call: S3's own answer when it gave one, else why it could not be reached."""
+    if isinstance(error, manifest.StorageError):
+        if "NoSuchBucket" in str(error):
+            return Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
+        return Waiting("StorageUnavailable", f"{doing}{error} (S3 at {spec.s3_endpoint})")
+    return Waiting("StorageUnavailable",
+                   f"{doing}cannot reach S3 at {spec.s3_endpoint} ({connection_problem(error)})")

@@ -1,0 +1,42 @@
+"""How the cluster's free slots are split between the batches that are dispatching. Pure.
+
+Max-min fairness over what each batch can use: no batch gets more slots than it has ranges to run, what one
+cannot use goes to the others, and slots that do not divide evenly go to the oldest batches first
+(creationTimestamp, then name), so the order never depends on UIDs. A batch that is waiting (for a Secret, a
+valid spec, S3 or OSCAR), suspended or finished has no claim at all.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    uid: str
+    created: str      # creationTimestamp, RFC 3339: orders like time
+    name: str         # namespace/name, the tie-breaker
+    demand: int       # ranges it could have in flight now (pending + running, capped by maxParallelism)
+
+
+def fair_shares(slots: int, claims: Iterable[Claim]) -> dict[str, int]:
+    """UID → slots. The shares add up to min(slots, Σ demand)."""
+    ordered = sorted(claims, key=lambda claim: (claim.created, claim.name, claim.uid))
+    shares = {claim.uid: 0 for claim in ordered}
+    hungry = [claim for claim in ordered if claim.demand > 0]
+    remaining = max(slots, 0)
+    while hungry and remaining:
+        even = remaining // len(hungry)
+        if even == 0:
+            for claim in hungry[:remaining]:  # the remainder, oldest first
+                shares[claim.uid] += 1
+            break
+        still_hungry = []
+        for claim in hungry:
+            given = min(even, claim.demand - shares[claim.uid])
+            shares[claim.uid] += given
+            remaining -= given
+            if shares[claim.uid] < claim.demand:
+                still_hungry.append(claim)
+        hungry = still_hungry
+    return shares
