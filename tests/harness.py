@@ -110,10 +110,12 @@ class Harness:
     # ---- driving a batch --------------------------------------------------------------------------
 
     def apply(self, name: str = "batch", *, secrets: bool = True, storage: dict[str, Any] | None = None,
-              **spec: Any) -> None:
-        """`kubectl apply` the sandbox's Secrets (optionally) and a batch, as a user would."""
+              oscar: dict[str, Any] | None = None, **spec: Any) -> None:
+        """`kubectl apply` the sandbox's Secrets (optionally) and a batch, as a user would; `storage` and
+        `oscar` update those parts of the spec."""
         *secret_docs, batch = batch_manifests(self.sandbox.info, name=name, **spec)
         batch["spec"]["storage"].update(storage or {})
+        batch["spec"]["oscar"].update(oscar or {})
         documents = [*(secret_docs if secrets else []), batch]
         path = self.tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(documents))
