@@ -54,6 +54,7 @@ class Sample:
     status: dict[str, Any]
     active_jobs: int
     unschedulable_pods: list[str]
+    all_jobs: int = 0          # every Job of the sandbox, finished or not, read after `status`
 
 
 class Harness:
@@ -134,7 +135,8 @@ class Harness:
                 jobs = self.jobs()
                 active = sum(1 for job in jobs if not _finished(job))
                 stuck = [pod["metadata"]["name"] for pod in self.pods() if _unschedulable(pod)]
-                self.samples.append(Sample(status=status, active_jobs=active, unschedulable_pods=stuck))
+                self.samples.append(Sample(status=status, active_jobs=active, unschedulable_pods=stuck,
+                                           all_jobs=len(jobs)))
                 if status.get("phase") in ("Succeeded", "Failed"):
                     return
 
