@@ -70,7 +70,7 @@ def test_manifest_owner_round_trips_through_object_metadata(real_minio: Minio, b
     manifest.write_results(s3, spec, "5f0c-uid", "fish/obsea", {"ranges": [{"state": "succeeded"}]})
     assert read(real_minio, bucket, spec.results_key) == '{"ranges":[{"state":"succeeded"}]}'
     assert manifest.owner(s3, spec, spec.results_key).uid == "5f0c-uid"
-    real_minio.put_object(bucket, "in/README.txt", io.BytesIO(b"hello"), 5)
+    s3.put_object(bucket, "in/README.txt", io.BytesIO(b"hello"), 5)
     assert manifest.owner(s3, spec, "in/README.txt").uid is None     # somebody else's: never overwritten
     assert manifest.bucket_exists(s3, spec)
     manifest.remove(s3, spec, spec.manifest_key)
