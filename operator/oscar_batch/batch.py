@@ -113,7 +113,7 @@ class BatchController:
     def __init__(self, *, body: Any, jobs: Callable[[], Iterable[JobSeen]],
                  all_job_names: Callable[[], set[str]], stopped: Stopped, kube: cluster.Kube,
                  emit: EventSink, batches: ActiveBatches, timing: Timing,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, resolver: Resolver | None = None) -> None:
         self.body = body                    # kopf's live view: spec changes (suspend, retries) show up here
         self.jobs = jobs
         self.all_job_names = all_job_names
@@ -128,7 +128,7 @@ class BatchController:
         self.namespace: str = meta["namespace"]
         self.name: str = meta["name"]
         self.ref = f"{self.namespace}/{self.name}"
-        self.resolver = Resolver(kube, self.namespace)
+        self.resolver = resolver or Resolver(kube, self.namespace)
         self._conditions: list[dict[str, Any]] = list(self._status().get("conditions") or [])
         self._waiting_reason: str | None = None
         self._spec_problem: str | None = None

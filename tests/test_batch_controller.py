@@ -1,0 +1,263 @@
+"""BatchController at its own level, the way job_controller_test.go drives syncJob: fake clients, a fake clock,
+and a scripted cluster that turns accepted invocations into Jobs. No threads, no sockets: each `stopped.wait`
+advances the clock and lets the cluster move."""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import io
+from typing import Any
+
+from oscar_batch import invocation
+from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
+from oscar_batch.oscar import OscarError
+from oscar_batch.ranges import Outcome
+from oscar_batch.resolve import Resolver
+from oscar_batch.sandbox.config import control_plane, workers
+
+UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
+TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,
+                unseen_job_timeout=60, cancel_timeout=60)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclasses.dataclass
+class FakeObject:
+    metadata: dict[str, str]
+
+
+class FakeS3:
+    """The four calls the manifest makes, over a dict."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self.objects: dict[str, tuple[bytes, dict[str, str]]] = {key: (b"jpeg", {}) for key in keys}
+
+    def bucket_exists(self, bucket: str) -> bool:
+        return True
+
+    def stat_object(self, bucket: str, key: str):
+        from minio.error import S3Error
+        if key not in self.objects:
+            raise S3Error(None, "NoSuchKey", "no such key", key, "request", "host")
+        return FakeObject({f"x-amz-meta-{k}": v for k, v in self.objects[key][1].items()})
+
+    def list_objects(self, bucket: str, prefix: str, recursive: bool):
+        for key in sorted(self.objects):
+            if key.startswith(prefix):
+                yield dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])(key, False)
+
+    def put_object(self, bucket, key, data, size, content_type, metadata):
+        self.objects[key] = (data.read() if isinstance(data, io.IOBase) or hasattr(data, "read") else data,
+                             dict(metadata))
+
+
+class FakeOscar:
+    """OSCAR as the controller sees it. `down` refuses every call; accepted invocations become Jobs unless
+    `swallow` says OSCAR loses them."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.invoke_status: int | None = None     # answer every POST /job with this error
+        self.swallow: set[str] = set()             # Job names accepted but never created
+        self.accepted: list[str] = []
+        self.posts = 0
+        self.listings = 0
+        self.jobs: dict[str, JobSeen] = {}
+
+    def _reachable(self, what: str) -> None:
+        if self.down:
+            raise OscarError(f"{what}: cannot reach OSCAR at http://oscar (connection refused)")
+
+    def service(self, name: str) -> dict[str, Any]:
+        self._reachable("service")
+        return {"name": name, "token": "t" * 64, "cpu": "1", "memory": "1Gi"}
+
+    def invoke(self, service: str, token: str, payload: dict[str, Any], job_name: str) -> None:
+        self.posts += 1
+        self._reachable("invocation")
+        if self.invoke_status:
+            raise OscarError("invocation: not found", self.invoke_status)
+        if job_name in self.jobs or job_name in self.accepted:
+            raise OscarError(f'jobs.batch "{job_name}" already exists', 500)
+        self.accepted.append(job_name)
+        if job_name not in self.swallow:
+            identity = invocation.identify({"metadata": {"name": job_name}})
+            self.jobs[job_name] = JobSeen(job_name, identity, Outcome.RUNNING, None, None)
+
+    def jobs_listing(self):
+        self.listings += 1
+        self._reachable("listing")
+        return [(name, {"status": "Running"}) for name in self.jobs]
+
+    def finish_all(self) -> None:
+        for name, job in self.jobs.items():
+            if job.outcome == Outcome.RUNNING:
+                self.jobs[name] = dataclasses.replace(job, outcome=Outcome.SUCCEEDED)
+
+
+class FakeOscarClient:
+    def __init__(self, oscar: FakeOscar) -> None:
+        self._oscar = oscar
+        self.service = oscar.service
+        self.invoke = oscar.invoke
+        self.jobs = lambda service: oscar.jobs_listing()
+
+    def cluster_status(self):
+        raise OscarError("not used")
+
+
+class FakeResolver(Resolver):
+    def __init__(self, oscar: FakeOscar, s3: FakeS3) -> None:
+        object.__setattr__(self, "_oscar", oscar)
+        object.__setattr__(self, "_s3", s3)
+
+    def oscar_client(self, spec):
+        return FakeOscarClient(self._oscar)
+
+    def service(self, oscar, spec):
+        return oscar.service(spec.service)
+
+    def s3_client(self, spec):
+        return self._s3
+
+
+class FakeKube:
+    """Nodes, pods and the batch's status: a merge patch lands in the live body, as kopf's view would show."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        self.body = body
+        self.patches: list[dict[str, Any]] = []
+
+    def nodes(self):
+        return [node.to_object() for node in (control_plane(), *workers(2))]   # 2 × 4 CPU: 8 slots of 1 CPU
+
+    def pods(self):
+        return []
+
+    def patch_batch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.patches.append(patch)
+        status = self.body.setdefault("status", {})
+        for key, value in patch.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+
+
+class World:
+    """The scripted cluster: `stopped.wait` advances the clock and runs `on_tick` (Jobs finishing and such)."""
+
+    def __init__(self, items: int = 40, **spec: Any) -> None:
+        self.clock = Clock()
+        self.oscar = FakeOscar()
+        self.s3 = FakeS3([f"input/frame-{index:06d}.jpg" for index in range(1, items + 1)])
+        self.body = {"metadata": {"uid": UID, "namespace": "default", "name": "b", "generation": 1,
+                                  "creationTimestamp": "2026-12-01T00:00:00Z"},
+                     "spec": {"service": "fish", "oscar": {"endpoint": "http://oscar", "credentialsSecret": "o"},
+                              "storage": {"endpoint": "http://s3", "credentialsSecret": "s", "bucket": "bkt",
+                                          "prefix": "input/"},
+                              "itemsPerInvocation": 2, "capacityHeadroom": 1.0, **spec}}
+        self.kube = FakeKube(self.body)
+        self.events: list[tuple[str, str, str]] = []
+        self.on_tick = lambda world: None
+        self._stopped = False
+        self.controller = BatchController(
+            body=self.body, jobs=lambda: list(self.oscar.jobs.values()), all_job_names=lambda: set(self.oscar.jobs),
+            stopped=self, kube=self.kube, emit=lambda *event: self.events.append(event), batches=ActiveBatches(),
+            timing=TIMING, clock=self.clock, resolver=FakeResolver(self.oscar, self.s3))
+
+    # the `Stopped` protocol, on the fake clock
+    def wait(self, timeout: float | None = None) -> bool:
+        self.clock.now += timeout or 0
+        self.on_tick(self)
+        if (self.body.get("status") or {}).get("phase") in ("Succeeded", "Failed") or self.clock.now > 1000 + 3600:
+            self._stopped = True
+        return self._stopped
+
+    def __bool__(self) -> bool:
+        return self._stopped
+
+    def run(self) -> dict[str, Any]:
+        self.controller.run()
+        return self.body["status"]
+
+
+def running_counts(world: World) -> list[int]:
+    return [patch["ranges"]["running"] for patch in world.kube.patches if "ranges" in patch]
+
+
+def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():
+    world = World(items=40)                       # 20 ranges, 8 slots
+
+    def script(world: World) -> None:
+        accepted = len(world.oscar.accepted)
+        if accepted >= 8 and world.clock.now < 1000 + 120:
+            world.oscar.down = True               # the first wave went out; then 2 minutes without OSCAR
+            world.oscar.finish_all()
+        else:
+            world.oscar.down = False
+            world.oscar.finish_all()
+
+    world.on_tick = script
+    status = world.run()
+    assert status["phase"] == "Succeeded", status
+    per_range = collections.Counter(name.split("-a")[0] for name in world.oscar.accepted)
+    assert len(per_range) == 20 and set(per_range.values()) == {1}
+    # During the outage the status never claimed more running ranges than OSCAR had Jobs running.
+    assert max(running_counts(world)) <= 8
+    assert any(reason == "InvocationFailed" for _, reason, _ in world.events)
+
+
+def test_a_refusal_that_needs_a_person_backs_off_instead_of_retrying_every_tick():
+    world = World(items=4)
+    world.oscar.invoke_status = 404
+    world.run()                                   # an hour of fake time at a 1 s tick
+    # 1, 2, 4 … 256 s, then every 300 s: about 20 tries in an hour instead of 3,600.
+    assert 5 <= world.oscar.posts <= 25, world.oscar.posts
+    assert [reason for _, reason, _ in world.events].count("InvocationFailed") == 1
+
+
+def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a_new_attempt():
+    world = World(items=4)                        # 2 ranges
+    lost = invocation.job_name("fish", UID, 0, 1)
+    world.oscar.swallow.add(lost)
+
+    def script(world: World) -> None:
+        if world.clock.now > 1000 + 5:
+            world.oscar.finish_all()
+
+    world.on_tick = script
+    status = world.run()
+    assert status["phase"] == "Succeeded"
+    assert world.oscar.accepted.count(lost) == 1
+    assert invocation.job_name("fish", UID, 0, 2) in world.oscar.jobs      # attempt 2, no retry spent
+    assert status["ranges"]["retried"] == 0 and world.oscar.listings >= 1
+    assert any(reason == "InvocationLost" for _, reason, _ in world.events)
+
+
+def test_a_changed_service_is_ignored_once_pinned_and_said_so():
+    world = World(items=8)
+
+    def script(world: World) -> None:
+        if world.clock.now > 1000 + 3:
+            world.body["spec"]["service"] = "other"
+            world.body["metadata"]["generation"] = 2
+        if world.clock.now > 1000 + 10:
+            world.oscar.finish_all()
+
+    world.on_tick = script
+    status = world.run()
+    assert status["phase"] == "Succeeded"
+    assert all(name.startswith("fish-") for name in world.oscar.accepted)
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["InvalidSpec"]["status"] == "True"
+    assert conditions["InvalidSpec"]["reason"] == "ImmutableFieldChanged"
+    assert "spec.service" in conditions["InvalidSpec"]["message"]
+    assert status["observedGeneration"] == 2
