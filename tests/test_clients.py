@@ -2,12 +2,15 @@
 from __future__ import annotations
 
 import base64
+import socket
 
 import pykube
 import pytest
+import urllib3
 
 from oscar_batch import cluster, manifest
 from oscar_batch.oscar import OscarClient, OscarError
+from oscar_batch.resolve import storage_waiting
 from oscar_batch.sandbox.s3 import decoy_keys, input_keys, seed_bucket
 from oscar_batch.spec import parse_spec
 from support import wait_until
@@ -148,3 +151,33 @@ def test_seeding_makes_the_bucket_hold_exactly_the_inputs_and_decoys(sandbox):
     keys = [o.object_name for o in s3.list_objects(sandbox.info["s3"]["bucket"], recursive=True)]
     assert set(input_keys("input/", 12)) <= set(keys)
     assert set(decoy_keys("input/")) <= set(keys)
+
+
+# ---- unreachable peers: what the messages say ------------------------------------------------------------
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_an_unreachable_oscar_is_named_with_its_endpoint_and_the_cause():
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    client = OscarClient(endpoint, username="oscar", password="s3cr3t-pw")
+    with pytest.raises(OscarError) as unreachable:
+        client.service("fish-detector")
+    message = str(unreachable.value)
+    assert endpoint in message and "connection refused" in message and "s3cr3t-pw" not in message
+
+
+def test_an_unreachable_s3_is_named_with_its_endpoint_and_the_cause(sandbox):
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    spec = parse_spec({**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "endpoint": endpoint}})
+    s3 = manifest.client(spec, "AKEXAMPLE", "secret-key-value")
+    s3._http.connection_pool_kw["retries"] = urllib3.Retry(total=0)   # the refusal, without minio's retries
+    with pytest.raises(Exception) as unreachable:
+        manifest.bucket_exists(s3, spec)
+    waiting = storage_waiting(unreachable.value, spec)
+    assert waiting.reason == "StorageUnavailable"
+    assert waiting.message == f"cannot reach S3 at {endpoint} (connection refused)"
+
