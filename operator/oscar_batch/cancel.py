@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from oscar_batch import cluster, manifest
+from oscar_batch import cluster, manifest, status
 from oscar_batch.batch import ActiveBatches, EventSink, Timing
 from oscar_batch.oscar import OscarError
 from oscar_batch.resolve import Resolver, Waiting, storage_waiting
@@ -29,10 +29,15 @@ def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.K
     deadline = clock() + timing.cancel_timeout
     # The controller checks the deletion mark before each invocation; once it has exited nothing new starts.
     batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
+    current = body.get("status") or {}
+    finished = current.get("phase") in status.FINISHED_PHASES
     try:
-        spec, _ = apply_pinned(parse_spec(body.get("spec") or {}), (body.get("status") or {}).get("pinned"))
+        spec, _ = apply_pinned(parse_spec(body.get("spec") or {}), current.get("pinned"))
     except SpecError as error:
-        emit("Warning", "CancelIncomplete", f"cannot clean up: {error}")
+        if current.get("startTime"):
+            emit("Warning", "CancelIncomplete", f"cannot clean up: {error}")
+        else:
+            emit("Normal", "Cancelled", "nothing had started: nothing to clean up")
         return
     resolver = Resolver(kube, namespace)
     done: list[str] = []
@@ -54,10 +59,12 @@ def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.K
             left.append(problem)
 
     summary = "; ".join(done) or "nothing was left to clean up"
+    stopped = "" if finished else "stopped dispatching; "
     if left:
-        emit("Warning", "CancelIncomplete", f"stopped dispatching; {summary}; left behind: {'; '.join(left)}")
+        emit("Warning", "CancelIncomplete", f"{stopped}{summary}; left behind: {'; '.join(left)}")
     else:
-        emit("Normal", "Cancelled", f"stopped dispatching; {summary}")
+        # A finished batch had nothing to cancel, only its manifest to remove.
+        emit("Normal", "CleanedUp" if finished else "Cancelled", f"{stopped}{summary}")
 
 
 def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]], deadline: float,
