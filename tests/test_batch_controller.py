@@ -8,7 +8,7 @@ import dataclasses
 import io
 from typing import Any
 
-from oscar_batch import invocation
+from oscar_batch import cancel, invocation
 from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
 from oscar_batch.oscar import OscarError
 from oscar_batch.ranges import Outcome
@@ -52,6 +52,9 @@ class FakeS3:
         for key in sorted(self.objects):
             if key.startswith(prefix):
                 yield dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])(key, False)
+
+    def remove_object(self, bucket: str, key: str) -> None:
+        self.objects.pop(key, None)
 
     def put_object(self, bucket, key, data, size, content_type, metadata):
         self.objects[key] = (data.read() if isinstance(data, io.IOBase) or hasattr(data, "read") else data,
@@ -261,3 +264,64 @@ def test_a_changed_service_is_ignored_once_pinned_and_said_so():
     assert conditions["InvalidSpec"]["reason"] == "ImmutableFieldChanged"
     assert "spec.service" in conditions["InvalidSpec"]["message"]
     assert status["observedGeneration"] == 2
+
+
+# ---- cancel on delete ------------------------------------------------------------------------------------
+
+class DeletingOscar(FakeOscarClient):
+    def __init__(self, oscar: FakeOscar) -> None:
+        super().__init__(oscar)
+        self.deleted: list[str] = []
+
+    def delete_job(self, service: str, job: str) -> None:
+        self._oscar._reachable("deleting")
+        self.deleted.append(job)
+        self._oscar.jobs.pop(job, None)
+
+    def close(self) -> None:
+        pass
+
+
+def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
+    world = World(items=8)
+    world.oscar.jobs = {name: JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING,
+                                      None, None)
+                        for name in (invocation.job_name("fish", UID, index, 1) for index in range(3))}
+    world.oscar.down = oscar_down
+    world.s3.objects["input/index.txt"] = (b"...", {"oscar-batch-uid": UID})
+    world.body["status"] = {"phase": "Running", "startTime": "2026-12-01T00:00:01Z"}
+    client = DeletingOscar(world.oscar)
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        world.clock.now += seconds
+
+    resolver = FakeResolver(world.oscar, world.s3)
+    object.__setattr__(resolver, "oscar_client", lambda spec: client)
+    world.cancel = lambda: cancel.cancel(
+        body=world.body, kube=world.kube, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
+        timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver,
+        in_flight=lambda: [name for name, job in world.oscar.jobs.items() if job.outcome == Outcome.RUNNING])
+    return world, client, slept
+
+
+def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
+    world, client, _ = cancel_world(oscar_down=False)
+    world.s3.objects["input/index.txt.results.json"] = (b"{}", {})
+    world.cancel()
+    assert sorted(client.deleted) == sorted(invocation.job_name("fish", UID, i, 1) for i in range(3))
+    assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
+    assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s) in flight; "
+                                                    "removed the manifest s3://bkt/input/index.txt")]
+
+
+def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it_left():
+    world, client, slept = cancel_world(oscar_down=True)
+    started = world.clock.now
+    world.cancel()
+    assert world.clock.now - started <= TIMING.cancel_timeout and slept
+    [(kind, reason, message)] = world.events
+    assert (kind, reason) == ("Warning", "CancelIncomplete")
+    assert "3 Job(s) still in OSCAR" in message and invocation.job_name("fish", UID, 0, 1) in message
+    assert "connection refused" in message and "removed the manifest" in message

@@ -23,7 +23,7 @@ SHOWN_JOBS = 5
 
 def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.Kube, emit: EventSink,
            batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
-           sleep: Callable[[float], None] = time.sleep) -> None:
+           sleep: Callable[[float], None] = time.sleep, resolver: Resolver | None = None) -> None:
     metadata = body["metadata"]
     uid, namespace = metadata["uid"], metadata["namespace"]
     deadline = clock() + timing.cancel_timeout
@@ -39,7 +39,7 @@ def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.K
         else:
             emit("Normal", "Cancelled", "nothing had started: nothing to clean up")
         return
-    resolver = Resolver(kube, namespace)
+    resolver = resolver or Resolver(kube, namespace)
     done: list[str] = []
     left: list[str] = []
 
