@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed
 .PHONY: test demo bench lint clean
 
 # Reinstall only when the project's declared dependencies change.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -20,7 +20,7 @@ test: lint
 	$(BIN)/pytest
 
 demo: $(STAMP)
-	$(BIN)/oscar-batch demo
+	$(BIN)/oscar-batch-demo
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

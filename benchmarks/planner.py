@@ -6,7 +6,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from oscar_batch.planner import Needs, Policy, plan_capacity
+from oscar_batch.core.planner import Needs, Policy, plan_capacity
 
 NODE_COUNTS = (500, 5_000, 50_000)
 PODS_PER_NODE = 30

@@ -4,8 +4,8 @@ import pathlib
 
 import pytest
 
-from oscar_batch.sandbox import SandboxThread
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 
 
 @pytest.fixture(scope="session")

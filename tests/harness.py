@@ -12,9 +12,9 @@ from typing import Any
 
 import yaml
 
-from oscar_batch.sandbox import SandboxThread
-from oscar_batch.sandbox.config import SandboxConfig
-from oscar_batch.sandbox.handoff import batch_manifests
+from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox.config import SandboxConfig
+from oscar_batch_sandbox.handoff import batch_manifests
 from support import BIN, kubectl, wait_until
 
 FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", "0.1", "--retry-delay", "0.5",

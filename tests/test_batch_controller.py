@@ -8,12 +8,13 @@ import dataclasses
 import io
 from typing import Any
 
-from oscar_batch import cancel, invocation
-from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
-from oscar_batch.oscar import OscarError
-from oscar_batch.ranges import Outcome
-from oscar_batch.resolve import Resolver
-from oscar_batch.sandbox.config import control_plane, workers
+from oscar_batch.controller import cancel
+from oscar_batch.core import invocation
+from oscar_batch.controller.reconciler import ActiveBatches, BatchController, JobSeen, Timing
+from oscar_batch.clients.oscar import OscarError
+from oscar_batch.core.ranges import Outcome
+from oscar_batch.controller.resolver import Resolver
+from oscar_batch_sandbox.config import control_plane, workers
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
 TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,

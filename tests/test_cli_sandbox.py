@@ -1,4 +1,4 @@
-"""`oscar-batch sandbox` as a person or another process uses it: a JSON line first, then kubectl and a plain
+"""`oscar-batch-sandbox` as a person or another process uses it: a JSON line first, then kubectl and a plain
 HTTP client written only from the OSCAR API reference."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from support import BIN, kubectl, wait_until
 def test_sandbox_command_serves_kubectl_and_the_oscar_api_until_interrupted(tmp_path: pathlib.Path):
     kubeconfig, manifests = tmp_path / "kubeconfig", tmp_path / "batch"
     process = subprocess.Popen(
-        [str(BIN / "oscar-batch"), "sandbox", "--kubeconfig", str(kubeconfig), "--items", "5",
+        [str(BIN / "oscar-batch-sandbox"), "--kubeconfig", str(kubeconfig), "--items", "5",
          "--time-scale", "0.001", "--manifests", str(manifests)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -61,13 +61,13 @@ def test_sandbox_command_serves_kubectl_and_the_oscar_api_until_interrupted(tmp_
 
 
 def test_sandbox_command_rejects_bad_options(tmp_path: pathlib.Path):
-    result = subprocess.run([str(BIN / "oscar-batch"), "sandbox", "--kubeconfig", str(tmp_path / "k"),
+    result = subprocess.run([str(BIN / "oscar-batch-sandbox"), "--kubeconfig", str(tmp_path / "k"),
                              "--failure-rate", "1.5"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "must be between 0 and 1" in result.stderr
 
 
 def test_demo_succeeds(tmp_path: pathlib.Path):
-    result = subprocess.run([str(BIN / "oscar-batch"), "demo", "--items", "16", "--time-scale", "0.002"],
+    result = subprocess.run([str(BIN / "oscar-batch-demo"), "--items", "16", "--time-scale", "0.002"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Batch Succeeded" in result.stdout and "outputs written: 16" in result.stdout

@@ -8,8 +8,8 @@ import json
 import time
 
 from harness import Harness, Sample
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig
-from oscar_batch.sandbox.s3 import input_keys
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.s3 import input_keys
 from proxy import TcpProxy
 from support import wait_until
 

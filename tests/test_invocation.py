@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from oscar_batch.invocation import Identity, identify, job_name, outcome, payload
-from oscar_batch.ranges import Outcome
+from oscar_batch.core.invocation import Identity, identify, job_name, outcome, payload
+from oscar_batch.core.ranges import Outcome
 
 UID = "3f2a9c1b-7d4e-4b8a-9f01-23456789abcd"
 OTHER_UID = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"

@@ -13,10 +13,10 @@ from typing import Any
 import minio
 import pytest
 
-from oscar_batch.sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod, control_plane
-from oscar_batch.sandbox.kube import SandboxKubernetes
-from oscar_batch.sandbox.oscar import invocation_job
-from oscar_batch.sandbox.runner import (
+from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod, control_plane
+from oscar_batch_sandbox.kube import SandboxKubernetes
+from oscar_batch_sandbox.oscar import invocation_job
+from oscar_batch_sandbox.runner import (
     JOBS,
     NODES,
     PODS,
@@ -29,7 +29,7 @@ from oscar_batch.sandbox.runner import (
     place,
     pod_requests,
 )
-from oscar_batch.sandbox.s3 import S3Server, input_keys, seed_bucket
+from oscar_batch_sandbox.s3 import S3Server, input_keys, seed_bucket
 from support import wait_until_async as wait_until
 
 NAMESPACE = "oscar-svc"

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from harness import Harness
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
-from oscar_batch.sandbox.s3 import input_keys
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from oscar_batch_sandbox.s3 import input_keys
 from support import kubectl, wait_until
 
 FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from oscar_batch.sandbox.config import NodeSpec, SandboxConfig, TenantPod, control_plane
-from oscar_batch.sandbox.kube import SandboxKubernetes
-from oscar_batch.sandbox.oscar import OscarSimulator
-from oscar_batch.sandbox.runner import JOBS, NODES, PODS
+from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, TenantPod, control_plane
+from oscar_batch_sandbox.kube import SandboxKubernetes
+from oscar_batch_sandbox.oscar import OscarSimulator
+from oscar_batch_sandbox.runner import JOBS, NODES, PODS
 
 NAMESPACE = "oscar-svc"
 UUID4 = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"

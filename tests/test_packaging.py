@@ -11,8 +11,8 @@ import zipfile
 import pytest
 import yaml
 
-from oscar_batch import spec as spec_module
-from oscar_batch.sandbox import CRD_PATH
+from oscar_batch.core import spec as spec_module
+from oscar_batch_sandbox import CRD_PATH
 from support import BIN, kubectl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -27,15 +27,70 @@ def test_the_standard_library_operator_module_is_not_shadowed():
     assert not (ROOT / "operator" / "__init__.py").exists()
 
 
-def test_the_wheel_holds_the_package_and_the_console_script(tmp_path):
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path),
-                    str(ROOT)], check=True, timeout=300)
-    wheel, = tmp_path.glob("oscar_batch-*.whl")
+# Run inside an installed copy (it comes first on the path, before the editable checkout): the sandbox's own
+# libraries are out of reach, as in the operator's image.
+WITHOUT_SANDBOX = """
+import importlib.abc, sys
+class Refuse(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] in {"oscar_batch_sandbox", "kmock", "moto"}:
+            raise ImportError(f"{name} is not part of the operator")
+sys.meta_path.insert(0, Refuse())
+"""
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> pathlib.Path:
+    directory = tmp_path_factory.mktemp("wheels")
+    for project in (ROOT, ROOT / "sandbox"):
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                        "--wheel-dir", str(directory), str(project)], check=True, timeout=300)
+    return directory
+
+
+def _install(wheels: pathlib.Path, target: pathlib.Path, *patterns: str) -> None:
+    found = [str(path) for pattern in patterns for path in wheels.glob(pattern)]
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(target), *found],
+                   check=True, timeout=300)
+
+
+def _run_installed(target: pathlib.Path, code: str, cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+
+
+def test_the_operator_wheel_holds_only_the_operator_and_runs_without_the_sandbox(wheels, tmp_path):
+    wheel, = wheels.glob("oscar_batch-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert all(n.startswith(("oscar_batch/", "oscar_batch-")) for n in names), names
-    assert "oscar_batch/handlers.py" in names and "oscar_batch/sandbox/kube.py" in names
+    assert "oscar_batch/controller/handlers.py" in names and "oscar_batch/core/planner.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "oscar-batch = oscar_batch.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
+    assert not re.search(r"^Requires-Dist: (kmock|moto|aiohttp)", metadata, re.M)
+
+    _install(wheels, tmp_path / "site", "oscar_batch-*.whl")
+    result = _run_installed(tmp_path / "site", WITHOUT_SANDBOX + "from oscar_batch.cli import main\n"
+                            "import oscar_batch; assert 'site' in oscar_batch.__file__, oscar_batch.__file__\n"
+                            "main(['run', '--help'])", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "usage: oscar-batch run" in result.stdout
+
+
+def test_the_sandbox_wheel_carries_the_crd_and_its_commands(wheels, tmp_path):
+    wheel, = wheels.glob("oscar_batch_sandbox-*.whl")
+    archive = zipfile.ZipFile(wheel)
+    assert archive.read("oscar_batch_sandbox/batchjob.yaml") == (ROOT / "crds" / "batchjob.yaml").read_bytes()
+    entry_points = archive.read(next(n for n in archive.namelist() if n.endswith("entry_points.txt"))).decode()
+    assert "oscar-batch-sandbox = oscar_batch_sandbox.cli:sandbox_main" in entry_points
+    assert "oscar-batch-demo = oscar_batch_sandbox.cli:demo_main" in entry_points
+
+    _install(wheels, tmp_path / "site", "oscar_batch-*.whl", "oscar_batch_sandbox-*.whl")
+    result = _run_installed(tmp_path / "site", "import oscar_batch_sandbox as s; assert s.CRD_PATH.is_file(), s.CRD_PATH\n"
+                            "assert 'site' in str(s.CRD_PATH)\n"
+                            "from oscar_batch_sandbox.cli import demo_main; demo_main(['--help'])", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "usage: oscar-batch-demo" in result.stdout
 
 
 def _crd_schema() -> dict:

@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from oscar_batch.planner import Needs, Policy, plan_capacity, plan_from_oscar_status, pod_requests, tolerates
+from oscar_batch.core.planner import Needs, Policy, plan_capacity, plan_from_oscar_status, pod_requests, tolerates
 
 GPU = "nvidia.com/gpu"
 GI = 2**30

@@ -3,7 +3,7 @@ from fractions import Fraction
 
 import pytest
 
-from oscar_batch.quantity import cpu_millicores, format_bytes, parse_quantity, whole_units
+from oscar_batch.core.quantity import cpu_millicores, format_bytes, parse_quantity, whole_units
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 """The pure policies: fair shares of the cluster's slots, exponential backoff, Event aggregation."""
 import pytest
 
-from oscar_batch.pacing import Backoff, EventThrottle
-from oscar_batch.sharing import Claim, fair_shares
+from oscar_batch.core.pacing import Backoff, EventThrottle
+from oscar_batch.core.sharing import Claim, fair_shares
 
 
 def claims(*demands, created=None):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from oscar_batch.spec import IMMUTABLE_FIELDS, BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
+from oscar_batch.core.spec import IMMUTABLE_FIELDS, BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
 
 
 def minimal(**top):

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from oscar_batch.ranges import Outcome, RangeBook, decode_indexes
-from oscar_batch.status import (FAILED, NAMED_FAILURES, SUCCEEDED, condition, merge_conditions, progress,
+from oscar_batch.core.ranges import Outcome, RangeBook, decode_indexes
+from oscar_batch.core.status import (FAILED, NAMED_FAILURES, SUCCEEDED, condition, merge_conditions, progress,
                                 verdict)
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import kmock
 import pytest
 
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig
-from oscar_batch.sandbox.oscar import OscarSimulator
-from oscar_batch.sandbox.runner import (main_container_env, manifest_lines, output_key, parse_event,
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.oscar import OscarSimulator
+from oscar_batch_sandbox.runner import (main_container_env, manifest_lines, output_key, parse_event,
                                         running_status, terminated_status)
 from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
 from test_real_scheduling import add_nodes, node, remove_nodes

@@ -7,8 +7,8 @@ import secrets
 
 import pytest
 
-from oscar_batch import manifest
-from oscar_batch.spec import parse_spec
+from oscar_batch.clients import manifest
+from oscar_batch.core.spec import parse_spec
 from realplane import Minio
 
 KEYS = [

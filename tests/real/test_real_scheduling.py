@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from oscar_batch.planner import Needs, Policy, plan_capacity, pod_requests
+from oscar_batch.core.planner import Needs, Policy, plan_capacity, pod_requests
 from realplane import ControlPlane, wait_for
 
 GPU = "nvidia.com/gpu"

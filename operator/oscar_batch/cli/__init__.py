@@ -5,17 +5,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-
-class UsageError(Exception):
-    """Bad input from the command line: printed as one line, exit code 2."""
+from oscar_batch.cli import plan, run
+from oscar_batch.cli.usage import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oscar-batch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    from oscar_batch import operator_cli, plan_cli, sandbox_cli  # they import UsageError from here
-
-    for module in (operator_cli, plan_cli, sandbox_cli):
+    for module in (run, plan):
         module.add_commands(commands)
     return parser
 

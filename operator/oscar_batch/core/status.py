@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oscar_batch.ranges import RangeBook, encode_indexes
+from oscar_batch.core.ranges import RangeBook, encode_indexes
 
 # Phases, as in the CRD's enum.
 PENDING, LISTING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = (

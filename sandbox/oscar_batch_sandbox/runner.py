@@ -28,9 +28,10 @@ from typing import Any
 import kmock
 import minio
 
-from oscar_batch.quantity import cpu_millicores, whole_units
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig
-from oscar_batch.sandbox.kube import SandboxKubernetes, now_iso
+from oscar_batch.core.planner import tolerates  # one taint rule for the planner and the sandbox scheduler
+from oscar_batch.core.quantity import cpu_millicores, whole_units
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.kube import SandboxKubernetes, now_iso
 
 Json = dict[str, Any]
 
@@ -129,14 +130,6 @@ def free_by_node(nodes: Iterable[Json], pods: Iterable[Json]) -> dict[str, Resou
 
 
 # ---- scheduling decisions ---------------------------------------------------------------------
-
-def tolerates(toleration: Json, taint: Mapping[str, Any]) -> bool:
-    if toleration.get("effect") and toleration["effect"] != taint.get("effect"):
-        return False
-    if toleration.get("operator") == "Exists":
-        return not toleration.get("key") or toleration["key"] == taint.get("key")
-    return toleration.get("key") == taint.get("key") and toleration.get("value", "") == taint.get("value", "")
-
 
 def _untolerated(taint: Mapping[str, Any], tolerations: list[Json]) -> bool:
     return taint.get("effect") in BLOCKING_TAINT_EFFECTS and not any(tolerates(t, taint) for t in tolerations)

@@ -19,7 +19,7 @@ from typing import Any
 import minio
 from minio.error import S3Error
 
-from oscar_batch.spec import BatchSpec
+from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 SPOOL_BYTES = 16 * 1024 * 1024

@@ -13,7 +13,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from oscar_batch.errors import connection_problem
+from oscar_batch.clients.errors import connection_problem
 
 DEFAULT_TIMEOUT = 15.0
 

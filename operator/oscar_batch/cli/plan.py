@@ -5,8 +5,8 @@ import argparse
 import json
 from typing import Any
 
-from oscar_batch.cli import UsageError
-from oscar_batch.planner import Needs, Plan, Policy, plan_capacity, plan_from_oscar_status
+from oscar_batch.cli.usage import UsageError
+from oscar_batch.core.planner import Needs, Plan, Policy, plan_capacity, plan_from_oscar_status
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -1,6 +1,6 @@
 """The embedded sandbox: a Kubernetes API, an S3 store and an OSCAR Manager on localhost, in one process.
 
-One implementation serves the pytest fixtures, `make demo` and `oscar-batch sandbox`. `Sandbox` runs on the
+One implementation serves the pytest fixtures, `make demo` and `oscar-batch-sandbox`. `Sandbox` runs on the
 caller's event loop; `SandboxThread` runs it on a loop of its own for synchronous callers.
 """
 from __future__ import annotations
@@ -16,15 +16,16 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
-from oscar_batch.sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
-from oscar_batch.sandbox.kube import CRD_RESOURCE, SandboxKubernetes
-from oscar_batch.sandbox.oscar import OscarSimulator
-from oscar_batch.sandbox.runner import JobRunner
-from oscar_batch.sandbox.s3 import REGION, S3Server, decoy_keys, input_keys, seed_bucket
+from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
+from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
+from oscar_batch_sandbox.oscar import OscarSimulator
+from oscar_batch_sandbox.runner import JobRunner
+from oscar_batch_sandbox.s3 import REGION, S3Server, decoy_keys, input_keys, seed_bucket
 
 __all__ = ["Behaviour", "NodeSpec", "Sandbox", "SandboxConfig", "SandboxThread", "TenantPod", "CRD_PATH"]
 
-CRD_PATH = pathlib.Path(__file__).resolve().parents[3] / "crds" / "batchjob.yaml"
+# Package data (a link to crds/batchjob.yaml in the source tree, a copy in the wheel): found from any install.
+CRD_PATH = pathlib.Path(__file__).resolve().parent / "batchjob.yaml"
 HOUSEKEEPING_SECONDS = 30.0
 T = TypeVar("T")
 

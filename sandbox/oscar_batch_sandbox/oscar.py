@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp.web
 import kmock
 
-from oscar_batch.sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
-from oscar_batch.sandbox.kube import SandboxKubernetes
-from oscar_batch.sandbox.runner import (
+from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
+from oscar_batch_sandbox.kube import SandboxKubernetes
+from oscar_batch_sandbox.runner import (
     GPU_RESOURCE,
     JOBS,
     MAIN_CONTAINER,

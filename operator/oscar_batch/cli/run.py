@@ -7,8 +7,8 @@ import pathlib
 
 import kopf
 
-from oscar_batch import handlers
-from oscar_batch.batch import Timing
+from oscar_batch.controller import handlers
+from oscar_batch.controller.reconciler import Timing
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:

@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from oscar_batch import cluster, manifest, status
-from oscar_batch.batch import ActiveBatches, EventSink, Timing
-from oscar_batch.oscar import OscarError
-from oscar_batch.resolve import Resolver, Waiting, storage_waiting
-from oscar_batch.spec import SpecError, apply_pinned, parse_spec
+from oscar_batch.clients import cluster, manifest
+from oscar_batch.core import status
+from oscar_batch.controller.reconciler import ActiveBatches, EventSink, Timing
+from oscar_batch.clients.oscar import OscarError
+from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
+from oscar_batch.core.spec import SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
 SHOWN_JOBS = 5

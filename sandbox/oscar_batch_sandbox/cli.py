@@ -1,7 +1,7 @@
-"""`oscar-batch sandbox`: run the embedded cluster until interrupted, for people, kubectl and other processes.
+"""`oscar-batch-sandbox` and `oscar-batch-demo`: the embedded cluster until interrupted, for people, kubectl and
+other processes; and a whole batch on it with a live progress bar.
 
-The sandbox needs the `sandbox` extra (kmock, moto); it is imported only when a sandbox command runs, so the
-operator's image works without it.
+They come with the sibling package `oscar-batch-sandbox` (`pip install ./sandbox`), never with the operator.
 """
 from __future__ import annotations
 
@@ -12,33 +12,45 @@ import json
 import pathlib
 import signal
 import sys
+from collections.abc import Sequence
 
-from typing import TYPE_CHECKING
+from oscar_batch_sandbox import Sandbox
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from oscar_batch_sandbox.demo import run_demo
+from oscar_batch_sandbox.handoff import write_batch_manifests
 
-if TYPE_CHECKING:
-    from oscar_batch.sandbox.config import SandboxConfig
 
-
-def add_commands(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "sandbox", help="run an embedded Kubernetes API, S3 and OSCAR Manager on localhost until interrupted",
-        description="Runs the sandbox and prints, as its first stdout line, one JSON object with every endpoint "
-                    "and credential.")
+def sandbox_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="oscar-batch-sandbox",
+        description="Runs an embedded Kubernetes API, S3 and OSCAR Manager on localhost until interrupted, and "
+                    "prints, as its first stdout line, one JSON object with every endpoint and credential.")
     add_sandbox_options(parser)
     parser.add_argument("--kubeconfig", type=pathlib.Path, required=True,
                         help="where to write a kubeconfig for the sandbox's API server")
     parser.add_argument("--manifests", type=pathlib.Path,
                         help="also write ready-to-apply Secrets and an OscarBatchJob for the sandbox here")
-    parser.set_defaults(handler=run_sandbox)
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_serve(config_from_args(args), args.kubeconfig, args.manifests))
+    except KeyboardInterrupt:
+        return 130
 
-    demo = commands.add_parser(
-        "demo", help="run a whole batch on the sandbox: operator, OscarBatchJob, live progress, summary",
+
+def demo_main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="oscar-batch-demo",
         description="Starts the sandbox and the operator, applies an OscarBatchJob over the seeded bucket, shows "
                     "its progress and exits 0 when it succeeded with one output per input.")
-    add_sandbox_options(demo)
-    demo.add_argument("--timeout", type=_non_negative_float, default=300.0,
-                      help="seconds to wait for the batch (default 300)")
-    demo.set_defaults(handler=run_demo, items=120, failure_rate=0.1, time_scale=0.03)
+    add_sandbox_options(parser)
+    parser.add_argument("--timeout", type=_non_negative_float, default=300.0,
+                        help="seconds to wait for the batch (default 300)")
+    parser.set_defaults(items=120, failure_rate=0.1, time_scale=0.03)
+    args = parser.parse_args(argv)
+    try:
+        return run_demo(config_from_args(args), args.timeout)
+    except KeyboardInterrupt:
+        return 130
 
 
 def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +69,6 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
-    from oscar_batch.sandbox.config import Behaviour, SandboxConfig, control_plane, workers
-
     return SandboxConfig(
         nodes=(control_plane(), *workers(args.workers, cpu=args.worker_cpu, memory=args.worker_memory)),
         items=args.items,
@@ -68,20 +78,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     )
 
 
-def run_sandbox(args: argparse.Namespace) -> int:
-    return asyncio.run(_serve(config_from_args(args), args.kubeconfig, args.manifests))
-
-
-def run_demo(args: argparse.Namespace) -> int:
-    from oscar_batch.demo import run_demo as demo
-
-    return demo(config_from_args(args), args.timeout)
-
-
 async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path, manifests: pathlib.Path | None) -> int:
-    from oscar_batch.sandbox import Sandbox
-    from oscar_batch.sandbox.handoff import write_batch_manifests
-
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

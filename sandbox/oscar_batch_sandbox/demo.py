@@ -1,4 +1,4 @@
-"""`oscar-batch demo`: the main job end to end on the embedded sandbox, in output a person can follow.
+"""`oscar-batch-demo`: the main job end to end on the embedded sandbox, in output a person can follow.
 
 Sandbox up → the operator as its own process (`oscar-batch run`, as it would run in a cluster) → Secrets and
 an OscarBatchJob created through the Kubernetes API → a live progress bar from the batch's status → a summary
@@ -16,11 +16,11 @@ from typing import Any, TextIO
 
 import pykube
 
-from oscar_batch import cluster
-from oscar_batch.sandbox import SandboxThread
-from oscar_batch.sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
-from oscar_batch.sandbox.handoff import BATCH_NAME, batch_manifests
-from oscar_batch.status import FINISHED_PHASES, SUCCEEDED
+from oscar_batch.clients import cluster
+from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
+from oscar_batch_sandbox.handoff import BATCH_NAME, batch_manifests
+from oscar_batch.core.status import FINISHED_PHASES, SUCCEEDED
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.2

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from oscar_batch.ranges import Outcome
+from oscar_batch.core.ranges import Outcome
 
 OSCAR_CONTAINER = "oscar-container"
 # `<service[:20]>-<uid[:12]>-r<range>-a<attempt>`, and `-d<round>` after a redrive: a valid Job name (at most

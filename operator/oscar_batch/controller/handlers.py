@@ -10,10 +10,12 @@ from typing import Any
 
 import kopf
 
-from oscar_batch import cancel, cluster, invocation
-from oscar_batch.batch import ActiveBatches, BatchController, JobSeen, Timing
-from oscar_batch.ranges import Outcome
-from oscar_batch.status import needs_controller
+from oscar_batch.clients import cluster
+from oscar_batch.controller import cancel
+from oscar_batch.core import invocation
+from oscar_batch.controller.reconciler import ActiveBatches, BatchController, JobSeen, Timing
+from oscar_batch.core.ranges import Outcome
+from oscar_batch.core.status import needs_controller
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 TIMING = Timing()

@@ -12,7 +12,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Literal
 
-from oscar_batch.quantity import cpu_millicores, format_bytes, format_millicores, whole_units
+from oscar_batch.core.quantity import cpu_millicores, format_bytes, format_millicores, whole_units
 
 Json = Mapping[str, Any]
 LimitedBy = Literal["cpu", "memory", "gpu", "pods", "excluded"]

@@ -17,13 +17,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from oscar_batch import cluster, invocation, manifest, planner, status
-from oscar_batch.oscar import OscarClient, OscarError
-from oscar_batch.pacing import Backoff, EventThrottle
-from oscar_batch.ranges import Outcome, RangeBook, State, choose_items_per_invocation, decode_indexes
-from oscar_batch.resolve import Resolver, Waiting, storage_waiting
-from oscar_batch.sharing import Claim, fair_shares
-from oscar_batch.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
+from oscar_batch.clients import cluster, manifest
+from oscar_batch.core import invocation, planner, status
+from oscar_batch.clients.oscar import OscarClient, OscarError
+from oscar_batch.core.pacing import Backoff, EventThrottle
+from oscar_batch.core.ranges import Outcome, RangeBook, State, choose_items_per_invocation, decode_indexes
+from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
+from oscar_batch.core.sharing import Claim, fair_shares
+from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
 
 log = logging.getLogger(__name__)
 
