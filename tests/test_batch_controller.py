@@ -274,7 +274,7 @@ class DeletingOscar(FakeOscarClient):
         super().__init__(oscar)
         self.deleted: list[str] = []
 
-    def delete_job(self, service: str, job: str) -> None:
+    def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
         self._oscar._reachable("deleting")
         self.deleted.append(job)
         self._oscar.jobs.pop(job, None)

@@ -9,26 +9,32 @@ reads EVENT, does the work against MinIO and reports the pod's phase; the Job co
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import datetime
 import io
 import json
 import pathlib
+import re
 import secrets
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import kmock
+import minio.error
 import pytest
 
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
 from oscar_batch_sandbox.runner import (main_container_env, manifest_lines, output_key, parse_event,
                                         running_status, terminated_status)
+from proxy import TcpProxy
 from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
 from test_real_scheduling import add_nodes, node, remove_nodes
 
@@ -111,13 +117,22 @@ class Loop:
 class Kubelet:
     """Plays the kubelet of every simulated node: a bound, Pending pod of the services namespace runs the
     service's behaviour (the sandbox's fish detector: read the manifest lines [start, end) named by EVENT,
-    write one output per input) and ends Succeeded, or Failed when the behaviour fails."""
+    write one output per input) and ends Succeeded, or Failed when the behaviour fails.
 
-    def __init__(self, kube: RealKube, s3: Any, config: SandboxConfig) -> None:
+    With `run_seconds`, a pod stays Running that long before it does its work and ends, so that Jobs are in
+    flight; pods run side by side. A pod being deleted (deletionTimestamp set, as OSCAR's job deletion and the
+    garbage collector do it) is stopped and its deletion confirmed with grace period 0, as a kubelet does once
+    the containers are gone; it never writes its outputs."""
+
+    def __init__(self, kube: RealKube, s3: Any, config: SandboxConfig, run_seconds: float = 0.0) -> None:
         self._kube, self._s3, self._config = kube, s3, config
+        self._run_seconds = run_seconds
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="simulated-kubelet", daemon=True)
+        self._running: dict[str, tuple[dict[str, Any], float]] = {}  # pod uid → (pod, when its work is done)
+        self._seen: set[str] = set()  # uids of pods started once: a stale listing never starts one again
         self.ran: list[str] = []
+        self.killed: list[str] = []  # the Jobs whose pod was deleted while it ran
         self.max_running = 0
         self.errors: list[str] = []
 
@@ -137,20 +152,59 @@ class Kubelet:
                               and p["spec"].get("nodeName"))
                 self.max_running = max(self.max_running, running)
                 for pod in pods:
-                    if pod["spec"].get("nodeName") and (pod.get("status") or {}).get("phase") == "Pending" \
-                            and not pod["metadata"].get("deletionTimestamp"):
+                    if not pod["spec"].get("nodeName"):
+                        continue
+                    if pod["metadata"].get("deletionTimestamp"):
+                        self._confirm_deletion(pod)
+                    elif (pod.get("status") or {}).get("phase") == "Pending" \
+                            and pod["metadata"]["uid"] not in self._seen:
                         self._start(pod)
+                self._finish_due()
             except Exception as error:  # noqa: BLE001 - reported by the test, never swallowed silently
                 self.errors.append(f"{type(error).__name__}: {error}")
             self._stop.wait(0.05)
 
     def _start(self, pod: dict[str, Any]) -> None:
-        name = pod["metadata"]["name"]
-        self._kube.patch_status("v1/pods", SERVICES_NAMESPACE, name, running_status(pod, now_iso()))
-        pod["status"] = {"startTime": now_iso()}
-        code = self._behave(pod)
-        self._kube.patch_status("v1/pods", SERVICES_NAMESPACE, name, terminated_status(pod, code, now_iso()))
-        self.ran.append(name)
+        name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+        self._seen.add(uid)
+        started = now_iso()
+        try:
+            self._kube.patch_status("v1/pods", SERVICES_NAMESPACE, name, running_status(pod, started))
+        except kmock.KubernetesError as error:
+            if error.status != 404:  # deleted between the listing and now: nothing to run
+                raise
+            return
+        pod["status"] = {"startTime": started}
+        self._running[uid] = (pod, time.monotonic() + self._run_seconds)
+
+    def _finish_due(self) -> None:
+        now = time.monotonic()
+        for uid, (pod, done_at) in list(self._running.items()):
+            if done_at > now:
+                continue
+            del self._running[uid]
+            name = pod["metadata"]["name"]
+            code = self._behave(pod)
+            try:
+                self._kube.patch_status("v1/pods", SERVICES_NAMESPACE, name, terminated_status(pod, code, now_iso()))
+            except kmock.KubernetesError as error:
+                if error.status != 404:
+                    raise
+                # Gone under it: its outputs were written, its phase never reported.
+                self.killed.append(pod["metadata"]["labels"].get("job-name", name))
+                continue
+            self.ran.append(name)
+
+    def _confirm_deletion(self, pod: dict[str, Any]) -> None:
+        metadata = pod["metadata"]
+        if self._running.pop(metadata["uid"], None) is not None:
+            self.killed.append((metadata.get("labels") or {}).get("job-name", metadata["name"]))
+        if metadata.get("deletionGracePeriodSeconds") == 0:
+            return  # confirmed already; what is left is the Job controller's finalizer
+        with contextlib.suppress(kmock.KubernetesError):  # gone already, or a new pod of the same name
+            self._kube.call("DELETE", f"/api/v1/namespaces/{SERVICES_NAMESPACE}/pods/{metadata['name']}", {
+                "kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0,
+                "preconditions": {"uid": metadata["uid"]}})
 
     def _behave(self, pod: dict[str, Any]) -> int:
         config = self._config
@@ -175,9 +229,25 @@ class Kubelet:
         return 0
 
 
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    """What a test asks of `oscar_stack` (by indirect parametrization); the defaults are the first test's."""
+    operator_args: tuple[str, ...] = ()        # appended to the operator's command line: the last flag wins
+    run_seconds: float = 0.0                   # how long each pod runs (Kubelet)
+    failing_ranges: frozenset[tuple[int, int]] = frozenset({(1, 3)})
+    inputs: int = 20
+
+
+# Short delays so that faults heal within a test: the new flags of `oscar-batch run`.
+CANCEL_TIMEOUT = 10.0
+FAST = ("--retry-delay", "0.5", "--max-backoff", "4", "--unseen-job-timeout", "2",
+        "--cancel-timeout", f"{CANCEL_TIMEOUT:g}")
+
+
 @pytest.fixture
 def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio: Minio,
-                tmp_path: pathlib.Path) -> Iterator[dict[str, Any]]:
+                tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    options: Stack = getattr(request, "param", Stack())
     plane = real_cluster
     nodes = ["e2e-worker-1", "e2e-worker-2"]
     add_nodes(plane, [node(name, "4", "8Gi") for name in nodes])
@@ -186,10 +256,11 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio:
     wait_for(lambda: plane.request(f"/api/v1/namespaces/{SERVICES_NAMESPACE}/serviceaccounts/default")[0] == 200,
              60, f"ServiceAccount {SERVICES_NAMESPACE}/default", alive=plane.processes)
 
-    config = SandboxConfig(bucket=f"e2e-{secrets.token_hex(4)}", items=0, behaviour=Behaviour(failing_ranges=frozenset({(1, 3)})))
+    config = SandboxConfig(bucket=f"e2e-{secrets.token_hex(4)}", items=0,
+                           behaviour=Behaviour(failing_ranges=options.failing_ranges))
     s3 = real_minio.client()
     s3.make_bucket(config.bucket)
-    inputs = [f"{config.prefix}frame-{index:06d}.jpg" for index in range(1, 21)]
+    inputs = [f"{config.prefix}frame-{index:06d}.jpg" for index in range(1, options.inputs + 1)]
     for key in [*inputs, f"{config.prefix}README.txt", "archive/frame-000001.jpg"]:
         s3.put_object(config.bucket, key, io.BytesIO(b"\xff\xd8jpeg"), 6)
 
@@ -199,10 +270,10 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio:
     operator: Process | None = None
     try:
         oscar_url = loop.run(simulator.start())
-        with Kubelet(kube, s3, config) as kubelet:
+        with Kubelet(kube, s3, config, run_seconds=options.run_seconds) as kubelet:
             # Cluster-wide, as manifests/deployment.yaml runs it (see test_real_rbac for --namespace).
             operator = start_operator(plane, tmp_path, "--tick", "0.2", "--plan-interval", "1",
-                                      "--status-interval", "0.2")
+                                      "--status-interval", "0.2", *options.operator_args)
             yield {"plane": plane, "config": config, "oscar_url": oscar_url, "s3": s3, "inputs": inputs,
                    "kubelet": kubelet, "operator": operator, "minio": real_minio}
     finally:
@@ -216,29 +287,84 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio:
         remove_nodes(plane, nodes)
 
 
-@pytest.mark.timeout(BATCH_TIMEOUT + 120)
-def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], namespace: str) -> None:
-    plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
-    minio, kubelet, operator = oscar_stack["minio"], oscar_stack["kubelet"], oscar_stack["operator"]
+def start_batch(stack: dict[str, Any], namespace: str, name: str = "e2e", oscar_endpoint: str | None = None,
+                **spec: Any) -> None:
+    """The credential Secrets and an OscarBatchJob over the stack's bucket (OSCAR at `oscar_endpoint`, by
+    default the simulator itself); `spec` adds to or overrides the batch's spec."""
+    plane, config, minio = stack["plane"], stack["config"], stack["minio"]
     plane.kubectl("create", "secret", "generic", "oscar-credentials", "-n", namespace,
                   f"--from-literal=username={config.oscar_user}", f"--from-literal=password={config.oscar_password}")
     plane.kubectl("create", "secret", "generic", "minio-credentials", "-n", namespace,
                   f"--from-literal=accessKey={minio.access_key}", f"--from-literal=secretKey={minio.secret_key}")
     plane.apply({
-        "apiVersion": "batch.oscarbatch.dev/v1alpha1", "kind": "OscarBatchJob", "metadata": {"name": "e2e"},
+        "apiVersion": "batch.oscarbatch.dev/v1alpha1", "kind": "OscarBatchJob", "metadata": {"name": name},
         "spec": {"service": config.service,
-                 "oscar": {"endpoint": oscar_stack["oscar_url"], "credentialsSecret": "oscar-credentials",
+                 "oscar": {"endpoint": oscar_endpoint or stack["oscar_url"], "credentialsSecret": "oscar-credentials",
                            "servicesNamespace": SERVICES_NAMESPACE},
                  "storage": {"endpoint": minio.url, "credentialsSecret": "minio-credentials",
                              "bucket": config.bucket, "prefix": config.prefix, "include": ["*.jpg"]},
-                 "itemsPerInvocation": 2, "retries": 1, "toleratedFailures": 1},
+                 **spec},
     }, "-n", namespace)
 
-    def finished() -> dict[str, Any] | None:
-        batch = plane.get_json("oscarbatchjobs", "e2e", "-n", namespace)
-        return batch if (batch.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
 
-    batch = wait_for(finished, BATCH_TIMEOUT, "the batch to finish", alive=[operator], interval=0.5)
+def batch_finished(plane: ControlPlane, namespace: str, name: str = "e2e") -> dict[str, Any] | None:
+    batch = plane.get_json("oscarbatchjobs", name, "-n", namespace)
+    return batch if (batch.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
+
+
+JOB_RANGE = re.compile(r"-r(?P<range>\d+)-a\d+(?:-d\d+)?$")
+
+
+def jobs_of(plane: ControlPlane, uid: str) -> list[dict[str, Any]]:
+    """The batch's Jobs in the real API server: `<service>-<uid[:12]>-r<range>-a<attempt>`."""
+    marker = f"-{uid.replace('-', '')[:12]}-r"
+    return [job for job in plane.get_json("jobs", "-n", SERVICES_NAMESPACE)["items"]
+            if marker in job["metadata"]["name"]]
+
+
+def verdict(job: dict[str, Any]) -> str | None:
+    """The Job controller's terminal condition, None while the Job is in flight."""
+    return next((c["type"] for c in (job.get("status") or {}).get("conditions") or ()
+                 if c["type"] in ("Complete", "Failed") and c["status"] == "True"), None)
+
+
+def range_of(job: dict[str, Any]) -> int:
+    match = JOB_RANGE.search(job["metadata"]["name"])
+    assert match, job["metadata"]["name"]
+    return int(match["range"])
+
+
+def batch_events(plane: ControlPlane, namespace: str, name: str = "e2e",
+                 reason: str | None = None) -> list[dict[str, Any]]:
+    """The batch's Events; they outlive the object."""
+    selector = f"involvedObject.kind=OscarBatchJob,involvedObject.name={name}"
+    if reason:
+        selector += f",reason={reason}"
+    return plane.get_json("events", "-n", namespace, "--field-selector", selector)["items"]
+
+
+def read_json(s3: Any, bucket: str, key: str) -> Any:
+    response = s3.get_object(bucket, key)
+    try:
+        return json.loads(response.read())
+    finally:
+        response.close()
+        response.release_conn()
+
+
+def batch_gone(plane: ControlPlane, namespace: str, name: str = "e2e") -> bool:
+    result = plane.kubectl("get", "oscarbatchjob", name, "-n", namespace, "--ignore-not-found", "-o", "name")
+    return result.stdout.strip() == ""
+
+
+@pytest.mark.timeout(BATCH_TIMEOUT + 120)
+def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], namespace: str) -> None:
+    plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
+    kubelet, operator = oscar_stack["kubelet"], oscar_stack["operator"]
+    start_batch(oscar_stack, namespace, itemsPerInvocation=2, retries=1, toleratedFailures=1)
+
+    batch = wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to finish",
+                     alive=[operator], interval=0.5)
     assert not kubelet.errors, kubelet.errors
     status = batch["status"]
     # Range [1, 3) always fails: tried twice (retries 1), tolerated (toleratedFailures 1).
@@ -267,4 +393,156 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
     results = json.loads(s3.get_object(config.bucket, status["results"].removeprefix(f"s3://{config.bucket}/"))
                          .read())
     assert results, "no results manifest"
+    assert not rbac_denials(operator), operator.tail()
+
+
+OUTAGE_SECONDS = 5.0
+
+
+@pytest.mark.parametrize("oscar_stack", [Stack(operator_args=FAST, run_seconds=1.5, failing_ranges=frozenset(),
+                                               inputs=40)], indirect=True, ids=["pods-run-1.5s"])
+@pytest.mark.timeout(BATCH_TIMEOUT + 120)
+def test_oscar_outage_mid_batch_heals_and_runs_every_range_once(oscar_stack: dict[str, Any], namespace: str) -> None:
+    """OSCAR's endpoint behind a real TCP proxy, cut off once a few ranges succeeded: the invocations fail,
+    the Jobs in flight finish meanwhile; restored, the batch goes on and every range succeeds in one Job."""
+    plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
+    kubelet, operator = oscar_stack["kubelet"], oscar_stack["operator"]
+    with TcpProxy(oscar_stack["oscar_url"]) as proxy:
+        start_batch(oscar_stack, namespace, oscar_endpoint=proxy.url, itemsPerInvocation=2, retries=1)
+        uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
+
+        def succeeded() -> int:
+            return sum(verdict(job) == "Complete" for job in jobs_of(plane, uid))
+
+        wait_for(lambda: succeeded() >= 3, 60, "a few ranges to succeed", alive=[operator], interval=0.2)
+        assert not batch_events(plane, namespace, reason="InvocationFailed"), "no invocation failed before the cut"
+        proxy.cut()
+        cut_at = time.monotonic()
+        # The operator's invocations fail while OSCAR is away...
+        wait_for(lambda: batch_events(plane, namespace, reason="InvocationFailed"), 30,
+                 "an invocation to fail while OSCAR is cut off", alive=[operator], interval=0.2)
+        # ...and the Jobs in flight finish meanwhile: the kubelet and the Job controller need no OSCAR.
+        wait_for(lambda: all(verdict(job) for job in jobs_of(plane, uid)), 30,
+                 "the Jobs in flight to finish during the outage", alive=[operator], interval=0.2)
+        held = time.monotonic() - cut_at
+        if held < OUTAGE_SECONDS:
+            time.sleep(OUTAGE_SECONDS - held)  # the outage lasts its intended duration
+        left = 20 - succeeded()
+        assert left >= 4, f"only {left} range(s) left for after the outage"
+        proxy.restore()
+
+        batch = wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to finish",
+                         alive=[operator], interval=0.5)
+        assert proxy.cuts == 1
+    assert not kubelet.errors, kubelet.errors
+    status = batch["status"]
+    assert status["phase"] == "Succeeded", (status, operator.tail())
+    assert status["items"] == 40
+    assert status["ranges"]["total"] == 20 and status["ranges"]["succeeded"] == 20, status["ranges"]
+    assert status["ranges"]["failed"] == 0
+
+    jobs = jobs_of(plane, uid)
+    complete = {job["metadata"]["name"]: range_of(job) for job in jobs if verdict(job) == "Complete"}
+    per_range = collections.Counter(complete.values())
+    assert per_range == collections.Counter(range(20)), \
+        ({r: n for r, n in per_range.items() if n != 1}, sorted(set(range(20)) - set(per_range)))  # once each
+    assert not [job["metadata"]["name"] for job in jobs if verdict(job) != "Complete"]
+    assert len(jobs) == 20, sorted(job["metadata"]["name"] for job in jobs)  # nothing was invoked twice
+    assert not batch_events(plane, namespace, reason="InvocationLost")
+
+    outputs = {obj.object_name: read_json(s3, config.bucket, obj.object_name)
+               for obj in s3.list_objects(config.bucket, prefix="output/", recursive=True)}
+    processed = {key.removeprefix("output/").removesuffix(".json") for key in outputs}
+    expected = {key.removeprefix(config.prefix) for key in oscar_stack["inputs"]}
+    assert processed == expected, sorted(processed ^ expected)  # every input exactly one output
+    for key, body in outputs.items():  # written by the one Job that succeeded for its range
+        assert body["job"] in complete and complete[body["job"]] == body["range"][0] // 2, (key, body)
+    assert not rbac_denials(operator), operator.tail()
+
+
+# As many as the CancelIncomplete Event names one by one (cancel.SHOWN_JOBS); with OSCAR refusing connections
+# each DELETE takes 1.5 s of client retries, so 5 Jobs also show whether --cancel-timeout bounds the cleanup.
+IN_FLIGHT = 5
+CANCEL_MARGIN = 5.0  # kopf noticing the deletion, stopping the daemon and releasing the finalizer
+
+
+def pods_of(plane: ControlPlane, jobs: set[str]) -> list[dict[str, Any]]:
+    return [pod for pod in plane.get_json("pods", "-n", SERVICES_NAMESPACE)["items"]
+            if (pod["metadata"].get("labels") or {}).get("job-name") in jobs]
+
+
+def manifest_exists(stack: dict[str, Any], key: str) -> bool:
+    try:
+        stack["s3"].stat_object(stack["config"].bucket, key)
+    except minio.error.S3Error as error:
+        if error.code == "NoSuchKey":
+            return False
+        raise
+    return True
+
+
+@pytest.mark.parametrize("oscar_down", [False, True], ids=["oscar-up", "oscar-cut"])
+@pytest.mark.parametrize("oscar_stack", [Stack(operator_args=FAST, run_seconds=120, failing_ranges=frozenset())],
+                         indirect=True, ids=["pods-run-120s"])
+@pytest.mark.timeout(180)
+def test_deleting_a_batch_cancels_its_jobs_in_flight(oscar_stack: dict[str, Any], namespace: str,
+                                                     oscar_down: bool) -> None:
+    """`kubectl delete` a running batch: behind the finalizer the operator deletes the Jobs in flight through
+    OSCAR (the simulator deletes them and their pods in the real API server) and the manifest in MinIO, and
+    says so in a `Cancelled` Event. With OSCAR cut off, the object still goes within --cancel-timeout, and a
+    `CancelIncomplete` Warning names the Jobs left behind."""
+    plane, kubelet, operator = oscar_stack["plane"], oscar_stack["kubelet"], oscar_stack["operator"]
+    with TcpProxy(oscar_stack["oscar_url"]) as proxy:
+        start_batch(oscar_stack, namespace, oscar_endpoint=proxy.url, itemsPerInvocation=2,
+                    maxParallelism=IN_FLIGHT)
+        uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
+
+        def running() -> set[str] | None:
+            jobs = {job["metadata"]["name"] for job in jobs_of(plane, uid) if verdict(job) is None}
+            pods = [pod for pod in pods_of(plane, jobs) if (pod.get("status") or {}).get("phase") == "Running"]
+            return jobs if len(jobs) == IN_FLIGHT and len(pods) == IN_FLIGHT else None
+
+        in_flight = wait_for(running, 60, f"{IN_FLIGHT} Jobs of the batch to run", alive=[operator], interval=0.2)
+        batch = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)
+        manifest_key = batch["status"]["manifest"].removeprefix(f"s3://{oscar_stack['config'].bucket}/")
+        assert manifest_exists(oscar_stack, manifest_key)
+
+        if oscar_down:
+            proxy.cut()
+        deleted_at = time.monotonic()
+        plane.kubectl("delete", "oscarbatchjob", "e2e", "-n", namespace, "--wait=false")
+        wait_for(lambda: batch_gone(plane, namespace), CANCEL_TIMEOUT + CANCEL_MARGIN,
+                 "the deleted batch to go (its finalizer released)", alive=[operator], interval=0.2)
+        took = time.monotonic() - deleted_at
+        left = {job["metadata"]["name"] for job in jobs_of(plane, uid) if verdict(job) is None}
+
+    assert not manifest_exists(oscar_stack, manifest_key), "the batch's manifest is removed from MinIO"
+    if not oscar_down:
+        assert took < CANCEL_TIMEOUT, f"cleaning up with OSCAR up took {took:.1f}s"
+        # Deleted before the finalizer was released: through OSCAR, Jobs and their pods in the real API server.
+        assert not left, sorted(left)
+        assert not {job["metadata"]["name"] for job in jobs_of(plane, uid)} & in_flight
+        wait_for(lambda: not pods_of(plane, in_flight), 30, "the pods of the cancelled Jobs to go")
+        assert set(kubelet.killed) == in_flight, (kubelet.killed, in_flight)  # stopped, never finished
+        events = wait_for(lambda: batch_events(plane, namespace, reason="Cancelled"), 15,
+                          "the Cancelled Event", alive=[operator])
+        message = events[0]["message"]
+        assert events[0]["type"] == "Normal"
+        assert f"deleted {IN_FLIGHT} Job(s) in flight" in message and "removed the manifest" in message, message
+        assert not batch_events(plane, namespace, reason="CancelIncomplete")
+    else:
+        # Nothing could reach OSCAR: the Jobs are still there, still running, and named in the Warning.
+        assert left == in_flight, (sorted(left), sorted(in_flight))
+        assert not kubelet.killed, kubelet.killed
+        events = wait_for(lambda: batch_events(plane, namespace, reason="CancelIncomplete"), 15,
+                          "the CancelIncomplete Event", alive=[operator])
+        message = events[0]["message"]
+        assert events[0]["type"] == "Warning"
+        assert f"{IN_FLIGHT} Job(s) still in OSCAR" in message, message
+        assert all(name in message for name in in_flight), (message, sorted(in_flight))
+        assert "removed the manifest" in message, message
+        assert not batch_events(plane, namespace, reason="Cancelled")
+    print(f"cancel with OSCAR {'cut off' if oscar_down else 'up'}: the batch was gone {took:.1f}s after "
+          "kubectl delete")
+    assert not kubelet.errors, kubelet.errors
     assert not rbac_denials(operator), operator.tail()

@@ -76,9 +76,9 @@ class OscarClient:
             if not page or not listing.get("remaining_jobs"):
                 return
 
-    def delete_job(self, service: str, job: str) -> None:
+    def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
         """DELETE /system/logs/{service}/{job}: the Job and its pods; one already gone counts as deleted."""
-        response = self._send("DELETE", f"/system/logs/{service}/{job}", what=f"job {job!r}")
+        response = self._send("DELETE", f"/system/logs/{service}/{job}", what=f"job {job!r}", timeout=timeout)
         if response.status_code not in (204, 404):
             raise self._error(response, f"deleting job {job!r}")
 
@@ -92,12 +92,12 @@ class OscarClient:
             raise OscarError(f"{what}: OSCAR at {self.endpoint} answered with something that is not JSON") from None
 
     def _send(self, method: str, path: str, *, what: str, headers: dict[str, str] | None = None,
-              **kwargs: Any) -> requests.Response:
+              timeout: float | None = None, **kwargs: Any) -> requests.Response:
         # /job is authorised by the service token alone; everything else by the cluster credentials.
         headers = headers or {"Authorization": self._system_authorization}
         try:
-            return self._session.request(method, self.endpoint + path, headers=headers, timeout=self.timeout,
-                                         **kwargs)
+            return self._session.request(method, self.endpoint + path, headers=headers,
+                                         timeout=timeout or self.timeout, **kwargs)
         except requests.RequestException as error:
             raise OscarError(f"{what}: cannot reach OSCAR at {self.endpoint} ({connection_problem(error)})") from None
 

@@ -14,7 +14,7 @@ from typing import Any
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.core import status
 from oscar_batch.controller.reconciler import ActiveBatches, EventSink, Timing
-from oscar_batch.clients.oscar import OscarError
+from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarError
 from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
 from oscar_batch.core.spec import SpecError, apply_pinned, parse_spec
 
@@ -85,11 +85,17 @@ def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]
     try:
         while True:
             for name in sorted(remaining - deleted):
+                left = deadline - clock()
+                if left <= 0:
+                    break
                 try:
-                    oscar.delete_job(spec.service, name)
+                    # One request, retries included, must not outlast the deadline either.
+                    oscar.delete_job(spec.service, name, timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
                     deleted.add(name)
                 except OscarError as failure:
                     error = failure
+                    if failure.status is None:
+                        break  # unreachable: the rest of this pass would only fail the same way
             remaining = (set(in_flight()) | remaining) - deleted
             if not remaining or clock() + delay > deadline:
                 break

@@ -30,6 +30,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=cluster.GROUP, key="last-handled-configuration")
     # One thread per running batch plus a few for the framework.
     settings.execution.max_workers = 64
+    # A deleted batch's daemon exits within a tick of being stopped: wait for that, or kopf re-checks only
+    # after the daemon's cancellation_timeout (30 s) and holds the finalizer that long.
+    settings.background.instant_exit_timeout = 5.0
 
 
 @kopf.index("batch", "v1", "jobs")
