@@ -1,6 +1,7 @@
 """BatchController at its own level, the way job_controller_test.go drives syncJob: fake clients, a fake clock,
-and a scripted cluster that turns accepted invocations into Jobs. No threads, no sockets: each `stopped.wait`
-advances the clock and lets the cluster move."""
+and a scripted cluster that turns accepted invocations into Jobs, their changes fed to the operator's JobStore
+as the watch would. No sockets and no real time: each `stopped.wait` advances the clock and lets the cluster
+move (blocking client calls still go through `asyncio.to_thread`, as in production)."""
 from __future__ import annotations
 
 import collections
@@ -10,7 +11,8 @@ from typing import Any
 
 from oscar_batch.controller import cancel
 from oscar_batch.core import invocation
-from oscar_batch.controller.reconciler import ActiveBatches, BatchController, JobSeen, Timing
+from oscar_batch.controller.reconciler import BatchController
+from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.core.ranges import Outcome
 from oscar_batch.controller.resolver import Resolver
@@ -64,9 +66,10 @@ class FakeS3:
 
 class FakeOscar:
     """OSCAR as the controller sees it. `down` refuses every call; accepted invocations become Jobs unless
-    `swallow` says OSCAR loses them."""
+    `swallow` says OSCAR loses them. Every Job change reaches the operator's store, as the watch would."""
 
-    def __init__(self) -> None:
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
         self.down = False
         self.invoke_status: int | None = None     # answer every POST /job with this error
         self.swallow: set[str] = set()             # Job names accepted but never created
@@ -93,7 +96,11 @@ class FakeOscar:
         self.accepted.append(job_name)
         if job_name not in self.swallow:
             identity = invocation.identify({"metadata": {"name": job_name}})
-            self.jobs[job_name] = JobSeen(job_name, identity, Outcome.RUNNING, None, None)
+            self._set(JobSeen(job_name, identity, Outcome.RUNNING, None, None))
+
+    def _set(self, job: JobSeen) -> None:
+        self.jobs[job.name] = job
+        self.store.record(job.name, job)
 
     def jobs_listing(self):
         self.listings += 1
@@ -101,9 +108,9 @@ class FakeOscar:
         return [(name, {"status": "Running"}) for name in self.jobs]
 
     def finish_all(self) -> None:
-        for name, job in self.jobs.items():
+        for job in list(self.jobs.values()):
             if job.outcome == Outcome.RUNNING:
-                self.jobs[name] = dataclasses.replace(job, outcome=Outcome.SUCCEEDED)
+                self._set(dataclasses.replace(job, outcome=Outcome.SUCCEEDED))
 
 
 class FakeOscarClient:
@@ -160,7 +167,8 @@ class World:
 
     def __init__(self, items: int = 40, **spec: Any) -> None:
         self.clock = Clock()
-        self.oscar = FakeOscar()
+        self.store = JobStore()
+        self.oscar = FakeOscar(self.store)
         self.s3 = FakeS3([f"input/frame-{index:06d}.jpg" for index in range(1, items + 1)])
         self.body = {"metadata": {"uid": UID, "namespace": "default", "name": "b", "generation": 1,
                                   "creationTimestamp": "2026-12-01T00:00:00Z"},
@@ -173,12 +181,13 @@ class World:
         self.on_tick = lambda world: None
         self._stopped = False
         self.controller = BatchController(
-            body=self.body, jobs=lambda: list(self.oscar.jobs.values()), all_job_names=lambda: set(self.oscar.jobs),
-            stopped=self, kube=self.kube, emit=lambda *event: self.events.append(event), batches=ActiveBatches(),
-            timing=TIMING, clock=self.clock, resolver=FakeResolver(self.oscar, self.s3))
+            body=self.body, jobs=self.store, batches=ActiveBatches(),
+            cluster_view=ClusterView(self.kube, max_age=TIMING.min_replan, clock=self.clock), stopped=self,
+            kube=self.kube, emit=lambda *event: self.events.append(event), timing=TIMING, clock=self.clock,
+            resolver=FakeResolver(self.oscar, self.s3))
 
     # the `Stopped` protocol, on the fake clock
-    def wait(self, timeout: float | None = None) -> bool:
+    async def wait(self, timeout: float | None = None) -> bool:
         self.clock.now += timeout or 0
         self.on_tick(self)
         if (self.body.get("status") or {}).get("phase") in ("Succeeded", "Failed") or self.clock.now > 1000 + 3600:
@@ -188,8 +197,8 @@ class World:
     def __bool__(self) -> bool:
         return self._stopped
 
-    def run(self) -> dict[str, Any]:
-        self.controller.run()
+    async def run(self) -> dict[str, Any]:
+        await self.controller.run()
         return self.body["status"]
 
 
@@ -197,7 +206,7 @@ def running_counts(world: World) -> list[int]:
     return [patch["ranges"]["running"] for patch in world.kube.patches if "ranges" in patch]
 
 
-def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():
+async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():
     world = World(items=40)                       # 20 ranges, 8 slots
 
     def script(world: World) -> None:
@@ -210,7 +219,7 @@ def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once
             world.oscar.finish_all()
 
     world.on_tick = script
-    status = world.run()
+    status = await world.run()
     assert status["phase"] == "Succeeded", status
     per_range = collections.Counter(name.split("-a")[0] for name in world.oscar.accepted)
     assert len(per_range) == 20 and set(per_range.values()) == {1}
@@ -219,16 +228,16 @@ def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once
     assert any(reason == "InvocationFailed" for _, reason, _ in world.events)
 
 
-def test_a_refusal_that_needs_a_person_backs_off_instead_of_retrying_every_tick():
+async def test_a_refusal_that_needs_a_person_backs_off_instead_of_retrying_every_tick():
     world = World(items=4)
     world.oscar.invoke_status = 404
-    world.run()                                   # an hour of fake time at a 1 s tick
+    await world.run()                                   # an hour of fake time at a 1 s tick
     # 1, 2, 4 … 256 s, then every 300 s: about 20 tries in an hour instead of 3,600.
     assert 5 <= world.oscar.posts <= 25, world.oscar.posts
     assert [reason for _, reason, _ in world.events].count("InvocationFailed") == 1
 
 
-def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a_new_attempt():
+async def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a_new_attempt():
     world = World(items=4)                        # 2 ranges
     lost = invocation.job_name("fish", UID, 0, 1)
     world.oscar.swallow.add(lost)
@@ -238,7 +247,7 @@ def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a
             world.oscar.finish_all()
 
     world.on_tick = script
-    status = world.run()
+    status = await world.run()
     assert status["phase"] == "Succeeded"
     assert world.oscar.accepted.count(lost) == 1
     assert invocation.job_name("fish", UID, 0, 2) in world.oscar.jobs      # attempt 2, no retry spent
@@ -246,7 +255,7 @@ def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a
     assert any(reason == "InvocationLost" for _, reason, _ in world.events)
 
 
-def test_a_changed_service_is_ignored_once_pinned_and_said_so():
+async def test_a_changed_service_is_ignored_once_pinned_and_said_so():
     world = World(items=8)
 
     def script(world: World) -> None:
@@ -257,7 +266,7 @@ def test_a_changed_service_is_ignored_once_pinned_and_said_so():
             world.oscar.finish_all()
 
     world.on_tick = script
-    status = world.run()
+    status = await world.run()
     assert status["phase"] == "Succeeded"
     assert all(name.startswith("fish-") for name in world.oscar.accepted)
     conditions = {c["type"]: c for c in status["conditions"]}
@@ -277,7 +286,7 @@ class DeletingOscar(FakeOscarClient):
     def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
         self._oscar._reachable("deleting")
         self.deleted.append(job)
-        self._oscar.jobs.pop(job, None)
+        self._oscar.store.record(job, self._oscar.jobs.pop(job), deleted=True)
 
     def close(self) -> None:
         pass
@@ -285,16 +294,16 @@ class DeletingOscar(FakeOscarClient):
 
 def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
     world = World(items=8)
-    world.oscar.jobs = {name: JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING,
-                                      None, None)
-                        for name in (invocation.job_name("fish", UID, index, 1) for index in range(3))}
+    for index in range(3):
+        name = invocation.job_name("fish", UID, index, 1)
+        world.oscar._set(JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING, None, None))
     world.oscar.down = oscar_down
     world.s3.objects["input/index.txt"] = (b"...", {"oscar-batch-uid": UID})
     world.body["status"] = {"phase": "Running", "startTime": "2026-12-01T00:00:01Z"}
     client = DeletingOscar(world.oscar)
     slept: list[float] = []
 
-    def sleep(seconds: float) -> None:
+    async def sleep(seconds: float) -> None:
         slept.append(seconds)
         world.clock.now += seconds
 
@@ -303,26 +312,46 @@ def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
     world.cancel = lambda: cancel.cancel(
         body=world.body, kube=world.kube, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
         timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver,
-        in_flight=lambda: [name for name, job in world.oscar.jobs.items() if job.outcome == Outcome.RUNNING])
+        in_flight=lambda: world.store.in_flight(UID))
     return world, client, slept
 
 
-def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
+async def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
     world, client, _ = cancel_world(oscar_down=False)
     world.s3.objects["input/index.txt.results.json"] = (b"{}", {})
-    world.cancel()
+    await world.cancel()
     assert sorted(client.deleted) == sorted(invocation.job_name("fish", UID, i, 1) for i in range(3))
     assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
     assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s) in flight; "
                                                     "removed the manifest s3://bkt/input/index.txt")]
 
 
-def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it_left():
+async def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it_left():
     world, client, slept = cancel_world(oscar_down=True)
     started = world.clock.now
-    world.cancel()
+    await world.cancel()
     assert world.clock.now - started <= TIMING.cancel_timeout and slept
     [(kind, reason, message)] = world.events
     assert (kind, reason) == ("Warning", "CancelIncomplete")
     assert "3 Job(s) still in OSCAR" in message and invocation.job_name("fish", UID, 0, 1) in message
     assert "connection refused" in message and "removed the manifest" in message
+
+
+# ---- the Job store: each batch folds only what changed ------------------------------------------------
+
+def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
+    store = JobStore()
+    other_uid = "ffffffff-0000-4000-8000-000000000000"
+    for uid, count in ((UID, 3), (other_uid, 2)):
+        for index in range(count):
+            name = invocation.job_name("fish", uid, index, 1)
+            store.record(name, JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING,
+                                       None, None))
+    assert len(store.everything(UID)) == 3 and store.changes(UID) == []   # a (re)start takes everything
+    assert len(store.changes(other_uid)) == 2 and store.changes(other_uid) == []
+    done = invocation.job_name("fish", UID, 1, 1)
+    store.record(done, JobSeen(done, invocation.identify({"metadata": {"name": done}}), Outcome.SUCCEEDED, None, None))
+    assert [job.name for job in store.changes(UID)] == [done]             # only what changed
+    assert len(store.in_flight(UID)) == 2 and len(store.all_names()) == 5
+    store.record(done, store.everything(UID)[1], deleted=True)
+    assert done not in store.names(UID) and store.changes(UID) == []

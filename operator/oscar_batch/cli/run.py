@@ -8,7 +8,7 @@ import pathlib
 import kopf
 
 from oscar_batch.controller import handlers
-from oscar_batch.controller.reconciler import Timing
+from oscar_batch.controller.registry import Timing
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -48,12 +48,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 def run_operator(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
-    handlers.TIMING = Timing(tick=args.tick, plan_interval=args.plan_interval,
-                             min_replan=min(Timing().min_replan, args.plan_interval),
-                             status_interval=args.status_interval, retry_delay=args.retry_delay,
-                             max_backoff=args.max_backoff, unseen_job_timeout=args.unseen_job_timeout,
-                             cancel_timeout=args.cancel_timeout)
+    timing = Timing(tick=args.tick, plan_interval=args.plan_interval,
+                    min_replan=min(Timing().min_replan, args.plan_interval),
+                    status_interval=args.status_interval, retry_delay=args.retry_delay,
+                    max_backoff=args.max_backoff, unseen_job_timeout=args.unseen_job_timeout,
+                    cancel_timeout=args.cancel_timeout)
     kopf.configure(verbose=args.verbose)
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
-             liveness_endpoint=args.liveness)
+             liveness_endpoint=args.liveness, memo=handlers.memo(timing))
     return 0

@@ -44,10 +44,6 @@ def client(spec: BatchSpec, access_key: str, secret_key: str) -> minio.Minio:
                        secure=url.scheme == "https", region=spec.s3_region)
 
 
-def uri(spec: BatchSpec, key: str) -> str:
-    return f"s3://{spec.bucket}/{key}"
-
-
 def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:
     try:
         return s3.bucket_exists(spec.bucket)
@@ -62,7 +58,7 @@ def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
     except S3Error as error:
         if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
             return None
-        raise _storage_error(error, f"reading {uri(spec, key)}") from None
+        raise _storage_error(error, f"reading {spec.uri(key)}") from None
     metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
     uid = metadata.get(f"x-amz-meta-{UID_META}") or None
     try:
@@ -76,7 +72,7 @@ def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
     try:
         s3.remove_object(spec.bucket, key)
     except S3Error as error:
-        raise _storage_error(error, f"removing {uri(spec, key)}") from None
+        raise _storage_error(error, f"removing {spec.uri(key)}") from None
 
 
 def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
@@ -111,7 +107,7 @@ def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, conte
     try:
         s3.put_object(spec.bucket, key, data, size, content_type=content_type, metadata=metadata)
     except S3Error as error:
-        raise _storage_error(error, f"writing {uri(spec, key)}") from None
+        raise _storage_error(error, f"writing {spec.uri(key)}") from None
 
 
 def _storage_error(error: S3Error, doing: str) -> StorageError:

@@ -6,30 +6,32 @@ left behind and why, so a dead OSCAR never keeps an object from being deleted.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from oscar_batch.clients import cluster, manifest
-from oscar_batch.core import status
-from oscar_batch.controller.reconciler import ActiveBatches, EventSink, Timing
 from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarError
+from oscar_batch.controller.registry import ActiveBatches, Timing
+from oscar_batch.controller.reporter import EventSink
 from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
+from oscar_batch.core import status
 from oscar_batch.core.spec import SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
 SHOWN_JOBS = 5
 
 
-def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.Kube, emit: EventSink,
-           batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
-           sleep: Callable[[float], None] = time.sleep, resolver: Resolver | None = None) -> None:
+async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.Kube, emit: EventSink,
+                 batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, resolver: Resolver | None = None) -> None:
     metadata = body["metadata"]
     uid, namespace = metadata["uid"], metadata["namespace"]
     deadline = clock() + timing.cancel_timeout
     # The controller checks the deletion mark before each invocation; once it has exited nothing new starts.
-    batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
+    await batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
     current = body.get("status") or {}
     finished = current.get("phase") in status.FINISHED_PHASES
     try:
@@ -44,18 +46,18 @@ def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.K
     done: list[str] = []
     left: list[str] = []
 
-    deleted, problem = _delete_jobs(resolver, spec, in_flight, deadline, clock, sleep)
+    deleted, problem = await _delete_jobs(resolver, spec, in_flight, deadline, clock, sleep)
     if deleted:
         done.append(f"deleted {deleted} Job(s) in flight")
     if problem:
         left.append(problem)
 
     if spec.keep_manifest:
-        done.append(f"kept the manifest {manifest.uri(spec, spec.manifest_key)} (spec.keepManifest)")
+        done.append(f"kept the manifest {spec.uri(spec.manifest_key)} (spec.keepManifest)")
     else:
-        removed, problem = _remove_manifest(resolver, spec, uid)
+        removed, problem = await asyncio.to_thread(_remove_manifest, resolver, spec, uid)
         if removed:
-            done.append(f"removed the manifest {manifest.uri(spec, spec.manifest_key)}")
+            done.append(f"removed the manifest {spec.uri(spec.manifest_key)}")
         if problem:
             left.append(problem)
 
@@ -68,15 +70,16 @@ def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.K
         emit("Normal", "CleanedUp" if finished else "Cancelled", f"{stopped}{summary}")
 
 
-def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]], deadline: float,
-                 clock: Callable[[], float], sleep: Callable[[float], None]) -> tuple[int, str | None]:
+async def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]], deadline: float,
+                       clock: Callable[[], float],
+                       sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
     """(Jobs deleted, what was left and why). Each pass re-reads the Jobs index: an invocation accepted just
     before dispatch stopped shows up there a moment later."""
     remaining = set(in_flight())
     if not remaining:
         return 0, None
     try:
-        oscar = resolver.oscar_client(spec)
+        oscar = await asyncio.to_thread(resolver.oscar_client, spec)
     except Waiting as waiting:
         return 0, _left_jobs(remaining, waiting.message)
     deleted: set[str] = set()
@@ -90,7 +93,8 @@ def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]
                     break
                 try:
                     # One request, retries included, must not outlast the deadline either.
-                    oscar.delete_job(spec.service, name, timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
+                    await asyncio.to_thread(oscar.delete_job, spec.service, name,
+                                            timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
                     deleted.add(name)
                 except OscarError as failure:
                     error = failure
@@ -99,7 +103,7 @@ def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]
             remaining = (set(in_flight()) | remaining) - deleted
             if not remaining or clock() + delay > deadline:
                 break
-            sleep(delay)
+            await sleep(delay)
             delay = min(delay * 2, 5.0)
     finally:
         oscar.close()
@@ -114,7 +118,7 @@ def _left_jobs(names: set[str], why: str | None) -> str:
 
 def _remove_manifest(resolver: Resolver, spec, uid: str) -> tuple[bool, str | None]:
     """Only a manifest this very batch wrote is removed; anybody else's object stays."""
-    where = manifest.uri(spec, spec.manifest_key)
+    where = spec.uri(spec.manifest_key)
     try:
         s3 = resolver.s3_client(spec)
         owner = manifest.owner(s3, spec, spec.manifest_key)

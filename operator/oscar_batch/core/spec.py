@@ -57,6 +57,10 @@ class BatchSpec:
     redrive: int
     keep_manifest: bool
 
+    def uri(self, key: str) -> str:
+        """`s3://bucket/key` of an object of this batch's bucket, for messages and status."""
+        return f"s3://{self.bucket}/{key}"
+
     def is_input(self, key: str) -> bool:
         """Whether an object listed under the prefix is an input. The batch's own objects never are."""
         if key in (self.manifest_key, self.results_key):

@@ -1,0 +1,67 @@
+"""The batch's own objects in S3: which manifest to use, and whether the keys it writes are free to write.
+
+Synchronous (minio, pykube-ng); the reconciler calls them off the event loop.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from oscar_batch.clients import cluster, manifest
+from oscar_batch.controller.resolver import Waiting, storage_waiting
+from oscar_batch.core import status
+from oscar_batch.core.spec import BatchSpec
+
+
+def existing_manifest(s3: Any, spec: BatchSpec, uid: str, kube: cluster.Kube) -> int | None:
+    """The item count of the manifest this batch already wrote, or None when it must list the bucket.
+    Raises Waiting when the bucket is missing or a key it writes belongs to somebody else."""
+    try:
+        if not manifest.bucket_exists(s3, spec):
+            raise Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
+        owner = manifest.owner(s3, spec, spec.manifest_key)
+        if owner is not None and owner.uid == uid:
+            return owner.items
+        refuse_foreign(owner, spec, spec.manifest_key, uid, kube)
+        refuse_foreign(manifest.owner(s3, spec, spec.results_key), spec, spec.results_key, uid, kube)
+        return None
+    except Waiting:
+        raise
+    except Exception as error:  # noqa: BLE001 - any S3 failure is something to report and retry
+        raise storage_waiting(error, spec) from None
+
+
+def refuse_foreign(owner: manifest.ObjectOwner | None, spec: BatchSpec, key: str, uid: str,
+                   kube: cluster.Kube) -> None:
+    """An object at a key this batch writes: fine when absent, ours, or left by a batch that is done."""
+    if owner is None or owner.uid == uid:
+        return
+    if owner.uid is None:
+        field = "manifestKey" if key == spec.manifest_key else "resultsKey"
+        raise Waiting("KeyConflict", f"{spec.uri(key)} already exists and no OscarBatchJob wrote it; "
+                                     f"set spec.{field} to a free key, or delete the object if it is not needed")
+    if key != spec.manifest_key:
+        return
+    namespace, _, name = owner.batch.partition("/")
+    other = kube.batch(namespace, name) if name else None
+    if other is not None and other["metadata"].get("uid") == owner.uid and \
+            (other.get("status") or {}).get("phase") not in status.FINISHED_PHASES:
+        raise Waiting("ManifestKeyInUse", f"manifest key {spec.uri(key)} is in use by batch "
+                                          f"{owner.batch}; set spec.manifestKey or wait for it")
+
+
+def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str) -> int:
+    try:
+        return manifest.write(s3, spec, uid, batch)
+    except Exception as error:  # noqa: BLE001
+        raise storage_waiting(error, spec) from None
+
+
+def write_results(s3: Any, spec: BatchSpec, uid: str, batch: str, results: dict[str, Any],
+                  kube: cluster.Kube) -> None:
+    try:
+        refuse_foreign(manifest.owner(s3, spec, spec.results_key), spec, spec.results_key, uid, kube)
+        manifest.write_results(s3, spec, uid, batch, results)
+    except Waiting:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise storage_waiting(error, spec) from None

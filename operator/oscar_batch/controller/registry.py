@@ -1,0 +1,180 @@
+"""What the operator shares between its batches, all on kopf's event loop: the Jobs from the watch routed to
+the batch each belongs to (the Job controller's informer cache plus per-object work queue), the batches that
+are dispatching and so share the cluster's slots, and one snapshot of Nodes and Pods for everybody's plan.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from oscar_batch.clients import cluster
+from oscar_batch.core import invocation
+from oscar_batch.core.ranges import Outcome
+from oscar_batch.core.sharing import Claim, fair_shares
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """How often the loop looks, plans and reports. Tests shorten these; production keeps the defaults."""
+    tick: float = 1.0              # fold in Job changes and dispatch
+    plan_interval: float = 15.0    # re-plan even when nothing ended
+    min_replan: float = 2.0        # re-plan at most this often when ranges end; also the snapshot's age
+    status_interval: float = 3.0   # patch status at most this often while running
+    retry_delay: float = 15.0      # first delay after a condition that may fix itself (Secret missing, OSCAR down)
+    max_backoff: float = 300.0     # longest delay between two tries of something that needs a person
+    unseen_job_timeout: float = 60.0  # an accepted invocation whose Job has not appeared is re-checked after this
+    cancel_timeout: float = 60.0   # how long deleting a batch may spend cleaning up behind the finalizer
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSeen:
+    """What the operator keeps of one Job of a batch."""
+    name: str
+    identity: invocation.Identity
+    outcome: Outcome
+    started: str | None
+    finished: str | None
+
+
+def job_seen(name: str, body: Any) -> JobSeen | None:
+    identity = invocation.identify(body)
+    if identity is None:
+        return None
+    job_status = body.get("status") or {}
+    return JobSeen(name=name, identity=identity, outcome=invocation.outcome(body),
+                   started=job_status.get("startTime"), finished=job_status.get("completionTime"))
+
+
+def batch_key(uid: str) -> str:
+    """What a Job's identity keeps of its batch's UID: the name carries only its first 12 hex characters."""
+    return uid.replace("-", "")[:invocation.UID_CHARS]
+
+
+class JobStore:
+    """Every Job of every batch, kept current by the watch. Each change is also queued for its batch, which
+    folds only what changed since it last looked: a tick's work does not grow with the Jobs already done."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, dict[str, JobSeen]] = {}
+        self._changes: dict[str, dict[str, JobSeen]] = {}
+        self._names: set[str] = set()
+        self.changes_recorded = 0
+
+    def record(self, name: str, seen: JobSeen | None, deleted: bool = False) -> None:
+        if seen is None:
+            return
+        key = batch_key(seen.identity.batch_uid)
+        self.changes_recorded += 1
+        if deleted:
+            self._jobs.get(key, {}).pop(name, None)
+            self._changes.get(key, {}).pop(name, None)
+            self._names.discard(name)
+            return
+        self._jobs.setdefault(key, {})[name] = seen
+        self._changes.setdefault(key, {})[name] = seen
+        self._names.add(name)
+
+    def everything(self, uid: str) -> list[JobSeen]:
+        """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it."""
+        key = batch_key(uid)
+        self._changes.pop(key, None)
+        return [job for job in self._jobs.get(key, {}).values() if job.identity.belongs_to(uid)]
+
+    def changes(self, uid: str) -> list[JobSeen]:
+        """The Jobs of a batch that changed since the last call."""
+        return [job for job in self._changes.pop(batch_key(uid), {}).values() if job.identity.belongs_to(uid)]
+
+    def names(self, uid: str) -> set[str]:
+        return {name for name, job in self._jobs.get(batch_key(uid), {}).items() if job.identity.belongs_to(uid)}
+
+    def in_flight(self, uid: str) -> list[str]:
+        return [job.name for job in self._jobs.get(batch_key(uid), {}).values()
+                if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
+
+    def all_names(self) -> set[str]:
+        """Every Job of every batch: the pods of those are the batches' own capacity, not other tenants'."""
+        return self._names
+
+
+class ActiveBatches:
+    """The batches this operator runs: which are dispatching (and so share the cluster's slots), and which
+    controllers are alive (so that deletion waits for dispatch to stop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._claims: dict[str, Claim] = {}
+        self._alive: dict[str, asyncio.Event] = {}
+        self.membership = 0  # changes whenever a batch starts or stops dispatching: time to re-plan
+
+    def started(self, uid: str) -> None:
+        self._alive[uid] = asyncio.Event()
+
+    def exited(self, uid: str) -> None:
+        with self._lock:
+            self.membership += self._claims.pop(uid, None) is not None
+        done = self._alive.pop(uid, None)
+        if done is not None:
+            done.set()
+
+    async def wait_exited(self, uid: str, timeout: float) -> bool:
+        done = self._alive.get(uid)
+        if done is None:
+            return True
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+            return True
+        except TimeoutError:
+            return False
+
+    def claim(self, claim: Claim) -> None:
+        with self._lock:
+            self.membership += claim.uid not in self._claims
+            self._claims[claim.uid] = claim
+
+    def withdraw(self, uid: str) -> None:
+        with self._lock:
+            self.membership += self._claims.pop(uid, None) is not None
+
+    def share(self, uid: str, slots: int) -> tuple[int, int]:
+        """(this batch's slots, number of batches dispatching) under max-min fairness, leftovers to the oldest."""
+        with self._lock:
+            claims = list(self._claims.values())
+        return fair_shares(slots, claims).get(uid, 0), len(claims)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    nodes: list[dict[str, Any]] | None      # None: the operator may not list Nodes
+    pods: list[dict[str, Any]]
+    taken: float
+
+
+class ClusterView:
+    """One listing of Nodes and Pods at a time for the whole operator, reused while younger than `max_age`:
+    a hundred batches re-planning cost one listing, not a hundred."""
+
+    def __init__(self, kube: cluster.Kube, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._kube = kube
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._snapshot: Snapshot | None = None
+        self.listings = 0
+
+    async def snapshot(self) -> Snapshot:
+        async with self._lock:
+            now = self._clock()
+            if self._snapshot is None or now - self._snapshot.taken >= self._max_age:
+                self._snapshot = await asyncio.to_thread(self._list, now)
+            return self._snapshot
+
+    def _list(self, now: float) -> Snapshot:
+        self.listings += 1
+        try:
+            return Snapshot(nodes=self._kube.nodes(), pods=list(self._kube.pods()), taken=now)
+        except cluster.Forbidden:
+            return Snapshot(nodes=None, pods=[], taken=now)  # plan from OSCAR's /system/status instead
