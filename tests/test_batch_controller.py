@@ -221,7 +221,8 @@ async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_run
     world.on_tick = script
     status = await world.run()
     assert status["phase"] == "Succeeded", status
-    per_range = collections.Counter(name.split("-a")[0] for name in world.oscar.accepted)
+    per_range = collections.Counter(invocation.identify({"metadata": {"name": name}}).range
+                                    for name in world.oscar.accepted)
     assert len(per_range) == 20 and set(per_range.values()) == {1}
     # During the outage the status never claimed more running ranges than OSCAR had Jobs running.
     assert max(running_counts(world)) <= 8

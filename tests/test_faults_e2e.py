@@ -8,6 +8,7 @@ import json
 import time
 
 from harness import Harness, Sample
+from oscar_batch.core import invocation
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.s3 import input_keys
 from proxy import TcpProxy
@@ -22,8 +23,8 @@ def succeeded_ranges(harness: Harness) -> int:
     return ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0)
 
 
-def succeeded_jobs_per_range(harness: Harness) -> collections.Counter[str]:
-    return collections.Counter(job["metadata"]["name"].split("-a")[0] for job in harness.jobs()
+def succeeded_jobs_per_range(harness: Harness) -> collections.Counter[int]:
+    return collections.Counter(invocation.identify(job).range for job in harness.jobs()
                                if (job.get("status") or {}).get("succeeded"))
 
 
