@@ -5,6 +5,7 @@ import asyncio
 import contextlib
 import io
 import json
+import random
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,12 +23,14 @@ from oscar_batch_sandbox.runner import (
     PODS,
     JobRunner,
     Resources,
+    draw_plan,
     free_by_node,
     manifest_lines,
     output_key,
     parse_event,
     place,
     pod_requests,
+    scripted_failure,
 )
 from oscar_batch_sandbox.s3 import S3Server, input_keys, seed_bucket
 from support import wait_until_async as wait_until
@@ -201,6 +204,24 @@ async def test_failing_job_fails_like_kubernetes_and_writes_nothing(bucket, beha
         assert "simulated failure" in c.runner.pod_log(NAMESPACE, pod["metadata"]["name"])
 
 
+async def test_a_range_with_failing_attempts_fails_only_its_first_invocations(bucket):
+    client, name = bucket
+    behaviour = Behaviour(failing_ranges=frozenset({(1, 4)}), failing_attempts=2, time_scale=0.002, seed=1)
+    async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=behaviour) as c:
+        outcomes = []
+        for attempt in range(1, 5):
+            job = f"flaky-a{attempt}"
+            await c.invoke(job, {"start": 1, "end": 4})
+            await wait_until(lambda job=job: {"Complete", "Failed"} & set(c.conditions(job)), message=f"{job} ending")
+            outcomes.append("Complete" if "Complete" in c.conditions(job) else "Failed")
+        assert outcomes == ["Failed", "Failed", "Complete", "Complete"]
+        assert sorted(outputs(client, name)) == [f"output/frame-{index:06d}.jpg.json" for index in range(1, 4)]
+
+        # Counted per (start, end): another range is not failing at all, and [1, 4) keeps its count.
+        await c.invoke("other", {"start": 4, "end": 6})
+        await wait_until(lambda: "Complete" in c.conditions("other"), message="other range completion")
+
+
 async def test_an_event_without_a_range_fails_the_invocation(bucket):
     client, name = bucket
     async with cluster(client, name, nodes=(NodeSpec("w1"),)) as c:
@@ -326,6 +347,19 @@ def test_the_least_requested_node_is_preferred():
     busy = {"spec": {"nodeName": "a", "containers": [{"resources": {"requests": {"cpu": "1"}}}]},
             "status": {"phase": "Running"}}
     assert place({"spec": {"containers": [{}]}}, nodes, free_by_node(nodes, [busy])).node == "b"
+
+
+def test_failing_attempts_limit_a_failing_range_to_its_first_invocations():
+    flaky = Behaviour(failing_ranges=frozenset({(1, 3)}), failing_attempts=1)
+    always = Behaviour(failing_ranges=frozenset({(1, 3)}))
+    listed, other = parse_event('{"start": 1, "end": 3}', "m"), parse_event('{"start": 3, "end": 5}', "m")
+    assert [scripted_failure(flaky, listed, number) for number in (1, 2, 3)] == [True, False, False]
+    assert [scripted_failure(always, listed, number) for number in (1, 2, 50)] == [True, True, True]
+    assert not scripted_failure(flaky, other, 1) and not scripted_failure(always, other, 1)
+    rng = random.Random(0)
+    assert draw_plan(rng, flaky, listed, 2, number=1).fails and not draw_plan(rng, flaky, listed, 2, number=2).fails
+    with pytest.raises(ValueError, match="failing_attempts"):
+        Behaviour(failing_attempts=-1)
 
 
 def test_event_parsing_honours_the_original_contract():

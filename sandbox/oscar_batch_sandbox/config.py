@@ -78,13 +78,20 @@ class Behaviour:
     item_jitter: float = 0.5          # each item takes item_seconds × uniform(1 - jitter, 1 + jitter)
     startup_seconds: float = 3.0      # container start before the first item
     failure_rate: float = 0.0         # probability that one invocation fails
-    failing_ranges: frozenset[tuple[int, int]] = frozenset()  # (start, end) pairs that always fail
+    failing_ranges: frozenset[tuple[int, int]] = frozenset()  # (start, end) pairs that fail (see below)
+    # A range in `failing_ranges` fails only its first N invocations, then succeeds; 0 means always. The
+    # runner counts invocations per (start, end) in the order their containers start.
+    failing_attempts: int = 0
     time_scale: float = 0.01          # real seconds per simulated second
     output_prefix: str = "output/"
     # The original fish detector reads only `start`/`end` and always `<prefix>index.txt`; a newer script may
     # honour the payload's `manifest` key instead.
     original_script: bool = False
     seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.failing_attempts < 0:
+            raise ValueError(f"failing_attempts must be 0 (always fail) or more, got {self.failing_attempts}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ the manifest from S3, spend a startup time and a time per item, write one result
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import io
@@ -246,8 +247,18 @@ class Plan:
     item_seconds: list[float]
 
 
-def draw_plan(rng: random.Random, behaviour: Behaviour, invocation: Invocation, items: int) -> Plan:
-    fails = (invocation.start, invocation.end) in behaviour.failing_ranges or rng.random() < behaviour.failure_rate
+def scripted_failure(behaviour: Behaviour, invocation: Invocation, number: int) -> bool:
+    """Whether the `number`-th invocation (1-based) of this (start, end) fails by `failing_ranges`: every one,
+    or with `failing_attempts` only the first that many."""
+    if (invocation.start, invocation.end) not in behaviour.failing_ranges:
+        return False
+    return not behaviour.failing_attempts or number <= behaviour.failing_attempts
+
+
+def draw_plan(rng: random.Random, behaviour: Behaviour, invocation: Invocation, items: int,
+              number: int = 1) -> Plan:
+    """`number` is how many times this (start, end) has been invoked, this one included."""
+    fails = scripted_failure(behaviour, invocation, number) or rng.random() < behaviour.failure_rate
     jitter = behaviour.item_jitter
     return Plan(fails=fails, startup_seconds=behaviour.startup_seconds * behaviour.time_scale,
                 item_seconds=[behaviour.item_seconds * rng.uniform(1 - jitter, 1 + jitter) * behaviour.time_scale
@@ -364,6 +375,7 @@ class JobRunner:
         self._invocations: dict[str, asyncio.Task[None]] = {}   # pod uid → the running behaviour
         self._logs: dict[tuple[str, str], list[str]] = {}       # (namespace, pod name) → log lines
         self._queue_positions: dict[str, int] = {}              # pending pod uid → FIFO position
+        self._invocation_counts: collections.Counter[tuple[int, int]] = collections.Counter()  # (start, end) → runs
         self._arrivals = itertools.count()
         self._name_suffixes = random.Random()
 
@@ -519,13 +531,17 @@ class JobRunner:
         except ValueError as error:
             lines.append(f"error: {error}")
             return 1
+        # Counted before anything awaits, so that the n-th container started for a range is its n-th run.
+        bounds = (invocation.start, invocation.end)
+        self._invocation_counts[bounds] += 1
+        number = self._invocation_counts[bounds]
         # Seeded per job name: a run is reproducible whatever else runs beside it, and a retry draws afresh.
         rng = random.Random(f"{behaviour.seed}:{job_name}") if behaviour.seed is not None else random.Random()
         lines.append(f"{config.service}: lines [{invocation.start}, {invocation.end}) of "
                      f"{config.bucket}/{invocation.manifest_key}")
         manifest = await asyncio.to_thread(self._read_text, invocation.manifest_key)
         keys = manifest_lines(manifest, invocation.start, invocation.end)
-        plan = draw_plan(rng, behaviour, invocation, len(keys))
+        plan = draw_plan(rng, behaviour, invocation, len(keys), number=number)
         await asyncio.sleep(plan.startup_seconds)
         if plan.fails:
             lines.append("error: simulated failure (failure injection)")
