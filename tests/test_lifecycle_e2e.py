@@ -11,8 +11,8 @@ import time
 from typing import Any
 
 from harness import FAST_TIMING, Harness
-from oscar_batch.sandbox.config import Behaviour, SandboxConfig
-from oscar_batch.sandbox.s3 import decoy_keys, input_keys
+from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.s3 import decoy_keys, input_keys
 from proxy import TcpProxy
 from support import kubectl, wait_until
 
