@@ -113,8 +113,9 @@ class Harness:
     def apply(self, name: str = "batch", *, secrets: bool = True, storage: dict[str, Any] | None = None,
               oscar: dict[str, Any] | None = None, **spec: Any) -> None:
         """`kubectl apply` the sandbox's Secrets (optionally) and a batch, as a user would; `storage` and
-        `oscar` update those parts of the spec."""
-        *secret_docs, batch = batch_manifests(self.sandbox.info, name=name, **spec)
+        `oscar` update those parts of the spec. The batch keeps its Jobs unless the test says otherwise:
+        most tests read them afterwards (the clean-up has tests of its own)."""
+        *secret_docs, batch = batch_manifests(self.sandbox.info, name=name, **{"keepJobs": True, **spec})
         batch["spec"]["storage"].update(storage or {})
         batch["spec"]["oscar"].update(oscar or {})
         documents = [*(secret_docs if secrets else []), batch]

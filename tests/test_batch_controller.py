@@ -119,6 +119,13 @@ class FakeOscarClient:
         self.service = oscar.service
         self.invoke = oscar.invoke
         self.jobs = lambda service: oscar.jobs_listing()
+        self.deleted: list[str] = []
+
+    def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
+        self._oscar._reachable("deleting")
+        self.deleted.append(job)
+        if job in self._oscar.jobs:
+            self._oscar.store.record(job, self._oscar.jobs.pop(job), deleted=True)
 
     def cluster_status(self):
         raise OscarError("not used")
@@ -128,9 +135,10 @@ class FakeResolver(Resolver):
     def __init__(self, oscar: FakeOscar, s3: FakeS3) -> None:
         object.__setattr__(self, "_oscar", oscar)
         object.__setattr__(self, "_s3", s3)
+        object.__setattr__(self, "client", FakeOscarClient(oscar))
 
     def oscar_client(self, spec):
-        return FakeOscarClient(self._oscar)
+        return self.client
 
     def service(self, oscar, spec):
         return oscar.service(spec.service)
@@ -251,7 +259,7 @@ async def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_u
     status = await world.run()
     assert status["phase"] == "Succeeded"
     assert world.oscar.accepted.count(lost) == 1
-    assert invocation.job_name("fish", UID, 0, 2) in world.oscar.jobs      # attempt 2, no retry spent
+    assert invocation.job_name("fish", UID, 0, 2) in world.oscar.accepted  # attempt 2, no retry spent
     assert status["ranges"]["retried"] == 0 and world.oscar.listings >= 1
     assert any(reason == "InvocationLost" for _, reason, _ in world.events)
 
@@ -277,18 +285,37 @@ async def test_a_changed_service_is_ignored_once_pinned_and_said_so():
     assert status["observedGeneration"] == 2
 
 
+# ---- clean-up of finished Jobs ------------------------------------------------------------------------
+
+async def test_finished_jobs_are_deleted_once_status_holds_their_outcome_and_kept_on_request():
+    for keep in (False, True):
+        world = World(items=8, retries=1, keepJobs=keep)    # 4 ranges
+        retried = invocation.job_name("fish", UID, 0, 1)
+        client = world.controller.resolver.client
+        settled: set[str] = set()
+
+        def script(world: World) -> None:
+            # A failed attempt whose range still retries is evidence, not garbage: deleted only after the retry.
+            assert retried not in client.deleted or invocation.job_name("fish", UID, 0, 2) in settled
+            for name, job in list(world.oscar.jobs.items()):
+                if job.outcome == Outcome.RUNNING:
+                    outcome = Outcome.FAILED if name == retried else Outcome.SUCCEEDED
+                    world.oscar._set(dataclasses.replace(job, outcome=outcome))
+                    settled.add(name)
+
+        world.on_tick = script
+        status = await world.run()
+        assert status["phase"] == "Succeeded"
+        if keep:
+            assert client.deleted == [] and len(world.oscar.jobs) == 5
+        else:
+            assert sorted(client.deleted) == sorted(world.oscar.accepted) and world.oscar.jobs == {}
+            assert world.store.names(UID) == set()
+
+
 # ---- cancel on delete ------------------------------------------------------------------------------------
 
 class DeletingOscar(FakeOscarClient):
-    def __init__(self, oscar: FakeOscar) -> None:
-        super().__init__(oscar)
-        self.deleted: list[str] = []
-
-    def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
-        self._oscar._reachable("deleting")
-        self.deleted.append(job)
-        self._oscar.store.record(job, self._oscar.jobs.pop(job), deleted=True)
-
     def close(self) -> None:
         pass
 
@@ -313,7 +340,7 @@ def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
     world.cancel = lambda: cancel.cancel(
         body=world.body, kube=world.kube, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
         timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver,
-        in_flight=lambda: world.store.in_flight(UID))
+        in_flight=lambda: world.store.in_flight(UID), every_job=lambda: world.store.names(UID))
     return world, client, slept
 
 
@@ -323,7 +350,7 @@ async def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
     await world.cancel()
     assert sorted(client.deleted) == sorted(invocation.job_name("fish", UID, i, 1) for i in range(3))
     assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
-    assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s) in flight; "
+    assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s); "
                                                     "removed the manifest s3://bkt/input/index.txt")]
 
 

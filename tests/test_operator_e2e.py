@@ -261,3 +261,27 @@ def test_headroom_never_rounds_a_lone_free_slot_away(tmp_path):
         harness.apply(itemsPerInvocation=2)
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
         assert status["phase"] == "Succeeded"
+
+
+def test_finished_jobs_are_deleted_through_oscar_by_default(tmp_path):
+    with Harness(config(items=20), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=2, keepJobs=False)
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert status["phase"] == "Succeeded" and status["ranges"]["succeeded"] == 10
+        wait_until(lambda: not harness.jobs() and not harness.pods(), timeout=30,
+                   message="every finished Job and its pod to be deleted")
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 20)
+        assert not harness.events("JobsLeft")
+
+
+def test_deleting_a_batch_deletes_its_finished_jobs_too(tmp_path):
+    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.02, seed=6)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=2, keepJobs=False, maxParallelism=2)
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0) >= 2,
+                   timeout=60, message="a few ranges to succeed")
+        kubectl(harness.kubeconfig, "delete", "obatch", "batch", "--wait=false")
+        wait_until(lambda: not harness.batch(), timeout=30, message="the batch to be deleted")
+        assert not harness.jobs()
+        [event] = harness.events("Cancelled")
+        assert "deleted" in event["message"] and "in flight" not in event["message"]

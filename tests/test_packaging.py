@@ -108,6 +108,7 @@ def test_crd_defaults_are_the_operators_defaults():
     assert properties["suspend"]["default"] == parsed.suspend
     assert properties["redrive"]["default"] == parsed.redrive
     assert properties["keepManifest"]["default"] == parsed.keep_manifest
+    assert properties["keepJobs"]["default"] == parsed.keep_jobs
     assert properties["oscar"]["properties"]["servicesNamespace"]["default"] == parsed.services_namespace
     assert properties["storage"]["properties"]["region"]["default"] == parsed.s3_region
     assert properties["service"]["maxLength"] == 39

@@ -457,3 +457,25 @@ def test_invariant_through_a_scripted_random_run(seed):
         else:
             assert book.state(index) == State.FAILED
             assert outcomes == {attempt: F for attempt in range(1, book.retries + 2)}
+
+
+def test_the_jobs_of_a_settled_range_become_cleanable_once():
+    book = RangeBook(items=3, per_range=1, retries=1)
+    take(book, 3)
+    book.observe(0, 1, F, "job-0-1")
+    assert book.take_cleanable() == []                                # pending a retry: its Jobs are evidence
+    take(book, 3)
+    book.observe(0, 2, S, "job-0-2")
+    book.observe(1, 1, S, "job-1-1")
+    assert book.take_cleanable() == ["job-0-1", "job-0-2", "job-1-1"]
+    assert book.take_cleanable() == []
+    book.observe(1, 1, S, "job-1-1")                                  # seen again: already handed out
+    assert book.take_cleanable() == []
+
+
+def test_after_a_restart_jobs_of_ranges_settled_in_status_are_cleanable():
+    book = RangeBook(items=2, per_range=1, retries=0)
+    book.restore([0], [1])
+    book.observe(0, 1, S, "job-0-1")
+    book.observe(1, 1, F, "job-1-1")
+    assert book.take_cleanable() == ["job-0-1", "job-1-1"]

@@ -59,6 +59,7 @@ def test_defaults():
         suspend=False,
         redrive=0,
         keep_manifest=False,
+        keep_jobs=False,
     )
 
 
@@ -83,6 +84,7 @@ def test_defaults():
     ("redrive", 3, "redrive", 3),
     ("redrive", 1_000_000, "redrive", 1_000_000),
     ("keepManifest", True, "keep_manifest", True),
+    ("keepJobs", True, "keep_jobs", True),
     ("retries", 100, "retries", 100),
     ("itemsPerInvocation", 1_000_000, "items_per_invocation", 1_000_000),
     ("maxParallelism", 100_000, "max_parallelism", 100_000),
@@ -186,6 +188,7 @@ def test_fields(path, value, field, expected):
     ("redrive", "1", "spec.redrive"),
     ("keepManifest", "true", "spec.keepManifest"),
     ("keepManifest", 1, "spec.keepManifest"),
+    ("keepJobs", "yes", "spec.keepJobs"),
     ("suspend", "false", "spec.suspend"),                          # bool("false") would be True
     ("manifestKey", "", "spec.manifestKey"),
     ("resultsKey", 5, "spec.resultsKey"),

@@ -303,7 +303,8 @@ def start_batch(stack: dict[str, Any], namespace: str, name: str = "e2e", oscar_
                            "servicesNamespace": SERVICES_NAMESPACE},
                  "storage": {"endpoint": minio.url, "credentialsSecret": "minio-credentials",
                              "bucket": config.bucket, "prefix": config.prefix, "include": ["*.jpg"]},
-                 **spec},
+                 # The tests read the Jobs afterwards; the clean-up is tested on its own.
+                 "keepJobs": True, **spec},
     }, "-n", namespace)
 
 

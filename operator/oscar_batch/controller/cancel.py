@@ -1,5 +1,6 @@
-"""Deleting an OscarBatchJob cancels it, behind the operator's finalizer: dispatch stops, the Jobs still in
-flight are deleted through OSCAR, and the manifest the batch wrote is removed (unless `spec.keepManifest`).
+"""Deleting an OscarBatchJob cancels it, behind the operator's finalizer: dispatch stops, its Jobs are deleted
+through OSCAR (only those still in flight with `spec.keepJobs`), and the manifest the batch wrote is removed
+(unless `spec.keepManifest`).
 
 Bounded: after `Timing.cancel_timeout` the finalizer is released whatever is left, and an Event names what was
 left behind and why, so a dead OSCAR never keeps an object from being deleted.
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 SHOWN_JOBS = 5
 
 
-async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: cluster.Kube, emit: EventSink,
+async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], every_job: Callable[[], Iterable[str]],
+                 kube: cluster.Kube, emit: EventSink,
                  batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, resolver: Resolver | None = None) -> None:
     metadata = body["metadata"]
@@ -46,9 +48,10 @@ async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], kube: clu
     done: list[str] = []
     left: list[str] = []
 
-    deleted, problem = await _delete_jobs(resolver, spec, in_flight, deadline, clock, sleep)
+    deleted, problem = await _delete_jobs(resolver, spec, in_flight if spec.keep_jobs else every_job,
+                                          deadline, clock, sleep)
     if deleted:
-        done.append(f"deleted {deleted} Job(s) in flight")
+        done.append(f"deleted {deleted} Job(s) in flight" if spec.keep_jobs else f"deleted {deleted} Job(s)")
     if problem:
         left.append(problem)
 

@@ -65,8 +65,13 @@ async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Mem
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
 async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     uid = body["metadata"]["uid"]
-    await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid), kube=memo.kube,
-                        emit=_emitter(body), batches=memo.batches, timing=memo.timing)
+    if memo.get("cancelled"):
+        # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
+        return
+    await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
+                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
+                        batches=memo.batches, timing=memo.timing)
+    memo["cancelled"] = True
 
 
 def _emitter(body: kopf.Body):

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # What OSCAR's job listing says of a Job the watch has not shown us.
 LISTED_OUTCOMES = {"Succeeded": Outcome.SUCCEEDED, "Failed": Outcome.FAILED}
+# Finished Jobs deleted through OSCAR per tick: steady clean-up that never crowds out dispatch.
+DELETIONS_PER_TICK = 50
 
 
 class Stopped(Protocol):
@@ -68,6 +70,8 @@ class BatchController:
         self.resolver = resolver or Resolver(kube, meta["namespace"])
         self.report = Reporter(body=body, kube=kube, emit=emit, clock=clock)
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
+        self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
+        self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -217,6 +221,7 @@ class BatchController:
         parallelism, last_plan, last_status, planned_membership = 0, float("-inf"), float("-inf"), -1
         planned_message = ""
         dispatching = Backoff(self.timing.tick, self.timing.max_backoff)
+        cleaning = Backoff(self.timing.tick, self.timing.max_backoff)
         rechecking = Backoff(self.timing.unseen_job_timeout, self.timing.max_backoff)
         finishing = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
@@ -246,6 +251,8 @@ class BatchController:
                     if now - last_status >= self.timing.status_interval:
                         await self._report_progress(book, peers.spec, parallelism, planned_message)
                         last_status = now
+                    if cleaning.ready(now):
+                        await self._clean_up(peers, cleaning, now, DELETIONS_PER_TICK)
                 self.report.events_due()
                 await self.stopped.wait(self.timing.tick)
             return False
@@ -354,8 +361,36 @@ class BatchController:
     async def _report_progress(self, book: RangeBook, spec: BatchSpec, parallelism: int, planned: str) -> None:
         phase = status.SUSPENDED if spec.suspend else status.RUNNING
         reason = "Suspended" if spec.suspend else "RangesRunning"
-        await self.report.patch({"phase": phase, **status.progress(book, parallelism), "conditions": [
+        await self._record(book, {"phase": phase, **status.progress(book, parallelism), "conditions": [
             self.report.condition("Progressing", not spec.suspend, reason, planned)]})
+
+    async def _record(self, book: RangeBook, patch: dict[str, Any]) -> bool:
+        """Patch status; the Jobs of the ranges it records as settled may then be deleted."""
+        self._unrecorded.extend(book.take_cleanable())
+        recorded = await self.report.patch(patch)
+        if recorded:
+            self._deletable.extend(self._unrecorded)
+            self._unrecorded.clear()
+        return recorded
+
+    async def _clean_up(self, peers: Peers, backoff: Backoff, now: float, limit: int) -> int:
+        """Delete finished Jobs through OSCAR (unless spec.keepJobs). Returns how many are still to go."""
+        if peers.spec.keep_jobs:
+            self._deletable.clear()
+            return 0
+        while self._deletable and limit > 0:
+            name = self._deletable[-1]
+            try:
+                await asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
+            except OscarError as error:
+                log.warning("batch %s: cannot delete finished Job %s: %s", self.ref, name, error)
+                backoff.failed(now)
+                break
+            self._deletable.pop()
+            limit -= 1
+        else:
+            backoff.succeeded()
+        return len(self._deletable)
 
     async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
@@ -374,7 +409,7 @@ class BatchController:
                                                               f"{delay:g}s"), progress=status.progress(book, 0))
             return False
         self.report.events_due(flush=True)
-        await self.report.patch({"phase": phase, "message": message, **status.progress(book, 0),
+        recorded = await self._record(book, {"phase": phase, "message": message, **status.progress(book, 0),
                                  "results": spec.uri(spec.results_key), "completionTime": now_iso(),
                                  "conditions": [
                                      self.report.condition("Progressing", False, reason, message),
@@ -383,6 +418,9 @@ class BatchController:
         succeeded = phase == status.SUCCEEDED
         self.report.emit("Normal" if succeeded else "Warning", "BatchSucceeded" if succeeded else "BatchFailed",
                          message)
+        if recorded and await self._clean_up(peers, backoff, now, limit=len(self._deletable)):
+            self.report.emit("Warning", "JobsLeft", f"{len(self._deletable)} finished Job(s) could not be deleted "
+                                                    "through OSCAR; OSCAR removes them after its TTL")
         return True
 
     def _start_time(self) -> str:

@@ -47,7 +47,8 @@ class Reporter:
     def condition(self, kind: str, true: bool, reason: str, message: str) -> dict[str, Any]:
         return status.condition(kind, true, reason, message, now_iso(), self.generation())
 
-    async def patch(self, patch: dict[str, Any]) -> None:
+    async def patch(self, patch: dict[str, Any]) -> bool:
+        """Whether the API server took the patch."""
         if "conditions" in patch:
             self._conditions = status.merge_conditions(self._conditions, patch["conditions"])
             patch["conditions"] = self._conditions
@@ -56,8 +57,10 @@ class Reporter:
             patch["message"] = None
         try:
             await asyncio.to_thread(self.kube.patch_batch_status, self.namespace, self.name, patch)
+            return True
         except cluster.KubeError as error:
             log.warning("batch %s: cannot patch status: %s", self.ref, error)
+            return False
 
     def event(self, kind: str, reason: str, message: str) -> None:
         """Range-level news, at most one Event per reason a minute (the rest summarised)."""

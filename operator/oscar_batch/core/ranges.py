@@ -177,6 +177,7 @@ class RangeBook:
         self.records: dict[int, RangeRecord] = {}
         self.retried = 0
         self.lost = 0
+        self._cleanable: list[str] = []      # Jobs of settled ranges, not yet handed out for deletion
 
     def bounds(self, index: int) -> tuple[int, int]:
         return range_bounds(index, self.items, self.per_range)
@@ -213,14 +214,18 @@ class RangeBook:
         if not 0 <= index < self.total or attempt < 1:
             return None
         record = self.records.setdefault(index, RangeRecord())
-        if job and job not in record.jobs:
+        new_job = bool(job) and job not in record.jobs
+        if new_job:
             record.jobs.append(job)
         record.started = record.started or started
         if self._running.get(index) == attempt:
             self._unseen.pop(index, None)
         before = self.state(index)
-        if before in (State.SUCCEEDED, State.FAILED) and outcome != Outcome.SUCCEEDED:
-            return None
+        if before in (State.SUCCEEDED, State.FAILED):
+            if new_job:
+                self._cleanable.append(job)  # e.g. seen again after a restart: its range is settled already
+            if outcome != Outcome.SUCCEEDED:
+                return None
         if attempt > self._attempts.get(index, 0):
             self._attempts[index] = attempt
             self._unqueue(index)
@@ -250,7 +255,14 @@ class RangeBook:
                 heapq.heappush(self._retry_queue, index)
                 self.retried += int(newly_counted)
         after = self.state(index)
+        if after != before and after in (State.SUCCEEDED, State.FAILED):
+            self._cleanable.extend(record.jobs)
         return after if after != before else None
+
+    def take_cleanable(self) -> list[str]:
+        """Jobs whose range has settled since the last call: once status records that, they can go."""
+        taken, self._cleanable = self._cleanable, []
+        return taken
 
     def next_to_dispatch(self, limit: int) -> list[tuple[int, int]]:
         """Up to `limit` (range, attempt) pairs to invoke now, retries first. Nothing is marked: call

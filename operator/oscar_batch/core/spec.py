@@ -56,6 +56,7 @@ class BatchSpec:
     suspend: bool
     redrive: int
     keep_manifest: bool
+    keep_jobs: bool
 
     def uri(self, key: str) -> str:
         """`s3://bucket/key` of an object of this batch's bucket, for messages and status."""
@@ -110,6 +111,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         suspend=_boolean(spec, "suspend", default=False),
         redrive=_integer(spec, "redrive", minimum=0, maximum=1_000_000, default=0),
         keep_manifest=_boolean(spec, "keepManifest", default=False),
+        keep_jobs=_boolean(spec, "keepJobs", default=False),
     )
 
 
