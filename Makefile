@@ -13,8 +13,11 @@ $(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test]' -e ./sandbox
 	touch $(STAMP)
 
+# Gates of `make test`: the import contracts, ruff (with import sorting) everywhere, mypy on the product.
 lint: $(STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check operator sandbox tests benchmarks
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest

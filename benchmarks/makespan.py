@@ -22,6 +22,7 @@ from typing import Any
 import requests
 import yaml
 
+from oscar_batch.core.status import FINISHED_PHASES
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import (
     CONTROL_PLANE_LABEL,
@@ -32,7 +33,6 @@ from oscar_batch_sandbox.config import (
     workers,
 )
 from oscar_batch_sandbox.handoff import batch_manifests
-from oscar_batch.core.status import FINISHED_PHASES
 
 BIN = pathlib.Path(sys.executable).parent
 OPERATOR_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", "0.1", "--retry-delay", "0.5")

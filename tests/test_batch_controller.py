@@ -9,13 +9,15 @@ import dataclasses
 import io
 from typing import Any
 
+import pytest
+
+from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
-from oscar_batch.core import invocation
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
-from oscar_batch.clients.oscar import OscarError
-from oscar_batch.core.ranges import Outcome
 from oscar_batch.controller.resolver import Resolver
+from oscar_batch.core import invocation
+from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
@@ -287,30 +289,30 @@ async def test_a_changed_service_is_ignored_once_pinned_and_said_so():
 
 # ---- clean-up of finished Jobs ------------------------------------------------------------------------
 
-async def test_finished_jobs_are_deleted_once_status_holds_their_outcome_and_kept_on_request():
-    for keep in (False, True):
-        world = World(items=8, retries=1, keepJobs=keep)    # 4 ranges
-        retried = invocation.job_name("fish", UID, 0, 1)
-        client = world.controller.resolver.client
-        settled: set[str] = set()
+@pytest.mark.parametrize("keep", [False, True])
+async def test_finished_jobs_are_deleted_once_status_holds_their_outcome_and_kept_on_request(keep):
+    world = World(items=8, retries=1, keepJobs=keep)    # 4 ranges
+    retried = invocation.job_name("fish", UID, 0, 1)
+    client = world.controller.resolver.client
+    settled: set[str] = set()
 
-        def script(world: World) -> None:
-            # A failed attempt whose range still retries is evidence, not garbage: deleted only after the retry.
-            assert retried not in client.deleted or invocation.job_name("fish", UID, 0, 2) in settled
-            for name, job in list(world.oscar.jobs.items()):
-                if job.outcome == Outcome.RUNNING:
-                    outcome = Outcome.FAILED if name == retried else Outcome.SUCCEEDED
-                    world.oscar._set(dataclasses.replace(job, outcome=outcome))
-                    settled.add(name)
+    def script(world: World) -> None:
+        # A failed attempt whose range still retries is evidence, not garbage: deleted only after the retry.
+        assert retried not in client.deleted or invocation.job_name("fish", UID, 0, 2) in settled
+        for name, job in list(world.oscar.jobs.items()):
+            if job.outcome == Outcome.RUNNING:
+                outcome = Outcome.FAILED if name == retried else Outcome.SUCCEEDED
+                world.oscar._set(dataclasses.replace(job, outcome=outcome))
+                settled.add(name)
 
-        world.on_tick = script
-        status = await world.run()
-        assert status["phase"] == "Succeeded"
-        if keep:
-            assert client.deleted == [] and len(world.oscar.jobs) == 5
-        else:
-            assert sorted(client.deleted) == sorted(world.oscar.accepted) and world.oscar.jobs == {}
-            assert world.store.names(UID) == set()
+    world.on_tick = script
+    status = await world.run()
+    assert status["phase"] == "Succeeded"
+    if keep:
+        assert client.deleted == [] and len(world.oscar.jobs) == 5
+    else:
+        assert sorted(client.deleted) == sorted(world.oscar.accepted) and world.oscar.jobs == {}
+        assert world.store.names(UID) == set()
 
 
 # ---- cancel on delete ------------------------------------------------------------------------------------

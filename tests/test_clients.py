@@ -11,8 +11,8 @@ import urllib3
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.resolver import storage_waiting
-from oscar_batch_sandbox.s3 import decoy_keys, input_keys, seed_bucket
 from oscar_batch.core.spec import parse_spec
+from oscar_batch_sandbox.s3 import decoy_keys, input_keys, seed_bucket
 from support import wait_until
 
 

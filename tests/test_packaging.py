@@ -86,7 +86,8 @@ def test_the_sandbox_wheel_carries_the_crd_and_its_commands(wheels, tmp_path):
     assert "oscar-batch-demo = oscar_batch_sandbox.cli:demo_main" in entry_points
 
     _install(wheels, tmp_path / "site", "oscar_batch-*.whl", "oscar_batch_sandbox-*.whl")
-    result = _run_installed(tmp_path / "site", "import oscar_batch_sandbox as s; assert s.CRD_PATH.is_file(), s.CRD_PATH\n"
+    result = _run_installed(tmp_path / "site",
+                            "import oscar_batch_sandbox as s; assert s.CRD_PATH.is_file(), s.CRD_PATH\n"
                             "assert 'site' in str(s.CRD_PATH)\n"
                             "from oscar_batch_sandbox.cli import demo_main; demo_main(['--help'])", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -249,7 +250,8 @@ def test_kustomize_renders_crd_rbac_and_a_deployment_using_the_service_account(t
     rules = documents[("ClusterRole", "oscar-batch-operator")]["rules"]
     granted = {(group, resource, verb) for rule in rules for group in rule["apiGroups"]
                for resource in rule["resources"] for verb in rule["verbs"]}
-    for needed in [("batch.oscarbatch.dev", "oscarbatchjobs", "watch"), ("batch.oscarbatch.dev", "oscarbatchjobs/status", "patch"),
+    for needed in [("batch.oscarbatch.dev", "oscarbatchjobs", "watch"),
+                   ("batch.oscarbatch.dev", "oscarbatchjobs/status", "patch"),
                    ("", "nodes", "list"), ("", "pods", "list"), ("batch", "jobs", "watch"), ("", "secrets", "get"),
                    ("", "events", "create")]:
         assert needed in granted, needed

@@ -7,8 +7,17 @@ from collections import Counter
 
 import pytest
 
-from oscar_batch.core.ranges import (MAX_RANGES, Outcome, RangeBook, State, choose_items_per_invocation,
-                                decode_indexes, encode_indexes, range_bounds, range_count)
+from oscar_batch.core.ranges import (
+    MAX_RANGES,
+    Outcome,
+    RangeBook,
+    State,
+    choose_items_per_invocation,
+    decode_indexes,
+    encode_indexes,
+    range_bounds,
+    range_count,
+)
 
 S, F, R = Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RUNNING
 

@@ -66,7 +66,8 @@ def test_event_throttle_sends_the_first_at_once_and_summarises_the_rest():
     for index in range(2, 14):
         assert throttle.offer("Warning", "RangeRetried", f"range {index}", now=index) == []
     assert throttle.due(now=59) == []
-    assert throttle.due(now=60) == [("Warning", "RangeRetried", "12 more in the last 60s: range 2; range 3; range 4; …")]
+    assert throttle.due(now=60) == [
+        ("Warning", "RangeRetried", "12 more in the last 60s: range 2; range 3; range 4; …")]
     assert throttle.due(now=61) == []
     assert throttle.offer("Warning", "RangeRetried", "range 99", now=70) == []       # window of the summary
     assert throttle.flush(now=71) == [("Warning", "RangeRetried", "1 more in the last 60s: range 99")]

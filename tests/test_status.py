@@ -5,8 +5,7 @@ import re
 import pytest
 
 from oscar_batch.core.ranges import Outcome, RangeBook, decode_indexes
-from oscar_batch.core.status import (FAILED, NAMED_FAILURES, SUCCEEDED, condition, merge_conditions, progress,
-                                verdict)
+from oscar_batch.core.status import FAILED, NAMED_FAILURES, SUCCEEDED, condition, merge_conditions, progress, verdict
 
 
 def book_with(items, per_range, succeeded=(), failed=(), running=(), retries=2):

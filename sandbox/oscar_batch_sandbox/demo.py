@@ -17,10 +17,10 @@ from typing import Any, TextIO
 import pykube
 
 from oscar_batch.clients import cluster
+from oscar_batch.core.status import FINISHED_PHASES, SUCCEEDED
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
 from oscar_batch_sandbox.handoff import BATCH_NAME, batch_manifests
-from oscar_batch.core.status import FINISHED_PHASES, SUCCEEDED
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.2
@@ -93,7 +93,8 @@ def _follow(kube: cluster.Kube, timeout: float, out: TextIO) -> dict[str, Any]:
         line = _progress_line(status)
         # A terminal redraws one line; a log gets a line per phase change and per tenth of the ranges.
         ranges = status.get("ranges") or {}
-        shown = line if interactive else (status.get("phase"), 10 * ranges.get("succeeded", 0) // (ranges.get("total") or 1))
+        shown = line if interactive else (status.get("phase"),
+                                          10 * ranges.get("succeeded", 0) // (ranges.get("total") or 1))
         if shown != last_shown:
             out.write(("\r" + line + "\033[K") if interactive else line + "\n")
             out.flush()

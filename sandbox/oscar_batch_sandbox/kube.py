@@ -177,7 +177,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         content_type = request.headers.get("Content-Type", "")
         if request.body and "json" not in content_type:
             # kubectl sends protobuf for builtin kinds and falls back to JSON on 415, as with an old server.
-            raise kmock.KubernetesError(415, "UnsupportedMediaType", f"the body of the request was in an unknown format: {content_type}")
+            raise kmock.KubernetesError(415, "UnsupportedMediaType",
+                                        f"the body of the request was in an unknown format: {content_type}")
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == enums.action.CREATE:
                 namespace = request.namespace or request.data.get("metadata", {}).get("namespace")
@@ -197,7 +198,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 self._notify_change()
 
     def _stamp_created(self, resource: kmock.resource, namespace: str | None, obj: dict[str, Any]) -> None:
-        info = self.resources[resource] if resource in self.resources else None
+        info = self.resources[resource] if resource in self.resources else None  # noqa: SIM401 - not a dict
         metadata = obj.setdefault("metadata", {})
         if info is not None and info.namespaced:
             metadata["namespace"] = namespace or "default"
@@ -215,7 +216,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         """Keep status and the rest apart, as a real API server does for resources with /status."""
         patch = request.data
         resource = request.resource
-        info = self.resources[resource] if resource in self.resources else None
+        info = self.resources[resource] if resource in self.resources else None  # noqa: SIM401 - not a dict
         has_status = info is not None and "status" in info.subresources
         if request.subresource == "status":
             for field in list(patch):

@@ -17,9 +17,17 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-
-from realplane import (ROOT, ControlPlane, Minio, install_operator, require, start_components, start_control_plane,
-                       start_minio, stop_all)
+from realplane import (
+    ROOT,
+    ControlPlane,
+    Minio,
+    install_operator,
+    require,
+    start_components,
+    start_control_plane,
+    start_minio,
+    stop_all,
+)
 
 # ---- fixtures -------------------------------------------------------------------------------------------
 

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from realplane import ROOT, ControlPlane
 
 GROUP_VERSION = "batch.oscarbatch.dev/v1alpha1"
@@ -209,7 +208,7 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace).stdout
     lines = [line.split() for line in output.strip().splitlines()]
     assert lines[0] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"], output
-    row = dict(zip(lines[0], lines[1]))
+    row = dict(zip(lines[0], lines[1], strict=True))
     assert (row["NAME"], row["PHASE"], row["PROGRESS"], row["PARALLELISM"], row["ITEMS"]) == \
         ("columns", "Running", "3/10", "4", "250"), output
 

@@ -29,14 +29,20 @@ from typing import Any
 import kmock
 import minio.error
 import pytest
+from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
+from test_real_scheduling import add_nodes, node, remove_nodes
 
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
-from oscar_batch_sandbox.runner import (main_container_env, manifest_lines, output_key, parse_event,
-                                        running_status, terminated_status)
+from oscar_batch_sandbox.runner import (
+    main_container_env,
+    manifest_lines,
+    output_key,
+    parse_event,
+    running_status,
+    terminated_status,
+)
 from proxy import TcpProxy
-from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
-from test_real_scheduling import add_nodes, node, remove_nodes
 
 SERVICES_NAMESPACE = "oscar-svc"
 BATCH_TIMEOUT = 150.0

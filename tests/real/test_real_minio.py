@@ -6,10 +6,10 @@ import io
 import secrets
 
 import pytest
+from realplane import Minio
 
 from oscar_batch.clients import manifest
 from oscar_batch.core.spec import parse_spec
-from realplane import Minio
 
 KEYS = [
     "in/a.jpg", "in/b.JPG", "in/c.txt", "in/sub/d.jpg", "in/thumbnails/t.jpg", "in/with space.jpg",

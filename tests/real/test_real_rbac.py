@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from realplane import OPERATOR_SUBJECT as SUBJECT
 from realplane import ControlPlane, Process, rbac_denials, start_operator, wait_for
 from test_real_crd import batch

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from realplane import ControlPlane, wait_for
 
 from oscar_batch.core.planner import Needs, Policy, plan_capacity, pod_requests
-from realplane import ControlPlane, wait_for
 
 GPU = "nvidia.com/gpu"
 SCHEDULE_TIMEOUT = 60.0

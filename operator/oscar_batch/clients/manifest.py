@@ -91,7 +91,8 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
             raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
         size = spool.tell()
         spool.seek(0)
-        metadata = {UID_META: batch_uid, BATCH_META: batch, ITEMS_META: str(items)}
+        metadata: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch,
+                                                             ITEMS_META: str(items)}
         _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
     return items
 
@@ -103,7 +104,7 @@ def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, 
 
 
 def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, content_type: str,
-         metadata: dict[str, str]) -> None:
+         metadata: dict[str, str | list[str] | tuple[str]]) -> None:
     try:
         s3.put_object(spec.bucket, key, data, size, content_type=content_type, metadata=metadata)
     except S3Error as error:

@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 from oscar_batch.clients import cluster
@@ -432,9 +432,9 @@ def _redrive_requested(body: Any) -> int:
     return value if isinstance(value, int) else 0
 
 
-def _job_of(pod: dict[str, Any]) -> str | None:
+def _job_of(pod: Mapping[str, Any]) -> str:
     labels = pod.get("metadata", {}).get("labels") or {}
-    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name")
+    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
 
 
 def _unschedulable(pod: dict[str, Any]) -> bool:

@@ -12,9 +12,9 @@ from typing import Any
 import minio
 
 from oscar_batch.clients import cluster, manifest
-from oscar_batch.core import planner
 from oscar_batch.clients.errors import connection_problem
 from oscar_batch.clients.oscar import OscarClient, OscarError
+from oscar_batch.core import planner
 from oscar_batch.core.spec import BatchSpec
 
 # Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.

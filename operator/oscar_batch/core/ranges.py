@@ -56,18 +56,15 @@ def encode_indexes(indexes: Iterable[int]) -> str:
     """
     ordered = sorted(set(indexes))
     runs: list[str] = []
-    first = last = None
+    spans: list[list[int]] = []   # [first, last] of each run
     for index in ordered:
-        if last is not None and index == last + 1:
-            last = index
-            continue
-        if first is not None:
-            runs.append(_run(first, last))
-        first = last = index
-    if first is not None:
-        runs.append(_run(first, last))
+        if spans and index == spans[-1][1] + 1:
+            spans[-1][1] = index
+        else:
+            spans.append([index, index])
+    runs = [_run(first, last) for first, last in spans]
     text = ",".join(runs)
-    if len(text) > RUNS_BUDGET and 0 <= ordered[0] and ordered[-1] < MAX_BITMAP_BYTES * 8:
+    if len(text) > RUNS_BUDGET and ordered[0] >= 0 and ordered[-1] < MAX_BITMAP_BYTES * 8:
         bitmap = _bitmap(ordered)
         if len(bitmap) < len(text):
             return bitmap
@@ -204,7 +201,8 @@ class RangeBook:
         return self._attempts.get(index, 0)
 
     def observe(self, index: int, attempt: int, outcome: Outcome, job: str | None = None,
-                started: str | None = None, finished: str | None = None, redrive_round: int | None = None) -> State | None:
+                started: str | None = None, finished: str | None = None,
+                redrive_round: int | None = None) -> State | None:
         """Fold in what a Job says of one attempt. Returns the range's new state when it changed, else None.
 
         Observations may repeat and arrive out of order (a restart lists every Job again): a success of
@@ -214,15 +212,15 @@ class RangeBook:
         if not 0 <= index < self.total or attempt < 1:
             return None
         record = self.records.setdefault(index, RangeRecord())
-        new_job = bool(job) and job not in record.jobs
-        if new_job:
+        new_job = job is not None and job not in record.jobs
+        if job is not None and new_job:
             record.jobs.append(job)
         record.started = record.started or started
         if self._running.get(index) == attempt:
             self._unseen.pop(index, None)
         before = self.state(index)
         if before in (State.SUCCEEDED, State.FAILED):
-            if new_job:
+            if job is not None and new_job:
                 self._cleanable.append(job)  # e.g. seen again after a restart: its range is settled already
             if outcome != Outcome.SUCCEEDED:
                 return None

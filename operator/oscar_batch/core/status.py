@@ -62,8 +62,8 @@ def needs_controller(spec: Mapping[str, Any], status: Mapping[str, Any], generat
 
 def condition(kind: str, status: bool, reason: str, message: str, now: str,
               generation: int | None = None) -> dict[str, Any]:
-    result = {"type": kind, "status": "True" if status else "False", "reason": reason, "message": message,
-              "lastTransitionTime": now}
+    result: dict[str, Any] = {"type": kind, "status": "True" if status else "False", "reason": reason,
+                              "message": message, "lastTransitionTime": now}
     if generation is not None:
         result["observedGeneration"] = generation
     return result
