@@ -89,9 +89,10 @@ def test_the_sandbox_wheel_carries_the_crd_and_its_commands(wheels, tmp_path):
     result = _run_installed(tmp_path / "site",
                             "import oscar_batch_sandbox as s; assert s.CRD_PATH.is_file(), s.CRD_PATH\n"
                             "assert 'site' in str(s.CRD_PATH)\n"
-                            "from oscar_batch_sandbox.cli import demo_main; demo_main(['--help'])", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "usage: oscar-batch-demo" in result.stdout
+                            "from oscar_batch_sandbox.cli import demo_main\n"
+                            "raise SystemExit(demo_main(['--items', '8', '--time-scale', '0.002']))", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Batch Succeeded" in result.stdout and "outputs written: 8" in result.stdout
 
 
 def _crd_schema() -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 from typing import Any
 
 import kopf
@@ -16,7 +17,6 @@ from oscar_batch.clients import cluster
 from oscar_batch.controller import cancel
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing, job_seen
-from oscar_batch.core.status import needs_controller
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
@@ -42,6 +42,9 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.instant_exit_timeout = 5.0
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="oscar-batch-io"))
+    # kopf logs every successful handler call at INFO: once per Job change here, which says nothing.
+    logging.getLogger("kopf.objects").addFilter(
+        lambda record: not record.getMessage().startswith("Handler 'job_changed' succeeded"))
 
 
 @kopf.on.event("batch", "v1", "jobs")
@@ -50,13 +53,11 @@ async def job_changed(name: str, body: kopf.Body, type: str | None, memo: kopf.M
     memo.jobs.record(name, job_seen(name, body), deleted=type == "DELETED")
 
 
-def has_work(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    return needs_controller(spec, status, int(meta.get("generation") or 1))
-
-
-# A finished batch has no daemon; kopf starts one again when it is redriven or edited. The daemon never
-# returns by itself: kopf would then never start it again.
-@kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, when=has_work, cancellation_timeout=30)
+# One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)
+# until a redrive or an edit. Not a `when=` filter: kopf does not start a daemon again while the one its
+# filter stopped is still exiting, and a batch edited at that moment would then never be picked up. The
+# daemon never returns by itself either: kopf would never start it again.
+@kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
                           stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing).run()

@@ -76,8 +76,7 @@ class BatchController:
     # ---- lifecycle --------------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Until kopf stops the daemon: bring the batch to its end, then idle (kopf stops a finished batch's
-        daemon through its filter, and starts it again on a redrive or a spec change)."""
+        """Until kopf stops the daemon: bring the batch to its end, then idle until it is redriven or edited."""
         self.batches.started(self.uid)
         backoff = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
@@ -176,6 +175,8 @@ class BatchController:
         except ValueError:
             log.warning("batch %s: unreadable range lists in status; rebuilding them from the Jobs", self.ref)
         self._fold(book, self.jobs.everything(self.uid))
+        # Retries of ranges that settled before a restart left no trace but this count.
+        book.retried = max(book.retried, int((current.get("ranges") or {}).get("retried") or 0))
         patch: dict[str, Any] = {"items": items, "itemsPerInvocation": per_range,
                                  "manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
