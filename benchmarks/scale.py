@@ -82,13 +82,14 @@ DRIVER_STEP_SECONDS = 0.02
 # request costs more the more came before it; the sandbox forgets them every 30 s, which at ~100 requests/s
 # already makes a status patch take 70 ms on the sandbox's loop. The driver keeps only the latest ones (those
 # in flight among them) every REQUEST_LOG_SECONDS.
-REQUEST_LOG_SECONDS = 0.5
-REQUEST_LOG_KEEP = 256
+REQUEST_LOG_SECONDS = 0.02
+REQUEST_LOG_KEEP = 8
 # Nodes the planner sees as empty (the driver makes no Pods): 4 × 256 one-CPU slots. Each scenario caps its
 # batches with maxParallelism below that.
 WORKERS = tuple(NodeSpec(name=f"worker-{n}", cpu="256", memory="1Ti", pods=1000,
                          labels={"node-role.kubernetes.io/worker": ""}) for n in range(1, 5))
 BUDGET_SECONDS = 8 * 60
+LOG_LEVEL = re.compile(r"\[(WARNING|ERROR|CRITICAL) *\]")
 
 # Targets of the issue.
 TARGET_P95_SECONDS = 5.0
@@ -249,6 +250,10 @@ class OperatorProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+    def problems(self) -> collections.Counter[str]:
+        """Warnings and errors the operator logged, by level."""
+        return collections.Counter(match[1] for match in LOG_LEVEL.finditer(self.log.read_text(errors="replace")))
 
     def tail(self, characters: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-characters:]

@@ -385,3 +385,14 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     assert len(store.in_flight(UID)) == 2 and len(store.all_names()) == 5
     store.record(done, store.everything(UID)[1], deleted=True)
     assert done not in store.names(UID) and store.changes(UID) == []
+
+
+async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it():
+    world = World(items=4)                        # 2 ranges, both done before the restart
+    world.body["status"] = {"phase": "Running", "items": 4, "itemsPerInvocation": 2,
+                            "manifest": "s3://bkt/input/index.txt", "completedRanges": "0-1",
+                            "ranges": {"total": 2, "pending": 0, "running": 0, "succeeded": 2, "failed": 0,
+                                       "retried": 3}}
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["ranges"]["retried"] == 3
+    assert world.oscar.posts == 0                 # nothing invoked again
