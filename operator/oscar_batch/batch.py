@@ -263,6 +263,8 @@ class BatchController:
         except ValueError:
             log.warning("batch %s: unreadable range lists in status; rebuilding them from the Jobs", self.ref)
         self._observe(book)
+        # Retries of ranges that settled before a restart left no trace but this count.
+        book.retried = max(book.retried, int((current.get("ranges") or {}).get("retried") or 0))
         patch: dict[str, Any] = {"items": items, "itemsPerInvocation": per_range,
                                  "manifest": manifest.uri(spec, spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
