@@ -10,29 +10,26 @@ can be fixed from outside becomes a condition and an Event and is retried with e
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from oscar_batch.clients import cluster
-from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.controller import objects
+from oscar_batch.controller import capacity, objects
+from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
-from oscar_batch.controller.resolver import Resolver, Waiting
-from oscar_batch.core import invocation, planner, status
+from oscar_batch.controller.resolver import Peers, Resolver, Waiting
+from oscar_batch.core import status
 from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import Outcome, RangeBook, State, choose_items_per_invocation, decode_indexes
+from oscar_batch.core.ranges import RangeBook, State, choose_items_per_invocation, decode_indexes
 from oscar_batch.core.results import results
 from oscar_batch.core.sharing import Claim
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
 
 log = logging.getLogger(__name__)
 
-# What OSCAR's job listing says of a Job the watch has not shown us.
-LISTED_OUTCOMES = {"Succeeded": Outcome.SUCCEEDED, "Failed": Outcome.FAILED}
 # Finished Jobs deleted through OSCAR per tick: steady clean-up that never crowds out dispatch.
 DELETIONS_PER_TICK = 50
 
@@ -40,16 +37,6 @@ DELETIONS_PER_TICK = 50
 class Stopped(Protocol):
     def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
     def __bool__(self) -> bool: ...
-
-
-@dataclasses.dataclass
-class Peers:
-    """What one run of the batch talks to, resolved from its spec and Secrets."""
-    spec: BatchSpec
-    oscar: OscarClient
-    service_token: str
-    needs: planner.Needs
-    s3: Any
 
 
 class BatchController:
@@ -70,8 +57,8 @@ class BatchController:
         self.resolver = resolver or Resolver(kube, meta["namespace"])
         self.report = Reporter(body=body, kube=kube, emit=emit, clock=clock)
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
-        self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
-        self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
+        self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock,
+                               may_dispatch=lambda: not self.stopped and not self._deleting())
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -246,14 +233,15 @@ class BatchController:
                         parallelism, planned_message = await self._plan(peers, book)
                         last_plan = now
                     if not peers.spec.suspend and dispatching.ready(now):
-                        await self._dispatch(book, peers, parallelism - book.counts().running, dispatching, now)
+                        await self.invoker.dispatch(book, peers, parallelism - book.counts().running,
+                                                    dispatching, now)
                     if rechecking.ready(now):
-                        await self._recheck_unseen(book, peers, rechecking, now)
+                        await self.invoker.recheck_unseen(book, peers, rechecking, now)
                     if now - last_status >= self.timing.status_interval:
                         await self._report_progress(book, peers.spec, parallelism, planned_message)
                         last_status = now
                     if cleaning.ready(now):
-                        await self._clean_up(peers, cleaning, now, DELETIONS_PER_TICK)
+                        await self.invoker.clean_up(peers, cleaning, now, DELETIONS_PER_TICK)
                 self.report.events_due()
                 await self.stopped.wait(self.timing.tick)
             return False
@@ -270,128 +258,16 @@ class BatchController:
         self.batches.claim(Claim(self.uid, created, self.ref, demand))
 
     async def _plan(self, peers: Peers, book: RangeBook | None) -> tuple[int, str]:
-        """(parallelism for this batch, explanation). The batches' own pods count as theirs, not as used."""
-        spec, needs = peers.spec, peers.needs
-        running = book.counts().running if book else 0
-        policy = planner.Policy(headroom=spec.headroom)
-        own_pending = 0
-        try:
-            snapshot = await self.cluster_view.snapshot()
-            if snapshot.nodes is None:
-                # Without permission to list Nodes, OSCAR's own view is the next best; it counts our running
-                # pods as used, so they are added back.
-                oscar_status = await asyncio.to_thread(peers.oscar.cluster_status)
-                plan = planner.plan_from_oscar_status(oscar_status, needs, policy)
-                plan = dataclasses.replace(plan, total=plan.total + running)
-            else:
-                own_jobs, mine = self.jobs.all_names(), self.jobs.names(self.uid)
-                plan = planner.plan_capacity(snapshot.nodes, snapshot.pods, needs, policy,
-                                             ignore_pod=lambda pod: _job_of(pod) in own_jobs)
-                own_pending = sum(1 for pod in snapshot.pods if _job_of(pod) in mine and _unschedulable(pod))
-        except (cluster.KubeError, OscarError, ValueError) as error:
-            log.warning("batch %s: cannot plan: %s", self.ref, error)
-            return running, f"cannot plan: {error}"
-        # Headroom must not starve a batch forever: when the cluster has a free slot but the share rounds to
-        # none (one slot × 0.8), the batch still takes one.
-        usable = plan.total or min(plan.cluster_slots, 1)
-        slots, sharing = (usable, 1) if book is None else self.batches.share(self.uid, usable)
-        if spec.max_parallelism:
-            slots = min(slots, spec.max_parallelism)
-        if own_pending:
-            # Pods of ours that the scheduler cannot place prove the plan optimistic: keep what runs.
-            slots = min(slots, max(running - own_pending, 0))
-        message = f"{slots} range(s) in flight allowed; the cluster fits {plan.cluster_slots} invocation(s)"
-        if sharing > 1:
-            message += f", shared by {sharing} dispatching batches"
-        if own_pending:
-            message += f"; {own_pending} pod(s) of this batch cannot be scheduled"
-        if plan.explanation:
-            message += f": {plan.explanation}"
-        return slots, message
-
-    async def _dispatch(self, book: RangeBook, peers: Peers, free: int, backoff: Backoff, now: float) -> None:
-        spec = peers.spec
-        for index, attempt in book.next_to_dispatch(max(free, 0)):
-            if self.stopped or self._deleting():
-                return
-            start, end = book.bounds(index)
-            name = invocation.job_name(spec.service, self.uid, index, attempt, book.redrive_round)
-            event = invocation.payload(start=start, end=end, bucket=spec.bucket, manifest_key=spec.manifest_key,
-                                       batch_uid=self.uid, batch=self.ref, index=index, attempt=attempt,
-                                       redrive=book.redrive_round)
-            try:
-                await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
-            except OscarError as error:
-                if not (error.status == 500 and "exist" in str(error).lower()):
-                    # Not invoked: this range and the rest stay pending with their attempts unspent.
-                    permanent = error.status in (401, 403, 404)
-                    delay = backoff.failed(now, cap=None if permanent else 4 * self.timing.retry_delay)
-                    await self.report.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
-                    return
-                # A previous run of the operator invoked this very attempt: its Job exists.
-            book.invoked(index, attempt, name, started=now_iso(), now=self.clock())
-        backoff.succeeded()
-        self.report.resumed()
-
-    async def _recheck_unseen(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> None:
-        """Invocations OSCAR accepted whose Job never reached the watch: ask OSCAR what became of them."""
-        overdue = book.unseen_since(now - self.timing.unseen_job_timeout)
-        if not overdue:
-            return
-        try:
-            listed = dict(await asyncio.to_thread(lambda: list(peers.oscar.jobs(peers.spec.service))))
-        except OscarError as error:
-            log.warning("batch %s: cannot list the jobs of %s: %s", self.ref, peers.spec.service, error)
-            backoff.failed(now)
-            return
-        backoff.succeeded()
-        for index, attempt, name in overdue:
-            info = listed.get(name)
-            if info is None:
-                book.lost_invocation(index, attempt)
-                self.report.event("Warning", "InvocationLost", f"OSCAR accepted range {index} (attempt {attempt}) "
-                                                               f"but has no Job {name}; invoking it again")
-            elif info.get("status") in LISTED_OUTCOMES:
-                book.observe(index, attempt, LISTED_OUTCOMES[info["status"]], name, info.get("start_time"),
-                             info.get("finish_time"), redrive_round=book.redrive_round)
-            else:
-                book.still_unseen(index, now)
+        return await capacity.parallelism(uid=self.uid, ref=self.ref, peers=peers, book=book, jobs=self.jobs,
+                                          batches=self.batches, cluster_view=self.cluster_view)
 
     # ---- status ------------------------------------------------------------------------------------
 
     async def _report_progress(self, book: RangeBook, spec: BatchSpec, parallelism: int, planned: str) -> None:
         phase = status.SUSPENDED if spec.suspend else status.RUNNING
         reason = "Suspended" if spec.suspend else "RangesRunning"
-        await self._record(book, {"phase": phase, **status.progress(book, parallelism), "conditions": [
+        await self.invoker.record(book, {"phase": phase, **status.progress(book, parallelism), "conditions": [
             self.report.condition("Progressing", not spec.suspend, reason, planned)]})
-
-    async def _record(self, book: RangeBook, patch: dict[str, Any]) -> bool:
-        """Patch status; the Jobs of the ranges it records as settled may then be deleted."""
-        self._unrecorded.extend(book.take_cleanable())
-        recorded = await self.report.patch(patch)
-        if recorded:
-            self._deletable.extend(self._unrecorded)
-            self._unrecorded.clear()
-        return recorded
-
-    async def _clean_up(self, peers: Peers, backoff: Backoff, now: float, limit: int) -> int:
-        """Delete finished Jobs through OSCAR (unless spec.keepJobs). Returns how many are still to go."""
-        if peers.spec.keep_jobs:
-            self._deletable.clear()
-            return 0
-        while self._deletable and limit > 0:
-            name = self._deletable[-1]
-            try:
-                await asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
-            except OscarError as error:
-                log.warning("batch %s: cannot delete finished Job %s: %s", self.ref, name, error)
-                backoff.failed(now)
-                break
-            self._deletable.pop()
-            limit -= 1
-        else:
-            backoff.succeeded()
-        return len(self._deletable)
 
     async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
@@ -410,18 +286,18 @@ class BatchController:
                                                               f"{delay:g}s"), progress=status.progress(book, 0))
             return False
         self.report.events_due(flush=True)
-        recorded = await self._record(book, {"phase": phase, "message": message, **status.progress(book, 0),
-                                 "results": spec.uri(spec.results_key), "completionTime": now_iso(),
-                                 "conditions": [
-                                     self.report.condition("Progressing", False, reason, message),
-                                     self.report.condition("Complete", phase == status.SUCCEEDED, reason, message),
-                                     self.report.condition("Failed", phase == status.FAILED, reason, message)]})
+        recorded = await self.invoker.record(book, {
+            "phase": phase, "message": message, **status.progress(book, 0), "results": spec.uri(spec.results_key),
+            "completionTime": now_iso(), "conditions": [
+                self.report.condition("Progressing", False, reason, message),
+                self.report.condition("Complete", phase == status.SUCCEEDED, reason, message),
+                self.report.condition("Failed", phase == status.FAILED, reason, message)]})
         succeeded = phase == status.SUCCEEDED
         self.report.emit("Normal" if succeeded else "Warning", "BatchSucceeded" if succeeded else "BatchFailed",
                          message)
-        if recorded and await self._clean_up(peers, backoff, now, limit=len(self._deletable)):
-            self.report.emit("Warning", "JobsLeft", f"{len(self._deletable)} finished Job(s) could not be deleted "
-                                                    "through OSCAR; OSCAR removes them after its TTL")
+        if recorded and (left := await self.invoker.clean_up(peers, backoff, now)):
+            self.report.emit("Warning", "JobsLeft", f"{left} finished Job(s) could not be deleted through OSCAR; "
+                                                    "OSCAR removes them after its TTL")
         return True
 
     def _start_time(self) -> str:
@@ -431,15 +307,3 @@ class BatchController:
 def _redrive_requested(body: Any) -> int:
     value = (body.get("spec") or {}).get("redrive") or 0
     return value if isinstance(value, int) else 0
-
-
-def _job_of(pod: Mapping[str, Any]) -> str:
-    labels = pod.get("metadata", {}).get("labels") or {}
-    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
-
-
-def _unschedulable(pod: dict[str, Any]) -> bool:
-    if pod.get("status", {}).get("phase") != "Pending":
-        return False
-    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
-               for c in pod.get("status", {}).get("conditions") or ())

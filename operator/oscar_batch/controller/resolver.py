@@ -38,6 +38,16 @@ class Waiting(Exception):
         return self.reason in NEEDS_A_PERSON
 
 
+@dataclasses.dataclass
+class Peers:
+    """What one run of the batch talks to, resolved from its spec and Secrets."""
+    spec: BatchSpec
+    oscar: OscarClient
+    service_token: str
+    needs: planner.Needs
+    s3: Any
+
+
 @dataclasses.dataclass(frozen=True)
 class Resolver:
     kube: cluster.Kube

@@ -1,0 +1,74 @@
+"""How many ranges one batch may have in flight now: the planner over the operator's shared cluster snapshot
+(or OSCAR's own view when Nodes are forbidden), the batch's own pods counted as its own, split among the
+dispatching batches, capped by maxParallelism, and lowered to what runs when the batch's pods cannot be placed."""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from oscar_batch.clients import cluster
+from oscar_batch.clients.oscar import OscarError
+from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore
+from oscar_batch.controller.resolver import Peers
+from oscar_batch.core import planner
+from oscar_batch.core.ranges import RangeBook
+
+log = logging.getLogger(__name__)
+
+
+async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook | None, jobs: JobStore,
+                      batches: ActiveBatches, cluster_view: ClusterView) -> tuple[int, str]:
+    """(parallelism for this batch, explanation). Without a book (sizing the ranges) the batch's share is not
+    asked for: it has no claim yet."""
+    spec, needs = peers.spec, peers.needs
+    running = book.counts().running if book else 0
+    policy = planner.Policy(headroom=spec.headroom)
+    own_pending = 0
+    try:
+        snapshot = await cluster_view.snapshot()
+        if snapshot.nodes is None:
+            # Without permission to list Nodes, OSCAR's own view is the next best; it counts our running
+            # pods as used, so they are added back.
+            oscar_status = await asyncio.to_thread(peers.oscar.cluster_status)
+            plan = planner.plan_from_oscar_status(oscar_status, needs, policy)
+            plan = dataclasses.replace(plan, total=plan.total + running)
+        else:
+            own_jobs, mine = jobs.all_names(), jobs.names(uid)
+            plan = planner.plan_capacity(snapshot.nodes, snapshot.pods, needs, policy,
+                                         ignore_pod=lambda pod: _job_of(pod) in own_jobs)
+            own_pending = sum(1 for pod in snapshot.pods if _job_of(pod) in mine and _unschedulable(pod))
+    except (cluster.KubeError, OscarError, ValueError) as error:
+        log.warning("batch %s: cannot plan: %s", ref, error)
+        return running, f"cannot plan: {error}"
+    # Headroom must not starve a batch forever: when the cluster has a free slot but the share rounds to
+    # none (one slot × 0.8), the batch still takes one.
+    usable = plan.total or min(plan.cluster_slots, 1)
+    slots, sharing = (usable, 1) if book is None else batches.share(uid, usable)
+    if spec.max_parallelism:
+        slots = min(slots, spec.max_parallelism)
+    if own_pending:
+        # Pods of ours that the scheduler cannot place prove the plan optimistic: keep what runs.
+        slots = min(slots, max(running - own_pending, 0))
+    message = f"{slots} range(s) in flight allowed; the cluster fits {plan.cluster_slots} invocation(s)"
+    if sharing > 1:
+        message += f", shared by {sharing} dispatching batches"
+    if own_pending:
+        message += f"; {own_pending} pod(s) of this batch cannot be scheduled"
+    if plan.explanation:
+        message += f": {plan.explanation}"
+    return slots, message
+
+
+def _job_of(pod: Mapping[str, Any]) -> str:
+    labels = pod.get("metadata", {}).get("labels") or {}
+    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> bool:
+    if pod.get("status", {}).get("phase") != "Pending":
+        return False
+    return any(c.get("type") == "PodScheduled" and c.get("status") == "False" and c.get("reason") == "Unschedulable"
+               for c in pod.get("status", {}).get("conditions") or ())

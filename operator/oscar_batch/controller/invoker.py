@@ -1,0 +1,111 @@
+"""What one batch asks of OSCAR: invoke pending ranges, look up invocations whose Job never appeared, and
+delete finished Jobs once status records their ranges' outcomes."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from oscar_batch.clients.oscar import OscarError
+from oscar_batch.controller.registry import Timing
+from oscar_batch.controller.reporter import Reporter, now_iso
+from oscar_batch.controller.resolver import Peers, Waiting
+from oscar_batch.core import invocation
+from oscar_batch.core.pacing import Backoff
+from oscar_batch.core.ranges import Outcome, RangeBook
+
+log = logging.getLogger(__name__)
+
+# What OSCAR's job listing says of a Job the watch has not shown us.
+LISTED_OUTCOMES = {"Succeeded": Outcome.SUCCEEDED, "Failed": Outcome.FAILED}
+
+
+class Invoker:
+    def __init__(self, *, uid: str, report: Reporter, timing: Timing, clock: Callable[[], float],
+                 may_dispatch: Callable[[], bool]) -> None:
+        self.uid = uid
+        self.report = report
+        self.timing = timing
+        self.clock = clock
+        self.may_dispatch = may_dispatch
+        self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
+        self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
+
+    async def dispatch(self, book: RangeBook, peers: Peers, free: int, backoff: Backoff, now: float) -> None:
+        """Invoke up to `free` pending ranges; a range runs only once OSCAR accepted it."""
+        spec = peers.spec
+        for index, attempt in book.next_to_dispatch(max(free, 0)):
+            if not self.may_dispatch():
+                return
+            start, end = book.bounds(index)
+            name = invocation.job_name(spec.service, self.uid, index, attempt, book.redrive_round)
+            event = invocation.payload(start=start, end=end, bucket=spec.bucket, manifest_key=spec.manifest_key,
+                                       batch_uid=self.uid, batch=self.report.ref, index=index, attempt=attempt,
+                                       redrive=book.redrive_round)
+            try:
+                await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
+            except OscarError as error:
+                if not (error.status == 500 and "exist" in str(error).lower()):
+                    # Not invoked: this range and the rest stay pending with their attempts unspent.
+                    permanent = error.status in (401, 403, 404)
+                    delay = backoff.failed(now, cap=None if permanent else 4 * self.timing.retry_delay)
+                    await self.report.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
+                    return
+                # A previous run of the operator invoked this very attempt: its Job exists.
+            book.invoked(index, attempt, name, started=now_iso(), now=self.clock())
+        backoff.succeeded()
+        self.report.resumed()
+
+    async def recheck_unseen(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> None:
+        """Invocations OSCAR accepted whose Job never reached the watch: ask OSCAR what became of them."""
+        overdue = book.unseen_since(now - self.timing.unseen_job_timeout)
+        if not overdue:
+            return
+        try:
+            listed = dict(await asyncio.to_thread(lambda: list(peers.oscar.jobs(peers.spec.service))))
+        except OscarError as error:
+            log.warning("batch %s: cannot list the jobs of %s: %s", self.report.ref, peers.spec.service, error)
+            backoff.failed(now)
+            return
+        backoff.succeeded()
+        for index, attempt, name in overdue:
+            info = listed.get(name)
+            if info is None:
+                book.lost_invocation(index, attempt)
+                self.report.event("Warning", "InvocationLost", f"OSCAR accepted range {index} (attempt {attempt}) "
+                                                               f"but has no Job {name}; invoking it again")
+            elif info.get("status") in LISTED_OUTCOMES:
+                book.observe(index, attempt, LISTED_OUTCOMES[info["status"]], name, info.get("start_time"),
+                             info.get("finish_time"), redrive_round=book.redrive_round)
+            else:
+                book.still_unseen(index, now)
+
+    async def record(self, book: RangeBook, patch: dict[str, Any]) -> bool:
+        """Patch status; the Jobs of the ranges it records as settled may then be deleted."""
+        self._unrecorded.extend(book.take_cleanable())
+        recorded = await self.report.patch(patch)
+        if recorded:
+            self._deletable.extend(self._unrecorded)
+            self._unrecorded.clear()
+        return recorded
+
+    async def clean_up(self, peers: Peers, backoff: Backoff, now: float, limit: int | None = None) -> int:
+        """Delete finished Jobs through OSCAR (unless spec.keepJobs), `limit` at most. Returns how many are left."""
+        if peers.spec.keep_jobs:
+            self._deletable.clear()
+            return 0
+        budget = len(self._deletable) if limit is None else limit
+        while self._deletable and budget > 0:
+            name = self._deletable[-1]
+            try:
+                await asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
+            except OscarError as error:
+                log.warning("batch %s: cannot delete finished Job %s: %s", self.report.ref, name, error)
+                backoff.failed(now)
+                break
+            self._deletable.pop()
+            budget -= 1
+        else:
+            backoff.succeeded()
+        return len(self._deletable)
