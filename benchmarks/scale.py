@@ -670,7 +670,7 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         "- The sandbox's request record is kept short and OSCAR's simulator is told there are no Pods (two "
         "costs of the sandbox that grow with every request and every object; `benchmarks/scale.py` says why).",
     ]
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\nWritten by the benchmarks themselves.\n"
+    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(DOCS_HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     body = "\n".join(section) + "\n\n"
     text = pattern.sub(lambda _: body, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
@@ -678,7 +678,8 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__.splitlines()[0])
+    summary = " ".join((__doc__ or "").split("\n\n")[0].split())
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=summary)
     parser.add_argument("--small", type=int, default=200, help="number of small batches (default 200)")
     parser.add_argument("--small-items", type=int, default=5, help="one-item ranges per small batch (default 5)")
     parser.add_argument("--big", type=int, default=30_000, help="ranges of the big batch (default 30,000)")
