@@ -62,13 +62,11 @@ class JobStore:
         self._jobs: dict[str, dict[str, JobSeen]] = {}
         self._changes: dict[str, dict[str, JobSeen]] = {}
         self._names: set[str] = set()
-        self.changes_recorded = 0
 
     def record(self, name: str, seen: JobSeen | None, deleted: bool = False) -> None:
         if seen is None:
             return
         key = batch_key(seen.identity.batch_uid)
-        self.changes_recorded += 1
         if deleted:
             self._jobs.get(key, {}).pop(name, None)
             self._changes.get(key, {}).pop(name, None)
@@ -163,7 +161,6 @@ class ClusterView:
         self._clock = clock
         self._lock = asyncio.Lock()
         self._snapshot: Snapshot | None = None
-        self.listings = 0
 
     async def snapshot(self) -> Snapshot:
         async with self._lock:
@@ -173,7 +170,6 @@ class ClusterView:
             return self._snapshot
 
     def _list(self, now: float) -> Snapshot:
-        self.listings += 1
         try:
             return Snapshot(nodes=self._kube.nodes(), pods=list(self._kube.pods()), taken=now)
         except cluster.Forbidden:
