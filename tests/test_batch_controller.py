@@ -75,6 +75,7 @@ class FakeOscar:
         self.down = False
         self.invoke_status: int | None = None     # answer every POST /job with this error
         self.swallow: set[str] = set()             # Job names accepted but never created
+        self.refuse_once: set[str] = set()         # Job names whose first POST fails
         self.accepted: list[str] = []
         self.posts = 0
         self.listings = 0
@@ -93,6 +94,9 @@ class FakeOscar:
         self._reachable("invocation")
         if self.invoke_status:
             raise OscarError("invocation: not found", self.invoke_status)
+        if job_name in self.refuse_once:
+            self.refuse_once.discard(job_name)
+            raise OscarError("invocation: 503 Service Unavailable", 503)
         if job_name in self.jobs or job_name in self.accepted:
             raise OscarError(f'jobs.batch "{job_name}" already exists', 500)
         self.accepted.append(job_name)
@@ -236,6 +240,20 @@ async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_run
     assert len(per_range) == 20 and set(per_range.values()) == {1}
     # During the outage the status never claimed more running ranges than OSCAR had Jobs running.
     assert max(running_counts(world)) <= 8
+    assert any(reason == "InvocationFailed" for _, reason, _ in world.events)
+
+
+async def test_invocations_in_flight_together_that_fail_leave_their_ranges_pending_with_attempts_unspent():
+    world = World(items=40)                       # 20 ranges, 8 slots: the first wave goes 1 + 7 at once
+    refused = {invocation.job_name("fish", UID, index, 1) for index in (3, 5)}
+    world.oscar.refuse_once |= refused
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["ranges"]["retried"] == 0
+    per_range = collections.Counter(invocation.identify({"metadata": {"name": name}}).range
+                                    for name in world.oscar.accepted)
+    assert len(per_range) == 20 and set(per_range.values()) == {1}
+    assert refused <= set(world.oscar.accepted)   # the same attempt went out again: it never ran
     assert any(reason == "InvocationFailed" for _, reason, _ in world.events)
 
 

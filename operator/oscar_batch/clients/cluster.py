@@ -31,9 +31,14 @@ class Kube:
         self.api = api
 
     @classmethod
-    def from_environment(cls) -> Kube:
-        """In-cluster ServiceAccount when running in a pod, else $KUBECONFIG or ~/.kube/config."""
-        return cls(pykube.HTTPClient(pykube.KubeConfig.from_env()))
+    def from_environment(cls, pool_size: int) -> Kube:
+        """In-cluster ServiceAccount when running in a pod, else $KUBECONFIG or ~/.kube/config. `pool_size`: the
+        threads that call this client at once."""
+        config = pykube.KubeConfig.from_env()
+        # Sized for the callers: urllib3's default pool of 10 drops the connections beyond that ("Connection
+        # pool is full") and opens new ones for the next calls.
+        adapter = pykube.http.KubernetesHTTPAdapter(config, pool_maxsize=pool_size)
+        return cls(pykube.HTTPClient(config, http_adapter=adapter))
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self._list("nodes", what="nodes"))

@@ -26,7 +26,7 @@ IO_THREADS = 32
 
 def memo(timing: Timing) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`."""
-    kube = cluster.Kube.from_environment()
+    kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
     return kopf.Memo(timing=timing, kube=kube, jobs=JobStore(), batches=ActiveBatches(),
                      cluster_view=ClusterView(kube, max_age=timing.min_replan))
 

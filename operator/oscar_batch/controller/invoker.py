@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from oscar_batch.clients.oscar import OscarError
@@ -19,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # What OSCAR's job listing says of a Job the watch has not shown us.
 LISTED_OUTCOMES = {"Succeeded": Outcome.SUCCEEDED, "Failed": Outcome.FAILED}
+# Calls to OSCAR one batch has in flight at once: one at a time, a round trip of a few milliseconds caps a
+# batch at a few hundred invocations a second and keeps its loop from folding and reporting meanwhile.
+CONCURRENT_CALLS = 8
 
 
 class Invoker:
@@ -32,12 +35,14 @@ class Invoker:
         self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
         self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
 
-    async def dispatch(self, book: RangeBook, peers: Peers, free: int, backoff: Backoff, now: float) -> None:
-        """Invoke up to `free` pending ranges; a range runs only once OSCAR accepted it."""
+    async def dispatch(self, book: RangeBook, peers: Peers, free: int, backoff: Backoff, now: float,
+                       seconds: float) -> None:
+        """Invoke up to `free` pending ranges, CONCURRENT_CALLS at a time and for about `seconds` at most: the
+        loop must come back to fold Job changes and report them. A range runs only once OSCAR accepted it."""
         spec = peers.spec
-        for index, attempt in book.next_to_dispatch(max(free, 0)):
-            if not self.may_dispatch():
-                return
+        deadline = self.clock() + seconds
+
+        async def invoke(index: int, attempt: int) -> None:
             start, end = book.bounds(index)
             name = invocation.job_name(spec.service, self.uid, index, attempt, book.redrive_round)
             event = invocation.payload(start=start, end=end, bucket=spec.bucket, manifest_key=spec.manifest_key,
@@ -47,13 +52,29 @@ class Invoker:
                 await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
             except OscarError as error:
                 if not (error.status == 500 and "exist" in str(error).lower()):
-                    # Not invoked: this range and the rest stay pending with their attempts unspent.
-                    permanent = error.status in (401, 403, 404)
-                    delay = backoff.failed(now, cap=None if permanent else 4 * self.timing.retry_delay)
-                    await self.report.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
-                    return
+                    raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
             book.invoked(index, attempt, name, started=now_iso(), now=self.clock())
+
+        pending = book.next_to_dispatch(max(free, 0))
+        # The first call goes alone: while OSCAR refuses, each try of the backoff costs one request, not a burst.
+        chunks = [pending[:1]] + [pending[first:first + CONCURRENT_CALLS]
+                                  for first in range(1, len(pending), CONCURRENT_CALLS)]
+        for chunk in chunks:
+            if not chunk:
+                break
+            if not self.may_dispatch() or self.clock() > deadline:
+                return
+            outcomes = await asyncio.gather(*(invoke(index, attempt) for index, attempt in chunk),
+                                            return_exceptions=True)
+            errors = _oscar_errors(outcomes)
+            if errors:
+                # Not invoked: these ranges and the rest stay pending with their attempts unspent.
+                error = errors[0]
+                permanent = error.status in (401, 403, 404)
+                delay = backoff.failed(now, cap=None if permanent else 4 * self.timing.retry_delay)
+                await self.report.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
+                return
         backoff.succeeded()
         self.report.resumed()
 
@@ -90,22 +111,39 @@ class Invoker:
             self._unrecorded.clear()
         return recorded
 
-    async def clean_up(self, peers: Peers, backoff: Backoff, now: float, limit: int | None = None) -> int:
-        """Delete finished Jobs through OSCAR (unless spec.keepJobs), `limit` at most. Returns how many are left."""
+    async def clean_up(self, peers: Peers, backoff: Backoff, now: float, seconds: float | None = None) -> int:
+        """Delete finished Jobs through OSCAR (unless spec.keepJobs), CONCURRENT_CALLS at a time, for about
+        `seconds` at most (None: all of them). Returns how many are left."""
         if peers.spec.keep_jobs:
             self._deletable.clear()
             return 0
-        budget = len(self._deletable) if limit is None else limit
-        while self._deletable and budget > 0:
-            name = self._deletable[-1]
+        deadline = None if seconds is None else self.clock() + seconds
+        while self._deletable and (deadline is None or self.clock() < deadline):
+            chunk = self._deletable[-CONCURRENT_CALLS:]
+            del self._deletable[-len(chunk):]
             try:
-                await asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
-            except OscarError as error:
-                log.warning("batch %s: cannot delete finished Job %s: %s", self.report.ref, name, error)
+                outcomes = await asyncio.gather(*(asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
+                                                  for name in chunk), return_exceptions=True)
+            except asyncio.CancelledError:
+                self._deletable.extend(chunk)  # the daemon is stopping: what was not confirmed stays to delete
+                raise
+            self._deletable.extend(name for name, outcome in zip(chunk, outcomes, strict=True) if outcome is not None)
+            errors = _oscar_errors(outcomes)
+            if errors:
+                log.warning("batch %s: cannot delete %d finished Job(s): %s", self.report.ref, len(errors), errors[0])
                 backoff.failed(now)
                 break
-            self._deletable.pop()
-            budget -= 1
         else:
             backoff.succeeded()
         return len(self._deletable)
+
+
+def _oscar_errors(outcomes: Sequence[object]) -> list[OscarError]:
+    """What OSCAR refused among gathered calls; any other exception is a bug and propagates."""
+    errors = []
+    for outcome in outcomes:
+        if isinstance(outcome, OscarError):
+            errors.append(outcome)
+        elif isinstance(outcome, BaseException):
+            raise outcome
+    return errors

@@ -30,8 +30,9 @@ from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
 
-# Finished Jobs deleted through OSCAR per tick: steady clean-up that never crowds out dispatch.
-DELETIONS_PER_TICK = 50
+# Shares of a tick the loop may spend invoking and deleting finished Jobs: it folds and reports about every tick,
+# and clean-up keeps pace with the Jobs that finish without crowding out dispatch.
+DISPATCH_SHARE, CLEAN_UP_SHARE = 0.5, 0.25
 
 
 class Stopped(Protocol):
@@ -234,16 +235,17 @@ class BatchController:
                         last_plan = now
                     if not peers.spec.suspend and dispatching.ready(now):
                         await self.invoker.dispatch(book, peers, parallelism - book.counts().running,
-                                                    dispatching, now)
+                                                    dispatching, now, seconds=DISPATCH_SHARE * self.timing.tick)
                     if rechecking.ready(now):
                         await self.invoker.recheck_unseen(book, peers, rechecking, now)
                     if now - last_status >= self.timing.status_interval:
                         await self._report_progress(book, peers.spec, parallelism, planned_message)
                         last_status = now
                     if cleaning.ready(now):
-                        await self.invoker.clean_up(peers, cleaning, now, DELETIONS_PER_TICK)
+                        await self.invoker.clean_up(peers, cleaning, now, seconds=CLEAN_UP_SHARE * self.timing.tick)
                 self.report.events_due()
-                await self.stopped.wait(self.timing.tick)
+                # A tick apart from the start of this pass, not from its end: work does not stretch the tick.
+                await self.stopped.wait(max(self.timing.tick - (self.clock() - now), 0.05 * self.timing.tick))
             return False
         finally:
             self.batches.withdraw(self.uid)
