@@ -25,6 +25,29 @@ TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry
                 unseen_job_timeout=60, cancel_timeout=60)
 
 
+def name(start: int, end: int, attempt: int = 1, uid: str = UID) -> str:
+    return invocation.job_name("fish", uid, start, end, attempt)
+
+
+def seen(job: str, outcome: Outcome = Outcome.RUNNING) -> JobSeen:
+    return JobSeen(job, "oscar-svc", invocation.identify({"metadata": {"name": job}}), outcome, ready=False,
+                   started=None, finished=None,
+                   failed_reason="BackoffLimitExceeded" if outcome == Outcome.FAILED else "")
+
+
+def lines_of(job: str) -> tuple[int, int]:
+    identity = invocation.identify({"metadata": {"name": job}})
+    return identity.start, identity.end
+
+
+FAILED_POD = {"metadata": {"creationTimestamp": "2026-12-01T00:00:02Z"}, "status": {"phase": "Failed",
+              "containerStatuses": [{"name": "oscar-container", "state": {"terminated": {
+                  "exitCode": 1, "reason": "Error"}}}]}}
+EVICTED_POD = {"metadata": {"creationTimestamp": "2026-12-01T00:00:02Z"}, "status": {
+    "phase": "Failed", "reason": "Evicted", "message": "The node was low on resource: memory.",
+    "conditions": [{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}]}}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
@@ -57,6 +80,20 @@ class FakeS3:
         for key in sorted(self.objects):
             if key.startswith(prefix):
                 yield dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])(key, False)
+
+    def get_object(self, bucket: str, key: str):
+        data = self.objects[key][0]
+
+        class Response:
+            def stream(self, size: int):
+                yield data
+
+            def close(self) -> None:
+                pass
+
+            def release_conn(self) -> None:
+                pass
+        return Response()
 
     def remove_object(self, bucket: str, key: str) -> None:
         self.objects.pop(key, None)
@@ -101,8 +138,7 @@ class FakeOscar:
             raise OscarError(f'jobs.batch "{job_name}" already exists', 500)
         self.accepted.append(job_name)
         if job_name not in self.swallow:
-            identity = invocation.identify({"metadata": {"name": job_name}})
-            self._set(JobSeen(job_name, identity, Outcome.RUNNING, None, None))
+            self._set(seen(job_name))
 
     def _set(self, job: JobSeen) -> None:
         self.jobs[job.name] = job
@@ -159,6 +195,10 @@ class FakeKube:
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
         self.patches: list[dict[str, Any]] = []
+        self.pods_of: dict[str, list[dict[str, Any]]] = {}   # a failed Job's pods; by default one that exited 1
+
+    def job_pods(self, namespace: str, job: str):
+        return self.pods_of.get(job, [FAILED_POD])
 
     def nodes(self):
         return [node.to_object() for node in (control_plane(), *workers(2))]   # 2 × 4 CPU: 8 slots of 1 CPU
@@ -217,7 +257,7 @@ class World:
 
 
 def running_counts(world: World) -> list[int]:
-    return [patch["ranges"]["running"] for patch in world.kube.patches if "ranges" in patch]
+    return [patch["invocations"]["running"] for patch in world.kube.patches if "invocations" in patch]
 
 
 async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():
@@ -235,8 +275,7 @@ async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_run
     world.on_tick = script
     status = await world.run()
     assert status["phase"] == "Succeeded", status
-    per_range = collections.Counter(invocation.identify({"metadata": {"name": name}}).range
-                                    for name in world.oscar.accepted)
+    per_range = collections.Counter(lines_of(name) for name in world.oscar.accepted)
     assert len(per_range) == 20 and set(per_range.values()) == {1}
     # During the outage the status never claimed more running ranges than OSCAR had Jobs running.
     assert max(running_counts(world)) <= 8
@@ -245,13 +284,12 @@ async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_run
 
 async def test_invocations_in_flight_together_that_fail_leave_their_ranges_pending_with_attempts_unspent():
     world = World(items=40)                       # 20 ranges, 8 slots: the first wave goes 1 + 7 at once
-    refused = {invocation.job_name("fish", UID, index, 1) for index in (3, 5)}
+    refused = {name(1 + 2 * index, 3 + 2 * index) for index in (3, 5)}
     world.oscar.refuse_once |= refused
     world.on_tick = lambda world: world.oscar.finish_all()
     status = await world.run()
-    assert status["phase"] == "Succeeded" and status["ranges"]["retried"] == 0
-    per_range = collections.Counter(invocation.identify({"metadata": {"name": name}}).range
-                                    for name in world.oscar.accepted)
+    assert status["phase"] == "Succeeded" and status["invocations"]["retried"] == 0
+    per_range = collections.Counter(lines_of(name) for name in world.oscar.accepted)
     assert len(per_range) == 20 and set(per_range.values()) == {1}
     assert refused <= set(world.oscar.accepted)   # the same attempt went out again: it never ran
     assert any(reason == "InvocationFailed" for _, reason, _ in world.events)
@@ -268,7 +306,7 @@ async def test_a_refusal_that_needs_a_person_backs_off_instead_of_retrying_every
 
 async def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_under_a_new_attempt():
     world = World(items=4)                        # 2 ranges
-    lost = invocation.job_name("fish", UID, 0, 1)
+    lost = name(1, 3)
     world.oscar.swallow.add(lost)
 
     def script(world: World) -> None:
@@ -279,8 +317,8 @@ async def test_an_accepted_invocation_whose_job_never_appears_is_invoked_again_u
     status = await world.run()
     assert status["phase"] == "Succeeded"
     assert world.oscar.accepted.count(lost) == 1
-    assert invocation.job_name("fish", UID, 0, 2) in world.oscar.accepted  # attempt 2, no retry spent
-    assert status["ranges"]["retried"] == 0 and world.oscar.listings >= 1
+    assert name(1, 3, 2) in world.oscar.accepted  # attempt 2, no retry spent
+    assert status["invocations"]["retried"] == 0 and world.oscar.listings >= 1
     assert any(reason == "InvocationLost" for _, reason, _ in world.events)
 
 
@@ -309,25 +347,26 @@ async def test_a_changed_service_is_ignored_once_pinned_and_said_so():
 
 @pytest.mark.parametrize("keep", [False, True])
 async def test_finished_jobs_are_deleted_once_status_holds_their_outcome_and_kept_on_request(keep):
-    world = World(items=8, retries=1, keepJobs=keep)    # 4 ranges
-    retried = invocation.job_name("fish", UID, 0, 1)
+    world = World(items=8, retries=1, keepJobs=keep)    # 4 ranges of 2 lines
+    failing = name(1, 3)
     client = world.controller.resolver.client
     settled: set[str] = set()
 
     def script(world: World) -> None:
-        # A failed attempt whose range still retries is evidence, not garbage: deleted only after the retry.
-        assert retried not in client.deleted or invocation.job_name("fish", UID, 0, 2) in settled
-        for name, job in list(world.oscar.jobs.items()):
+        # A failed range whose halves still run is evidence, not garbage: deleted only once both settled.
+        assert failing not in client.deleted or {name(1, 2), name(2, 3)} <= settled
+        for job_name, job in list(world.oscar.jobs.items()):
             if job.outcome == Outcome.RUNNING:
-                outcome = Outcome.FAILED if name == retried else Outcome.SUCCEEDED
+                outcome = Outcome.FAILED if job_name == failing else Outcome.SUCCEEDED
                 world.oscar._set(dataclasses.replace(job, outcome=outcome))
-                settled.add(name)
+                settled.add(job_name)
 
     world.on_tick = script
     status = await world.run()
-    assert status["phase"] == "Succeeded"
+    assert status["phase"] == "Succeeded" and status["items"]["succeeded"] == 8
+    assert {name(1, 2), name(2, 3)} <= set(world.oscar.accepted)     # the failed range ran as its halves
     if keep:
-        assert client.deleted == [] and len(world.oscar.jobs) == 5
+        assert client.deleted == [] and len(world.oscar.jobs) == 6
     else:
         assert sorted(client.deleted) == sorted(world.oscar.accepted) and world.oscar.jobs == {}
         assert world.store.names(UID) == set()
@@ -343,8 +382,7 @@ class DeletingOscar(FakeOscarClient):
 def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
     world = World(items=8)
     for index in range(3):
-        name = invocation.job_name("fish", UID, index, 1)
-        world.oscar._set(JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING, None, None))
+        world.oscar._set(seen(name(1 + 2 * index, 3 + 2 * index)))
     world.oscar.down = oscar_down
     world.s3.objects["input/index.txt"] = (b"...", {"oscar-batch-uid": UID})
     world.body["status"] = {"phase": "Running", "startTime": "2026-12-01T00:00:01Z"}
@@ -368,7 +406,7 @@ async def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
     world, client, _ = cancel_world(oscar_down=False)
     world.s3.objects["input/index.txt.results.json"] = (b"{}", {})
     await world.cancel()
-    assert sorted(client.deleted) == sorted(invocation.job_name("fish", UID, i, 1) for i in range(3))
+    assert sorted(client.deleted) == sorted(name(1 + 2 * i, 3 + 2 * i) for i in range(3))
     assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
     assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s); "
                                                     "removed the manifest s3://bkt/input/index.txt")]
@@ -381,7 +419,7 @@ async def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it
     assert world.clock.now - started <= TIMING.cancel_timeout and slept
     [(kind, reason, message)] = world.events
     assert (kind, reason) == ("Warning", "CancelIncomplete")
-    assert "3 Job(s) still in OSCAR" in message and invocation.job_name("fish", UID, 0, 1) in message
+    assert "3 Job(s) still in OSCAR" in message and name(1, 3) in message
     assert "connection refused" in message and "removed the manifest" in message
 
 
@@ -392,13 +430,12 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     other_uid = "ffffffff-0000-4000-8000-000000000000"
     for uid, count in ((UID, 3), (other_uid, 2)):
         for index in range(count):
-            name = invocation.job_name("fish", uid, index, 1)
-            store.record(name, JobSeen(name, invocation.identify({"metadata": {"name": name}}), Outcome.RUNNING,
-                                       None, None))
+            job = name(1 + 2 * index, 3 + 2 * index, uid=uid)
+            store.record(job, seen(job))
     assert len(store.everything(UID)) == 3 and store.changes(UID) == []   # a (re)start takes everything
     assert len(store.changes(other_uid)) == 2 and store.changes(other_uid) == []
-    done = invocation.job_name("fish", UID, 1, 1)
-    store.record(done, JobSeen(done, invocation.identify({"metadata": {"name": done}}), Outcome.SUCCEEDED, None, None))
+    done = name(3, 5)
+    store.record(done, seen(done, Outcome.SUCCEEDED))
     assert [job.name for job in store.changes(UID)] == [done]             # only what changed
     assert len(store.in_flight(UID)) == 2 and len(store.all_names()) == 5
     store.record(done, store.everything(UID)[1], deleted=True)
@@ -407,10 +444,9 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
 
 async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it():
     world = World(items=4)                        # 2 ranges, both done before the restart
-    world.body["status"] = {"phase": "Running", "items": 4, "itemsPerInvocation": 2,
-                            "manifest": "s3://bkt/input/index.txt", "completedRanges": "0-1",
-                            "ranges": {"total": 2, "pending": 0, "running": 0, "succeeded": 2, "failed": 0,
-                                       "retried": 3}}
+    world.body["status"] = {"phase": "Running", "items": {"total": 4}, "rangePlan": "1:2x2",
+                            "manifest": "s3://bkt/input/index.txt", "completedItems": "1-4",
+                            "invocations": {"total": 4, "running": 0, "retried": 3}}
     status = await world.run()
-    assert status["phase"] == "Succeeded" and status["ranges"]["retried"] == 3
+    assert status["phase"] == "Succeeded" and status["invocations"]["retried"] == 3
     assert world.oscar.posts == 0                 # nothing invoked again

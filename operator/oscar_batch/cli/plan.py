@@ -28,7 +28,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     service.add_argument("--overhead-cpu", default="0", metavar="QUANTITY", help="CPU the job pod adds (sidecars)")
     service.add_argument("--overhead-memory", default="0", metavar="QUANTITY", help="memory the job pod adds")
     policy = capacity.add_argument_group("policy and output")
-    policy.add_argument("--headroom", default="0.8", metavar="SHARE", help="share of the slots to use (default 0.8)")
+    policy.add_argument("--headroom", default="1", metavar="SHARE", help="share of the slots to use (default 1)")
     policy.add_argument("--max", type=int, dest="maximum", metavar="N", help="cap on the total")
     policy.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     capacity.set_defaults(handler=_plan_capacity)

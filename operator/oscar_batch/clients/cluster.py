@@ -47,6 +47,12 @@ class Kube:
         """Every pod of the cluster, page by page (a large cluster's pod list is never one response)."""
         return self._list("pods", what="pods")
 
+    def job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The pods of one Job (the Job controller labels them with its name)."""
+        page = self._get("pods", namespace=namespace, what=f"pods of Job {namespace}/{job}",
+                         params={"labelSelector": f"job-name={job}"})
+        return list(page.get("items") or ())
+
     def secret(self, namespace: str, name: str, keys: Iterable[str]) -> dict[str, str]:
         """The named keys of a Secret, decoded. Absent keys are left out; the values never reach a message."""
         secret = self._get(f"secrets/{name}", namespace=namespace, what=f"Secret {namespace}/{name}")

@@ -13,7 +13,7 @@ import io
 import json
 import tempfile
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import minio
@@ -95,6 +95,37 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
                                                              ITEMS_META: str(items)}
         _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
     return items
+
+
+def keys_at(s3: minio.Minio, spec: BatchSpec, lines: set[int]) -> dict[int, str]:
+    """The input keys at these 1-based manifest lines, read by streaming the manifest once."""
+    found: dict[int, str] = {}
+    last = max(lines, default=0)
+    try:
+        response = s3.get_object(spec.bucket, spec.manifest_key)
+    except S3Error as error:
+        raise _storage_error(error, f"reading {spec.uri(spec.manifest_key)}") from None
+    try:
+        for number, line in enumerate(_lines(response), 1):
+            if number in lines:
+                found[number] = line
+            if number >= last:
+                break
+    finally:
+        response.close()
+        response.release_conn()
+    return found
+
+
+def _lines(response: Any) -> Iterator[str]:
+    pending = b""
+    for chunk in response.stream(1 << 16):
+        pending += chunk
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode()
+    if pending:
+        yield pending.decode()
 
 
 def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, results: dict[str, Any]) -> None:

@@ -19,12 +19,11 @@ from oscar_batch.core.ranges import RangeBook
 log = logging.getLogger(__name__)
 
 
-async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook | None, jobs: JobStore,
+async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs: JobStore,
                       batches: ActiveBatches, cluster_view: ClusterView) -> tuple[int, str]:
-    """(parallelism for this batch, explanation). Without a book (sizing the ranges) the batch's share is not
-    asked for: it has no claim yet."""
+    """(parallelism for this batch, explanation)."""
     spec, needs = peers.spec, peers.needs
-    running = book.counts().running if book else 0
+    running = book.counts().in_flight
     policy = planner.Policy(headroom=spec.headroom)
     own_pending = 0
     try:
@@ -46,7 +45,7 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook | Non
     # Headroom must not starve a batch forever: when the cluster has a free slot but the share rounds to
     # none (one slot × 0.8), the batch still takes one.
     usable = plan.total or min(plan.cluster_slots, 1)
-    slots, sharing = (usable, 1) if book is None else batches.share(uid, usable)
+    slots, sharing = batches.share(uid, usable)
     if spec.max_parallelism:
         slots = min(slots, spec.max_parallelism)
     if own_pending:

@@ -1,5 +1,5 @@
-"""What one batch asks of OSCAR: invoke pending ranges, look up invocations whose Job never appeared, and
-delete finished Jobs once status records their ranges' outcomes."""
+"""What one batch asks of OSCAR: invoke ranges (carving new ones when needed), look up invocations whose Job
+never appeared, and delete finished Jobs once status records their lines' outcomes."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +13,7 @@ from oscar_batch.controller.reporter import Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Waiting
 from oscar_batch.core import invocation
 from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import Outcome, RangeBook
+from oscar_batch.core.ranges import Outcome, RangeBook, Work
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +34,38 @@ class Invoker:
         self.may_dispatch = may_dispatch
         self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
         self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
+        self.accepted_at: dict[tuple[int, int], float] = {}   # range in flight -> when OSCAR accepted it
 
-    async def dispatch(self, book: RangeBook, peers: Peers, free: int, backoff: Backoff, now: float,
-                       seconds: float) -> None:
-        """Invoke up to `free` pending ranges, CONCURRENT_CALLS at a time and for about `seconds` at most: the
-        loop must come back to fold Job changes and report them. A range runs only once OSCAR accepted it."""
+    async def dispatch(self, book: RangeBook, peers: Peers, free: int, sizes: Callable[[int], list[int]],
+                       backoff: Backoff, now: float, seconds: float) -> None:
+        """Invoke up to `free` ranges, CONCURRENT_CALLS at a time and for about `seconds` at most: the loop must
+        come back to fold Job changes and report them. Ranges carved for this (`sizes(count)`) are recorded
+        in status first, so that a restart finds them. A range runs only once OSCAR accepted it."""
         spec = peers.spec
         deadline = self.clock() + seconds
+        pending = book.next_to_dispatch(max(free, 0))
+        if len(pending) < free and book.can_carve():
+            book.carve(sizes(free - len(pending)))
+            if not await self.report.patch({"rangePlan": book.carves.encode()}):
+                return
+            book.carving_recorded(book.carves.frontier)
+            pending = book.next_to_dispatch(max(free, 0))
 
-        async def invoke(index: int, attempt: int) -> None:
-            start, end = book.bounds(index)
-            name = invocation.job_name(spec.service, self.uid, index, attempt, book.redrive_round)
-            event = invocation.payload(start=start, end=end, bucket=spec.bucket, manifest_key=spec.manifest_key,
-                                       batch_uid=self.uid, batch=self.report.ref, index=index, attempt=attempt,
-                                       redrive=book.redrive_round)
+        async def invoke(work: Work) -> None:
+            name = invocation.job_name(spec.service, self.uid, work.start, work.end, work.attempt,
+                                       book.redrive_round)
+            event = invocation.payload(start=work.start, end=work.end, bucket=spec.bucket,
+                                       manifest_key=spec.manifest_key, batch_uid=self.uid, batch=self.report.ref,
+                                       attempt=work.attempt, redrive=book.redrive_round)
             try:
                 await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
             except OscarError as error:
                 if not (error.status == 500 and "exist" in str(error).lower()):
                     raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
-            book.invoked(index, attempt, name, started=now_iso(), now=self.clock())
+            book.invoked(work, name, started=now_iso(), now=self.clock())
+            self.accepted_at[work.key] = self.clock()
 
-        pending = book.next_to_dispatch(max(free, 0))
         # The first call goes alone: while OSCAR refuses, each try of the backoff costs one request, not a burst.
         chunks = [pending[:1]] + [pending[first:first + CONCURRENT_CALLS]
                                   for first in range(1, len(pending), CONCURRENT_CALLS)]
@@ -65,9 +74,7 @@ class Invoker:
                 break
             if not self.may_dispatch() or self.clock() > deadline:
                 return
-            outcomes = await asyncio.gather(*(invoke(index, attempt) for index, attempt in chunk),
-                                            return_exceptions=True)
-            errors = _oscar_errors(outcomes)
+            errors = _oscar_errors(await asyncio.gather(*(invoke(work) for work in chunk), return_exceptions=True))
             if errors:
                 # Not invoked: these ranges and the rest stay pending with their attempts unspent.
                 error = errors[0]
@@ -90,17 +97,19 @@ class Invoker:
             backoff.failed(now)
             return
         backoff.succeeded()
-        for index, attempt, name in overdue:
+        for work, name in overdue:
             info = listed.get(name)
             if info is None:
-                book.lost_invocation(index, attempt)
-                self.report.event("Warning", "InvocationLost", f"OSCAR accepted range {index} (attempt {attempt}) "
-                                                               f"but has no Job {name}; invoking it again")
+                book.lost_invocation(work)
+                self.report.event("Warning", "InvocationLost", f"OSCAR accepted lines {work.start}-{work.end - 1} "
+                                                               f"(attempt {work.attempt}) but has no Job {name}; "
+                                                               "invoking them again")
             elif info.get("status") in LISTED_OUTCOMES:
-                book.observe(index, attempt, LISTED_OUTCOMES[info["status"]], name, info.get("start_time"),
-                             info.get("finish_time"), redrive_round=book.redrive_round)
+                book.observe(work.start, work.end, work.attempt, LISTED_OUTCOMES[info["status"]], name,
+                             info.get("start_time"), info.get("finish_time"), redrive_round=book.redrive_round,
+                             failure_reason="Failed (from OSCAR's job listing)")
             else:
-                book.still_unseen(index, now)
+                book.still_unseen(work, now)
 
     async def record(self, book: RangeBook, patch: dict[str, Any]) -> bool:
         """Patch status; the Jobs of the ranges it records as settled may then be deleted."""

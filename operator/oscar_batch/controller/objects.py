@@ -56,6 +56,13 @@ def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str) -> int:
         raise storage_waiting(error, spec) from None
 
 
+def input_keys(s3: Any, spec: BatchSpec, lines: set[int]) -> dict[int, str]:
+    try:
+        return manifest.keys_at(s3, spec, lines)
+    except Exception as error:  # noqa: BLE001
+        raise storage_waiting(error, spec) from None
+
+
 def write_results(s3: Any, spec: BatchSpec, uid: str, batch: str, results: dict[str, Any],
                   kube: cluster.Kube) -> None:
     try:

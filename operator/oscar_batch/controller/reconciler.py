@@ -21,9 +21,9 @@ from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
-from oscar_batch.core import status
+from oscar_batch.core import chunking, invocation, items, status
 from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import RangeBook, State, choose_items_per_invocation, decode_indexes
+from oscar_batch.core.ranges import Change, Outcome, RangeBook
 from oscar_batch.core.results import results
 from oscar_batch.core.sharing import Claim
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
@@ -60,6 +60,8 @@ class BatchController:
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
         self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock,
                                may_dispatch=lambda: not self.stopped and not self._deleting())
+        self.timings = chunking.Timings()
+        self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -139,8 +141,9 @@ class BatchController:
     async def _manifest(self, peers: Peers) -> int:
         """The number of inputs: from status once this batch wrote its manifest, else from S3."""
         spec, current = peers.spec, self.report.status()
-        if current.get("items") is not None and current.get("manifest") == spec.uri(spec.manifest_key):
-            return int(current["items"])  # S3 may be down: the Jobs still tell how the batch goes
+        total = (current.get("items") or {}).get("total")
+        if total is not None and current.get("manifest") == spec.uri(spec.manifest_key):
+            return int(total)  # S3 may be down: the Jobs still tell how the batch goes
         items = await asyncio.to_thread(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
         if items is not None:
             return items
@@ -151,52 +154,121 @@ class BatchController:
         self.report.emit("Normal", "Listed", f"listed {items} input(s) into {spec.uri(spec.manifest_key)}")
         return items
 
-    async def _book(self, items: int, peers: Peers) -> RangeBook:
+    async def _book(self, total: int, peers: Peers) -> RangeBook:
         spec, current = peers.spec, self.report.status()
-        per_range = current.get("itemsPerInvocation") or spec.items_per_invocation
-        if not per_range:
-            slots, _ = await self._plan(peers, book=None)
-            per_range = choose_items_per_invocation(items, slots)
-        book = RangeBook(items, per_range, spec.retries, redrive_round=int(current.get("redrive") or 0))
         try:
-            book.restore(decode_indexes(current.get("completedRanges")), decode_indexes(current.get("failedRanges")))
+            carves = chunking.CarveLog.decode(total, current.get("rangePlan"))
         except ValueError:
-            log.warning("batch %s: unreadable range lists in status; rebuilding them from the Jobs", self.ref)
-        self._fold(book, self.jobs.everything(self.uid))
-        # Retries of ranges that settled before a restart left no trace but this count.
-        book.retried = max(book.retried, int((current.get("ranges") or {}).get("retried") or 0))
-        patch: dict[str, Any] = {"items": items, "itemsPerInvocation": per_range,
-                                 "manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
+            log.warning("batch %s: unreadable rangePlan in status; carving again after the lines it records",
+                        self.ref)
+            carves = None
+        book = RangeBook(total, spec.retries, carves=carves, redrive_round=int(current.get("redrive") or 0))
+        try:
+            book.restore(items.decode(current.get("completedItems")), items.decode(current.get("failedItems")),
+                         status.failed_items_from(current))
+        except ValueError:
+            log.warning("batch %s: unreadable line lists in status; rebuilding them from the Jobs", self.ref)
+        await self._fold(book, self.jobs.everything(self.uid))
+        # What settled before a restart left no trace but these counts.
+        counted = current.get("invocations") or {}
+        book.invocations = max(book.invocations, int(counted.get("total") or 0))
+        book.retried = max(book.retried, int(counted.get("retried") or 0))
+        book.disrupted = max(book.disrupted, int(counted.get("disrupted") or 0))
+        patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
-                                 **status.progress(book, current.get("parallelism") or 0)}
+                                 **status.progress(book, current.get("parallelism") or 0, self._sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
         await self.report.patch(patch)
         return book
 
-    def _fold(self, book: RangeBook, jobs: list[JobSeen]) -> bool:
+    async def _fold(self, book: RangeBook, jobs: list[JobSeen]) -> bool:
         """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
         ended = False
         for job in jobs:
-            changed = book.observe(job.identity.range, job.identity.attempt, job.outcome, job.name,
-                                   job.started, job.finished, redrive_round=job.identity.redrive)
-            if changed is None or changed == State.RUNNING:
+            identity = job.identity
+            key = (identity.start, identity.end)
+            if job.ready and key in self.invoker.accepted_at:
+                self._ready_at.setdefault(key, self.clock())
+            failure = invocation.Failure(False, "")
+            if job.outcome == Outcome.FAILED:
+                failure = await self._why_failed(job)
+            change = book.observe(identity.start, identity.end, identity.attempt, job.outcome, job.name,
+                                  job.started, job.finished, redrive_round=identity.redrive,
+                                  failure_reason=failure.reason, disruption=failure.disruption)
+            if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
-            if changed == State.PENDING:
-                self.report.event("Warning", "RangeRetried", f"range {job.identity.range} failed in Job "
-                                                             f"{job.name} (attempt {job.identity.attempt})")
-            elif changed == State.FAILED:
-                self.report.event("Warning", "RangeFailed", f"range {job.identity.range} failed in Job "
-                                                            f"{job.name} after {job.identity.attempt} attempt(s)")
+            accepted, ready = self.invoker.accepted_at.pop(key, None), self._ready_at.pop(key, None)
+            if change == Change.SUCCEEDED and accepted is not None:
+                self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),
+                                    lines=identity.end - identity.start)
+            if change is not None and change != Change.SUCCEEDED:
+                self._tell(change, job, failure)
         return ended
+
+    async def _why_failed(self, job: JobSeen) -> invocation.Failure:
+        try:
+            pods = await asyncio.to_thread(self.kube.job_pods, job.namespace, job.name)
+        except cluster.KubeError as error:
+            log.warning("batch %s: cannot read the pods of failed Job %s: %s", self.ref, job.name, error)
+            pods = None
+        return invocation.failure(job.failed_reason, pods)
+
+    def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
+        start, end = job.identity.start, job.identity.end
+        lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
+        what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its two "
+                                             "halves run instead"),
+                Change.RETRIED: ("ItemRetried", f"{lines} failed in Job {job.name} ({failure.reason}); "
+                                                "trying it again"),
+                Change.DISRUPTED: ("RangeDisrupted", f"{lines} were disrupted in Job {job.name} "
+                                                     f"({failure.reason}); running them again, no retry spent"),
+                Change.ITEM_FAILED: ("ItemFailed", f"{lines} failed in Job {job.name} after "
+                                                   f"{job.identity.attempt} attempt(s): {failure.reason}")}
+        reason, message = what[change]
+        self.report.event("Warning", reason, message)
+
+    def _sizing(self, spec: BatchSpec) -> dict[str, Any]:
+        sizing: dict[str, Any] = {"mode": "Fixed" if spec.items_per_invocation else "Adaptive"}
+        if self.timings.startup is not None:
+            sizing["startupSeconds"] = round(self.timings.startup, 3)
+        if self.timings.per_item is not None:
+            sizing["secondsPerItem"] = round(self.timings.per_item, 4)
+        if not spec.items_per_invocation:
+            sizing["minItems"] = chunking.min_items(self.timings.startup, self.timings.per_item)
+        return sizing
+
+    def _sizes(self, book: RangeBook, spec: BatchSpec, parallelism: int) -> Callable[[int], list[int]]:
+        def sizes(count: int) -> list[int]:
+            counts = book.counts()
+            carved = book.carves.frontier - 1
+            return chunking.carve_sizes(remaining=book.items - carved, free=count, slots=parallelism,
+                                        running=counts.in_flight, items=book.items,
+                                        first_wave=carved < chunking.FIRST_WAVE_SHARE * book.items,
+                                        min_items=chunking.min_items(self.timings.startup, self.timings.per_item),
+                                        fixed=spec.items_per_invocation)
+        return sizes
+
+    async def _name_failed_items(self, book: RangeBook, peers: Peers) -> None:
+        """Failed items get their input's key from the manifest, for status and the results."""
+        unnamed = {item.line for item in book.failed_items.values() if item.key is None}
+        if not unnamed:
+            return
+        try:
+            keys = await asyncio.to_thread(objects.input_keys, peers.s3, peers.spec, unnamed)
+        except Waiting as waiting:
+            log.warning("batch %s: cannot name the failed items yet: %s", self.ref, waiting.message)
+            return
+        for line, key in keys.items():
+            book.failed_items[line].key = key
 
     async def _redrive(self, book: RangeBook, spec: BatchSpec) -> None:
         again = book.redrive(spec.redrive)
-        message = (f"redrive {spec.redrive}: {len(again)} failed range(s) run again with {spec.retries} "
-                   "retries each" if again else f"redrive {spec.redrive}: no failed range to run again")
+        message = (f"redrive {spec.redrive}: {again} failed item(s) run again with {spec.retries} "
+                   "retries each" if again else f"redrive {spec.redrive}: no failed item to run again")
         self.report.emit("Normal", "Redriven", message)
-        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0)}
+        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0, self._sizing(spec))}
         if again:
             patch.update({"phase": status.RUNNING, "completionTime": None, "conditions": [
                 self.report.condition(kind, kind == "Progressing", "Redriven", message)
@@ -215,7 +287,7 @@ class BatchController:
         finishing = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
             while not self.stopped and not self._deleting():
-                ended = self._fold(book, self.jobs.changes(self.uid))
+                ended = await self._fold(book, self.jobs.changes(self.uid))
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
@@ -234,12 +306,13 @@ class BatchController:
                         parallelism, planned_message = await self._plan(peers, book)
                         last_plan = now
                     if not peers.spec.suspend and dispatching.ready(now):
-                        await self.invoker.dispatch(book, peers, parallelism - book.counts().running,
-                                                    dispatching, now, seconds=DISPATCH_SHARE * self.timing.tick)
+                        await self.invoker.dispatch(book, peers, parallelism - book.counts().in_flight,
+                                                    self._sizes(book, peers.spec, parallelism), dispatching, now,
+                                                    seconds=DISPATCH_SHARE * self.timing.tick)
                     if rechecking.ready(now):
                         await self.invoker.recheck_unseen(book, peers, rechecking, now)
                     if now - last_status >= self.timing.status_interval:
-                        await self._report_progress(book, peers.spec, parallelism, planned_message)
+                        await self._report_progress(book, peers, parallelism, planned_message)
                         last_status = now
                     if cleaning.ready(now):
                         await self.invoker.clean_up(peers, cleaning, now, seconds=CLEAN_UP_SHARE * self.timing.tick)
@@ -253,27 +326,32 @@ class BatchController:
     def _claim(self, book: RangeBook, spec: BatchSpec) -> None:
         """Only a batch that can dispatch takes part in sharing the cluster's slots."""
         counts = book.counts()
-        demand = 0 if spec.suspend else counts.pending + counts.running
+        # A slot per line at most: more slots make smaller ranges, not more work.
+        demand = 0 if spec.suspend or book.broken else counts.in_flight + counts.pending
         if spec.max_parallelism:
             demand = min(demand, spec.max_parallelism)
         created = self.body["metadata"].get("creationTimestamp") or ""
         self.batches.claim(Claim(self.uid, created, self.ref, demand))
 
-    async def _plan(self, peers: Peers, book: RangeBook | None) -> tuple[int, str]:
+    async def _plan(self, peers: Peers, book: RangeBook) -> tuple[int, str]:
         return await capacity.parallelism(uid=self.uid, ref=self.ref, peers=peers, book=book, jobs=self.jobs,
                                           batches=self.batches, cluster_view=self.cluster_view)
 
     # ---- status ------------------------------------------------------------------------------------
 
-    async def _report_progress(self, book: RangeBook, spec: BatchSpec, parallelism: int, planned: str) -> None:
+    async def _report_progress(self, book: RangeBook, peers: Peers, parallelism: int, planned: str) -> None:
+        spec = peers.spec
         phase = status.SUSPENDED if spec.suspend else status.RUNNING
         reason = "Suspended" if spec.suspend else "RangesRunning"
-        await self.invoker.record(book, {"phase": phase, **status.progress(book, parallelism), "conditions": [
-            self.report.condition("Progressing", not spec.suspend, reason, planned)]})
+        await self._name_failed_items(book, peers)
+        await self.invoker.record(book, {"phase": phase, **status.progress(book, parallelism, self._sizing(spec)),
+                                         "conditions": [self.report.condition("Progressing", not spec.suspend,
+                                                                              reason, planned)]})
 
     async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
         spec = peers.spec
+        await self._name_failed_items(book, peers)
         phase, reason, message = status.verdict(book, spec.tolerated_failures)
         document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
                            manifest=spec.uri(spec.manifest_key))
@@ -282,14 +360,16 @@ class BatchController:
         except Waiting as waiting:
             delay = backoff.failed(now, cap=None if waiting.needs_a_person else 4 * self.timing.retry_delay)
             counts = book.counts()
-            await self.report.waiting(Waiting(waiting.reason, f"every range has ended ({counts.succeeded} "
+            await self.report.waiting(Waiting(waiting.reason, f"the batch has ended ({counts.succeeded} items "
                                                               f"succeeded, {counts.failed} failed); writing the "
                                                               f"results waits: {waiting.message}; next try in "
-                                                              f"{delay:g}s"), progress=status.progress(book, 0))
+                                                              f"{delay:g}s"),
+                                      progress=status.progress(book, 0, self._sizing(spec)))
             return False
         self.report.events_due(flush=True)
         recorded = await self.invoker.record(book, {
-            "phase": phase, "message": message, **status.progress(book, 0), "results": spec.uri(spec.results_key),
+            "phase": phase, "message": message, **status.progress(book, 0, self._sizing(spec)),
+            "results": spec.uri(spec.results_key),
             "completionTime": now_iso(), "conditions": [
                 self.report.condition("Progressing", False, reason, message),
                 self.report.condition("Complete", phase == status.SUCCEEDED, reason, message),

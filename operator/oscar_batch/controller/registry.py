@@ -34,10 +34,13 @@ class Timing:
 class JobSeen:
     """What the operator keeps of one Job of a batch."""
     name: str
+    namespace: str
     identity: invocation.Identity
     outcome: Outcome
+    ready: bool             # its pod runs: start-up is over
     started: str | None
     finished: str | None
+    failed_reason: str      # the Job's own word on a failure; its pods tell more
 
 
 def job_seen(name: str, body: Any) -> JobSeen | None:
@@ -45,8 +48,11 @@ def job_seen(name: str, body: Any) -> JobSeen | None:
     if identity is None:
         return None
     job_status = body.get("status") or {}
-    return JobSeen(name=name, identity=identity, outcome=invocation.outcome(body),
-                   started=job_status.get("startTime"), finished=job_status.get("completionTime"))
+    outcome = invocation.outcome(body)
+    return JobSeen(name=name, namespace=body.get("metadata", {}).get("namespace") or "", identity=identity,
+                   outcome=outcome, ready=bool(job_status.get("ready")), started=job_status.get("startTime"),
+                   finished=job_status.get("completionTime"),
+                   failed_reason=invocation.failed_reason(body) if outcome == Outcome.FAILED else "")
 
 
 def batch_key(uid: str) -> str:

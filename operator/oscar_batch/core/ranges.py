@@ -1,123 +1,33 @@
-"""Ranges of the manifest and their bookkeeping: pure, no I/O.
+"""The item bookkeeping of one batch: which manifest lines succeeded, failed or run, and what to invoke next.
+Pure, no I/O.
 
-A batch of N manifest lines is cut into ranges of k lines. Range i (0-based) covers lines
-[1 + i·k, min(1 + (i+1)·k, N + 1)): 1-based and end-exclusive, exactly the `start`/`end` the original
-OSCAR-Batch coordinator sent, so existing service scripts keep working.
+A range is lines [start, end) of the manifest, 1-based and end-exclusive: exactly the `start`/`end` the original
+OSCAR-Batch coordinator sent, so existing service scripts keep working. Ranges are carved from the frontier by
+the chunking policy (`chunking.CarveLog`). A range that the service fails is retried as its two halves, and
+those halves as theirs, down to single lines; a single line is retried `retries` times and then recorded as a
+failed item. A disrupted attempt (pod evicted, node lost) runs the same lines again and spends nothing.
 
-Each range moves pending → running → succeeded, or → failed and back to pending while retries last.
-`RangeBook` holds that table; it is rebuilt on restart from the compact lists kept in status plus the
-Jobs found in the cluster, so nothing finished is ever invoked again.
+Every range to invoke is a node of its carved range's halving tree, so that a restarted operator, knowing only
+the lines settled (from status), the carve log (from status) and the Jobs it sees, proposes the very ranges —
+and Job names — it proposed before: an invocation is never made twice, even one whose Job is not seen yet.
 """
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import heapq
-import math
-import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
-# Keep every slot busy this many times over: stragglers and failures then re-balance across slots
-# instead of one slow range holding a whole share of the batch.
-WAVES = 4
-MAX_RANGES = 100_000
-# Index lists longer than this are also tried as a compressed bitmap (`z:<base64>`), and the shorter is kept:
-# a scattered set (every third range done, say) would otherwise grow with the number of ranges.
-RUNS_BUDGET = 1024
-BITMAP_PREFIX = "z:"
-MAX_BITMAP_BYTES = 1 << 20   # 8,388,608 indexes: far above MAX_RANGES, and a bound on what decoding inflates
+from oscar_batch.core.chunking import CarveLog
+from oscar_batch.core.items import Lines
 
+# A range disrupted this often is treated as failing: a pod that is always evicted is the service's problem.
+MAX_DISRUPTIONS = 3
+# A service that fails its first invocations everywhere is broken, not fed a few bad inputs: halving that down
+# to every single line would invoke it twice per line. Dispatch stops and the batch says so.
+BROKEN_AFTER = 8
 
-def choose_items_per_invocation(items: int, slots: int, waves: int = WAVES, max_ranges: int = MAX_RANGES) -> int:
-    """Lines per range when the user left it to us: about `waves` ranges per slot, at most `max_ranges` ranges."""
-    if items <= 0:
-        return 1
-    wanted_ranges = max(1, slots) * waves
-    return max(1, math.ceil(items / wanted_ranges), math.ceil(items / max_ranges))
-
-
-def range_count(items: int, per_range: int) -> int:
-    return math.ceil(items / per_range) if items > 0 else 0
-
-
-def range_bounds(index: int, items: int, per_range: int) -> tuple[int, int]:
-    """The 1-based, end-exclusive manifest lines of range `index`."""
-    start = 1 + index * per_range
-    return start, min(start + per_range, items + 1)
-
-
-def encode_indexes(indexes: Iterable[int]) -> str:
-    """Compact run-length form, as Kubernetes Indexed Jobs write completedIndexes: `0-41,43,45-46`.
-
-    When that passes RUNS_BUDGET characters and a zlib-compressed bitmap is shorter, the bitmap is written
-    instead as `z:<base64>` (bit i, least significant bit of each byte first, is index i): at most ~17 KB
-    for 100,000 ranges whatever the pattern, so status stays small.
-    """
-    ordered = sorted(set(indexes))
-    runs: list[str] = []
-    spans: list[list[int]] = []   # [first, last] of each run
-    for index in ordered:
-        if spans and index == spans[-1][1] + 1:
-            spans[-1][1] = index
-        else:
-            spans.append([index, index])
-    runs = [_run(first, last) for first, last in spans]
-    text = ",".join(runs)
-    if len(text) > RUNS_BUDGET and ordered[0] >= 0 and ordered[-1] < MAX_BITMAP_BYTES * 8:
-        bitmap = _bitmap(ordered)
-        if len(bitmap) < len(text):
-            return bitmap
-    return text
-
-
-def _run(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}-{last}"
-
-
-def _bitmap(ordered: list[int]) -> str:
-    bits = bytearray(ordered[-1] // 8 + 1)
-    for index in ordered:
-        bits[index >> 3] |= 1 << (index & 7)
-    return BITMAP_PREFIX + base64.b64encode(zlib.compress(bytes(bits), 9)).decode("ascii")
-
-
-def decode_indexes(text: str | None) -> Iterator[int]:
-    """Inverse of `encode_indexes`; raises ValueError on anything else."""
-    text = (text or "").strip()
-    if text.startswith(BITMAP_PREFIX):
-        yield from _from_bitmap(text[len(BITMAP_PREFIX):])
-        return
-    for run in text.split(","):
-        run = run.strip()
-        if not run:
-            continue
-        first, separator, last = run.partition("-")
-        low = int(first)
-        high = int(last) if separator else low
-        if low < 0 or high < low:
-            raise ValueError(f"bad index run {run!r}")
-        yield from range(low, high + 1)
-
-
-def _from_bitmap(encoded: str) -> Iterator[int]:
-    try:
-        inflater = zlib.decompressobj()
-        bits = inflater.decompress(base64.b64decode(encoded, validate=True), MAX_BITMAP_BYTES)
-    except (ValueError, zlib.error) as error:
-        raise ValueError(f"bad index bitmap: {error}") from None
-    if inflater.unconsumed_tail or not inflater.eof:
-        raise ValueError("bad index bitmap: truncated or larger than allowed")
-    for position, byte in enumerate(bits):
-        if byte:
-            yield from (position * 8 + bit for bit in range(8) if byte >> bit & 1)
-
-
-class State(enum.Enum):
-    PENDING = "pending"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
+Key = tuple[int, int]   # [start, end)
 
 
 class Outcome(enum.Enum):
@@ -127,222 +37,389 @@ class Outcome(enum.Enum):
     FAILED = "failed"
 
 
+class Change(enum.Enum):
+    """What folding one observation did, for Events."""
+    SUCCEEDED = "succeeded"
+    SPLIT = "split"            # the service failed a range: its halves run instead
+    RETRIED = "retried"        # a single line failed and runs again
+    DISRUPTED = "disrupted"    # the pod was disrupted: the same lines run again
+    ITEM_FAILED = "item failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Work:
+    """One invocation to make."""
+    start: int
+    end: int
+    attempt: int
+
+    @property
+    def key(self) -> Key:
+        return self.start, self.end
+
+
+@dataclasses.dataclass
+class FailedItem:
+    line: int
+    job: str
+    reason: str
+    key: str | None = None   # the input's object key, once read from the manifest
+
+
 @dataclasses.dataclass
 class RangeRecord:
     """What the results manifest says of a range that was ever invoked."""
-    attempts: int = 0
     jobs: list[str] = dataclasses.field(default_factory=list)
+    outcome: Outcome = Outcome.RUNNING
+    finished_attempt: int = 0     # the newest attempt whose end was folded in: each end counts once
     started: str | None = None
     finished: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class Counts:
-    total: int
+    total: int            # items
     pending: int
     running: int
     succeeded: int
     failed: int
-    retried: int
+    invocations: int      # made so far
+    in_flight: int        # invocations running
+    retried: int          # invocations made again after a failure (halves, single lines)
+    disrupted: int        # attempts lost to disruptions, run again at no cost
 
 
 class RangeBook:
-    """The state of every range of one batch. Ranges never invoked cost no memory.
-
-    A range is running only once OSCAR accepted its invocation (`invoked`) or its Job was seen (`observe`):
-    choosing what to dispatch (`next_to_dispatch`) changes nothing, so an invocation that never reached OSCAR
-    leaves no trace. Failures count per redrive round: `redrive` gives the failed ranges a fresh set of retries,
-    and the Jobs of earlier rounds, seen again after a restart, do not spend them.
-    """
-
-    def __init__(self, items: int, per_range: int, retries: int, redrive_round: int = 0) -> None:
-        if per_range < 1:
-            raise ValueError("per_range must be at least 1")
+    def __init__(self, items: int, retries: int, carves: CarveLog | None = None, redrive_round: int = 0) -> None:
         self.items = items
-        self.per_range = per_range
         self.retries = retries
         self.redrive_round = redrive_round
-        self.total = range_count(items, per_range)
-        self._next_fresh = 0                 # ranges >= this were never invoked
-        self._retry_queue: list[int] = []    # heap of ranges waiting for another attempt
-        self._running: dict[int, int] = {}   # range -> attempt in flight
-        self._succeeded: set[int] = set()
-        self._failed: set[int] = set()
-        self._attempts: dict[int, int] = {}  # range -> newest attempt invoked or seen
-        self._failures: dict[int, set[int]] = {}   # range -> attempts that failed in this round
-        self._unseen: dict[int, float] = {}  # range -> when OSCAR accepted it, until its Job is seen
-        self.records: dict[int, RangeRecord] = {}
+        self.carves = carves or CarveLog(items)
+        self.confirmed_frontier = self.carves.frontier   # ranges below it are recorded in status: invocable
+        self.succeeded = Lines()
+        self.failed = Lines()
+        self.failed_items: dict[int, FailedItem] = {}
+        self._running: dict[Key, int] = {}        # range -> attempt in flight
+        self._running_lines = Lines()
+        self._queue: dict[Key, int] = {}          # range -> attempt to invoke next
+        self._queue_order: list[Key] = []         # heap of the queue's ranges, by start line
+        self._queued_lines = Lines()
+        self._attempts: dict[Key, int] = {}       # range -> newest attempt invoked or seen
+        self._failures: dict[Key, set[int]] = {}  # single line -> attempts failed in this round
+        self._disruptions: dict[Key, set[int]] = {}
+        self._split: set[Key] = set()             # ranges whose halves run instead
+        self._unseen: dict[Key, float] = {}       # invoked range -> when OSCAR accepted it, until its Job shows
+        self._cursor = 1                          # carved ranges before this line are all accounted for
+        self.records: dict[Key, RangeRecord] = {}
+        self._evidence: dict[Key, list[str]] = {}  # failed Jobs kept until every line of theirs settles
+        self._cleanable: dict[str, None] = {}      # an ordered set
+        self.invocations = 0
         self.retried = 0
+        self.disrupted = 0
         self.lost = 0
-        self._cleanable: list[str] = []      # Jobs of settled ranges, not yet handed out for deletion
+        self.broken: str | None = None            # why dispatch stopped: the service fails everything
+        self._round_outcomes = [0, 0]             # [successes, failures] of finished invocations this round
 
-    def bounds(self, index: int) -> tuple[int, int]:
-        return range_bounds(index, self.items, self.per_range)
+    # ---- restoring ------------------------------------------------------------------------------------
 
-    def restore(self, succeeded: Iterable[int], failed: Iterable[int]) -> None:
+    def restore(self, succeeded: Lines, failed: Lines, failed_items: list[FailedItem]) -> None:
         """Take back what a previous run of the operator recorded in status."""
-        for index in succeeded:
-            if 0 <= index < self.total:  # anything else would break pending + ... == total and done()
-                self._settle(index, State.SUCCEEDED)
-        for index in failed:
-            if 0 <= index < self.total and index not in self._succeeded:
-                self._settle(index, State.FAILED)
+        for start, end in succeeded:
+            self.succeeded.add(max(start, 1), min(end, self.items + 1))
+        for start, end in failed:
+            self.failed.add(max(start, 1), min(end, self.items + 1))
+        for start, end in self.succeeded:
+            self.failed.remove(start, end)
+        for item in failed_items:
+            if self.failed.covers(item.line, item.line + 1):
+                self.failed_items[item.line] = item
 
-    def state(self, index: int) -> State:
-        if index in self._succeeded:
-            return State.SUCCEEDED
-        if index in self._failed:
-            return State.FAILED
-        if index in self._running:
-            return State.RUNNING
-        return State.PENDING
+    # ---- observing Jobs ---------------------------------------------------------------------------------
 
-    def attempts(self, index: int) -> int:
-        return self._attempts.get(index, 0)
-
-    def observe(self, index: int, attempt: int, outcome: Outcome, job: str | None = None,
-                started: str | None = None, finished: str | None = None,
-                redrive_round: int | None = None) -> State | None:
-        """Fold in what a Job says of one attempt. Returns the range's new state when it changed, else None.
-
-        Observations may repeat and arrive out of order (a restart lists every Job again): a success of
-        any attempt wins; every failed attempt of this round counts once, and the range fails for good when
-        they exceed `retries` and no newer attempt is in flight.
-        """
-        if not 0 <= index < self.total or attempt < 1:
+    def observe(self, start: int, end: int, attempt: int, outcome: Outcome, job: str | None = None,
+                started: str | None = None, finished: str | None = None, redrive_round: int | None = None,
+                failure_reason: str = "", disruption: bool = False) -> Change | None:
+        """Fold in what a Job says of one attempt of lines [start, end). Observations may repeat and arrive
+        out of order (a restart sees every Job again): each counts once, a success of any attempt wins its
+        lines, and only the newest attempt of a range decides what runs next."""
+        if not 1 <= start < end <= self.items + 1 or attempt < 1:
             return None
-        record = self.records.setdefault(index, RangeRecord())
+        key = (start, end)
+        record = self.records.setdefault(key, RangeRecord())
         new_job = job is not None and job not in record.jobs
         if job is not None and new_job:
             record.jobs.append(job)
         record.started = record.started or started
-        if self._running.get(index) == attempt:
-            self._unseen.pop(index, None)
-        before = self.state(index)
-        if before in (State.SUCCEEDED, State.FAILED):
-            if job is not None and new_job:
-                self._cleanable.append(job)  # e.g. seen again after a restart: its range is settled already
-            if outcome != Outcome.SUCCEEDED:
-                return None
-        if attempt > self._attempts.get(index, 0):
-            self._attempts[index] = attempt
-            self._unqueue(index)
-            self._unseen.pop(index, None)
-            if outcome != Outcome.RUNNING:
-                self._running.pop(index, None)
+        newest = attempt >= self._attempts.get(key, 0)
+        if attempt > self._attempts.get(key, 0):
+            self._attempts[key] = attempt
+            self._unqueue(key)
+        if self._running.get(key) == attempt:
+            self._unseen.pop(key, None)
+        if outcome == Outcome.RUNNING:
+            if newest and key not in self._running and not self._settled(key):
+                self._run(key, attempt)
+            return None
+        if self._running.get(key) == attempt or (newest and key in self._running):
+            self._stop(key)
+        record.finished = finished or record.finished
+        first_end = attempt > record.finished_attempt
+        record.finished_attempt = max(record.finished_attempt, attempt)
         if outcome == Outcome.SUCCEEDED:
-            record.finished = finished
-            self._settle(index, State.SUCCEEDED)
-        elif outcome == Outcome.RUNNING:
-            if attempt == self._attempts[index]:
-                self._running[index] = attempt
-        else:
-            counted = redrive_round is None or redrive_round == self.redrive_round
-            failures = self._failures.setdefault(index, set())
-            newly_counted = counted and attempt not in failures
-            if counted:
-                failures.add(attempt)
-            if attempt == self._attempts[index]:
-                record.finished = finished
-                self._running.pop(index, None)
-            if index in self._running:
-                pass  # a newer attempt is in flight: it decides
-            elif len(failures) > self.retries:
-                self._settle(index, State.FAILED)
-            elif index not in self._retry_queue:
-                heapq.heappush(self._retry_queue, index)
-                self.retried += int(newly_counted)
-        after = self.state(index)
-        if after != before and after in (State.SUCCEEDED, State.FAILED):
-            self._cleanable.extend(record.jobs)
-        return after if after != before else None
+            record.outcome = Outcome.SUCCEEDED
+            self._round_outcomes[0] += int(first_end)
+            return self._succeed(key, job)
+        return self._fail(key, attempt, job or "", failure_reason, disruption, newest, first_end, redrive_round)
 
-    def take_cleanable(self) -> list[str]:
-        """Jobs whose range has settled since the last call: once status records that, they can go."""
-        taken, self._cleanable = self._cleanable, []
-        return taken
+    def _succeed(self, key: Key, job: str | None) -> Change | None:
+        fresh = not self.succeeded.covers(*key)
+        self.succeeded.add(*key)
+        self.failed.remove(*key)
+        for line in [line for line in self.failed_items if key[0] <= line < key[1]]:
+            del self.failed_items[line]
+        self._drop_queued_within(key)
+        self._settled_lines(key)
+        return Change.SUCCEEDED if fresh else None
 
-    def next_to_dispatch(self, limit: int) -> list[tuple[int, int]]:
-        """Up to `limit` (range, attempt) pairs to invoke now, retries first. Nothing is marked: call
-        `invoked` for each one OSCAR accepts."""
-        chosen = [(index, self._attempts.get(index, 0) + 1) for index in heapq.nsmallest(limit, self._retry_queue)]
-        index = self._next_fresh
-        while len(chosen) < limit and index < self.total:
-            if self.state(index) == State.PENDING and index not in self._attempts:
-                chosen.append((index, 1))
-            elif index == self._next_fresh:
-                self._next_fresh += 1  # settled or taken: never a fresh candidate again
-            index += 1
+    def _fail(self, key: Key, attempt: int, job: str, reason: str, disruption: bool, newest: bool,
+              first_end: bool, redrive_round: int | None) -> Change | None:
+        record = self.records[key]
+        if record.outcome != Outcome.SUCCEEDED:
+            record.outcome = Outcome.FAILED
+        if job:
+            self._evidence.setdefault(key, [])
+            if job not in self._evidence[key]:
+                self._evidence[key].append(job)
+        if self._settled(key):
+            self._settled_lines(key)   # seen again after a restart: nothing left to do for it
+            return None
+        if not newest or key in self._running:
+            return None                # a newer attempt of these lines decides
+        this_round = redrive_round is None or redrive_round == self.redrive_round
+        if disruption:
+            disruptions = self._disruptions.setdefault(key, set())
+            if this_round:
+                disruptions.add(attempt)
+            if len(disruptions) <= MAX_DISRUPTIONS:
+                self.disrupted += int(first_end and this_round)
+                self._enqueue(key, attempt + 1)
+                return Change.DISRUPTED
+            reason = f"disrupted {len(disruptions)} times, last: {reason}"
+        if first_end and this_round:
+            self._round_outcomes[1] += 1
+            if self._round_outcomes == [0, BROKEN_AFTER]:
+                self.broken = (f"the first {BROKEN_AFTER} invocations all failed, the last in Job {job}: {reason}; "
+                               "nothing more is invoked: fix the service, then redrive the batch")
+        if key[1] - key[0] > 1:
+            if key in self._split:
+                return None
+            self._split.add(key)
+            middle = (key[0] + key[1]) // 2
+            for half in ((key[0], middle), (middle, key[1])):
+                if not self._attempts.get(half) and not self._settled(half):
+                    self._enqueue(half, 1)
+            self.retried += int(first_end and this_round)
+            return Change.SPLIT
+        failures = self._failures.setdefault(key, set())
+        counted = this_round and attempt not in failures
+        if this_round:
+            failures.add(attempt)
+        if len(failures) > self.retries:
+            self.failed.add(*key)
+            self.failed_items[key[0]] = FailedItem(key[0], job, reason)
+            self._drop_queued_within(key)
+            self._settled_lines(key)
+            return Change.ITEM_FAILED
+        self._enqueue(key, attempt + 1)
+        self.retried += int(counted and first_end)
+        return Change.RETRIED
+
+    # ---- dispatching ----------------------------------------------------------------------------------
+
+    def next_to_dispatch(self, limit: int) -> list[Work]:
+        """Up to `limit` invocations to make now: retries and halves first, then carved ranges (and the parts
+        of them nothing accounts for, after a restart). Nothing is marked: call `invoked` for each one OSCAR
+        accepts. `carve` makes new ranges when these run out."""
+        if self.broken or limit <= 0:
+            return []
+        chosen: list[Work] = []
+        for key in heapq.nsmallest(len(self._queue_order), self._queue_order):
+            if len(chosen) >= limit:
+                break
+            chosen.append(Work(key[0], key[1], self._queue[key]))
+        if len(chosen) < limit:
+            chosen.extend(self._unaccounted(limit - len(chosen), {work.key for work in chosen}))
         return chosen
 
-    def invoked(self, index: int, attempt: int, job: str, started: str, now: float) -> None:
-        """OSCAR accepted this attempt: the range runs, and its Job is expected to appear."""
-        if self.state(index) != State.PENDING or attempt <= self._attempts.get(index, 0):
+    def can_carve(self) -> bool:
+        return not self.broken and self.carves.frontier <= self.items
+
+    def carve(self, sizes: list[int]) -> None:
+        """Ranges of these sizes at the frontier. They are invocable once status holds the carve log: call
+        `carving_recorded` after the patch that carried `carves.encode()` was accepted."""
+        self.carves.carve(sizes)
+
+    def carving_recorded(self, frontier: int) -> None:
+        self.confirmed_frontier = max(self.confirmed_frontier, frontier)
+
+    def invoked(self, work: Work, job: str, started: str, now: float) -> None:
+        """OSCAR accepted this attempt: the lines run, and their Job is expected to appear."""
+        key = work.key
+        if work.attempt <= self._attempts.get(key, 0) or self._settled(key):
             return
-        self._attempts[index] = attempt
-        self._unqueue(index)
-        self._running[index] = attempt
-        self._unseen[index] = now
-        record = self.records.setdefault(index, RangeRecord())
+        self._attempts[key] = work.attempt
+        self._unqueue(key)
+        self._run(key, work.attempt)
+        self._unseen[key] = now
+        self.invocations += 1
+        record = self.records.setdefault(key, RangeRecord())
         if job not in record.jobs:
             record.jobs.append(job)
         record.started = record.started or started
 
-    def unseen_since(self, deadline: float) -> list[tuple[int, int, str]]:
-        """(range, attempt, Job name) of the invocations OSCAR accepted before `deadline` whose Job never showed."""
-        return [(index, self._running[index], self.records[index].jobs[-1])
-                for index, accepted in self._unseen.items() if accepted <= deadline]
+    def unseen_since(self, deadline: float) -> list[tuple[Work, str]]:
+        """The invocations OSCAR accepted before `deadline` whose Job never showed, with the Job's name."""
+        return [(Work(key[0], key[1], self._running[key]), self.records[key].jobs[-1])
+                for key, accepted in self._unseen.items() if accepted <= deadline]
 
-    def still_unseen(self, index: int, now: float) -> None:
+    def still_unseen(self, work: Work, now: float) -> None:
         """OSCAR still knows the invocation: give its Job more time to reach us."""
-        if index in self._unseen:
-            self._unseen[index] = now
+        if work.key in self._unseen:
+            self._unseen[work.key] = now
 
-    def lost_invocation(self, index: int, attempt: int) -> None:
-        """OSCAR accepted the attempt but has no Job for it (delegated, or lost): invoke the range again under
-        a new attempt. The service never ran it, so no retry is spent."""
-        if self._running.get(index) != attempt or index not in self._unseen:
+    def lost_invocation(self, work: Work) -> None:
+        """OSCAR accepted the attempt but has no Job for it (delegated, or lost): invoke the lines again under
+        a new attempt. The service never ran them, so no retry is spent."""
+        key = work.key
+        if self._running.get(key) != work.attempt or key not in self._unseen:
             return
-        del self._running[index]
-        del self._unseen[index]
-        heapq.heappush(self._retry_queue, index)
+        self._stop(key)
+        self._enqueue(key, work.attempt + 1)
         self.lost += 1
 
-    def redrive(self, redrive_round: int) -> list[int]:
-        """Give every failed range a fresh round of retries. Returns the ranges that go back to pending."""
+    def redrive(self, redrive_round: int) -> int:
+        """Give every failed line a fresh round of retries. Returns how many lines run again."""
         self.redrive_round = redrive_round
-        again = sorted(self._failed)
-        for index in again:
-            self._failed.discard(index)
-            self._failures.pop(index, None)
-            heapq.heappush(self._retry_queue, index)
+        self.broken = None
+        self._round_outcomes = [0, 0]
+        again = len(self.failed)
+        for start, end in list(self.failed):
+            self.failed.remove(start, end)
+            for line in range(start, end):
+                key = (line, line + 1)
+                self.failed_items.pop(line, None)
+                self._failures.pop(key, None)
+                self._enqueue(key, self._attempts.get(key, 0) + 1)
+        self._failures.clear()
+        self._disruptions.clear()
+        self._split.clear()
+        self._cursor = 1
         return again
 
-    def running(self) -> dict[int, int]:
-        return dict(self._running)
-
-    def succeeded(self) -> set[int]:
-        return set(self._succeeded)
-
-    def failed(self) -> set[int]:
-        return set(self._failed)
+    # ---- reading ----------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        running, succeeded, failed = len(self._running), len(self._succeeded), len(self._failed)
-        return Counts(total=self.total, pending=self.total - running - succeeded - failed, running=running,
-                      succeeded=succeeded, failed=failed, retried=self.retried)
+        running = len(self._running_lines)
+        succeeded, failed = len(self.succeeded), len(self.failed)
+        return Counts(total=self.items, pending=max(self.items - running - succeeded - failed, 0), running=running,
+                      succeeded=succeeded, failed=failed, invocations=self.invocations,
+                      in_flight=len(self._running), retried=self.retried, disrupted=self.disrupted)
+
+    def running(self) -> dict[Key, int]:
+        return dict(self._running)
 
     def done(self) -> bool:
-        return len(self._succeeded) + len(self._failed) == self.total
+        """Nothing runs, and nothing more will: every line settled, or dispatch stopped."""
+        if self._running:
+            return False
+        return bool(self.broken) or len(self.succeeded) + len(self.failed) >= self.items
 
-    def _settle(self, index: int, state: State) -> None:
-        self._running.pop(index, None)
-        self._unseen.pop(index, None)
-        self._unqueue(index)
-        self._failed.discard(index)
-        (self._succeeded if state == State.SUCCEEDED else self._failed).add(index)
+    def take_cleanable(self) -> list[str]:
+        """Jobs every line of which settled since the last call: once status records that, they can go."""
+        taken, self._cleanable = list(self._cleanable), {}
+        return taken
 
-    def _unqueue(self, index: int) -> None:
-        if index in self._retry_queue:
-            self._retry_queue.remove(index)
-            heapq.heapify(self._retry_queue)
+    # ---- internals ----------------------------------------------------------------------------------
+
+    def _settled(self, key: Key) -> bool:
+        return self.succeeded.first_missing(*key, self.failed) is None
+
+    def _settled_lines(self, key: Key) -> None:
+        """Lines of `key` settled: the Jobs of every range now wholly settled may be deleted."""
+        done = [other for other in self._evidence if _overlap(other, key) and self._settled(other)]
+        for other in done:
+            self._cleanable.update(dict.fromkeys(self._evidence.pop(other)))
+        record = self.records.get(key)
+        if record is not None and self._settled(key):
+            self._cleanable.update(dict.fromkeys(record.jobs))
+
+    def _run(self, key: Key, attempt: int) -> None:
+        self._running[key] = attempt
+        self._running_lines.add(*key)
+
+    def _stop(self, key: Key) -> None:
+        self._running.pop(key, None)
+        self._unseen.pop(key, None)
+        self._running_lines.remove(*key)
+        for other in self._running:   # ranges overlapping after a restart: keep the lines still running
+            if _overlap(other, key):
+                self._running_lines.add(*other)
+
+    def _enqueue(self, key: Key, attempt: int) -> None:
+        if self._queue.get(key, 0) >= attempt:
+            return
+        if key not in self._queue:
+            heapq.heappush(self._queue_order, key)
+        self._queue[key] = attempt
+        self._queued_lines.add(*key)
+
+    def _unqueue(self, key: Key) -> None:
+        if self._queue.pop(key, None) is None:
+            return
+        self._queue_order.remove(key)
+        heapq.heapify(self._queue_order)
+        self._queued_lines.remove(*key)
+        for other in self._queue:
+            if _overlap(other, key):
+                self._queued_lines.add(*other)
+
+    def _drop_queued_within(self, key: Key) -> None:
+        for other in [other for other in self._queue if key[0] <= other[0] and other[1] <= key[1]]:
+            self._unqueue(other)
+
+    def _accounted(self, start: int, end: int) -> bool:
+        """Some line of [start, end) settled, running or queued."""
+        return any(lines.overlaps(start, end)
+                   for lines in (self.succeeded, self.failed, self._running_lines, self._queued_lines))
+
+    def _unaccounted(self, limit: int, taken: set[Key]) -> list[Work]:
+        """Carved ranges (or halving-tree nodes of them) none of whose lines is settled, running or queued."""
+        found: list[Work] = []
+        advancing = True
+        for start, end in self.carves.ranges_from(self._cursor):
+            if start >= self.confirmed_frontier or len(found) >= limit:
+                break
+            nodes = list(self._free_nodes(start, end))
+            if advancing and not nodes:
+                self._cursor = end
+                continue
+            advancing = False
+            for node in nodes:
+                if node not in taken and len(found) < limit:
+                    found.append(Work(node[0], node[1], self._attempts.get(node, 0) + 1))
+        return found
+
+    def _free_nodes(self, start: int, end: int) -> Iterator[Key]:
+        if not self._accounted(start, end):
+            yield start, end
+            return
+        if end - start == 1 or self.succeeded.first_missing(start, end, self.failed, self._running_lines,
+                                                             self._queued_lines) is None:
+            return
+        middle = (start + end) // 2
+        yield from self._free_nodes(start, middle)
+        yield from self._free_nodes(middle, end)
+
+
+def _overlap(a: Key, b: Key) -> bool:
+    return a[0] < b[1] and b[0] < a[1]

@@ -1,20 +1,23 @@
-"""The results manifest written at the end of a batch: per range its lines, state, attempts, Jobs and times. Pure."""
+"""The results manifest written at the end of a batch: the lines that succeeded, every failed item with its
+input and reason, and every range invoked with its Jobs and times. Pure."""
 from __future__ import annotations
 
 from typing import Any
 
+from oscar_batch.core import items
 from oscar_batch.core.ranges import RangeBook
+from oscar_batch.core.status import failed_item_json
 
 
 def results(book: RangeBook, *, batch: str, uid: str, service: str, phase: str, manifest: str) -> dict[str, Any]:
-    ranges = []
-    for index in range(book.total):
-        start, end = book.bounds(index)
-        record = book.records.get(index)
-        ranges.append({"range": index, "start": start, "end": end, "state": book.state(index).value,
-                       "attempts": book.attempts(index), "jobs": record.jobs if record else [],
-                       "started": record.started if record else None,
-                       "finished": record.finished if record else None})
+    counts = book.counts()
+    ranges = [{"start": start, "end": end, "outcome": record.outcome.value, "jobs": record.jobs,
+               "started": record.started, "finished": record.finished}
+              for (start, end), record in sorted(book.records.items())]
     return {"batch": batch, "uid": uid, "service": service, "phase": phase, "manifest": manifest,
-            "items": book.items, "itemsPerInvocation": book.per_range, "redrive": book.redrive_round,
+            "items": {"total": counts.total, "succeeded": counts.succeeded, "failed": counts.failed,
+                      "pending": counts.pending},
+            "redrive": book.redrive_round, "succeededItems": items.encode(book.succeeded),
+            "failedItems": [failed_item_json(item) for item in sorted(book.failed_items.values(),
+                                                                      key=lambda item: item.line)],
             "ranges": ranges}

@@ -227,7 +227,7 @@ def _boolean(spec: Mapping[str, Any], field: str, default: bool) -> bool:
 
 
 def _headroom(spec: Mapping[str, Any]) -> float:
-    value = spec.get("capacityHeadroom", 0.8)
+    value = spec.get("capacityHeadroom", 1.0)
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise SpecError(f"spec.capacityHeadroom must be a number in (0, 1], got {value!r}")
     return float(value)

@@ -1,52 +1,83 @@
-"""Status arithmetic of an OscarBatchJob: pure functions from the range table to the `status` patch."""
+"""Status arithmetic of an OscarBatchJob: pure functions from the item bookkeeping to the `status` patch."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oscar_batch.core.ranges import RangeBook, encode_indexes
+from oscar_batch.core import items
+from oscar_batch.core.ranges import FailedItem, RangeBook
 
 # Phases, as in the CRD's enum.
 PENDING, LISTING, RUNNING, SUSPENDED, SUCCEEDED, FAILED = (
     "Pending", "Listing", "Running", "Suspended", "Succeeded", "Failed")
 FINISHED_PHASES = (SUCCEEDED, FAILED)
-# How many failed ranges the status names in its message; the rest are in `failedRanges`.
-NAMED_FAILURES = 10
+# Failed items status names one by one (the rest are in `failedItems`, and all in the results manifest).
+NAMED_FAILURES = 50
+# ... of which the verdict's message names the first few.
+NAMED_IN_MESSAGE = 5
 
 
-def progress(book: RangeBook, parallelism: int) -> dict[str, Any]:
-    """The part of status that moves while ranges run: small for any number of ranges."""
+def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The part of status that moves while the batch runs: small for any number of items."""
     counts = book.counts()
-    return {
+    patch: dict[str, Any] = {
         "progress": f"{counts.succeeded}/{counts.total}",
         "parallelism": parallelism,
-        "ranges": {"total": counts.total, "pending": counts.pending, "running": counts.running,
-                   "succeeded": counts.succeeded, "failed": counts.failed, "retried": counts.retried},
-        "completedRanges": encode_indexes(book.succeeded()),
-        "failedRanges": encode_indexes(book.failed()),
+        "items": {"total": counts.total, "pending": counts.pending, "running": counts.running,
+                  "succeeded": counts.succeeded, "failed": counts.failed},
+        "invocations": {"total": counts.invocations, "running": counts.in_flight, "retried": counts.retried,
+                        "disrupted": counts.disrupted},
+        "completedItems": items.encode(book.succeeded),
+        "failedItems": items.encode(book.failed),
+        "failedItemDetails": [failed_item_json(item) for item in sorted(
+            book.failed_items.values(), key=lambda item: item.line)[:NAMED_FAILURES]],
+        "rangePlan": book.carves.encode(),
     }
+    if sizing is not None:
+        patch["sizing"] = dict(sizing)
+    return patch
+
+
+def failed_item_json(item: FailedItem) -> dict[str, Any]:
+    described: dict[str, Any] = {"line": item.line, "job": item.job, "reason": item.reason}
+    if item.key is not None:
+        described["key"] = item.key
+    return described
+
+
+def failed_items_from(status: Mapping[str, Any]) -> list[FailedItem]:
+    found = []
+    for entry in status.get("failedItemDetails") or ():
+        try:
+            found.append(FailedItem(int(entry["line"]), str(entry.get("job") or ""), str(entry.get("reason") or ""),
+                                    entry.get("key")))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 def verdict(book: RangeBook, tolerated_failures: int) -> tuple[str, str, str]:
-    """(phase, reason, message) of a batch whose ranges have all ended."""
-    failed = sorted(book.failed())
-    total = book.total
-    if total == 0:
+    """(phase, reason, message) of a batch that has ended."""
+    counts = book.counts()
+    if counts.total == 0:
         return SUCCEEDED, "NoInputs", "no input matched the prefix and filters: nothing to do"
-    if len(failed) <= tolerated_failures:
-        tolerated = f"; {len(failed)} failed range(s) tolerated" if failed else ""
-        return SUCCEEDED, "AllRangesSucceeded" if not failed else "FailuresTolerated", (
-            f"{total - len(failed)} of {total} ranges succeeded{tolerated}")
-    named = ", ".join(_describe(book, index) for index in failed[:NAMED_FAILURES])
-    more = f" and {len(failed) - NAMED_FAILURES} more" if len(failed) > NAMED_FAILURES else ""
-    return FAILED, "RangesFailed", (
-        f"{len(failed)} range(s) failed after {book.retries + 1} attempt(s) each, more than the "
-        f"{tolerated_failures} tolerated: {named}{more}")
+    if book.broken:
+        return FAILED, "ServiceFailing", f"{counts.succeeded} of {counts.total} items succeeded; {book.broken}"
+    if counts.failed <= tolerated_failures:
+        tolerated = f"; {counts.failed} failed item(s) tolerated" if counts.failed else ""
+        return SUCCEEDED, "AllItemsSucceeded" if not counts.failed else "FailuresTolerated", (
+            f"{counts.succeeded} of {counts.total} items succeeded{tolerated}")
+    failed = sorted(book.failed_items.values(), key=lambda item: item.line)
+    named = ", ".join(_describe(item) for item in failed[:NAMED_IN_MESSAGE])
+    more = f" and {counts.failed - NAMED_IN_MESSAGE} more" if counts.failed > NAMED_IN_MESSAGE else ""
+    return FAILED, "ItemsFailed", (
+        f"{counts.failed} item(s) failed after {book.retries + 1} attempt(s) each, more than the "
+        f"{tolerated_failures} tolerated; {counts.succeeded} of {counts.total} succeeded. Failed: {named}{more}")
 
 
-def _describe(book: RangeBook, index: int) -> str:
-    start, end = book.bounds(index)
-    return f"range {index} (lines {start}-{end - 1})"
+def _describe(item: FailedItem) -> str:
+    what = f"line {item.line}" + (f" ({item.key})" if item.key else "")
+    return f"{what}: {item.reason} in Job {item.job}"
 
 
 def needs_controller(spec: Mapping[str, Any], status: Mapping[str, Any], generation: int) -> bool:

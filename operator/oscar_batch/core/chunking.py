@@ -1,0 +1,158 @@
+"""How many manifest lines each range gets. Pure.
+
+Ranges are carved on demand from the lines never handed out (the frontier onwards), in the factoring family
+of loop schedulers (Hummel, Schonberg and Flynn, CACM 1992; guided self-scheduling):
+
+- the first wave gives every slot one range, together FIRST_WAVE_SHARE of the batch: most of the work starts
+  at once and each slot pays its start-up once;
+- later ranges take half of what is left divided among the slots, so they shrink as the batch ends and the
+  slots finish together; when nothing runs any more (every slot came free at once: uniform items) what is left
+  is split evenly among the free slots instead;
+- no range is smaller than what keeps the start-up a STARTUP_SHARE of its run time, from the start-up and
+  per-item times measured on this batch's own Jobs.
+
+`itemsPerInvocation` set by the user means fixed ranges of that size. Every carve is recorded (a `CarveLog`,
+kept in status before the ranges it made are invoked) so that a restarted operator finds the same ranges, and
+with them the same Job names: nothing is invoked twice.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+import statistics
+from collections.abc import Iterator
+
+FIRST_WAVE_SHARE = 0.8
+STARTUP_SHARE = 0.1
+SAMPLES_KEPT = 200   # the most recent ranges the estimates come from
+
+
+def carve_sizes(*, remaining: int, free: int, slots: int, running: int, first_wave: bool, items: int,
+                min_items: int, fixed: int = 0) -> list[int]:
+    """Sizes of up to `free` new ranges from the `remaining` lines not handed out yet. One size per call, so
+    that the carve log grows by one run per dispatch pass."""
+    slots, free = max(slots, 1), max(free, 0)
+    if fixed:
+        size = fixed
+    elif first_wave:
+        size = math.ceil(FIRST_WAVE_SHARE * items / slots)
+    elif running == 0:
+        size = max(min_items, math.ceil(remaining / max(free, 1)))
+    else:
+        size = max(min_items, math.ceil(remaining / (2 * slots)))
+    size = max(1, size)
+    sizes: list[int] = []
+    while len(sizes) < free and remaining > 0:
+        sizes.append(min(size, remaining))
+        remaining -= size
+    return sizes
+
+
+def min_items(startup: float | None, per_item: float | None) -> int:
+    """The fewest lines a range may have so that start-up stays a STARTUP_SHARE of its run."""
+    if not startup or not per_item:
+        return 1
+    return max(1, math.ceil((1 - STARTUP_SHARE) / STARTUP_SHARE * startup / per_item))
+
+
+@dataclasses.dataclass
+class Timings:
+    """Start-up and per-item seconds, measured on finished ranges: the time from OSCAR accepting the
+    invocation to the Job's pod being ready is start-up; from ready to complete, divided by the lines, is
+    per item. Medians of the recent ranges: one straggler does not re-size the batch."""
+    startups: list[float] = dataclasses.field(default_factory=list)
+    per_items: list[float] = dataclasses.field(default_factory=list)
+
+    def record(self, *, accepted: float, ready: float | None, finished: float, lines: int) -> None:
+        if ready is not None and accepted <= ready <= finished:
+            self._keep(self.startups, ready - accepted)
+            self._keep(self.per_items, (finished - ready) / max(lines, 1))
+        elif finished >= accepted:
+            # The pod was never seen ready (it ran faster than the watch): start-up as measured elsewhere.
+            self._keep(self.per_items, max(finished - accepted - (self.startup or 0.0), 0.0) / max(lines, 1))
+
+    @property
+    def startup(self) -> float | None:
+        return statistics.median(self.startups) if self.startups else None
+
+    @property
+    def per_item(self) -> float | None:
+        return statistics.median(self.per_items) if self.per_items else None
+
+    @staticmethod
+    def _keep(samples: list[float], value: float) -> None:
+        samples.append(value)
+        del samples[:-SAMPLES_KEPT]
+
+
+@dataclasses.dataclass(frozen=True)
+class Carve:
+    first: int    # first line of the first range
+    count: int    # ranges of `size` lines, one after another
+    size: int
+
+
+class CarveLog:
+    """Every range carved from the frontier, as runs of equal sizes: `1:8x100,801:8x10`. The last range
+    ends at the batch's last line at the latest."""
+
+    def __init__(self, items: int, carves: list[Carve] | None = None) -> None:
+        self.items = items
+        self.carves: list[Carve] = list(carves or [])
+
+    @property
+    def frontier(self) -> int:
+        """The first line no range holds."""
+        if not self.carves:
+            return 1
+        last = self.carves[-1]
+        return min(last.first + last.count * last.size, self.items + 1)
+
+    def carve(self, sizes: list[int]) -> list[tuple[int, int]]:
+        """Append ranges of these sizes at the frontier; returns their [start, end)."""
+        made = []
+        for size in sizes:
+            start = self.frontier
+            if start > self.items:
+                break
+            last = self.carves[-1] if self.carves else None
+            if last is not None and last.size == size and last.first + last.count * size == start:
+                self.carves[-1] = dataclasses.replace(last, count=last.count + 1)
+            else:
+                self.carves.append(Carve(start, 1, size))
+            made.append((start, min(start + size, self.items + 1)))
+        return made
+
+    def ranges_from(self, line: int) -> Iterator[tuple[int, int]]:
+        """The carved ranges, in order, from the one holding `line`."""
+        position = max(bisect.bisect_right([carve.first for carve in self.carves], line) - 1, 0)
+        for carve in self.carves[position:]:
+            skip = max((line - carve.first) // carve.size, 0)
+            for index in range(skip, carve.count):
+                start = carve.first + index * carve.size
+                if start > self.items:
+                    return
+                yield start, min(start + carve.size, self.items + 1)
+
+    def encode(self) -> str:
+        return ",".join(f"{carve.first}:{carve.count}x{carve.size}" for carve in self.carves)
+
+    @classmethod
+    def decode(cls, items: int, text: str | None) -> CarveLog:
+        """Inverse of `encode`; raises ValueError on anything else, e.g. runs that do not follow each other."""
+        log = cls(items)
+        for part in (text or "").split(","):
+            part = part.strip()
+            if not part:
+                continue
+            try:
+                first, rest = part.split(":")
+                count, size = rest.split("x")
+                carve = Carve(int(first), int(count), int(size))
+            except ValueError:
+                raise ValueError(f"bad carve {part!r}") from None
+            if carve.first != log.frontier or carve.count < 1 or carve.size < 1:
+                raise ValueError(f"carve {part!r} does not follow line {log.frontier}")
+            log.carves.append(carve)
+        return log
