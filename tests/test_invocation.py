@@ -1,10 +1,11 @@
-"""One invocation: the Job name the operator asks for, the payload, and how a Job maps back to its range."""
+"""One invocation: the Job name the operator asks for, the payload, how a Job maps back to its lines, and what
+a failed Job's pods say about why it failed."""
 import json
 import re
 
 import pytest
 
-from oscar_batch.core.invocation import Identity, identify, job_name, outcome, payload
+from oscar_batch.core.invocation import Failure, Identity, failed_reason, failure, identify, job_name, outcome, payload
 from oscar_batch.core.ranges import Outcome
 
 UID = "3f2a9c1b-7d4e-4b8a-9f01-23456789abcd"
@@ -20,41 +21,42 @@ def job(name, *, event=None, container="oscar-container", extra_env=()):
             "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}}
 
 
-def an_event(uid=UID, index=7, attempt=2):
-    return payload(start=71, end=81, bucket="fish", manifest_key="input/index.txt", batch_uid=uid,
-                   batch="default/fish", index=index, attempt=attempt)
+def an_event(uid=UID, start=71, end=81, attempt=2):
+    return payload(start=start, end=end, bucket="fish", manifest_key="input/index.txt", batch_uid=uid,
+                   batch="default/fish", attempt=attempt)
 
 
 # --- names -----------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("service", "uid", "index", "attempt", "expected"), [
-    ("fish-detector", UID, 0, 1, "fish-detector-3f2a9c1b7d4e-r0-a1"),
-    ("fish-detector", UID, 41, 3, "fish-detector-3f2a9c1b7d4e-r41-a3"),
-    ("a" * 39, UID, 99_999, 1, "a" * 20 + "-3f2a9c1b7d4e-r99999-a1"),
-    ("abcdefghijklmnopqrs-tuvwxyz", UID, 5, 1, "abcdefghijklmnopqrs-3f2a9c1b7d4e-r5-a1"),   # no '--' at the cut
-    ("abcdefghijklmnopqr--tuvwxyz", UID, 5, 1, "abcdefghijklmnopqr-3f2a9c1b7d4e-r5-a1"),
-    ("x", "3f2a9c1b7d4e4b8a9f0123456789abcd", 2, 2, "x-3f2a9c1b7d4e-r2-a2"),               # UID without dashes
+@pytest.mark.parametrize(("service", "uid", "lines", "attempt", "expected"), [
+    ("fish-detector", UID, (1, 101), 1, "fish-detector-3f2a9c1b7d4e-l1-101-a1"),
+    ("fish-detector", UID, (41, 42), 3, "fish-detector-3f2a9c1b7d4e-l41-42-a3"),
+    ("a" * 39, UID, (99_999, 100_000), 1, "a" * 20 + "-3f2a9c1b7d4e-l99999-100000-a1"),
+    ("abcdefghijklmnopqrs-tuvwxyz", UID, (5, 9), 1, "abcdefghijklmnopqrs-3f2a9c1b7d4e-l5-9-a1"),  # no '--' at the cut
+    ("abcdefghijklmnopqr--tuvwxyz", UID, (5, 9), 1, "abcdefghijklmnopqr-3f2a9c1b7d4e-l5-9-a1"),
+    ("x", "3f2a9c1b7d4e4b8a9f0123456789abcd", (2, 3), 2, "x-3f2a9c1b7d4e-l2-3-a2"),       # UID without dashes
 ])
-def test_job_name(service, uid, index, attempt, expected):
-    assert job_name(service, uid, index, attempt) == expected
+def test_job_name(service, uid, lines, attempt, expected):
+    assert job_name(service, uid, *lines, attempt) == expected
 
 
 def test_a_redriven_attempt_names_its_round():
-    name = job_name("fish-detector", UID, 41, 4, redrive=2)
-    assert name == "fish-detector-3f2a9c1b7d4e-r41-a4-d2"
-    assert identify(job(name)) == Identity("3f2a9c1b7d4e", 41, 4, redrive=2)
+    name = job_name("fish-detector", UID, 41, 42, 4, redrive=2)
+    assert name == "fish-detector-3f2a9c1b7d4e-l41-42-a4-d2"
+    assert identify(job(name)) == Identity("3f2a9c1b7d4e", 41, 42, 4, redrive=2)
     assert identify(job("fish-detector-abc", event=an_event() | {"oscarBatch": {
-        "uid": UID, "batch": "default/fish", "range": 7, "attempt": 5, "redrive": 1}})) == Identity(UID, 7, 5, 1)
+        "uid": UID, "batch": "default/fish", "attempt": 5, "redrive": 1}})) == Identity(UID, 71, 81, 5, 1)
 
 
 @pytest.mark.parametrize("service", ["a" * 39, "a" * 19 + "-" + "b" * 19, "a-" * 19 + "a", "f", "0" * 39])
-@pytest.mark.parametrize(("index", "attempt", "redrive"), [(0, 1, 0), (99_999, 3, 0), (10**9, 10, 0),
-                                                        (10**12, 999, 0), (99_999, 999, 1_000_000)])
-def test_job_name_is_a_valid_dns_label(service, index, attempt, redrive):
-    name = job_name(service, UID, index, attempt, redrive)
+@pytest.mark.parametrize(("start", "end", "attempt", "redrive"), [
+    (1, 2, 1, 0), (99_999, 100_000, 3, 0), (1, 10**8 + 1, 10, 0), (10**8, 10**8 + 1, 999, 0),
+    (5 * 10**7, 10**8 + 1, 99, 1000)])
+def test_job_name_is_a_valid_dns_label_up_to_a_hundred_million_lines(service, start, end, attempt, redrive):
+    name = job_name(service, UID, start, end, attempt, redrive)
     assert len(name) <= 63
     assert DNS_LABEL.fullmatch(name), name
-    assert identify(job(name)) == Identity(UID.replace("-", "")[:12], index, attempt, redrive)
+    assert identify(job(name)) == Identity(UID.replace("-", "")[:12], start, end, attempt, redrive)
 
 
 # --- payload ---------------------------------------------------------------------------------------------------
@@ -62,7 +64,7 @@ def test_job_name_is_a_valid_dns_label(service, index, attempt, redrive):
 def test_payload_keeps_start_and_end_and_adds_identity():
     event = an_event()
     assert event == {"start": 71, "end": 81, "bucket": "fish", "manifest": "input/index.txt",
-                     "oscarBatch": {"uid": UID, "batch": "default/fish", "range": 7, "attempt": 2, "redrive": 0}}
+                     "oscarBatch": {"uid": UID, "batch": "default/fish", "attempt": 2, "redrive": 0}}
     decoded = json.loads(json.dumps(event))         # what a service's `jq .start` / `jq .end` sees
     assert (decoded["start"], decoded["end"]) == (71, 81)
     assert type(decoded["start"]) is int and type(decoded["end"]) is int
@@ -71,24 +73,27 @@ def test_payload_keeps_start_and_end_and_adds_identity():
 # --- identify --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("the_job", "expected"), [
-    (job(job_name("fish-detector", UID, 12, 1)), Identity("3f2a9c1b7d4e", 12, 1)),
+    (job(job_name("fish-detector", UID, 12, 20, 1)), Identity("3f2a9c1b7d4e", 12, 20, 1)),
     # the name wins over the EVENT when both are there
-    (job(job_name("fish-detector", UID, 12, 1), event=an_event(index=3, attempt=9)), Identity("3f2a9c1b7d4e", 12, 1)),
-    # an OSCAR that names Jobs `<service>-<uuid>`: the EVENT says which range
-    (job("fish-detector-5d1c0a9e-1111-2222-3333-444455556666", event=an_event()), Identity(UID, 7, 2)),
-    (job("fish-detector-abc", event=an_event(), extra_env=[{"name": "OTHER", "value": "x"}]), Identity(UID, 7, 2)),
+    (job(job_name("fish-detector", UID, 12, 20, 1), event=an_event(start=3, attempt=9)),
+     Identity("3f2a9c1b7d4e", 12, 20, 1)),
+    # an OSCAR that names Jobs `<service>-<uuid>`: the EVENT says which lines
+    (job("fish-detector-5d1c0a9e-1111-2222-3333-444455556666", event=an_event()), Identity(UID, 71, 81, 2)),
+    (job("fish-detector-abc", event=an_event(), extra_env=[{"name": "OTHER", "value": "x"}]),
+     Identity(UID, 71, 81, 2)),
     # foreign or unreadable Jobs
     (job("fish-detector-5d1c0a9e"), None),
     (job("other-job", event={"start": 1, "end": 5}), None),                     # an invocation not ours
     (job("other-job", event="not json"), None),
     (job("other-job", event="[1, 2]"), None),
     (job("other-job", event={"oscarBatch": "x"}), None),
-    (job("other-job", event={"oscarBatch": {"uid": UID, "range": 1}}), None),   # no attempt
-    (job("other-job", event={"oscarBatch": {"uid": UID, "range": "one", "attempt": 1}}), None),
+    (job("other-job", event={"start": 1, "end": 5, "oscarBatch": {"uid": UID}}), None),   # no attempt
+    (job("other-job", event={"start": "one", "end": 5, "oscarBatch": {"uid": UID, "attempt": 1}}), None),
     (job("other-job", event=an_event(), container="sidecar"), None),            # not OSCAR's container
-    (job("FISH-3f2a9c1b7d4e-r1-a1"), None),
-    (job("fish-3f2a9c1b7d4-r1-a1"), None),                                      # 11 hex chars
-    (job("fish-3f2a9c1b7d4e-r1-a"), None),
+    (job("FISH-3f2a9c1b7d4e-l1-2-a1"), None),
+    (job("fish-3f2a9c1b7d4-l1-2-a1"), None),                                    # 11 hex chars
+    (job("fish-3f2a9c1b7d4e-l1-2-a"), None),
+    (job("fish-3f2a9c1b7d4e-r1-a1"), None),                                     # no lines
     ({}, None),
     ({"metadata": {}, "spec": {}}, None),
 ])
@@ -97,9 +102,9 @@ def test_identify(the_job, expected):
 
 
 @pytest.mark.parametrize(("the_job", "uid", "belongs"), [
-    (job(job_name("fish", UID, 1, 1)), UID, True),
-    (job(job_name("fish", UID, 1, 1)), UID.replace("-", ""), True),
-    (job(job_name("fish", UID, 1, 1)), OTHER_UID, False),
+    (job(job_name("fish", UID, 1, 2, 1)), UID, True),
+    (job(job_name("fish", UID, 1, 2, 1)), UID.replace("-", ""), True),
+    (job(job_name("fish", UID, 1, 2, 1)), OTHER_UID, False),
     (job("fish-x", event=an_event(uid=UID)), UID, True),
     (job("fish-x", event=an_event(uid=UID)), OTHER_UID, False),
 ])
@@ -141,3 +146,47 @@ def conditions(*pairs):
 ])
 def test_outcome(the_job, expected):
     assert outcome(the_job) == expected
+
+
+# --- why an attempt failed ---------------------------------------------------------------------------------
+
+def pod(created="2026-12-01T00:00:02Z", **status):
+    return {"metadata": {"creationTimestamp": created}, "status": status}
+
+
+def exited(code, reason="Error", name="oscar-container"):
+    return {"name": name, "state": {"terminated": {"exitCode": code, "reason": reason}}}
+
+
+@pytest.mark.parametrize(("pods", "expected"), [
+    (None, Failure(False, "BackoffLimitExceeded")),                          # pods not readable: count it
+    ([], Failure(True, "its pod was deleted before it finished (evicted, preempted or its node lost)")),
+    ([pod(phase="Failed", containerStatuses=[exited(1)])], Failure(False, "Error (exit code 1)")),
+    ([pod(phase="Failed", containerStatuses=[exited(137, "OOMKilled")])], Failure(False, "OOMKilled (exit code 137)")),
+    # the kubelet's node-pressure eviction keeps the pod, says Evicted and (1.26+) DisruptionTarget
+    ([pod(phase="Failed", reason="Evicted", message="The node was low on resource: memory.",
+          conditions=[{"type": "DisruptionTarget", "status": "True", "reason": "TerminationByKubelet"}],
+          containerStatuses=[exited(137)])],
+     Failure(True, "pod disrupted: TerminationByKubelet")),
+    ([pod(phase="Failed", reason="Evicted", message="The node was low on resource: memory.")],
+     Failure(True, "pod Evicted: The node was low on resource: memory.")),
+    # a drain through the Eviction API, seen before the pod is gone
+    ([pod(phase="Failed", conditions=[{"type": "DisruptionTarget", "status": "True",
+                                       "reason": "EvictionByEvictionAPI", "message": "Eviction API: evicting"}])],
+     Failure(True, "pod disrupted: EvictionByEvictionAPI: Eviction API: evicting")),
+    ([pod(phase="Failed", conditions=[{"type": "DisruptionTarget", "status": "False"}],
+          containerStatuses=[exited(2)])], Failure(False, "Error (exit code 2)")),
+    # the newest pod decides; a sidecar's exit is not the service's
+    ([pod("2026-12-01T00:00:01Z", reason="Evicted"), pod("2026-12-01T00:00:09Z", containerStatuses=[exited(3)])],
+     Failure(False, "Error (exit code 3)")),
+    ([pod(containerStatuses=[exited(0, "Completed", "sidecar"), exited(4)])], Failure(False, "Error (exit code 4)")),
+    ([pod(phase="Failed")], Failure(False, "BackoffLimitExceeded")),
+])
+def test_failure_tells_a_disruption_from_the_services_own_failure(pods, expected):
+    assert failure("BackoffLimitExceeded", pods) == expected
+
+
+def test_failed_reason_is_the_failed_conditions():
+    assert failed_reason(with_status(conditions=[{"type": "Failed", "status": "True",
+                                                  "reason": "DeadlineExceeded"}])) == "DeadlineExceeded"
+    assert failed_reason(with_status(failed=1)) == "Failed"

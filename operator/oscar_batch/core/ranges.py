@@ -23,9 +23,10 @@ from oscar_batch.core.items import Lines
 
 # A range disrupted this often is treated as failing: a pod that is always evicted is the service's problem.
 MAX_DISRUPTIONS = 3
-# A service that fails its first invocations everywhere is broken, not fed a few bad inputs: halving that down
-# to every single line would invoke it twice per line. Dispatch stops and the batch says so.
-BROKEN_AFTER = 8
+# A service that fails everywhere is broken, not fed a few bad inputs: halving that down to every single line
+# would invoke it twice per line. Bad inputs leave one half of a split range good; when, before any success,
+# both halves of this many splits failed too, dispatch stops and the batch says so.
+BROKEN_AFTER = 4
 
 Key = tuple[int, int]   # [start, end)
 
@@ -108,6 +109,7 @@ class RangeBook:
         self._failures: dict[Key, set[int]] = {}  # single line -> attempts failed in this round
         self._disruptions: dict[Key, set[int]] = {}
         self._split: set[Key] = set()             # ranges whose halves run instead
+        self._sibling: dict[Key, Key] = {}        # half -> the other half of the same split
         self._unseen: dict[Key, float] = {}       # invoked range -> when OSCAR accepted it, until its Job shows
         self._cursor = 1                          # carved ranges before this line are all accounted for
         self.records: dict[Key, RangeRecord] = {}
@@ -118,7 +120,8 @@ class RangeBook:
         self.disrupted = 0
         self.lost = 0
         self.broken: str | None = None            # why dispatch stopped: the service fails everything
-        self._round_outcomes = [0, 0]             # [successes, failures] of finished invocations this round
+        self._successes = 0                       # invocations that succeeded this round
+        self._both_halves_failed = 0              # splits of this round whose halves both failed too
 
     # ---- restoring ------------------------------------------------------------------------------------
 
@@ -167,7 +170,7 @@ class RangeBook:
         record.finished_attempt = max(record.finished_attempt, attempt)
         if outcome == Outcome.SUCCEEDED:
             record.outcome = Outcome.SUCCEEDED
-            self._round_outcomes[0] += int(first_end)
+            self._successes += int(first_end)
             return self._succeed(key, job)
         return self._fail(key, attempt, job or "", failure_reason, disruption, newest, first_end, redrive_round)
 
@@ -205,17 +208,20 @@ class RangeBook:
                 self._enqueue(key, attempt + 1)
                 return Change.DISRUPTED
             reason = f"disrupted {len(disruptions)} times, last: {reason}"
-        if first_end and this_round:
-            self._round_outcomes[1] += 1
-            if self._round_outcomes == [0, BROKEN_AFTER]:
-                self.broken = (f"the first {BROKEN_AFTER} invocations all failed, the last in Job {job}: {reason}; "
-                               "nothing more is invoked: fix the service, then redrive the batch")
         if key[1] - key[0] > 1:
             if key in self._split:
                 return None
             self._split.add(key)
+            if this_round and self._sibling.get(key) in self._split:
+                self._both_halves_failed += 1
+                if self._both_halves_failed >= BROKEN_AFTER and not self._successes:
+                    self.broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, "
+                                   f"the last in Job {job}: {reason}; nothing more is invoked: fix the service, "
+                                   "then redrive the batch")
             middle = (key[0] + key[1]) // 2
-            for half in ((key[0], middle), (middle, key[1])):
+            halves = (key[0], middle), (middle, key[1])
+            self._sibling[halves[0]], self._sibling[halves[1]] = halves[1], halves[0]
+            for half in halves:
                 if not self._attempts.get(half) and not self._settled(half):
                     self._enqueue(half, 1)
             self.retried += int(first_end and this_round)
@@ -301,7 +307,7 @@ class RangeBook:
         """Give every failed line a fresh round of retries. Returns how many lines run again."""
         self.redrive_round = redrive_round
         self.broken = None
-        self._round_outcomes = [0, 0]
+        self._successes = self._both_halves_failed = 0
         again = len(self.failed)
         for start, end in list(self.failed):
             self.failed.remove(start, end)
