@@ -45,3 +45,11 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> subproc
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+def lines_of(job: dict) -> tuple[int, int]:
+    """The manifest lines [start, end) a Job of the operator runs."""
+    from oscar_batch.core.invocation import identify
+    identity = identify(job)
+    assert identity is not None, job["metadata"]["name"]
+    return identity.start, identity.end

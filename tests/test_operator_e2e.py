@@ -10,7 +10,7 @@ import pytest
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.s3 import input_keys
-from support import kubectl, wait_until
+from support import kubectl, lines_of, wait_until
 
 FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)
 
@@ -34,27 +34,30 @@ def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
         status = batch["status"]
         assert status["phase"] == "Succeeded", status
         inputs = input_keys("input/", 30)
-        assert status["items"] == 30
+        assert status["items"]["total"] == status["items"]["succeeded"] == 30
+        assert status["completedItems"] == "1-30" and status["sizing"]["mode"] == "Adaptive"
         written = outputs_by_input(harness)
         assert sorted(written) == inputs  # decoys (README.txt, thumbs/*.png, archive/*) got none
-        assert status["ranges"]["succeeded"] == status["ranges"]["total"] == len(
-            {job["metadata"]["name"] for job in harness.jobs()})
+        assert status["invocations"]["total"] == len({job["metadata"]["name"] for job in harness.jobs()})
 
         manifest = harness.objects("input/index.txt")
         assert manifest["input/index.txt"].decode().splitlines() == inputs
         results = json.loads(manifest["input/index.txt.results.json"])
         assert results["phase"] == "Succeeded"
-        assert all(r["state"] == "succeeded" and r["attempts"] == 1 for r in results["ranges"])
+        assert results["succeededItems"] == "1-30" and results["failedItems"] == []
+        assert all(r["outcome"] == "succeeded" and len(r["jobs"]) == 1 for r in results["ranges"])
 
         assert harness.samples, "the watcher saw the batch running"
         for sample in harness.samples:
-            counts = sample.status.get("ranges")
+            counts = sample.status.get("items")
             if counts:
                 assert counts["pending"] + counts["running"] + counts["succeeded"] + counts["failed"] == counts["total"]
             assert not sample.unschedulable_pods, "a pod was left Pending for lack of capacity"
-        # 3 workers × 4 CPU, 1 CPU taken by another tenant, 1-CPU service: 11 slots, 80% headroom → 8.
-        assert max(s.active_jobs for s in harness.samples) <= 8
-        assert max(s.status.get("parallelism", 0) for s in harness.samples) == 8
+        # 3 workers × 4 CPU, 1 CPU taken by another tenant, 1-CPU service: 11 slots, all of them by default.
+        assert max(s.active_jobs for s in harness.samples) <= 11
+        assert max(s.status.get("parallelism", 0) for s in harness.samples) == 11
+        # the first wave: one range per slot, together 80% of the items (and the rest, carved after)
+        assert status["rangePlan"].startswith("1:")
 
         assert harness.events("Listed") and harness.events("BatchSucceeded")
         metadata = batch["metadata"]
@@ -66,7 +69,7 @@ def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
         table = kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout
         assert table.split()[:6] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
         row = next(line.split() for line in table.splitlines() if line.startswith("batch "))
-        assert row[1:3] == ["Succeeded", f"{status['ranges']['total']}/{status['ranges']['total']}"]
+        assert row[1:3] == ["Succeeded", "30/30"]
 
 
 def test_injected_failures_are_retried_and_the_batch_succeeds(tmp_path):
@@ -75,40 +78,44 @@ def test_injected_failures_are_retried_and_the_batch_succeeds(tmp_path):
         harness.apply(retries=8, itemsPerInvocation=2)
         batch = harness.wait_for_phase("Succeeded", "Failed")
         assert batch["status"]["phase"] == "Succeeded", batch["status"]
-        assert batch["status"]["ranges"]["retried"] > 0
+        assert batch["status"]["invocations"]["retried"] > 0
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
-        assert harness.events("RangeRetried")
-        # Every range succeeded in exactly one Job.
-        succeeded = collections.Counter(
-            job["metadata"]["name"].rsplit("-a", 1)[0] for job in harness.jobs()
-            if (job.get("status") or {}).get("succeeded"))
-        assert len(succeeded) == 15 and set(succeeded.values()) == {1}
+        assert harness.events("RangeSplit") or harness.events("ItemRetried")
+        # Every line succeeded in exactly one Job.
+        per_line = collections.Counter(
+            line for job in harness.jobs() if (job.get("status") or {}).get("succeeded")
+            for line in range(*lines_of(job)))
+        assert sorted(per_line) == list(range(1, 31)) and set(per_line.values()) == {1}
 
 
-def test_a_range_failing_beyond_its_retries_fails_the_batch_and_is_named(tmp_path):
-    # Range 3 of 2-line ranges is lines 7-8: start=7, end=9.
-    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 9)}))
+def test_an_item_failing_beyond_its_retries_fails_the_batch_and_is_named(tmp_path):
+    # Line 7 alone always fails: one-line ranges, so the failing range is that item.
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 8)}))
     with Harness(config(behaviour=behaviour), tmp_path) as harness:
-        harness.apply(retries=1, itemsPerInvocation=2)
+        harness.apply(retries=1, itemsPerInvocation=1)
         batch = harness.wait_for_phase("Succeeded", "Failed")
         status = batch["status"]
         assert status["phase"] == "Failed"
-        assert status["failedRanges"] == "3"
-        assert "range 3 (lines 7-8)" in status["message"]
-        assert status["ranges"]["succeeded"] == 14
+        assert status["failedItems"] == "7" and status["items"]["succeeded"] == 29
+        [detail] = status["failedItemDetails"]
+        assert detail["line"] == 7 and detail["key"] == input_keys("input/", 30)[6]
+        assert detail["reason"] == "Error (exit code 1)" and detail["job"].endswith("-l7-8-a2")
+        assert "line 7 (" in status["message"]
         failed = [c for c in status["conditions"] if c["type"] == "Failed"]
-        assert failed and failed[0]["status"] == "True" and failed[0]["reason"] == "RangesFailed"
-        attempts = [job["metadata"]["name"] for job in harness.jobs() if "-r3-" in job["metadata"]["name"]]
-        assert sorted(attempts)[-1].endswith("-r3-a2") and len(attempts) == 2
-        assert harness.events("RangeFailed")
+        assert failed and failed[0]["status"] == "True" and failed[0]["reason"] == "ItemsFailed"
+        attempts = [job["metadata"]["name"] for job in harness.jobs() if "-l7-8-" in job["metadata"]["name"]]
+        assert sorted(attempts)[-1].endswith("-l7-8-a2") and len(attempts) == 2
+        assert harness.events("ItemFailed")
+        results = json.loads(harness.objects("input/index.txt.results.json")["input/index.txt.results.json"])
+        assert results["failedItems"] == [detail]
 
 
 def test_tolerated_failures_let_the_batch_succeed(tmp_path):
-    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 9)}))
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failing_ranges=frozenset({(7, 8)}))
     with Harness(config(behaviour=behaviour), tmp_path) as harness:
-        harness.apply(retries=0, itemsPerInvocation=2, toleratedFailures=1)
+        harness.apply(retries=0, itemsPerInvocation=1, toleratedFailures=1)
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
-        assert status["phase"] == "Succeeded" and status["failedRanges"] == "3"
+        assert status["phase"] == "Succeeded" and status["failedItems"] == "7"
 
 
 def test_a_missing_secret_is_reported_and_the_batch_starts_once_it_exists(tmp_path):
@@ -144,7 +151,7 @@ def test_a_restarted_operator_resumes_without_invoking_anything_twice(tmp_path):
     slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.01, seed=5)
     with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
         harness.apply(itemsPerInvocation=2)
-        wait_until(lambda: ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0) >= 3,
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) >= 6,
                    timeout=60, message="a few ranges to succeed")
         harness.operator.kill()
         harness.operator.start()
@@ -199,10 +206,10 @@ def test_two_batches_share_the_cluster_and_each_processes_its_inputs(tmp_path):
         def split_evenly() -> bool:
             statuses = [harness.batch(name).get("status") or {} for name in ("first", "second")]
             return all(s.get("phase") == "Running" for s in statuses) and \
-                [s.get("parallelism") for s in statuses] == [4, 4]
+                [s.get("parallelism") for s in statuses] == [6, 5]
 
-        # 8 slots split evenly between the two batches once both dispatch.
-        wait_until(split_evenly, timeout=30, message="both batches to run with 4 slots each")
+        # 11 slots split between the two batches once both dispatch, the leftover one to the older.
+        wait_until(split_evenly, timeout=30, message="both batches to run with 6 and 5 slots")
         for name in ("first", "second"):
             assert harness.wait_for_phase("Succeeded", "Failed", name=name)["status"]["phase"] == "Succeeded"
         manifests = harness.objects("manifests/")
@@ -225,7 +232,7 @@ def test_a_manifest_key_held_by_an_unfinished_batch_is_refused_until_it_finishes
         assert "default/owner" in condition["message"]
         assert harness.wait_for_phase("Succeeded", name="owner")
         latecomer = harness.wait_for_phase("Succeeded", "Failed", name="latecomer")["status"]
-        assert latecomer["phase"] == "Succeeded" and latecomer["items"] == 40
+        assert latecomer["phase"] == "Succeeded" and latecomer["items"]["total"] == 40
 
 
 def test_a_service_script_reading_only_start_and_end_works_unchanged(tmp_path):
@@ -241,7 +248,7 @@ def test_a_suspended_batch_invokes_nothing_until_resumed(tmp_path):
     with Harness(config(items=8), tmp_path) as harness:
         harness.apply(suspend=True, itemsPerInvocation=2)
         status = harness.wait_for_phase("Suspended")["status"]
-        assert status["ranges"]["total"] == 4 and not harness.jobs()
+        assert status["items"]["total"] == 8 and status["items"]["pending"] == 8 and not harness.jobs()
         kubectl(harness.kubeconfig, "patch", "obatch", "batch", "--type=merge", "-p", '{"spec": {"suspend": false}}')
         assert harness.wait_for_phase("Succeeded", "Failed")["status"]["phase"] == "Succeeded"
 
@@ -250,7 +257,7 @@ def test_a_prefix_with_no_inputs_succeeds_with_zero_items(tmp_path):
     with Harness(config(items=3), tmp_path) as harness:
         harness.apply(storage={"prefix": "nothing-here/"})
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
-        assert status["phase"] == "Succeeded" and status["items"] == 0 and status["ranges"]["total"] == 0
+        assert status["phase"] == "Succeeded" and status["items"]["total"] == 0
         assert "no input" in status["message"]
 
 
@@ -267,7 +274,7 @@ def test_finished_jobs_are_deleted_through_oscar_by_default(tmp_path):
     with Harness(config(items=20), tmp_path) as harness:
         harness.apply(itemsPerInvocation=2, keepJobs=False)
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
-        assert status["phase"] == "Succeeded" and status["ranges"]["succeeded"] == 10
+        assert status["phase"] == "Succeeded" and status["items"]["succeeded"] == 20
         wait_until(lambda: not harness.jobs() and not harness.pods(), timeout=30,
                    message="every finished Job and its pod to be deleted")
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 20)
@@ -278,7 +285,7 @@ def test_deleting_a_batch_deletes_its_finished_jobs_too(tmp_path):
     slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.02, seed=6)
     with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
         harness.apply(itemsPerInvocation=2, keepJobs=False, maxParallelism=2)
-        wait_until(lambda: ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0) >= 2,
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) >= 4,
                    timeout=60, message="a few ranges to succeed")
         kubectl(harness.kubeconfig, "delete", "obatch", "batch", "--wait=false")
         wait_until(lambda: not harness.batch(), timeout=30, message="the batch to be deleted")

@@ -61,7 +61,7 @@ def test_json_is_one_object_with_the_documented_keys(cluster, capsys):
     assert (code, err) == (0, "")
     document = json.loads(out)
     assert list(document) == ["total", "nodes"]
-    assert document["total"] == 4  # floor(0.8 × (4 + 2))
+    assert document["total"] == 6  # every slot: 4 + 2
     assert [list(entry) for entry in document["nodes"]] == [["name", "slots", "limitedBy", "reason"]] * 4
     assert [(n["name"], n["slots"], n["limitedBy"]) for n in document["nodes"]] == [
         ("cp", 0, "excluded"), ("w1", 4, "memory"), ("w2", 2, "cpu"), ("w3", 0, "excluded")]
@@ -106,8 +106,8 @@ def test_oscar_status_fallback(tmp_path, capsys):
          "is_interlink": False, "status": "Ready", "conditions": [{"type": "Ready", "status": True}]}]}}
     legacy = {"detail": [{"nodeName": "w1", "cpuCapacity": "4000", "cpuUsage": "900",
                           "memoryCapacity": "8589934592", "memoryUsage": "2147483648"}]}
-    # current: 4000m − 1200m requested → 2 slots, 80% → 1; legacy: 4000m − 900m used → 3 slots, 80% → 2
-    for document, total in ((current, 1), (legacy, 2)):
+    # current: 4000m − 1200m requested → 2 slots; legacy: 4000m − 900m used → 3 slots
+    for document, total in ((current, 2), (legacy, 3)):
         path = tmp_path / "status.json"
         path.write_text(json.dumps(document))
         code, out, _ = run(capsys, "--oscar-status", str(path), "--cpu", "1", "--memory", "1Gi", "--json")
@@ -122,7 +122,7 @@ def test_runs_as_the_installed_command(cluster):
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert (result.returncode, result.stderr) == (0, "")
-    assert json.loads(result.stdout)["total"] == 4
+    assert json.loads(result.stdout)["total"] == 6
 
 
 @pytest.mark.parametrize(

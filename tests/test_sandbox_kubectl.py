@@ -49,7 +49,7 @@ def test_crd_is_installed_and_a_batch_applies_and_reads_back(kubeconfig, tmp_pat
     assert obj["spec"]["service"] == "fish-detector"
 
     kubectl(kubeconfig, "patch", "obatch", "kubectl-roundtrip", "--subresource=status", "--type=merge",
-            "-p", '{"status": {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": 250}}')
+            "-p", '{"status": {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": {"total": 250}}}')
     table = kubectl(kubeconfig, "get", "oscarbatchjobs").stdout.splitlines()
     assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
     row = next(line.split() for line in table if line.startswith("kubectl-roundtrip"))

@@ -53,7 +53,7 @@ def test_defaults():
         results_key="input/index.txt.results.json",
         items_per_invocation=0,
         max_parallelism=0,
-        headroom=0.8,
+        headroom=1.0,
         retries=2,
         tolerated_failures=0,
         suspend=False,

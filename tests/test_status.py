@@ -1,88 +1,119 @@
-"""Status arithmetic: progress stays small, the verdict names failed ranges, conditions keep their times."""
+"""Status arithmetic: progress speaks of items and stays small, the verdict names failed items, conditions
+keep their times."""
 import json
-import re
 
 import pytest
 
-from oscar_batch.core.ranges import Outcome, RangeBook, decode_indexes
-from oscar_batch.core.status import FAILED, NAMED_FAILURES, SUCCEEDED, condition, merge_conditions, progress, verdict
+from oscar_batch.core import items
+from oscar_batch.core.chunking import CarveLog
+from oscar_batch.core.items import Lines
+from oscar_batch.core.ranges import FailedItem, Outcome, RangeBook, Work
+from oscar_batch.core.status import (
+    FAILED,
+    NAMED_FAILURES,
+    NAMED_IN_MESSAGE,
+    SUCCEEDED,
+    condition,
+    failed_items_from,
+    merge_conditions,
+    progress,
+    verdict,
+)
 
 
-def book_with(items, per_range, succeeded=(), failed=(), running=(), retries=2):
-    book = RangeBook(items, per_range, retries)
-    book.restore(succeeded, failed)
-    dispatched = book.next_to_dispatch(len(running))
-    for index, attempt in dispatched:
-        book.invoked(index, attempt, f"job-{index}", started="t", now=0.0)
-    assert {index for index, _ in dispatched} == set(running)
+def book_with(total, succeeded=(), failed=(), running=(), retries=2, carves=""):
+    book = RangeBook(total, retries, carves=CarveLog.decode(total, carves))
+    book.restore(Lines(succeeded), Lines((line, line + 1) for line in failed),
+                 [FailedItem(line, f"job-{line}", "Error (exit code 1)") for line in failed])
+    for start, end in running:
+        book.invoked(Work(start, end, 1), f"job-{start}", started="t", now=0.0)
     return book
 
 
 def test_progress_shape():
-    book = book_with(20, 2, succeeded=[0, 1, 2, 5], failed=[7], running=[3, 4])
-    book.observe(3, 1, Outcome.FAILED)                    # retried: pending again
-    assert progress(book, 6) == {
-        "progress": "4/10",
+    book = book_with(20, succeeded=[(1, 7), (11, 13)], failed=[15], running=[(7, 9)], carves="1:10x2")
+    book.observe(9, 11, 1, Outcome.FAILED, "j")                     # split: its halves are pending
+    book.failed_items[15].key = "input/frame-15.jpg"
+    assert progress(book, 6, {"mode": "Adaptive"}) == {
+        "progress": "8/20",
         "parallelism": 6,
-        "ranges": {"total": 10, "pending": 4, "running": 1, "succeeded": 4, "failed": 1, "retried": 1},
-        "completedRanges": "0-2,5",
-        "failedRanges": "7",
+        "items": {"total": 20, "pending": 9, "running": 2, "succeeded": 8, "failed": 1},
+        "invocations": {"total": 1, "running": 1, "retried": 1, "disrupted": 0},
+        "completedItems": "1-6,11-12",
+        "failedItems": "15",
+        "failedItemDetails": [{"line": 15, "job": "job-15", "reason": "Error (exit code 1)",
+                               "key": "input/frame-15.jpg"}],
+        "rangePlan": "1:10x2",
+        "sizing": {"mode": "Adaptive"},
     }
 
 
 def test_progress_of_an_empty_batch():
-    assert progress(RangeBook(0, 5, 2), 0) == {
+    assert progress(RangeBook(0, 2), 0) == {
         "progress": "0/0", "parallelism": 0,
-        "ranges": {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0, "retried": 0},
-        "completedRanges": "", "failedRanges": ""}
+        "items": {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0},
+        "invocations": {"total": 0, "running": 0, "retried": 0, "disrupted": 0},
+        "completedItems": "", "failedItems": "", "failedItemDetails": [], "rangePlan": ""}
 
 
 @pytest.mark.parametrize(("succeeded", "failed"), [
-    pytest.param(lambda i: i % 3 == 0, lambda i: i % 7 == 0, id="every-3rd-succeeded-every-7th-failed"),
+    pytest.param(lambda i: i % 3 == 0, lambda i: i % 7 == 1, id="every-3rd-succeeded-every-7th-failed"),
     pytest.param(lambda i: (i * 2654435761) % 97 < 50, lambda i: (i * 2654435761) % 97 > 90, id="scrambled"),
 ])
-def test_progress_stays_small_for_100000_ranges(succeeded, failed):
-    total = 100_000
-    done = [i for i in range(total) if succeeded(i)]
-    book = book_with(total, 1, succeeded=done, failed=[i for i in range(total) if failed(i)])
+def test_progress_stays_small_for_a_million_items(succeeded, failed):
+    total = 1_000_000
+    done = [(i, i + 1) for i in range(1, total + 1) if succeeded(i)]
+    bad = [i for i in range(1, total + 1) if failed(i) and not succeeded(i)]
+    book = book_with(total, succeeded=done, failed=bad)
     patch = progress(book, 500)
     assert len(json.dumps(patch)) < 100_000
-    # ... and still lossless: a restarted operator gets every finished range back
-    assert set(decode_indexes(patch["completedRanges"])) == book.succeeded() == set(done)
-    assert set(decode_indexes(patch["failedRanges"])) == book.failed()
-    assert patch["ranges"]["succeeded"] + patch["ranges"]["failed"] + patch["ranges"]["pending"] == total
+    # ... and still lossless: a restarted operator gets every finished line back
+    assert items.decode(patch["completedItems"]) == book.succeeded == Lines(done)
+    assert items.decode(patch["failedItems"]) == book.failed
+    assert len(patch["failedItemDetails"]) == NAMED_FAILURES
+    assert failed_items_from(patch)[0] == FailedItem(bad[0], f"job-{bad[0]}", "Error (exit code 1)")
+    counts = patch["items"]
+    assert counts["succeeded"] + counts["failed"] + counts["pending"] == total
 
 
 @pytest.mark.parametrize(("failed", "tolerated", "phase", "reason", "message"), [
-    ([], 0, SUCCEEDED, "AllRangesSucceeded", "10 of 10 ranges succeeded"),
-    ([], 3, SUCCEEDED, "AllRangesSucceeded", "10 of 10 ranges succeeded"),
-    ([4], 1, SUCCEEDED, "FailuresTolerated", "9 of 10 ranges succeeded; 1 failed range(s) tolerated"),
-    ([1, 9], 2, SUCCEEDED, "FailuresTolerated", "8 of 10 ranges succeeded; 2 failed range(s) tolerated"),
-    ([4], 0, FAILED, "RangesFailed",
-     "1 range(s) failed after 3 attempt(s) each, more than the 0 tolerated: range 4 (lines 13-15)"),
-    ([9, 0], 1, FAILED, "RangesFailed",
-     "2 range(s) failed after 3 attempt(s) each, more than the 1 tolerated: "
-     "range 0 (lines 1-3), range 9 (lines 28-28)"),                 # the last range is short: line 28 only
+    ([], 0, SUCCEEDED, "AllItemsSucceeded", "30 of 30 items succeeded"),
+    ([], 3, SUCCEEDED, "AllItemsSucceeded", "30 of 30 items succeeded"),
+    ([4], 1, SUCCEEDED, "FailuresTolerated", "29 of 30 items succeeded; 1 failed item(s) tolerated"),
+    ([1, 30], 2, SUCCEEDED, "FailuresTolerated", "28 of 30 items succeeded; 2 failed item(s) tolerated"),
+    ([4], 0, FAILED, "ItemsFailed", "1 item(s) failed after 3 attempt(s) each, more than the 0 tolerated; "
+                                    "29 of 30 succeeded. Failed: line 4: Error (exit code 1) in Job job-4"),
+    ([30, 1], 1, FAILED, "ItemsFailed",
+     "2 item(s) failed after 3 attempt(s) each, more than the 1 tolerated; 28 of 30 succeeded. Failed: "
+     "line 1: Error (exit code 1) in Job job-1, line 30: Error (exit code 1) in Job job-30"),
 ])
 def test_verdict(failed, tolerated, phase, reason, message):
-    book = book_with(28, 3, succeeded=[i for i in range(10) if i not in failed], failed=failed)
+    good = Lines([(1, 31)])
+    for line in failed:
+        good.remove(line, line + 1)
+    book = book_with(30, succeeded=list(good), failed=failed)
     assert book.done()
     assert verdict(book, tolerated) == (phase, reason, message)
 
 
-@pytest.mark.parametrize(("failures", "more"), [(NAMED_FAILURES, None), (NAMED_FAILURES + 1, 1), (25, 15)])
-def test_verdict_names_at_most_ten_failed_ranges(failures, more):
-    failed = list(range(0, 2 * failures, 2))
-    book = book_with(100, 1, succeeded=[i for i in range(100) if i not in failed], failed=failed)
+def test_verdict_names_the_first_failed_items_with_their_inputs():
+    failed = list(range(2, 40, 2))
+    good = Lines([(1, 101)])
+    for line in failed:
+        good.remove(line, line + 1)
+    book = book_with(100, succeeded=list(good), failed=failed)
+    book.failed_items[2].key = "input/frame-2.jpg"
     phase, reason, message = verdict(book, 0)
-    assert (phase, reason) == (FAILED, "RangesFailed")
-    named = failed[:NAMED_FAILURES]
-    for index in named:
-        assert f"range {index} (lines {index + 1}-{index + 1})" in message
-    assert len(re.findall(r"range \d+ \(lines \d+-\d+\)", message)) == NAMED_FAILURES
-    if failures > NAMED_FAILURES:
-        assert f"range {failed[NAMED_FAILURES]} " not in message
-    assert message.endswith(f" and {more} more") if more else not message.endswith("more")
+    assert (phase, reason) == (FAILED, "ItemsFailed")
+    assert "line 2 (input/frame-2.jpg): Error (exit code 1) in Job job-2" in message
+    assert message.count("in Job") == NAMED_IN_MESSAGE
+    assert message.endswith(f" and {len(failed) - NAMED_IN_MESSAGE} more")
+
+
+def test_verdict_of_a_broken_service():
+    book = book_with(10)
+    book.broken = "before any success, both halves ... failed"
+    assert verdict(book, 0)[:2] == (FAILED, "ServiceFailing")
 
 
 @pytest.mark.parametrize(("args", "expected"), [
@@ -123,4 +154,4 @@ def test_merge_conditions(current, updates, expected):
 
 
 def test_verdict_of_a_batch_without_inputs_is_success_with_a_reason():
-    assert verdict(RangeBook(0, 1, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")
+    assert verdict(RangeBook(0, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")
