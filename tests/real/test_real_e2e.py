@@ -16,7 +16,6 @@ import datetime
 import io
 import json
 import pathlib
-import re
 import secrets
 import ssl
 import threading
@@ -32,6 +31,7 @@ import pytest
 from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
 from test_real_scheduling import add_nodes, node, remove_nodes
 
+from oscar_batch.core.invocation import identify
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
 from oscar_batch_sandbox.runner import (
@@ -240,7 +240,7 @@ class Stack:
     """What a test asks of `oscar_stack` (by indirect parametrization); the defaults are the first test's."""
     operator_args: tuple[str, ...] = ()        # appended to the operator's command line: the last flag wins
     run_seconds: float = 0.0                   # how long each pod runs (Kubelet)
-    failing_ranges: frozenset[tuple[int, int]] = frozenset({(1, 3)})
+    failing_ranges: frozenset[tuple[int, int]] = frozenset({(1, 3), (1, 2)})   # line 1 always fails
     inputs: int = 20
 
 
@@ -319,7 +319,6 @@ def batch_finished(plane: ControlPlane, namespace: str, name: str = "e2e") -> di
     return batch if (batch.get("status") or {}).get("phase") in ("Succeeded", "Failed") else None
 
 
-JOB_RANGE = re.compile(r"-r(?P<range>\d+)-a\d+(?:-d\d+)?$")
 
 
 def jobs_of(plane: ControlPlane, uid: str) -> list[dict[str, Any]]:
@@ -335,10 +334,10 @@ def verdict(job: dict[str, Any]) -> str | None:
                  if c["type"] in ("Complete", "Failed") and c["status"] == "True"), None)
 
 
-def range_of(job: dict[str, Any]) -> int:
-    match = JOB_RANGE.search(job["metadata"]["name"])
-    assert match, job["metadata"]["name"]
-    return int(match["range"])
+def lines_of(job: dict[str, Any]) -> tuple[int, int]:
+    identity = identify(job)
+    assert identity is not None, job["metadata"]["name"]
+    return identity.start, identity.end
 
 
 def batch_events(plane: ControlPlane, namespace: str, name: str = "e2e",
@@ -374,26 +373,26 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
                      alive=[operator], interval=0.5)
     assert not kubelet.errors, kubelet.errors
     status = batch["status"]
-    # Range [1, 3) always fails: tried twice (retries 1), tolerated (toleratedFailures 1).
+    # Range [1, 3) fails and runs as its halves; line 1 alone fails twice (retries 1), tolerated (1).
     assert status["phase"] == "Succeeded", (status, operator.tail())
-    assert status["items"] == 20
-    assert status["ranges"]["total"] == 10 and status["ranges"]["succeeded"] == 9
-    assert status["ranges"]["failed"] == 1 and status["failedRanges"] == "0"
+    assert status["items"]["total"] == 20 and status["items"]["succeeded"] == 19
+    assert status["items"]["failed"] == 1 and status["failedItems"] == "1"
+    assert status["failedItemDetails"][0]["key"] == oscar_stack["inputs"][0]
     conditions = {c["type"]: c for c in status["conditions"]}
     assert conditions["Complete"]["status"] == "True"
 
     outputs = sorted(obj.object_name for obj in s3.list_objects(config.bucket, prefix="output/", recursive=True))
     processed = {key.removeprefix("output/").removesuffix(".json") for key in outputs}
-    expected = {key.removeprefix(config.prefix) for key in oscar_stack["inputs"][2:]}
-    assert processed == expected, sorted(processed ^ expected)  # every input once, the failed range's none
+    expected = {key.removeprefix(config.prefix) for key in oscar_stack["inputs"][1:]}
+    assert processed == expected, sorted(processed ^ expected)  # every input once, the failed item's none
 
     # The Jobs were finished by the real Job controller from the pods' phases.
     jobs = plane.get_json("jobs", "-n", SERVICES_NAMESPACE)["items"]
     verdicts = sorted(next(c["type"] for c in job["status"]["conditions"]
                            if c["type"] in ("Complete", "Failed") and c["status"] == "True") for job in jobs)
-    assert verdicts.count("Failed") == 2 and verdicts.count("Complete") == 9, verdicts
-    # 8 slots (2 nodes × 4 cores) × headroom 0.8 = 6 in flight at most, and nothing left unschedulable.
-    assert 0 < kubelet.max_running <= 6, kubelet.max_running
+    assert verdicts.count("Failed") == 3 and verdicts.count("Complete") == 10, verdicts
+    # 8 slots (2 nodes × 4 cores) in flight at most, and nothing left unschedulable.
+    assert 0 < kubelet.max_running <= 8, kubelet.max_running
     unschedulable = plane.get_json("events", "-n", SERVICES_NAMESPACE, "--field-selector",
                                    "reason=FailedScheduling")["items"]
     assert not unschedulable, [e["message"] for e in unschedulable]
@@ -444,15 +443,14 @@ def test_oscar_outage_mid_batch_heals_and_runs_every_range_once(oscar_stack: dic
     assert not kubelet.errors, kubelet.errors
     status = batch["status"]
     assert status["phase"] == "Succeeded", (status, operator.tail())
-    assert status["items"] == 40
-    assert status["ranges"]["total"] == 20 and status["ranges"]["succeeded"] == 20, status["ranges"]
-    assert status["ranges"]["failed"] == 0
+    assert status["items"]["total"] == status["items"]["succeeded"] == 40, status["items"]
+    assert status["items"]["failed"] == 0
 
     jobs = jobs_of(plane, uid)
-    complete = {job["metadata"]["name"]: range_of(job) for job in jobs if verdict(job) == "Complete"}
-    per_range = collections.Counter(complete.values())
-    assert per_range == collections.Counter(range(20)), \
-        ({r: n for r, n in per_range.items() if n != 1}, sorted(set(range(20)) - set(per_range)))  # once each
+    complete = {job["metadata"]["name"]: lines_of(job) for job in jobs if verdict(job) == "Complete"}
+    per_line = collections.Counter(line for lines in complete.values() for line in range(*lines))
+    assert per_line == collections.Counter(range(1, 41)), \
+        ({r: n for r, n in per_line.items() if n != 1}, sorted(set(range(1, 41)) - set(per_line)))  # once each
     assert not [job["metadata"]["name"] for job in jobs if verdict(job) != "Complete"]
     assert len(jobs) == 20, sorted(job["metadata"]["name"] for job in jobs)  # nothing was invoked twice
     assert not batch_events(plane, namespace, reason="InvocationLost")
@@ -463,7 +461,7 @@ def test_oscar_outage_mid_batch_heals_and_runs_every_range_once(oscar_stack: dic
     expected = {key.removeprefix(config.prefix) for key in oscar_stack["inputs"]}
     assert processed == expected, sorted(processed ^ expected)  # every input exactly one output
     for key, body in outputs.items():  # written by the one Job that succeeded for its range
-        assert body["job"] in complete and complete[body["job"]] == body["range"][0] // 2, (key, body)
+        assert body["job"] in complete and complete[body["job"]] == tuple(body["range"]), (key, body)
     assert not rbac_denials(operator), operator.tail()
 
 
