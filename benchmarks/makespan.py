@@ -195,10 +195,10 @@ def measure_operator(workload: SandboxConfig, headroom: float) -> Outcome:
         finally:
             _stop(operator)
         status = watched.last.batch["status"]
-        return Outcome(name=f"operator, headroom {headroom:g}", ranges=status["ranges"]["total"],
-                       items_per_range=str(status["itemsPerInvocation"]), seconds=watched.seconds,
+        return Outcome(name=f"operator, headroom {headroom:g}", ranges=status["invocations"]["total"],
+                       items_per_range=status.get("rangePlan") or "", seconds=watched.seconds,
                        items=count_outputs(sandbox), failed_jobs=_failed_jobs(watched.last),
-                       retried=status["ranges"].get("retried", 0), peak_in_flight=watched.peak_in_flight,
+                       retried=status["invocations"].get("retried", 0), peak_in_flight=watched.peak_in_flight,
                        peak_unschedulable=watched.peak_unschedulable)
 
 

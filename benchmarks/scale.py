@@ -9,7 +9,7 @@ Scenarios, each on a fresh sandbox and a fresh operator process (so that peak RS
 Measured on the operator process: CPU seconds (utime + stime of /proc/<pid>/stat) per 1,000 Job changes (the
 watch events of Jobs: created, started, completed, deleted), the same over the first, middle and last third of
 the Jobs completed, peak RSS (VmHWM), and the latency from a Job getting its Complete condition to the batch's
-status listing its range in completedRanges (sampled every SAMPLE_SECONDS).
+status listing its range in completedItems (sampled every SAMPLE_SECONDS).
 
 What the benchmark replaces in the sandbox, for scale and not for convenience (each is a sandbox cost that grows
 with the cluster and would otherwise be what gets measured; docs/benchmarks.md has the numbers):
@@ -56,7 +56,7 @@ import kmock
 import oscar_batch_sandbox
 from oscar_batch.clients.manifest import BATCH_META, ITEMS_META, UID_META
 from oscar_batch.core import invocation
-from oscar_batch.core.ranges import decode_indexes
+from oscar_batch.core import items
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, control_plane
 from oscar_batch_sandbox.handoff import batch_manifests
@@ -160,7 +160,7 @@ class JobDriver:
             identity = invocation.identify({"metadata": {"name": name}})
             if identity is not None:
                 # Taken before the patch: the latency includes the patch and the watch that carries it.
-                self.completed_at[(identity.batch_uid, identity.range)] = time.monotonic()
+                self.completed_at[(identity.batch_uid, identity.start)] = time.monotonic()
             with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
                 await self._kube.patch(JOBS, namespace, name, {"status": succeeded_job_status(now_iso())})
 
@@ -286,7 +286,7 @@ class Watched:
     resource_version: str | None = None
     phase: str | None = None
     succeeded: int = 0
-    refreshed: list[float] = dataclasses.field(default_factory=list)  # when completedRanges changed
+    refreshed: list[float] = dataclasses.field(default_factory=list)  # when completedItems changed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -368,7 +368,7 @@ class Bench:
 
     def observe(self, uids: dict[str, str], *, deadline: float) -> Observation:
         """Sample the batches' status until all are finished or the deadline passes. For every range that
-        newly shows in completedRanges, the time since its Job was completed."""
+        newly shows in completedItems, the time since its Job was completed."""
         started = time.monotonic()
         watched = {name: Watched(name, uid.replace("-", "")[:invocation.UID_CHARS]) for name, uid in uids.items()}
         latencies: list[float] = []
@@ -386,13 +386,13 @@ class Bench:
                 if version == batch.resource_version:
                     continue
                 batch.resource_version, batch.phase = version, status.get("phase")
-                batch.succeeded = (status.get("ranges") or {}).get("succeeded") or 0
-                shown = set(decode_indexes(status.get("completedRanges"))) - batch.visible
+                batch.succeeded = (status.get("items") or {}).get("succeeded") or 0
+                shown = set(items.decode(status.get("completedItems")).lines()) - batch.visible
                 if shown:
                     batch.visible |= shown
                     batch.refreshed.append(now)
-                for index in shown:
-                    completed = self.driver.completed_at.get((batch.uid_key, index))
+                for line in shown:
+                    completed = self.driver.completed_at.get((batch.uid_key, line))
                     if completed is not None:
                         latencies.append(now - completed)
             if all(batch.phase in FINISHED for batch in watched.values()) or now > deadline \
@@ -447,7 +447,7 @@ class Result:
     thirds: list[Third] = dataclasses.field(default_factory=list)
     slope: float | None = None         # CPU s per 1k changes, per 10k Jobs completed
     rss_per_10k_jobs: float | None = None
-    status_every: float | None = None  # median seconds between two refreshes of a batch's completedRanges
+    status_every: float | None = None  # median seconds between two refreshes of a batch's completedItems
     problems: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     notes: list[str] = dataclasses.field(default_factory=list)
 
@@ -648,9 +648,9 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         f"and one Job; the stand-in Job controller starts a Job {JOB_START_SECONDS:g} s after OSCAR created it "
         f"and completes it {JOB_RUN_SECONDS:g} s later (all succeed). \"Job changes\" are the Jobs' watch "
         "events (created, started, completed, deleted by the operator's clean-up). Latency is from the Job's "
-        "Complete condition to its range showing in `status.completedRanges`, sampled every "
+        "Complete condition to its range showing in `status.completedItems`, sampled every "
         f"{SAMPLE_SECONDS:g} s; \"status refresh\" is the median time between two changes of a batch's "
-        "completedRanges.", "",
+        "completedItems.", "",
         *table(results), "",
         *details(results), "",
         "Targets of the issue:", "",

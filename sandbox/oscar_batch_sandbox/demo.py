@@ -62,10 +62,11 @@ def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) ->
             say(log_path.read_text()[-3000:])
             return 1
         outputs = _outputs(sandbox, config)
-        ranges = status.get("ranges") or {}
+        counts, invocations = status.get("items") or {}, status.get("invocations") or {}
         say(f"Batch {status['phase']} in {elapsed:.1f} s: {status.get('message', '')}")
-        say(f"  items {status.get('items')} · ranges {ranges.get('total')} of {status.get('itemsPerInvocation')} "
-            f"item(s) · retried {ranges.get('retried', 0)} · failed {ranges.get('failed', 0)}")
+        say(f"  items {counts.get('total')} · {invocations.get('total', 0)} invocation(s), ranges "
+            f"{status.get('rangePlan')} · retried {invocations.get('retried', 0)} · failed items "
+            f"{counts.get('failed', 0)}")
         say(f"  outputs written: {outputs} under s3://{config.bucket}/{config.behaviour.output_prefix}")
         say(f"  manifest {status.get('manifest')}  ·  results {status.get('results')}")
         if status["phase"] == SUCCEEDED and outputs == config.items:
@@ -91,10 +92,10 @@ def _follow(kube: cluster.Kube, timeout: float, out: TextIO) -> dict[str, Any]:
     while time.monotonic() < deadline:
         status = (kube.batch("default", BATCH_NAME) or {}).get("status") or {}
         line = _progress_line(status)
-        # A terminal redraws one line; a log gets a line per phase change and per tenth of the ranges.
-        ranges = status.get("ranges") or {}
+        # A terminal redraws one line; a log gets a line per phase change and per tenth of the items.
+        counts = status.get("items") or {}
         shown = line if interactive else (status.get("phase"),
-                                          10 * ranges.get("succeeded", 0) // (ranges.get("total") or 1))
+                                          10 * counts.get("succeeded", 0) // (counts.get("total") or 1))
         if shown != last_shown:
             out.write(("\r" + line + "\033[K") if interactive else line + "\n")
             out.flush()
@@ -108,12 +109,12 @@ def _follow(kube: cluster.Kube, timeout: float, out: TextIO) -> dict[str, Any]:
 
 
 def _progress_line(status: dict[str, Any]) -> str:
-    ranges = status.get("ranges") or {}
-    total, succeeded = ranges.get("total") or 0, ranges.get("succeeded", 0)
+    counts, invocations = status.get("items") or {}, status.get("invocations") or {}
+    total, succeeded = counts.get("total") or 0, counts.get("succeeded", 0)
     filled = BAR_WIDTH * succeeded // total if total else 0
     bar = "█" * filled + "░" * (BAR_WIDTH - filled)
-    return (f"[{bar}] {succeeded}/{total} ranges · {ranges.get('running', 0)} running · "
-            f"parallelism {status.get('parallelism', 0)} · retried {ranges.get('retried', 0)} · "
+    return (f"[{bar}] {succeeded}/{total} items · {invocations.get('running', 0)} running · "
+            f"parallelism {status.get('parallelism', 0)} · retried {invocations.get('retried', 0)} · "
             f"{status.get('phase') or 'Pending'}")
 
 
