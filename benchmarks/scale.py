@@ -55,8 +55,7 @@ import kmock
 
 import oscar_batch_sandbox
 from oscar_batch.clients.manifest import BATCH_META, ITEMS_META, UID_META
-from oscar_batch.core import invocation
-from oscar_batch.core import items
+from oscar_batch.core import invocation, items
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, control_plane
 from oscar_batch_sandbox.handoff import batch_manifests
