@@ -86,7 +86,7 @@ def test_valid_batch_gets_the_schema_defaults(real_plane: ControlPlane, real_crd
     real_plane.apply(batch("defaults"), "-n", namespace)
     spec = get(real_plane, namespace, "defaults")["spec"]
     assert spec["retries"] == 2
-    assert spec["capacityHeadroom"] == 0.8
+    assert spec["capacityHeadroom"] == 1.0
     assert spec["itemsPerInvocation"] == 0
     assert spec["maxParallelism"] == 0
     assert spec["toleratedFailures"] == 0
@@ -137,7 +137,7 @@ def test_unknown_fields_are_pruned_without_strict_validation(real_plane: Control
 def test_status_is_ignored_on_create_and_spec_on_status_patch(real_plane: ControlPlane, real_crd: str,
                                                               namespace: str) -> None:
     obj = batch("status-split")
-    obj["status"] = {"phase": "Succeeded", "items": 5}
+    obj["status"] = {"phase": "Succeeded", "items": {"total": 5}}
     real_plane.apply(obj, "-n", namespace)
     stored = get(real_plane, namespace, "status-split")
     assert "status" not in stored or "phase" not in stored["status"], stored.get("status")
@@ -204,7 +204,7 @@ def test_started_batch_keeps_its_inputs_but_not_its_tuning(real_plane: ControlPl
 def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str) -> None:
     real_plane.apply(batch("columns"), "-n", namespace)
     patch_status(real_plane, namespace, "columns",
-                 {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": 250})
+                 {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": {"total": 250}})
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace).stdout
     lines = [line.split() for line in output.strip().splitlines()]
     assert lines[0] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"], output

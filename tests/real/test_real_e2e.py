@@ -322,8 +322,8 @@ def batch_finished(plane: ControlPlane, namespace: str, name: str = "e2e") -> di
 
 
 def jobs_of(plane: ControlPlane, uid: str) -> list[dict[str, Any]]:
-    """The batch's Jobs in the real API server: `<service>-<uid[:12]>-r<range>-a<attempt>`."""
-    marker = f"-{uid.replace('-', '')[:12]}-r"
+    """The batch's Jobs in the real API server: `<service>-<uid[:12]>-l<start>-<end>-a<attempt>`."""
+    marker = f"-{uid.replace('-', '')[:12]}-l"
     return [job for job in plane.get_json("jobs", "-n", SERVICES_NAMESPACE)["items"]
             if marker in job["metadata"]["name"]]
 
