@@ -233,6 +233,7 @@ class World:
         self.kube = FakeKube(self.body)
         self.events: list[tuple[str, str, str]] = []
         self.on_tick = lambda world: None
+        self.succeeded_jobs: list[str] = []
         self._stopped = False
         self.controller = BatchController(
             body=self.body, jobs=self.store, batches=ActiveBatches(),
@@ -450,3 +451,82 @@ async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it(
     status = await world.run()
     assert status["phase"] == "Succeeded" and status["invocations"]["retried"] == 3
     assert world.oscar.posts == 0                 # nothing invoked again
+
+
+# ---- items: adaptive ranges, corrupt inputs, disruptions, restarts mid-halving --------------------------
+
+def finish(world: World, bad: set[int], evicted: set[str] = frozenset()) -> None:
+    """Every running Job ends: failed when it holds a corrupt line (its pod exited 1) or is evicted."""
+    for job_name, job in list(world.oscar.jobs.items()):
+        if job.outcome != Outcome.RUNNING:
+            continue
+        start, end = lines_of(job_name)
+        if job_name in evicted:
+            world.kube.pods_of[job_name] = [EVICTED_POD]
+            world.oscar._set(dataclasses.replace(job, outcome=Outcome.FAILED, failed_reason="BackoffLimitExceeded"))
+        elif any(start <= line < end for line in bad):
+            world.oscar._set(dataclasses.replace(job, outcome=Outcome.FAILED, failed_reason="BackoffLimitExceeded"))
+        else:
+            world.oscar._set(dataclasses.replace(job, outcome=Outcome.SUCCEEDED))
+            world.succeeded_jobs.append(job_name)
+
+
+async def test_adaptive_ranges_start_with_one_range_per_slot_and_a_corrupt_input_is_named():
+    world = World(items=400, itemsPerInvocation=0, retries=1)      # 8 slots
+    world.on_tick = lambda world: finish(world, bad={123})
+    status = await world.run()
+    assert status["rangePlan"].startswith("1:8x40,")               # the first wave: 8 × 40 = 80% of the lines
+    assert status["phase"] == "Failed" and status["failedItems"] == "123"
+    assert status["items"] == {"total": 400, "pending": 0, "running": 0, "succeeded": 399, "failed": 1}
+    [detail] = status["failedItemDetails"]
+    assert detail == {"line": 123, "key": "input/frame-000123.jpg", "job": name(123, 124, 2),
+                      "reason": "Error (exit code 1)"}
+    assert "line 123 (input/frame-000123.jpg)" in status["message"]
+    per_line = collections.Counter(line for job_name in world.succeeded_jobs for line in range(*lines_of(job_name)))
+    assert sorted(per_line) == [line for line in range(1, 401) if line != 123] and set(per_line.values()) == {1}
+    assert len(world.oscar.accepted) == len(set(world.oscar.accepted))
+    reasons = {reason for _, reason, _ in world.events}
+    assert {"RangeSplit", "ItemRetried", "ItemFailed", "BatchFailed"} <= reasons
+
+
+async def test_an_evicted_pod_runs_the_same_lines_again_without_spending_a_retry():
+    world = World(items=8, retries=0)                             # 4 ranges of 2, no retry at all
+    world.on_tick = lambda world: finish(world, bad=set(), evicted={name(3, 5)})
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["invocations"]["disrupted"] == 1
+    assert name(3, 5, 2) in world.oscar.accepted and name(3, 4) not in world.oscar.accepted   # not halved
+    assert any(reason == "RangeDisrupted" for _, reason, _ in world.events)
+
+
+async def test_a_restart_mid_halving_invokes_nothing_twice():
+    world = World(items=64, itemsPerInvocation=0, retries=1)
+    ticks = 0
+
+    def script(world: World) -> None:
+        nonlocal ticks
+        ticks += 1
+        if ticks % 2:                                              # every other tick, so ranges stay in flight
+            finish(world, bad={5, 40})
+        if ticks == 6:                                             # mid-halving: the operator goes away
+            world._stopped = True
+
+    world.on_tick = script
+    await world.controller.run()
+    status = world.body["status"]
+    assert status["phase"] == "Running" and status["invocations"]["retried"] >= 2, status
+    # A new process: a fresh watch cache that lists every Job, the status as the API server kept it.
+    world._stopped = False
+    world.store = world.oscar.store = JobStore()
+    for job in world.oscar.jobs.values():
+        world.store.record(job.name, job)
+    world.controller = BatchController(
+        body=world.body, jobs=world.store, batches=ActiveBatches(),
+        cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
+        kube=world.kube, emit=lambda *event: world.events.append(event), timing=TIMING, clock=world.clock,
+        resolver=FakeResolver(world.oscar, world.s3))
+    status = await world.run()
+    assert status["failedItems"] == "5,40" and status["items"]["succeeded"] == 62
+    assert len(world.oscar.accepted) == len(set(world.oscar.accepted))          # no name invoked twice
+    assert world.oscar.posts == len(world.oscar.accepted)                       # and none refused as a duplicate
+    per_line = collections.Counter(line for job_name in world.succeeded_jobs for line in range(*lines_of(job_name)))
+    assert len(per_line) == 62 and set(per_line.values()) == {1}
