@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import pathlib
 import secrets
 import threading
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
+from oscar_batch_sandbox import nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
 from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -41,6 +43,7 @@ class Sandbox:
         self._stack = contextlib.AsyncExitStack()
         self._user_token = secrets.token_hex(16)
         self.info: dict[str, Any] = {}
+        self.runner: JobRunner | None = None   # the scheduler, kubelet and service, once started
 
     async def __aenter__(self) -> Sandbox:
         try:
@@ -71,12 +74,16 @@ class Sandbox:
         s3_endpoint = await asyncio.to_thread(self.s3.start)
         self._stack.callback(self.s3.stop)
         s3_client = self.s3.client(config.s3_access_key, config.s3_secret_key)
-        await asyncio.to_thread(seed_bucket, s3_client, config.bucket,
-                                input_keys(config.prefix, config.items) + decoy_keys(config.prefix))
+        keys = input_keys(config.prefix, config.items) + decoy_keys(config.prefix)
+        if config.s3_in_process:
+            await asyncio.to_thread(self.s3.seed_in_process, s3_client, config.bucket, keys)
+        else:
+            await asyncio.to_thread(seed_bucket, s3_client, config.bucket, keys)
 
         oscar_endpoint = await self.oscar.start()
         self._stack.push_async_callback(self.oscar.stop)
-        runner = JobRunner(self.kube, config, s3_client)
+        put = functools.partial(self.s3.put_in_process, config.bucket) if config.s3_in_process else None
+        runner = self.runner = JobRunner(self.kube, config, s3_client, put=put)
         self.oscar.pod_logs = runner.pod_log
         self._background(runner.run())
         self._background(self._housekeeping())
@@ -123,6 +130,16 @@ class Sandbox:
         path.write_text(self.kubeconfig())
         path.chmod(0o600)
 
+    # ---- capacity changes at run time (`nodes`) ----
+
+    async def drain(self, node: str) -> list[str]:
+        """`kubectl drain` of `node` through the Eviction API; returns the evicted pods once they are gone."""
+        return await nodes.drain(self.kube, node)
+
+    async def add_node(self, node: NodeSpec) -> None:
+        """A node joins; the job runner's scheduler uses it from its next pass."""
+        await nodes.add_node(self.kube, node)
+
 
 class SandboxThread:
     """A `Sandbox` on an event loop of its own thread, for synchronous code (tests, the demo)."""
@@ -151,6 +168,17 @@ class SandboxThread:
     @property
     def kube(self) -> SandboxKubernetes:
         return self.sandbox.kube
+
+    @property
+    def runner(self) -> JobRunner:
+        assert self.sandbox.runner is not None, "the sandbox is not started"
+        return self.sandbox.runner
+
+    def drain(self, node: str, timeout: float = 60) -> list[str]:
+        return self.call(lambda: self.sandbox.drain(node), timeout=timeout)
+
+    def add_node(self, node: NodeSpec) -> None:
+        self.call(lambda: self.sandbox.add_node(node))
 
     def call(self, coroutine_function: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
         """Run a coroutine on the sandbox's loop, e.g. `call(lambda: sb.kube.create('v1/nodes', node))`."""
