@@ -6,6 +6,7 @@ caller's event loop; `SandboxThread` runs it on a loop of its own for synchronou
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import pathlib
@@ -28,7 +29,6 @@ __all__ = ["Behaviour", "NodeSpec", "Sandbox", "SandboxConfig", "SandboxThread",
 
 # Package data (a link to crds/batchjob.yaml in the source tree, a copy in the wheel): found from any install.
 CRD_PATH = pathlib.Path(__file__).resolve().parent / "batchjob.yaml"
-HOUSEKEEPING_SECONDS = 30.0
 T = TypeVar("T")
 
 
@@ -110,7 +110,7 @@ class Sandbox:
 
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            await asyncio.sleep(self.config.housekeeping_seconds)
             self.kube.forget_history()
 
     def kubeconfig(self) -> str:
@@ -182,6 +182,10 @@ class SandboxThread:
 
     def call(self, coroutine_function: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
         """Run a coroutine on the sandbox's loop, e.g. `call(lambda: sb.kube.create('v1/nodes', node))`."""
+        return self.submit(coroutine_function).result(timeout)
+
+    def submit(self, coroutine_function: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on the sandbox's loop without waiting for it (e.g. a drain at a given time)."""
         async def wrapper() -> T:
             return await coroutine_function()
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop)

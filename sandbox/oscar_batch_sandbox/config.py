@@ -151,6 +151,9 @@ class SandboxConfig:
     # objects, without HTTP): moto's server takes ~500 PUT/s, which a large batch would otherwise measure.
     # Everything else (listing, the manifest, the operator's objects) still goes through S3's HTTP API.
     s3_in_process: bool = False
+    # How often kmock's record of requests (matched against on every request) and past object versions are
+    # dropped: a run of many requests per second slows down without it.
+    housekeeping_seconds: float = 30.0
     forbidden: frozenset[str] = frozenset()  # resources ("v1/nodes") every API client is denied, as by RBAC
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:

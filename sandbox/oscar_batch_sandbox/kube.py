@@ -31,6 +31,7 @@ PODS_RESOURCE = kmock.resource("", "v1", "pods")
 DISRUPTION_TARGET = "DisruptionTarget"
 EVICTION_API_MESSAGE = "Eviction API: evicting"
 DEFAULT_GRACE_SECONDS = 30
+REQUESTS_KEPT = 8
 # A cluster without metrics-server serves no metrics.k8s.io; with it, kubectl resolves `nodes` there.
 ABSENT_GROUPS = {"metrics.k8s.io"}
 TABLE_ACCEPT = "as=Table"
@@ -191,9 +192,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
 
     # ---- HTTP behaviour ------------------------------------------------------------------------
 
-    def forget_history(self) -> None:
-        """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not."""
-        self._requests.clear()
+    def forget_history(self, keep_requests: int = REQUESTS_KEPT) -> None:
+        """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not.
+        The last few requests stay: one may be between being recorded and being matched."""
+        del self._requests[:max(len(self._requests) - keep_requests, 0)]
         for obj in self.objects.values():
             if len(obj.history) > 1:
                 del obj.history[:-1]
