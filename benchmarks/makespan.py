@@ -133,6 +133,7 @@ class Workload:
     changes: tuple[Change, ...] = ()
     seeds: int = len(SEEDS)
     target: float = 1.4              # original ÷ operator to print against
+    target_note: str = ""
     fails: bool = True               # something fails: operator ÷ bound has no target
 
     def with_seed(self, seed: int, scale: float) -> SandboxConfig:
@@ -158,7 +159,8 @@ WORKLOADS = (
     Workload("large", "7. large batch, 20,000 items",
              base_config(nodes=(control_plane(), *workers(LARGE_WORKERS, cpu="5", memory="16Gi")),
                          items=LARGE_ITEMS),
-             seeds=1, target=0.95, fails=False),
+             seeds=1, target=0.95, fails=False,
+             target_note="not a target of the issue: workload 1's, as items are uniform"),
 )
 
 
@@ -322,7 +324,8 @@ def original_parallelism(status: dict[str, Any], service: dict[str, Any]) -> int
                math.floor(memory_free * ORIGINAL_HEADROOM / 1e9 / memory_service))
 
 
-def run_original_coordinator(sandbox: SandboxThread, keys: list[str] | None = None) -> tuple[list[str], int]:
+def run_original_coordinator(sandbox: SandboxThread, keys: list[str] | None = None,
+                             manifest_written: Callable[[], None] = lambda: None) -> tuple[list[str], int]:
     """One run of the original coordinator, step by step as the reference describes it: list (or, on a re-run,
     take the inputs the user names), write the manifest, size n from the summed free capacity, fire all n
     invocations. Returns the manifest's keys and n; like the original, a refused invocation is forgotten."""
@@ -334,6 +337,7 @@ def run_original_coordinator(sandbox: SandboxThread, keys: list[str] | None = No
         keys = [obj.object_name for obj in s3.list_objects(bucket, prefix=prefix) if obj.object_name.endswith(".jpg")]
     manifest = "".join(f"{key}\n" for key in keys).encode()
     s3.put_object(bucket, f"{prefix}index.txt", io.BytesIO(manifest), len(manifest), content_type="text/plain")
+    manifest_written()
 
     auth = (oscar["username"], oscar["password"])
     service = _get_json(f"{endpoint}/system/services/{service_name}", auth)
@@ -373,9 +377,11 @@ def measure_original(config: SandboxConfig, changes: Sequence[Change], quiet_bou
             side.runs = 0
             while True:
                 side.runs += 1
-                keys, n = run_original_coordinator(sandbox, missing)
+                written_at: list[float] = []
+                keys, n = run_original_coordinator(sandbox, missing,
+                                                   lambda at=written_at: at.append(clock.simulated()))
                 if missing is None:
-                    side.listing, side.first_n, everything = clock.simulated(), n, keys
+                    side.listing, side.first_n, everything = written_at[0], n, keys
                 # The user waits until every Job has ended (the original tracks nothing), then looks at S3.
                 while finished_jobs(sandbox) < sandbox.sandbox.oscar.accepted_invocations:
                     if time.monotonic() > deadline:
@@ -605,11 +611,12 @@ def target_lines(workloads: Sequence[Workload], trials: dict[str, list[Trial]]) 
         done = trials.get(workload.key) or []
         ratio = median([t.ratio("original/operator") for t in done])
         if ratio is not None:
-            lines.append(f"- {workload.title}: original ÷ operator ≥ {workload.target:g}: "
-                         f"{verdict(ratio >= workload.target)} ({ratio:.2f}, median).")
+            note = f" ({workload.target_note})" if workload.target_note else ""
+            lines.append(f"- {workload.title}: original ÷ operator ≥ {workload.target:g}{note}: "
+                         f"{verdict(ratio >= workload.target)} ({ratio:.3f}, median).")
         bound = median([t.ratio("operator/bound") for t in done])
         if not workload.fails and bound is not None:
-            lines.append(f"- {workload.title}: operator ÷ bound ≤ 1.10: {verdict(bound <= 1.10)} ({bound:.2f}).")
+            lines.append(f"- {workload.title}: operator ÷ bound ≤ 1.10: {verdict(bound <= 1.10)} ({bound:.3f}).")
     lost = []
     for workload in workloads:
         for trial in trials.get(workload.key) or []:
@@ -640,7 +647,8 @@ def notes(workloads: Sequence[Workload], trials: dict[str, list[Trial]]) -> list
                  else None for t in done]
         lag = [t.operator.seconds - t.operator.last_container
                if t.operator.seconds and t.operator.last_container else None for t in done]
-        line = (f"- {workload.title}: listing and manifest took {listing} s (orig / op), original ÷ operator "
+        line = (f"- {workload.title}: listing until the manifest was written took {listing} s (orig / op; "
+                "operator: until `Running`), original ÷ operator "
                 f"after it {spread(after, 2)}; the operator's verdict came {spread(lag)} s after its last "
                 f"container ended; containers over the seeds: {'; '.join(outcomes)}")
         if workload.corrupt_share:
@@ -770,7 +778,8 @@ def write_docs(command: str, meta: dict[str, Any], workloads: Sequence[Workload]
         f"`{command}` (also part of `make bench`; this section is rewritten by every run), {meta['date']}, operator "
         f"at {meta['revision']}; {meta['machine']}; the whole run took {meta['wallSeconds']:.0f} s (load average "
         f"{meta['loadBefore']:.1f} before, {meta['loadAfter']:.1f} after). Seeds: "
-        f"{', '.join(f'{k} {v}' for k, v in meta['seeds'].items())}. Every number is in `benchmarks/results.json`.",
+        f"{'; '.join(f'{k} ' + ', '.join(map(str, v)) for k, v in meta['seeds'].items() if v)}. Every number "
+        "(and every container's start, end, node and outcome) is in `benchmarks/results.json`.",
         "",
         f"**How.** For every workload and seed each side runs on a fresh sandbox of the same config and seed: the "
         "same nodes, tenants and inputs, the same work per item (a function of the seed and the item alone), the "
@@ -807,7 +816,11 @@ def write_docs(command: str, meta: dict[str, Any], workloads: Sequence[Workload]
         "",
         *config_table(workloads, trials), "",
         *results_table(workloads, trials), "",
-        "Start-ups per slot = invocations ÷ slots used. The large batch ran "
+        "Start-ups per slot = invocations ÷ slots used. Disruptions are drawn per invocation, as the workload "
+        "says (10% of invocations), not per pod-second: the original's 8 long invocations draw 8 times, the "
+        "operator's ~34 shorter ones 34 times, so per unit of work the operator meets about 4× as many "
+        "disruptions, and with 3 seeds the original often meets none (a node-pressure eviction is an event in "
+        "time; a rate per pod-second would hit long invocations in proportion). The large batch ran "
         + ("one seed" if any(w.key == "large" and w.seeds == 1 for w in workloads) else "its seeds")
         + " to fit the time budget of `make bench`.", "",
         "Targets (printed against, not tuned for):", "",
