@@ -25,7 +25,13 @@ test: lint
 demo: $(STAMP)
 	$(BIN)/oscar-batch-demo
 
-bench: $(STAMP)
+# The benchmarks also need the `bench` extra (matplotlib, for the makespan plot).
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]' -e ./sandbox
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -169,8 +169,8 @@ def driven_sandbox(config: SandboxConfig) -> Iterator[tuple[SandboxThread, JobDr
     """A sandbox whose Jobs the `JobDriver` runs."""
     drivers: list[JobDriver] = []
 
-    def make_driver(kube: Any, config: SandboxConfig, s3: Any) -> JobDriver:
-        drivers.append(JobDriver(kube, config, s3))
+    def make_driver(kube: Any, config: SandboxConfig, s3: Any, **options: Any) -> JobDriver:
+        drivers.append(JobDriver(kube, config, s3))   # the runner's options (an in-process S3 writer) do not apply
         return drivers[-1]
 
     # Fail loudly, not measure something else, if the sandbox changed how it is put together.

@@ -5,8 +5,10 @@ import asyncio
 import contextlib
 import io
 import json
+import math
 import random
 import re
+import statistics
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import minio
 import pytest
 
+from oscar_batch_sandbox import nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod, control_plane
 from oscar_batch_sandbox.kube import SandboxKubernetes
 from oscar_batch_sandbox.oscar import invocation_job
@@ -25,10 +28,13 @@ from oscar_batch_sandbox.runner import (
     Resources,
     draw_plan,
     free_by_node,
+    item_seconds,
+    manifest_entries,
     manifest_lines,
     output_key,
     parse_event,
     place,
+    plan_items,
     pod_requests,
     scripted_failure,
 )
@@ -376,3 +382,221 @@ def test_manifest_lines_are_one_based_and_end_exclusive():
     assert manifest_lines(manifest, 4, 9) == ["d"]
     assert manifest_lines(manifest, 2, 2) == []
     assert output_key("input/sub/x.jpg", "input/", "output/") == "output/sub/x.jpg.json"
+
+
+# ---- per-item work, corrupt inputs, disruptions, drains ------------------------------------------
+
+def main_status(pod: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in pod["status"]["containerStatuses"] if s["name"] == "oscar-container")
+
+
+def pod_conditions(pod: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["type"]: c for c in pod["status"].get("conditions", [])}
+
+
+def written_lines(client: minio.Minio, bucket: str) -> list[int]:
+    return sorted(int(key.removeprefix("output/frame-").removesuffix(".jpg.json")) for key in outputs(client, bucket))
+
+
+def test_an_items_time_is_a_function_of_the_seed_and_its_line_alone():
+    uniform = Behaviour(item_seconds=2.0, item_jitter=0.5, seed=4)
+    assert item_seconds(uniform, 17) == item_seconds(uniform, 17) == item_seconds(Behaviour(seed=4), 17, seed=4)
+    assert item_seconds(uniform, 17) != item_seconds(uniform, 18)
+    assert item_seconds(uniform, 17) != item_seconds(uniform, 17, seed=5)
+    times = [item_seconds(uniform, line) for line in range(1, 5001)]
+    assert min(times) >= 1.0 and max(times) <= 3.0
+    assert statistics.fmean(times) == pytest.approx(2.0, rel=0.02)
+
+    lognormal = Behaviour(item_seconds=2.0, item_distribution="lognormal", item_sigma=0.8, seed=4)
+    times = [item_seconds(lognormal, line) for line in range(1, 20001)]
+    assert statistics.fmean(times) == pytest.approx(2.0, rel=0.03)                       # the mean is kept
+    assert statistics.median(times) == pytest.approx(2.0 * math.exp(-0.8**2 / 2), rel=0.03)  # exp(mu)
+    assert statistics.stdev(math.log(t) for t in times) == pytest.approx(0.8, rel=0.03)
+    with pytest.raises(ValueError, match="needs a seed"):
+        item_seconds(Behaviour(), 1)
+    with pytest.raises(ValueError, match="item_distribution"):
+        Behaviour(item_distribution="normal")
+
+
+def test_an_input_keeps_its_work_and_corruption_in_any_manifest():
+    behaviour = Behaviour(corrupt_lines=frozenset({3}), seed=2)
+    full = "".join(f"{key}\n" for key in input_keys("input/", 5))
+    subset = "input/frame-000003.jpg\n\ninput/frame-000005.jpg\nelsewhere/a.jpg\n"
+    items = plan_items(behaviour, manifest_entries(full, 1, 6), "input/", 2)
+    assert [(item.line, item.corrupt) for item in items] == [(1, False), (2, False), (3, True), (4, False),
+                                                             (5, False)]
+    again = plan_items(behaviour, manifest_entries(subset, 1, 5), "input/", 2)
+    # Input 3 is the same item on line 1 of the subset; a key that is not a sandbox input goes by its line.
+    assert [(item.line, item.key, item.corrupt) for item in again] == [
+        (3, "input/frame-000003.jpg", True), (5, "input/frame-000005.jpg", False), (4, "elsewhere/a.jpg", False)]
+    assert again[0].seconds == items[2].seconds == item_seconds(behaviour, 3)
+
+
+async def test_a_container_spends_start_up_plus_its_items_exact_times(bucket):
+    client, name = bucket
+    behaviour = Behaviour(item_seconds=5.0, item_jitter=0.5, startup_seconds=10.0, time_scale=0.01, seed=9)
+    async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=behaviour) as c:
+        await c.invoke("timed", {"start": 2, "end": 6})
+        await wait_until(lambda: "Complete" in c.conditions("timed"), message="job completion")
+        [run] = c.runner.runs
+        expected = (10.0 + sum(item_seconds(behaviour, line) for line in range(2, 6))) * 0.01
+        assert run.outcome == "Completed" and run.node == "w1" and run.job == "timed"
+        # Deadlines from the container's start: never shorter, and late only by the loop's own delay.
+        assert expected <= run.ended - run.started < expected + 0.15
+
+
+async def test_a_corrupt_input_fails_its_run_after_the_outputs_before_it(bucket):
+    client, name = bucket
+    behaviour = Behaviour(corrupt_lines=frozenset({4}), item_seconds=1.0, startup_seconds=1.0, time_scale=0.002,
+                          seed=1)
+    async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=behaviour) as c:
+        await c.invoke("poisoned", {"start": 2, "end": 7})
+        await wait_until(lambda: "Failed" in c.conditions("poisoned"), message="job failure")
+        assert written_lines(client, name) == [2, 3]
+        assert c.conditions("poisoned")["Failed"]["reason"] == "BackoffLimitExceeded"
+        pod = c.pod("poisoned")
+        assert pod is not None, "the Job controller keeps a Job's failed pods"
+        assert pod["status"]["phase"] == "Failed" and "reason" not in pod["status"]
+        assert main_status(pod)["state"]["terminated"]["exitCode"] == 1
+        assert main_status(pod)["state"]["terminated"]["reason"] == "Error"
+        assert "DisruptionTarget" not in pod_conditions(pod)
+        assert "frame-000004.jpg: cannot identify image file" in c.runner.pod_log(NAMESPACE, pod["metadata"]["name"])
+
+        # Every attempt fails at the same input; a range past it is fine.
+        await c.invoke("poisoned-again", {"start": 4, "end": 6})
+        await c.invoke("after", {"start": 5, "end": 8})
+        await wait_until(lambda: "Failed" in c.conditions("poisoned-again") and "Complete" in c.conditions("after"),
+                         message="both ending")
+        assert written_lines(client, name) == [2, 3, 5, 6, 7]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_a_disrupted_invocation_is_evicted_by_the_kubelet_as_in_kubernetes(bucket, seed):
+    client, name = bucket
+    behaviour = Behaviour(disruption_rate=1.0, item_seconds=1.0, startup_seconds=1.0, time_scale=0.004, seed=seed)
+    async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=behaviour) as c:
+        await c.invoke("disrupted", {"start": 1, "end": 11})
+        await wait_until(lambda: "Failed" in c.conditions("disrupted"), message="job failure")
+        assert c.conditions("disrupted")["Failed"]["reason"] == "BackoffLimitExceeded"
+        assert c.job("disrupted")["status"]["failed"] == 1
+        pod = c.pod("disrupted")
+        assert pod is not None, "an evicted pod stays until its Job is deleted"
+        status = pod["status"]
+        assert status["phase"] == "Failed" and status["reason"] == "Evicted"
+        assert status["message"].startswith("The node was low on resource: memory. ")
+        assert "request is 1Gi" in status["message"]
+        target = pod_conditions(pod)["DisruptionTarget"]
+        assert (target["status"], target["reason"]) == ("True", "TerminationByKubelet")
+        assert pod_conditions(pod)["Ready"]["status"] == "False"
+        assert {s["state"]["terminated"]["exitCode"] for s in status["containerStatuses"]} == {137}
+        # Cut at a point of the run: what was written before it stays, in order, and it never finished.
+        lines = written_lines(client, name)
+        assert lines == list(range(1, len(lines) + 1)) and len(lines) < 10
+        assert c.runner.runs[0].outcome == "Evicted"
+
+
+async def test_the_services_failure_and_a_disruption_differ_only_as_in_kubernetes(bucket):
+    """Nothing sandbox-specific tells them apart: the pod's DisruptionTarget condition and reason, and the
+    container's exit code."""
+    client, name = bucket
+    async with cluster(client, name, nodes=(NodeSpec("w1"),),
+                       behaviour=Behaviour(failure_rate=1.0, time_scale=0.002, seed=1)) as c:
+        await c.invoke("failing", {"start": 1, "end": 3})
+        await wait_until(lambda: "Failed" in c.conditions("failing"), message="job failure")
+        failed = c.pod("failing")
+    async with cluster(client, name, nodes=(NodeSpec("w1"),),
+                       behaviour=Behaviour(disruption_rate=1.0, time_scale=0.002, seed=1)) as c:
+        await c.invoke("evicted", {"start": 1, "end": 3})
+        await wait_until(lambda: "Failed" in c.conditions("evicted"), message="job failure")
+        evicted = c.pod("evicted")
+    assert failed["status"]["phase"] == evicted["status"]["phase"] == "Failed"
+    assert "reason" not in failed["status"] and "DisruptionTarget" not in pod_conditions(failed)
+    assert main_status(failed)["state"]["terminated"]["exitCode"] == 1
+    assert evicted["status"]["reason"] == "Evicted" and "DisruptionTarget" in pod_conditions(evicted)
+    assert main_status(evicted)["state"]["terminated"]["exitCode"] == 137
+
+
+async def test_disruptions_are_reproducible_for_a_seed(bucket):
+    client, name = bucket
+    behaviour = Behaviour(disruption_rate=0.5, item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=5)
+    seen = []
+    for _ in range(2):
+        async with cluster(client, name, nodes=(NodeSpec("w1", cpu="1"),), behaviour=behaviour) as c:
+            outcomes = []
+            for index in range(6):
+                job = f"run-{index}"
+                await c.invoke(job, {"start": 1, "end": 9})
+                await wait_until(lambda job=job: {"Complete", "Failed"} & set(c.conditions(job)), message=job)
+                outcomes.append(c.runner.runs[-1].outcome)
+            seen.append(outcomes)
+    assert seen[0] == seen[1]
+    assert {"Evicted", "Completed"} <= set(seen[0])
+
+
+async def test_the_eviction_api_marks_the_pod_and_its_kubelet_stops_and_removes_it(bucket):
+    client, name = bucket
+    async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=SLOW, run=False) as c:
+        await c.invoke("evictee", {"start": 1, "end": 10})
+        await c.runner.reconcile()   # Pod created
+        await c.runner.reconcile()   # bound and started
+        pod = c.pod("evictee")
+        assert pod["status"]["phase"] == "Running" and c.runner.running == 1
+
+        await c.kube.evict(NAMESPACE, pod["metadata"]["name"])
+        marked = c.pod("evictee")
+        assert marked["metadata"]["deletionTimestamp"] and marked["metadata"]["deletionGracePeriodSeconds"] == 5
+        target = pod_conditions(marked)["DisruptionTarget"]
+        assert (target["status"], target["reason"], target["message"]) == (
+            "True", "EvictionByEvictionAPI", "Eviction API: evicting")
+
+        await c.runner.reconcile()   # the kubelet stops the containers, the Job fails, the Pod goes
+        assert c.pod("evictee") is None
+        assert c.conditions("evictee")["Failed"]["reason"] == "BackoffLimitExceeded"
+        assert c.runner.running == 0 and c.runner.runs[0].outcome == "Terminated"
+        await c.runner.reconcile()
+        assert c.pod("evictee") is None, "backoffLimit 0: no replacement pod"
+
+
+async def test_a_drain_evicts_a_nodes_pods_and_a_new_node_takes_work(bucket):
+    client, name = bucket
+    nodes_ = (NodeSpec("w1", cpu="2"), NodeSpec("w2", cpu="2"))
+    tenant = TenantPod("tenant-db", "w1", cpu="500m")
+    async with cluster(client, name, nodes=nodes_, behaviour=SLOW, tenant_pods=(tenant,)) as c:
+        for index in range(3):
+            await c.invoke(f"job-{index}", {"start": index + 1, "end": index + 2})
+        await wait_until(lambda: all(c.phase(f"job-{index}") == "Running" for index in range(3)), message="running")
+        on_w1 = [f"job-{index}" for index in range(3) if c.node_of(f"job-{index}") == "w1"]
+        on_w2 = [f"job-{index}" for index in range(3) if c.node_of(f"job-{index}") == "w2"]
+        assert len(on_w1) == 1 and len(on_w2) == 2
+        assert c.runner.peak_running == 3
+
+        doomed = f"{NAMESPACE}/{c.pod(on_w1[0])['metadata']['name']}"
+        evicted = await nodes.drain(c.kube, "w1")
+        assert sorted(evicted) == sorted([doomed, "other-tenant/tenant-db"])
+        assert c.kube.get(NODES, None, "w1")["spec"]["unschedulable"] is True
+        assert c.kube.get(PODS, "other-tenant", "tenant-db") is None
+        assert c.pod(on_w1[0]) is None
+        assert c.conditions(on_w1[0])["Failed"]["reason"] == "BackoffLimitExceeded"
+        assert all(c.phase(job) == "Running" for job in on_w2)
+
+        await c.invoke("after-drain", {"start": 5, "end": 6})
+        assert "were unschedulable" in await wait_until(lambda: c.unschedulable("after-drain"), message="pending")
+        await nodes.add_node(c.kube, NodeSpec("w3", cpu="2"))
+        await wait_until(lambda: c.node_of("after-drain") == "w3", message="binding to the new node")
+        assert c.runner.peak_running == 3
+
+
+async def test_evicting_a_pod_that_is_not_running_removes_it_at_once(bucket):
+    client, name = bucket
+    async with cluster(client, name, nodes=(NodeSpec("w1", cpu="1"),), behaviour=SLOW, run=False) as c:
+        await c.invoke("first", {"start": 1, "end": 2})
+        await c.invoke("second", {"start": 2, "end": 3})
+        await c.runner.reconcile()
+        await c.runner.reconcile()
+        assert c.unschedulable("second")
+        await c.kube.evict(NAMESPACE, c.pod("second")["metadata"]["name"])
+        assert c.pod("second") is None
+        await c.runner.reconcile()
+        assert c.conditions("second")["Failed"]["reason"] == "BackoffLimitExceeded"
+        with pytest.raises(Exception, match="NotFound|not found"):
+            await c.kube.evict(NAMESPACE, "no-such-pod")

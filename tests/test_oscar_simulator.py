@@ -350,3 +350,14 @@ async def test_delete_all_removes_finished_jobs_and_with_all_true_every_job(osca
     assert [job["metadata"]["name"] for job in oscar.kube.list(JOBS, NAMESPACE)] == ["running"]
     assert await oscar.delete("/system/logs/fish-detector?all=true") == 204
     assert oscar.kube.list(JOBS, NAMESPACE) == []
+
+
+async def test_accepted_invocations_are_counted_and_outlive_their_jobs(oscar):
+    assert (await oscar.invoke({"start": 1, "end": 2}, job_id="counted"))[0] == 201
+    assert (await oscar.invoke({"start": 1, "end": 2}, job_id="counted"))[0] == 500         # already exists
+    assert (await oscar.invoke({"start": 1, "end": 2}, headers={}))[0] == 401              # no token
+    assert (await oscar.invoke({"start": 1, "end": 2}, service="nope"))[0] == 404
+    assert (await oscar.invoke({"start": 2, "end": 3}))[0] == 201
+    assert oscar.simulator.accepted_invocations == 2
+    assert await oscar.delete(f"/system/logs/{oscar.config.service}/counted") == 204
+    assert oscar.simulator.accepted_invocations == 2

@@ -6,7 +6,9 @@ caller's event loop; `SandboxThread` runs it on a loop of its own for synchronou
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import pathlib
 import secrets
 import threading
@@ -16,6 +18,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
+from oscar_batch_sandbox import nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
 from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -26,7 +29,6 @@ __all__ = ["Behaviour", "NodeSpec", "Sandbox", "SandboxConfig", "SandboxThread",
 
 # Package data (a link to crds/batchjob.yaml in the source tree, a copy in the wheel): found from any install.
 CRD_PATH = pathlib.Path(__file__).resolve().parent / "batchjob.yaml"
-HOUSEKEEPING_SECONDS = 30.0
 T = TypeVar("T")
 
 
@@ -41,6 +43,7 @@ class Sandbox:
         self._stack = contextlib.AsyncExitStack()
         self._user_token = secrets.token_hex(16)
         self.info: dict[str, Any] = {}
+        self.runner: JobRunner | None = None   # the scheduler, kubelet and service, once started
 
     async def __aenter__(self) -> Sandbox:
         try:
@@ -71,12 +74,16 @@ class Sandbox:
         s3_endpoint = await asyncio.to_thread(self.s3.start)
         self._stack.callback(self.s3.stop)
         s3_client = self.s3.client(config.s3_access_key, config.s3_secret_key)
-        await asyncio.to_thread(seed_bucket, s3_client, config.bucket,
-                                input_keys(config.prefix, config.items) + decoy_keys(config.prefix))
+        keys = input_keys(config.prefix, config.items) + decoy_keys(config.prefix)
+        if config.s3_in_process:
+            await asyncio.to_thread(self.s3.seed_in_process, s3_client, config.bucket, keys)
+        else:
+            await asyncio.to_thread(seed_bucket, s3_client, config.bucket, keys)
 
         oscar_endpoint = await self.oscar.start()
         self._stack.push_async_callback(self.oscar.stop)
-        runner = JobRunner(self.kube, config, s3_client)
+        put = functools.partial(self.s3.put_in_process, config.bucket) if config.s3_in_process else None
+        runner = self.runner = JobRunner(self.kube, config, s3_client, put=put)
         self.oscar.pod_logs = runner.pod_log
         self._background(runner.run())
         self._background(self._housekeeping())
@@ -103,7 +110,7 @@ class Sandbox:
 
     async def _housekeeping(self) -> None:
         while True:
-            await asyncio.sleep(HOUSEKEEPING_SECONDS)
+            await asyncio.sleep(self.config.housekeeping_seconds)
             self.kube.forget_history()
 
     def kubeconfig(self) -> str:
@@ -122,6 +129,16 @@ class Sandbox:
     def write_kubeconfig(self, path: pathlib.Path) -> None:
         path.write_text(self.kubeconfig())
         path.chmod(0o600)
+
+    # ---- capacity changes at run time (`nodes`) ----
+
+    async def drain(self, node: str) -> list[str]:
+        """`kubectl drain` of `node` through the Eviction API; returns the evicted pods once they are gone."""
+        return await nodes.drain(self.kube, node)
+
+    async def add_node(self, node: NodeSpec) -> None:
+        """A node joins; the job runner's scheduler uses it from its next pass."""
+        await nodes.add_node(self.kube, node)
 
 
 class SandboxThread:
@@ -152,8 +169,23 @@ class SandboxThread:
     def kube(self) -> SandboxKubernetes:
         return self.sandbox.kube
 
+    @property
+    def runner(self) -> JobRunner:
+        assert self.sandbox.runner is not None, "the sandbox is not started"
+        return self.sandbox.runner
+
+    def drain(self, node: str, timeout: float = 60) -> list[str]:
+        return self.call(lambda: self.sandbox.drain(node), timeout=timeout)
+
+    def add_node(self, node: NodeSpec) -> None:
+        self.call(lambda: self.sandbox.add_node(node))
+
     def call(self, coroutine_function: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
         """Run a coroutine on the sandbox's loop, e.g. `call(lambda: sb.kube.create('v1/nodes', node))`."""
+        return self.submit(coroutine_function).result(timeout)
+
+    def submit(self, coroutine_function: Callable[[], Awaitable[T]]) -> concurrent.futures.Future[T]:
+        """Start a coroutine on the sandbox's loop without waiting for it (e.g. a drain at a given time)."""
         async def wrapper() -> T:
             return await coroutine_function()
-        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(wrapper(), self._loop)

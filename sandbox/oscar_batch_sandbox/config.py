@@ -71,27 +71,60 @@ class TenantPod:
         }
 
 
+ITEM_DISTRIBUTIONS = ("uniform", "lognormal")
+
+
 @dataclasses.dataclass(frozen=True)
 class Behaviour:
-    """How the simulated service behaves. Durations are in simulated seconds; `time_scale` maps them to real ones."""
-    item_seconds: float = 2.0
-    item_jitter: float = 0.5          # each item takes item_seconds × uniform(1 - jitter, 1 + jitter)
+    """How the simulated service behaves. Durations are in simulated seconds; `time_scale` maps them to real ones.
+
+    An item's work is a property of the item: the seconds of manifest line n are drawn from (`seed`, n) alone
+    (`runner.item_seconds`), so every invocation that reaches that item, on either side of a benchmark and on
+    every retry, spends the same time on it. "Line n" is the input's line in the manifest of all the sandbox's
+    inputs (input n is `frame-<n>.jpg`), so a manifest of a subset (a re-run over what is missing) gives each
+    item its own work and corruption still.
+    """
+    item_seconds: float = 2.0         # the mean time of one item
+    # "uniform": item_seconds × uniform(1 - jitter, 1 + jitter); "lognormal": mean item_seconds, log-sd item_sigma
+    item_distribution: str = "uniform"
+    item_jitter: float = 0.5
+    item_sigma: float = 0.8
     startup_seconds: float = 3.0      # container start before the first item
-    failure_rate: float = 0.0         # probability that one invocation fails
+    failure_rate: float = 0.0         # probability that one invocation fails: the service's own error, exit 1
     failing_ranges: frozenset[tuple[int, int]] = frozenset()  # (start, end) pairs that fail (see below)
     # A range in `failing_ranges` fails only its first N invocations, then succeeds; 0 means always. The
     # runner counts invocations per (start, end) in the order their containers start.
     failing_attempts: int = 0
+    # Inputs (1-based lines, as above) the service cannot process: it writes the outputs of the lines before
+    # the first of them in its range, then exits 1, on every attempt.
+    corrupt_lines: frozenset[int] = frozenset()
+    # Probability that the kubelet evicts one invocation's pod for node pressure at a uniformly random point of
+    # its run after start-up (outputs written before stay): a transient disruption, not the service's failure.
+    disruption_rate: float = 0.0
     time_scale: float = 0.01          # real seconds per simulated second
     output_prefix: str = "output/"
     # The original fish detector reads only `start`/`end` and always `<prefix>index.txt`; a newer script may
     # honour the payload's `manifest` key instead.
     original_script: bool = False
+    # Seeds item times and, per invocation in the order containers start, failures and disruptions. None: a
+    # seed drawn once per job runner (items still keep their time within one sandbox).
     seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.failing_attempts < 0:
             raise ValueError(f"failing_attempts must be 0 (always fail) or more, got {self.failing_attempts}")
+        if self.item_distribution not in ITEM_DISTRIBUTIONS:
+            raise ValueError(f"item_distribution must be one of {', '.join(ITEM_DISTRIBUTIONS)}, "
+                             f"got {self.item_distribution!r}")
+        if not 0 <= self.item_jitter <= 1:
+            raise ValueError(f"item_jitter must be within [0, 1], got {self.item_jitter}")
+        if self.item_sigma < 0 or self.item_seconds < 0 or self.startup_seconds < 0:
+            raise ValueError("item_seconds, item_sigma and startup_seconds must be >= 0")
+        for name in ("failure_rate", "disruption_rate"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
+        if any(line < 1 for line in self.corrupt_lines):
+            raise ValueError("corrupt_lines are 1-based manifest lines")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +147,13 @@ class SandboxConfig:
     s3_access_key: str = dataclasses.field(default_factory=lambda: "sandbox" + secrets.token_hex(4))
     s3_secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
     legacy_status: bool = False       # serve GET /system/status in the 2024 format
+    # Seed the inputs and write the service's outputs straight into moto's backend in this process (the same
+    # objects, without HTTP): moto's server takes ~500 PUT/s, which a large batch would otherwise measure.
+    # Everything else (listing, the manifest, the operator's objects) still goes through S3's HTTP API.
+    s3_in_process: bool = False
+    # How often kmock's record of requests (matched against on every request) and past object versions are
+    # dropped: a run of many requests per second slows down without it.
+    housekeeping_seconds: float = 30.0
     forbidden: frozenset[str] = frozenset()  # resources ("v1/nodes") every API client is denied, as by RBAC
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:

@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
@@ -26,6 +27,11 @@ from kmock._internal import enums, parsing, rendering
 from typing_extensions import override
 
 CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
+PODS_RESOURCE = kmock.resource("", "v1", "pods")
+DISRUPTION_TARGET = "DisruptionTarget"
+EVICTION_API_MESSAGE = "Eviction API: evicting"
+DEFAULT_GRACE_SECONDS = 30
+REQUESTS_KEPT = 8
 # A cluster without metrics-server serves no metrics.k8s.io; with it, kubectl resolves `nodes` there.
 ABSENT_GROUPS = {"metrics.k8s.io"}
 TABLE_ACCEPT = "as=Table"
@@ -123,6 +129,30 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             await self._buses[resource].put({"type": "DELETED", "object": raw})
         self._notify_change()
 
+    async def evict(self, namespace: str, name: str) -> None:
+        """The Eviction API (`POST .../pods/NAME/eviction`), as the API server handles it when no
+        PodDisruptionBudget stands in the way: the Pod gets the condition `DisruptionTarget` (reason
+        EvictionByEvictionAPI) and is deleted gracefully. A Pod bound to a node is only marked
+        (`deletionTimestamp`, `deletionGracePeriodSeconds`) for its kubelet to stop its containers and remove
+        it; an unscheduled or finished Pod is removed at once."""
+        pod = self.get(PODS_RESOURCE, namespace, name)
+        if pod is None:
+            raise kmock.KubernetesObjectNotFoundError()
+        if pod.get("metadata", {}).get("deletionTimestamp"):
+            return
+        status = pod.get("status") or {}
+        if not (pod.get("spec") or {}).get("nodeName") or status.get("phase") in ("Succeeded", "Failed"):
+            await self.delete(PODS_RESOURCE, namespace, name)
+            return
+        now = now_iso()
+        conditions = [c for c in status.get("conditions") or () if c.get("type") != DISRUPTION_TARGET]
+        conditions.append({"type": DISRUPTION_TARGET, "status": "True", "reason": "EvictionByEvictionAPI",
+                           "message": EVICTION_API_MESSAGE, "lastProbeTime": None, "lastTransitionTime": now})
+        grace = (pod.get("spec") or {}).get("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
+        await self.patch(PODS_RESOURCE, namespace, name, {
+            "metadata": {"deletionTimestamp": now, "deletionGracePeriodSeconds": grace},
+            "status": {"conditions": conditions}})
+
     async def wait_for_change(self, timeout: float) -> None:
         """Wake up on the next change of any object, or after `timeout` seconds. Each waiter gets every change."""
         change = asyncio.get_running_loop().create_future()
@@ -162,9 +192,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
 
     # ---- HTTP behaviour ------------------------------------------------------------------------
 
-    def forget_history(self) -> None:
-        """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not."""
-        self._requests.clear()
+    def forget_history(self, keep_requests: int = REQUESTS_KEPT) -> None:
+        """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not.
+        The last few requests stay: one may be between being recorded and being matched."""
+        del self._requests[:max(len(self._requests) - keep_requests, 0)]
         for obj in self.objects.values():
             if len(obj.history) > 1:
                 del obj.history[:-1]
@@ -179,6 +210,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             # kubectl sends protobuf for builtin kinds and falls back to JSON on 415, as with an old server.
             raise kmock.KubernetesError(415, "UnsupportedMediaType",
                                         f"the body of the request was in an unknown format: {content_type}")
+        if request.resource == PODS_RESOURCE and request.subresource == "eviction" and request.name:
+            return await self._serve_eviction(request)
         if request.resource is not None and isinstance(request.data, dict):
             if request.action == enums.action.CREATE:
                 namespace = request.namespace or request.data.get("metadata", {}).get("namespace")
@@ -196,6 +229,22 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         finally:
             if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
                 self._notify_change()
+
+    async def _serve_eviction(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        """POST an `policy/v1` Eviction for a Pod: 201 with a Status of Success, as the API server answers."""
+        if request.method != kmock.method.POST:
+            raise kmock.KubernetesError(405, "MethodNotAllowed", "the server does not allow this method on the "
+                                                                 "requested resource")
+        body = request.data if isinstance(request.data, dict) else {}
+        if body.get("kind") not in (None, "Eviction"):
+            raise kmock.KubernetesError(400, "BadRequest", f"expected an Eviction, got {body.get('kind')}")
+        namespace = request.namespace or "default"
+        try:
+            await self.evict(namespace, request.name)
+        except kmock.KubernetesObjectNotFoundError:
+            raise kmock.KubernetesError(404, "NotFound", f'pods "{request.name}" not found') from None
+        return aiohttp.web.json_response({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                                          "status": "Success", "code": 201}, status=201)
 
     def _stamp_created(self, resource: kmock.resource, namespace: str | None, obj: dict[str, Any]) -> None:
         info = self.resources[resource] if resource in self.resources else None  # noqa: SIM401 - not a dict

@@ -2,15 +2,25 @@
 
 Kubernetes, reduced to what an operator can observe:
 - Job controller: one Pod per Job of the services namespace; Job status and conditions as Kubernetes (1.31+)
-  writes them; a Job whose Pod disappears fails (backoffLimit 0); Pods of deleted Jobs are deleted.
+  writes them; a Job whose Pod fails or disappears fails (OSCAR's Jobs have backoffLimit 0 and no
+  podFailurePolicy: BackoffLimitExceeded, whatever the cause); Pods of deleted Jobs are deleted, failed Pods of
+  Jobs that remain are kept.
 - Scheduler: binds every unbound Pod of the cluster (FIFO) to a node that passes the default filters
   (unschedulable, taints, nodeSelector, resources incl. `pods` and `nvidia.com/gpu`), preferring the least
   requested node; otherwise the Pod stays Pending with `PodScheduled=False/Unschedulable` and the scheduler's
   message. Free capacity is derived from Pod phases, so it is released when a Pod ends.
-- Kubelet: a bound Pod runs. A Job's Pod runs the service behaviour below; any other Pod runs forever.
+- Kubelet: a bound Pod runs. A Job's Pod runs the service behaviour below; any other Pod runs forever. A Pod
+  marked for deletion (the Eviction API, e.g. by a drain) has its containers stopped (SIGTERM, exit 143), ends
+  Failed and is then removed. Node-pressure eviction (`disruption_rate`) ends a Pod Failed with reason
+  `Evicted`, its containers killed (exit 137) and the condition `DisruptionTarget` (TerminationByKubelet); the
+  Pod object stays, as with a real kubelet.
 
 The service behaves like the fish detector: parse `EVENT`, read lines [start, end) (1-based, end exclusive) of
-the manifest from S3, spend a startup time and a time per item, write one result object per input.
+the manifest from S3, spend a startup time and then each item's time (`item_seconds`: a function of the seed
+and the item alone), writing one result object per input as it goes. A corrupt input ends the run with exit 1
+after the outputs of the items before it; the service's own failure (`failure_rate`) is exit 1 after start-up
+with no output. Both are told apart from a disruption exactly as in Kubernetes: by the Pod (a
+`DisruptionTarget` condition, reason `Evicted`) against a container's exit code.
 """
 from __future__ import annotations
 
@@ -22,8 +32,10 @@ import io
 import itertools
 import json
 import logging
+import math
 import random
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kmock
@@ -32,7 +44,8 @@ import minio
 from oscar_batch.core.planner import tolerates  # one taint rule for the planner and the sandbox scheduler
 from oscar_batch.core.quantity import cpu_millicores, whole_units
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
-from oscar_batch_sandbox.kube import SandboxKubernetes, now_iso
+from oscar_batch_sandbox.kube import DISRUPTION_TARGET, SandboxKubernetes, now_iso
+from oscar_batch_sandbox.s3 import input_number
 
 Json = dict[str, Any]
 
@@ -41,6 +54,11 @@ PODS = "v1/pods"
 NODES = "v1/nodes"
 GPU_RESOURCE = "nvidia.com/gpu"
 MAIN_CONTAINER = "oscar-container"
+# Exit codes of a container stopped from outside: SIGTERM (graceful deletion), SIGKILL (the kubelet's eviction).
+SIGTERM_EXIT, SIGKILL_EXIT = 143, 137
+EVICTION_MESSAGE = ("The node was low on resource: memory. Threshold quantity: 100Mi, available: 61440Ki. "
+                    "Container oscar-container was using 1923Mi, request is {memory}, has larger consumption of "
+                    "memory. ")
 TERMINATED_PHASES = frozenset({"Succeeded", "Failed"})
 BLOCKING_TAINT_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 # A real cluster taints NotReady and cordoned nodes; the sandbox's nodes carry only the condition or the flag.
@@ -230,21 +248,62 @@ def parse_event(event: str, default_manifest_key: str, read_manifest_key: bool =
     return Invocation(start, end, manifest_key)
 
 
+def manifest_entries(manifest: str, start: int, end: int) -> list[tuple[int, str]]:
+    """(line, key) of lines [start, end) of the manifest, 1-based; lines past its end are simply absent, as with
+    `sed -n`, and so are blank ones."""
+    return [(number, line) for number, line in enumerate(manifest.splitlines()[start - 1:end - 1], start)
+            if line.strip()]
+
+
 def manifest_lines(manifest: str, start: int, end: int) -> list[str]:
     """Lines [start, end) of the manifest, 1-based; lines past its end are simply absent, as with `sed -n`."""
-    return [line for line in manifest.splitlines()[start - 1:end - 1] if line.strip()]
+    return [line for _, line in manifest_entries(manifest, start, end)]
 
 
 def output_key(input_key: str, input_prefix: str, output_prefix: str) -> str:
     return f"{output_prefix}{input_key.removeprefix(input_prefix)}.json"
 
 
+def item_seconds(behaviour: Behaviour, line: int, seed: int | str | None = None) -> float:
+    """Simulated seconds the service spends on the input of manifest line `line` (1-based): drawn from the seed
+    (`behaviour.seed` unless given) and the line alone, so every run that reaches the item spends the same."""
+    seed = behaviour.seed if seed is None else seed
+    if seed is None:
+        raise ValueError("item_seconds needs a seed: the behaviour's, or one given")
+    rng = random.Random(f"{seed}:item:{line}")
+    mean = behaviour.item_seconds
+    if behaviour.item_distribution == "lognormal":
+        if mean <= 0:
+            return 0.0
+        sigma = behaviour.item_sigma
+        return rng.lognormvariate(math.log(mean) - sigma * sigma / 2, sigma)  # E = exp(mu + sigma²/2) = mean
+    return mean * rng.uniform(1 - behaviour.item_jitter, 1 + behaviour.item_jitter)
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    line: int          # the item's line as `item_seconds` and `corrupt_lines` know it
+    key: str
+    seconds: float     # simulated
+    corrupt: bool
+
+
+def plan_items(behaviour: Behaviour, entries: list[tuple[int, str]], input_prefix: str,
+               seed: int | str) -> list[Item]:
+    """The items of an invocation's lines. An input of the sandbox is known by its number (input n is line n of
+    the manifest of all inputs), whatever manifest lists it; any other key by its line in this manifest."""
+    items = []
+    for line, key in entries:
+        number = input_number(key, input_prefix) or line
+        items.append(Item(number, key, item_seconds(behaviour, number, seed), number in behaviour.corrupt_lines))
+    return items
+
+
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """What one invocation will do, drawn when it starts."""
-    fails: bool
-    startup_seconds: float
-    item_seconds: list[float]
+    """What one invocation will do apart from its items' work, drawn when it starts."""
+    fails: bool                    # the service's own failure: exit 1 after start-up, nothing written
+    disrupted_at: float | None     # simulated seconds after start-up at which the kubelet evicts the pod
 
 
 def scripted_failure(behaviour: Behaviour, invocation: Invocation, number: int) -> bool:
@@ -255,14 +314,33 @@ def scripted_failure(behaviour: Behaviour, invocation: Invocation, number: int) 
     return not behaviour.failing_attempts or number <= behaviour.failing_attempts
 
 
-def draw_plan(rng: random.Random, behaviour: Behaviour, invocation: Invocation, items: int,
+def draw_plan(rng: random.Random, behaviour: Behaviour, invocation: Invocation, run_seconds: float,
               number: int = 1) -> Plan:
-    """`number` is how many times this (start, end) has been invoked, this one included."""
-    fails = scripted_failure(behaviour, invocation, number) or rng.random() < behaviour.failure_rate
-    jitter = behaviour.item_jitter
-    return Plan(fails=fails, startup_seconds=behaviour.startup_seconds * behaviour.time_scale,
-                item_seconds=[behaviour.item_seconds * rng.uniform(1 - jitter, 1 + jitter) * behaviour.time_scale
-                              for _ in range(items)])
+    """`number` is how many times this (start, end) has been invoked, this one included; `run_seconds` is how
+    long its items would take after start-up (up to a corrupt one). Three draws always, so that a behaviour's
+    rates change what happens, never which draw decides what."""
+    failure, disruption, point = rng.random(), rng.random(), rng.random()
+    fails = scripted_failure(behaviour, invocation, number) or failure < behaviour.failure_rate
+    return Plan(fails=fails,
+                disrupted_at=point * run_seconds if disruption < behaviour.disruption_rate else None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Exit:
+    """How a service container ended."""
+    code: int
+    evicted: bool = False          # killed by the kubelet for node pressure
+
+
+@dataclasses.dataclass
+class ContainerRun:
+    """One service container, as the kubelet ran it; times on the monotonic clock."""
+    pod: str
+    job: str
+    node: str
+    started: float
+    ended: float | None = None
+    outcome: str = ""              # Completed, Error, Evicted (node pressure) or Terminated (deleted)
 
 
 # ---- object shapes the controllers write ------------------------------------------------------
@@ -319,25 +397,46 @@ def running_status(pod: Json, now: str) -> Json:
     }
 
 
-def terminated_status(pod: Json, exit_code: int, now: str) -> Json:
+def terminated_status(pod: Json, exit_code: int, now: str, *, others_exit: int = 0) -> Json:
+    """A Pod whose service container exited with `exit_code`; the other containers (the rclone sidecar, which
+    stops cleanly once the main container is done) with `others_exit`. Conditions the Pod had beyond the
+    kubelet's own (a `DisruptionTarget` the API server added) are kept."""
     started = (pod.get("status") or {}).get("startTime") or now
     reason = "PodCompleted" if exit_code == 0 else "PodFailed"
 
     def terminated(container: Json) -> Json:
-        # The rclone sidecar stops cleanly once the main container is done, whatever its outcome.
-        code = exit_code if container["name"] == MAIN_CONTAINER else 0
+        code = exit_code if container["name"] == MAIN_CONTAINER else others_exit
         return {"name": container["name"], "image": container.get("image", ""), "ready": False, "started": False,
                 "restartCount": 0, "state": {"terminated": {
                     "exitCode": code, "reason": "Completed" if code == 0 else "Error",
                     "startedAt": started, "finishedAt": now}}}
 
+    kubelet_conditions = ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+    kept = [c for c in (pod.get("status") or {}).get("conditions") or () if c.get("type") not in kubelet_conditions]
     return {
         "phase": "Succeeded" if exit_code == 0 else "Failed",
         "conditions": [condition("PodScheduled", True, now=now), condition("Initialized", True, now=now),
                        condition("ContainersReady", False, reason, now=now),
-                       condition("Ready", False, reason, now=now)],
+                       condition("Ready", False, reason, now=now), *kept],
         "containerStatuses": [terminated(c) for c in pod["spec"].get("containers") or ()],
     }
+
+
+def main_container_memory(pod: Json) -> str:
+    for container in pod["spec"].get("containers") or ():
+        if container.get("name") == MAIN_CONTAINER:
+            return str(((container.get("resources") or {}).get("requests") or {}).get("memory", "0"))
+    return "0"
+
+
+def evicted_status(pod: Json, now: str) -> Json:
+    """A Pod the kubelet evicted for node pressure, as a real one reads: phase Failed, reason Evicted, the
+    eviction manager's message, `DisruptionTarget` (TerminationByKubelet), every container killed (137)."""
+    message = EVICTION_MESSAGE.format(memory=main_container_memory(pod))
+    status = terminated_status(pod, SIGKILL_EXIT, now, others_exit=SIGKILL_EXIT)
+    status["conditions"] = [c for c in status["conditions"] if c["type"] != DISRUPTION_TARGET]
+    status["conditions"].append(condition(DISRUPTION_TARGET, True, "TerminationByKubelet", message, now))
+    return {**status, "reason": "Evicted", "message": message}
 
 
 def succeeded_job_status(now: str) -> Json:
@@ -364,20 +463,38 @@ def main_container_env(pod: Json) -> dict[str, str]:
 # ---- the controllers --------------------------------------------------------------------------
 
 class JobRunner:
-    """Runs the Jobs that the OSCAR simulator creates, as a cluster would. `run()` until cancelled."""
+    """Runs the Jobs that the OSCAR simulator creates, as a cluster would. `run()` until cancelled.
+
+    `put(key, body)`, when given, writes the service's outputs instead of an S3 PUT (the sandbox's in-process
+    S3). `runs` records every service container (node, start, end, outcome) and `peak_running` the most
+    that ran at once: the slots a batch really used.
+    """
 
     def __init__(self, kube: SandboxKubernetes, config: SandboxConfig, s3: minio.Minio,
-                 tick_seconds: float = TICK_SECONDS) -> None:
+                 tick_seconds: float = TICK_SECONDS, put: Callable[[str, bytes], None] | None = None) -> None:
         self._kube = kube
         self._config = config
         self._s3 = s3
+        self._put = put
         self._tick_seconds = tick_seconds
+        behaviour = config.behaviour
+        # Item times need a seed; without one, a fresh seed per runner still gives each item one time.
+        self.seed: int | str = behaviour.seed if behaviour.seed is not None else random.randrange(2**63)
         self._invocations: dict[str, asyncio.Task[None]] = {}   # pod uid → the running behaviour
         self._logs: dict[tuple[str, str], list[str]] = {}       # (namespace, pod name) → log lines
         self._queue_positions: dict[str, int] = {}              # pending pod uid → FIFO position
         self._invocation_counts: collections.Counter[tuple[int, int]] = collections.Counter()  # (start, end) → runs
+        self._containers_started = itertools.count(1)           # service containers, in the order they start
         self._arrivals = itertools.count()
         self._name_suffixes = random.Random()
+        self.runs: list[ContainerRun] = []
+        self._open_runs: dict[str, ContainerRun] = {}           # pod uid → its container, while it runs
+        self.peak_running = 0
+
+    @property
+    def running(self) -> int:
+        """Service containers running now."""
+        return len(self._open_runs)
 
     def pod_log(self, namespace: str, pod_name: str) -> str | None:
         """The log of a Pod's service container, as the kubelet would serve it; None when it has none."""
@@ -407,11 +524,41 @@ class JobRunner:
         namespace = self._config.services_namespace
         jobs = self._kube.list(JOBS, namespace)
         pods = self._kube.list(PODS)
+        if await self._terminate_deleted(pods):
+            jobs, pods = self._kube.list(JOBS, namespace), self._kube.list(PODS)
         await self._collect_garbage(jobs, pods)
         if await self._control_jobs(jobs, [p for p in pods if p["metadata"]["namespace"] == namespace]):
             pods = self._kube.list(PODS)
         pods = await self._schedule(pods)
         await self._start_containers(pods)
+
+    async def _terminate_deleted(self, pods: list[Json]) -> bool:
+        """Kubelet: a Pod marked for deletion has its containers stopped (SIGTERM; the simulated service exits
+        at once, 143), ends Failed and is then removed; its Job counts it failed. True when any was."""
+        namespace = self._config.services_namespace
+        terminated = False
+        for pod in pods:
+            metadata = pod["metadata"]
+            if not metadata.get("deletionTimestamp"):
+                continue
+            terminated = True
+            task = self._invocations.pop(metadata["uid"], None)
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                # It may have ended by itself meanwhile: its own status then stands.
+                pod = self._kube.get(PODS, metadata["namespace"], metadata["name"]) or pod
+            now = now_iso()
+            if pod_phase(pod) not in TERMINATED_PHASES and pod["spec"].get("nodeName"):
+                await self._kube.patch(PODS, metadata["namespace"], metadata["name"],
+                                       {"status": terminated_status(pod, SIGTERM_EXIT, now, others_exit=SIGTERM_EXIT)})
+                self._end_run(metadata["uid"], "Terminated")
+                job_name = (metadata.get("labels") or {}).get("job-name")
+                job = self._kube.get(JOBS, namespace, job_name) if job_name and owner_uid(pod) else None
+                if metadata["namespace"] == namespace and job is not None and not is_finished(job):
+                    await self._kube.patch(JOBS, namespace, job_name, {"status": failed_job_status(now)})
+            await self._kube.delete(PODS, metadata["namespace"], metadata["name"])
+        return terminated
 
     async def _collect_garbage(self, jobs: list[Json], pods: list[Json]) -> None:
         """Delete the Pods of deleted Jobs and stop the behaviour of every Pod that is gone."""
@@ -424,6 +571,8 @@ class JobRunner:
         alive = {pod["metadata"]["uid"] for pod in pods} - {pod["metadata"]["uid"] for pod in orphans}
         for pod_uid in set(self._invocations) - alive:
             self._stop(pod_uid)
+        for pod_uid in set(self._open_runs) - alive:
+            self._end_run(pod_uid, "Deleted")
         existing = {(pod["metadata"]["namespace"], pod["metadata"]["name"]) for pod in pods}
         for key in set(self._logs) - existing:
             del self._logs[key]
@@ -432,6 +581,11 @@ class JobRunner:
         task = self._invocations.pop(pod_uid, None)
         if task is not None:
             task.cancel()
+
+    def _end_run(self, pod_uid: str, outcome: str) -> None:
+        run = self._open_runs.pop(pod_uid, None)
+        if run is not None:
+            run.ended, run.outcome = time.monotonic(), outcome
 
     async def _control_jobs(self, jobs: list[Json], pods: list[Json]) -> bool:
         """Give each new Job its Pod; fail a Job whose Pod vanished. True when Pods were created."""
@@ -491,7 +645,7 @@ class JobRunner:
         namespace = self._config.services_namespace
         for pod in pods:
             metadata = pod["metadata"]
-            if not pod["spec"].get("nodeName") or pod_phase(pod) != "Pending":
+            if not pod["spec"].get("nodeName") or pod_phase(pod) != "Pending" or metadata.get("deletionTimestamp"):
                 continue
             now = now_iso()
             pod["status"] = running_status(pod, now)
@@ -501,6 +655,10 @@ class JobRunner:
             job_name = metadata["labels"]["job-name"]
             with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
                 await self._kube.patch(JOBS, namespace, job_name, {"status": {"ready": 1}})
+            run = ContainerRun(metadata["name"], job_name, pod["spec"]["nodeName"], time.monotonic())
+            self.runs.append(run)
+            self._open_runs[metadata["uid"]] = run
+            self.peak_running = max(self.peak_running, len(self._open_runs))
             lines = self._logs[(namespace, metadata["name"])] = []
             task = asyncio.create_task(self._invoke(pod, job_name, lines), name=f"invocation {metadata['name']}")
             self._invocations[metadata["uid"]] = task
@@ -509,51 +667,78 @@ class JobRunner:
     async def _invoke(self, pod: Json, job_name: str, lines: list[str]) -> None:
         metadata = pod["metadata"]
         try:
-            exit_code = await self._behave(pod, job_name, lines)
+            ended = await self._behave(pod, job_name, lines)
         except Exception as error:  # a crash of the simulated service is a failed invocation, not a runner bug
             lines.append(f"error: {type(error).__name__}: {error}")
-            exit_code = 1
+            ended = Exit(1)
         now = now_iso()
+        self._end_run(metadata["uid"], "Evicted" if ended.evicted else "Completed" if ended.code == 0 else "Error")
+        if ended.evicted:
+            lines.append("killed: the kubelet evicted the pod (node pressure)")
         # The Job or its Pod may have been deleted meanwhile; then there is nothing left to report to.
         with contextlib.suppress(kmock.KubernetesObjectNotFoundError):
-            await self._kube.patch(PODS, metadata["namespace"], metadata["name"],
-                                   {"status": terminated_status(pod, exit_code, now)})
-            job_status = succeeded_job_status(now) if exit_code == 0 else failed_job_status(now)
+            status = evicted_status(pod, now) if ended.evicted else terminated_status(pod, ended.code, now)
+            await self._kube.patch(PODS, metadata["namespace"], metadata["name"], {"status": status})
+            job_status = succeeded_job_status(now) if ended.code == 0 else failed_job_status(now)
             await self._kube.patch(JOBS, metadata["namespace"], job_name, {"status": job_status})
 
-    async def _behave(self, pod: Json, job_name: str, lines: list[str]) -> int:
-        """The fish detector's script, simulated; returns its exit code. A failing run writes no outputs."""
+    async def _behave(self, pod: Json, job_name: str, lines: list[str]) -> Exit:
+        """The fish detector's script, simulated. Each step ends at a deadline on the loop's clock, counted from
+        the container's start, so the simulated times add up exactly whatever the sandbox's own delays."""
         config, behaviour = self._config, self._config.behaviour
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         env = main_container_env(pod)
         try:
             invocation = parse_event(env.get("EVENT", ""), f"{config.prefix}index.txt",
                                      read_manifest_key=not behaviour.original_script)
         except ValueError as error:
             lines.append(f"error: {error}")
-            return 1
+            return Exit(1)
         # Counted before anything awaits, so that the n-th container started for a range is its n-th run.
         bounds = (invocation.start, invocation.end)
         self._invocation_counts[bounds] += 1
         number = self._invocation_counts[bounds]
-        # Seeded per job name: a run is reproducible whatever else runs beside it, and a retry draws afresh.
-        rng = random.Random(f"{behaviour.seed}:{job_name}") if behaviour.seed is not None else random.Random()
+        # Failures and disruptions are drawn per container in the order they start: reproducible for a seed
+        # whatever the Jobs are named (the original coordinator leaves naming to OSCAR), fresh for a retry.
+        rng = random.Random(f"{self.seed}:container:{next(self._containers_started)}")
         lines.append(f"{config.service}: lines [{invocation.start}, {invocation.end}) of "
                      f"{config.bucket}/{invocation.manifest_key}")
         manifest = await asyncio.to_thread(self._read_text, invocation.manifest_key)
-        keys = manifest_lines(manifest, invocation.start, invocation.end)
-        plan = draw_plan(rng, behaviour, invocation, len(keys), number=number)
-        await asyncio.sleep(plan.startup_seconds)
+        items = plan_items(behaviour, manifest_entries(manifest, invocation.start, invocation.end), config.prefix,
+                           self.seed)
+        corrupt = next((index for index, item in enumerate(items) if item.corrupt), None)
+        healthy = items if corrupt is None else items[:corrupt]
+        plan = draw_plan(rng, behaviour, invocation, sum(item.seconds for item in healthy), number=number)
+        scale = behaviour.time_scale
+        at = behaviour.startup_seconds
+        await asyncio.sleep(max(0.0, began + at * scale - loop.time()))
         if plan.fails:
             lines.append("error: simulated failure (failure injection)")
-            return 1
-        for key, seconds in zip(keys, plan.item_seconds, strict=True):
-            await asyncio.sleep(seconds)
-            result = output_key(key, config.prefix, behaviour.output_prefix)
-            body = {"job": job_name, "input": key, "range": [invocation.start, invocation.end]}
-            await asyncio.to_thread(self._write_json, result, body)
-            lines.append(f"{key} -> {result}")
-        lines.append(f"done: {len(keys)} item(s)")
-        return 0
+            return Exit(1)
+        done = 0.0
+        for item in healthy:
+            if plan.disrupted_at is not None and done + item.seconds > plan.disrupted_at:
+                await asyncio.sleep(max(0.0, began + (at + plan.disrupted_at) * scale - loop.time()))
+                return Exit(SIGKILL_EXIT, evicted=True)
+            done += item.seconds
+            await asyncio.sleep(max(0.0, began + (at + done) * scale - loop.time()))
+            result = output_key(item.key, config.prefix, behaviour.output_prefix)
+            body = {"job": job_name, "input": item.key, "range": [invocation.start, invocation.end]}
+            await self._write_output(result, body)
+            lines.append(f"{item.key} -> {result}")
+        if corrupt is not None:
+            lines.append(f"error: {items[corrupt].key}: cannot identify image file (corrupt input, line "
+                         f"{items[corrupt].line})")
+            return Exit(1)
+        lines.append(f"done: {len(items)} item(s)")
+        return Exit(0)
+
+    async def _write_output(self, key: str, body: Json) -> None:
+        if self._put is not None:
+            self._put(key, json.dumps(body).encode())
+        else:
+            await asyncio.to_thread(self._write_json, key, body)
 
     def _read_text(self, key: str) -> str:
         response = self._s3.get_object(self._config.bucket, key)
