@@ -292,3 +292,36 @@ def test_deleting_a_batch_deletes_its_finished_jobs_too(tmp_path):
         assert not harness.jobs()
         [event] = harness.events("Cancelled")
         assert "deleted" in event["message"] and "in flight" not in event["message"]
+
+
+def test_a_batch_with_corrupt_inputs_processes_every_other_item_and_names_the_bad_ones(tmp_path):
+    # Three inputs the service can never read; automatic (adaptive) ranges, the default retries.
+    corrupt = frozenset({4, 17, 18})
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=8, corrupt_lines=corrupt)
+    with Harness(config(items=40, behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=1, toleratedFailures=3)
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded" and status["conditions"], status      # 3 failed items tolerated
+        assert status["failedItems"] == "4,17-18"
+        keys = input_keys("input/", 40)
+        assert [(d["line"], d["key"]) for d in status["failedItemDetails"]] == [(n, keys[n - 1]) for n in sorted(corrupt)]
+        assert all(d["reason"] == "Error (exit code 1)" for d in status["failedItemDetails"])
+        # every other input has its output, written by a Job that succeeded
+        written = outputs_by_input(harness)
+        assert sorted(written) == [key for n, key in enumerate(keys, 1) if n not in corrupt]
+        succeeded = collections.Counter(line for job in harness.jobs() if (job.get("status") or {}).get("succeeded")
+                                        for line in range(*lines_of(job)))
+        assert sorted(succeeded) == [n for n in range(1, 41) if n not in corrupt]
+        assert set(succeeded.values()) == {1}
+        assert harness.events("RangeSplit") and harness.events("ItemFailed")
+
+
+def test_evicted_pods_run_their_lines_again_at_no_cost(tmp_path):
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=12, disruption_rate=0.3)
+    with Harness(config(items=30, behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=0, itemsPerInvocation=3)          # no retry to spend: a failure would show
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["invocations"]["disrupted"] > 0 and status["invocations"]["retried"] == 0
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
+        assert harness.events("RangeDisrupted")
