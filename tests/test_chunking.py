@@ -10,6 +10,8 @@ from oscar_batch.core.chunking import CarveLog, Timings, carve_sizes, min_items
     (dict(remaining=1000, free=8, slots=8, running=0, first_wave=True, items=1000, min_items=1), [100] * 8),
     (dict(remaining=10, free=8, slots=8, running=0, first_wave=True, items=10, min_items=1), [1] * 8),
     (dict(remaining=5, free=8, slots=8, running=0, first_wave=True, items=5, min_items=1), [1] * 5),
+    # ... on fewer slots, as if there were 8: capacity that comes later finds work
+    (dict(remaining=1000, free=2, slots=2, running=0, first_wave=True, items=1000, min_items=1), [100, 100]),
     # while others still run: half of what is left, divided among the slots
     (dict(remaining=200, free=2, slots=8, running=6, first_wave=False, items=1000, min_items=1), [13, 13]),
     # ... never below the floor that keeps start-up a small share

@@ -4,7 +4,8 @@ Ranges are carved on demand from the lines never handed out (the frontier onward
 of loop schedulers (Hummel, Schonberg and Flynn, CACM 1992; guided self-scheduling):
 
 - the first wave gives every slot one range, together FIRST_WAVE_SHARE of the batch: most of the work starts
-  at once and each slot pays its start-up once;
+  at once and each slot pays its start-up once (on fewer than FIRST_WAVE_RANGES slots, ranges as if there
+  were that many);
 - later ranges take half of what is left divided among the slots, so they shrink as the batch ends and the
   slots finish together; when nothing runs any more (every slot came free at once: uniform items) what is left
   is split evenly among the free slots instead;
@@ -24,6 +25,9 @@ import statistics
 from collections.abc import Iterator
 
 FIRST_WAVE_SHARE = 0.8
+# A batch that starts on few slots still cuts its first wave in at least this many ranges: slots that come
+# free later (another batch ends, a node joins) then find work, instead of one range holding 80% of the batch.
+FIRST_WAVE_RANGES = 8
 STARTUP_SHARE = 0.1
 SAMPLES_KEPT = 200   # the most recent ranges the estimates come from
 
@@ -36,7 +40,7 @@ def carve_sizes(*, remaining: int, free: int, slots: int, running: int, first_wa
     if fixed:
         size = fixed
     elif first_wave:
-        size = math.ceil(FIRST_WAVE_SHARE * items / slots)
+        size = math.ceil(FIRST_WAVE_SHARE * items / max(slots, FIRST_WAVE_RANGES))
     elif running == 0:
         size = max(min_items, math.ceil(remaining / max(free, 1)))
     else:
