@@ -6,12 +6,12 @@ from oscar_batch.core.chunking import CarveLog, Timings, carve_sizes, min_items
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
-    # the first wave: one range per slot, together 80% of the batch
-    (dict(remaining=1000, free=8, slots=8, running=0, first_wave=True, items=1000, min_items=1), [100] * 8),
-    (dict(remaining=10, free=8, slots=8, running=0, first_wave=True, items=10, min_items=1), [1] * 8),
+    # the first wave: one range per slot, together 90% of the batch
+    (dict(remaining=1000, free=8, slots=8, running=0, first_wave=True, items=1000, min_items=1), [113] * 8),
+    (dict(remaining=10, free=8, slots=8, running=0, first_wave=True, items=10, min_items=1), [2] * 5),
     (dict(remaining=5, free=8, slots=8, running=0, first_wave=True, items=5, min_items=1), [1] * 5),
     # ... on fewer slots, as if there were 8: capacity that comes later finds work
-    (dict(remaining=1000, free=2, slots=2, running=0, first_wave=True, items=1000, min_items=1), [100, 100]),
+    (dict(remaining=1000, free=2, slots=2, running=0, first_wave=True, items=1000, min_items=1), [113, 113]),
     # while others still run: half of what is left, divided among the slots
     (dict(remaining=200, free=2, slots=8, running=6, first_wave=False, items=1000, min_items=1), [13, 13]),
     # ... never below the floor that keeps start-up a small share
@@ -29,21 +29,33 @@ def test_carve_sizes(kwargs, expected):
 
 
 @pytest.mark.parametrize(("startup", "per_item", "expected"), [
-    (None, None, 1), (10.0, None, 1), (10.0, 1.0, 90), (3.0, 2.0, 14), (0.5, 2.0, 3), (0.0, 2.0, 1),
+    (None, None, 1), (10.0, None, 1), (10.0, 1.0, 30), (3.0, 2.0, 5), (0.5, 2.0, 1), (0.0, 2.0, 1),
 ])
-def test_min_items_keeps_start_up_at_a_tenth(startup, per_item, expected):
+def test_min_items_keeps_start_up_at_a_quarter(startup, per_item, expected):
     assert min_items(startup, per_item) == expected
 
 
-def test_timings_are_medians_of_what_the_jobs_showed():
+def test_timings_tell_start_up_from_per_item_time_once_range_sizes_differ():
     timings = Timings()
     assert (timings.startup, timings.per_item) == (None, None)
-    timings.record(accepted=0.0, ready=3.0, finished=23.0, lines=10)      # 3 s start-up, 2 s an item
-    timings.record(accepted=0.0, ready=4.0, finished=44.0, lines=20)
-    timings.record(accepted=0.0, ready=100.0, finished=101.0, lines=1)   # a straggler does not move medians
-    assert timings.startup == 4.0 and timings.per_item == 2.0
-    timings.record(accepted=10.0, ready=None, finished=34.0, lines=10)   # never seen ready: start-up as measured
-    assert timings.per_item == 2.0
+    # the first wave: equal sizes; the pod was ready after 2 s, but the service's own start is in the run
+    for seconds in (30.0, 30.4, 29.6):
+        timings.record(accepted=0.0, ready=2.0, finished=seconds, lines=10)
+    assert timings.startup == 2.0 and timings.per_item == pytest.approx(2.8)
+    # shrinking ranges: 10 s start-up and 2 s an item, found by least squares
+    for lines in (5, 3, 1):
+        timings.record(accepted=100.0, ready=102.0, finished=100.0 + 10 + 2 * lines, lines=lines)
+    assert timings.startup == pytest.approx(10.0, abs=0.3) and timings.per_item == pytest.approx(2.0, abs=0.05)
+
+
+def test_timings_without_a_ready_pod_or_a_usable_fit():
+    timings = Timings()
+    timings.record(accepted=0.0, ready=None, finished=20.0, lines=10)
+    assert timings.startup == 0.0 and timings.per_item == 2.0
+    timings.record(accepted=0.0, ready=None, finished=5.0, lines=20)   # a negative slope is noise, not a fit
+    assert timings.per_item == pytest.approx(1.125)
+    timings.record(accepted=9.0, ready=None, finished=1.0, lines=3)    # a clock that went back: ignored
+    assert len(timings.samples) == 2
 
 
 def test_the_carve_log_merges_equal_sizes_and_reads_back():

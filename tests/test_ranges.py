@@ -109,21 +109,25 @@ def test_halving_costs_a_logarithm_of_the_range_per_corrupt_item():
     assert book.counts().retried >= 6
 
 
-def test_a_disruption_runs_the_same_lines_again_and_spends_no_retry():
+def test_a_disruption_runs_the_lines_again_as_halves_and_spends_no_retry():
     book = RangeBook(100, retries=0)
-    cluster = Cluster(book, slots=4, disrupted={(1, 11, 1), (1, 11, 2)})
+    cluster = Cluster(book, slots=4, disrupted={(1, 13, 1), (1, 7, 1)})    # first-wave ranges of 12 lines
     cluster.run()
-    assert len(book.succeeded) == 100 and len(book.failed) == 0
-    assert cluster.invoked[job((1, 11), 3)] == 1 and book.counts().disrupted == 2
+    assert len(book.succeeded) == 100 and len(book.failed) == 0 and book.counts().disrupted == 2
+    assert cluster.invoked[job((1, 7), 1)] == cluster.invoked[job((7, 13), 1)] == 1     # halves, not again
+    assert cluster.invoked[job((1, 4), 1)] == cluster.invoked[job((4, 7), 1)] == 1
+    assert job((1, 13), 2) not in cluster.invoked
+    assert book.counts().retried == 0
 
 
-def test_a_range_disrupted_again_and_again_counts_as_failing():
+def test_a_line_disrupted_again_and_again_counts_as_failing():
     book = RangeBook(20, retries=0)
-    cluster = Cluster(book, slots=1, disrupted={(1, 3, attempt) for attempt in range(1, 10)})
+    cluster = Cluster(book, slots=1, disrupted={(1, 2, attempt) for attempt in range(1, 10)} | {(1, 4, 1)})
     cluster.run()
-    assert cluster.invoked[job((1, 3), MAX_DISRUPTIONS + 1)] == 1
-    assert job((1, 3), MAX_DISRUPTIONS + 2) not in cluster.invoked    # split instead
-    assert len(book.succeeded) == 20
+    assert cluster.invoked[job((1, 2), MAX_DISRUPTIONS + 1)] == 1
+    assert job((1, 2), MAX_DISRUPTIONS + 2) not in cluster.invoked   # failed for good (retries 0)
+    assert len(book.succeeded) == 19 and sorted(book.failed_items) == [1]
+    assert "disrupted 4 times" in book.failed_items[1].reason
 
 
 def test_a_service_that_fails_everything_stops_after_a_few_invocations():

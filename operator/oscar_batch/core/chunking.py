@@ -24,11 +24,14 @@ import math
 import statistics
 from collections.abc import Iterator
 
-FIRST_WAVE_SHARE = 0.8
+# Uniform items finish the first wave together, so what it leaves costs every slot one more start-up; with
+# varied items it is what evens out the finish. 0.9 and 0.25 are the makespan benchmark's best trade-off
+# (docs/benchmarks.md): 0.8 and 0.1 left tail ranges too few and too large to share out.
+FIRST_WAVE_SHARE = 0.9
 # A batch that starts on few slots still cuts its first wave in at least this many ranges: slots that come
-# free later (another batch ends, a node joins) then find work, instead of one range holding 80% of the batch.
+# free later (another batch ends, a node joins) then find work, instead of one range holding 90% of the batch.
 FIRST_WAVE_RANGES = 8
-STARTUP_SHARE = 0.1
+STARTUP_SHARE = 0.25
 SAMPLES_KEPT = 200   # the most recent ranges the estimates come from
 
 
@@ -62,30 +65,57 @@ def min_items(startup: float | None, per_item: float | None) -> int:
 
 @dataclasses.dataclass
 class Timings:
-    """Start-up and per-item seconds, measured on finished ranges: the time from OSCAR accepting the
-    invocation to the Job's pod being ready is start-up; from ready to complete, divided by the lines, is
-    per item. Medians of the recent ranges: one straggler does not re-size the batch."""
-    startups: list[float] = dataclasses.field(default_factory=list)
-    per_items: list[float] = dataclasses.field(default_factory=list)
+    """Start-up and per-item seconds, measured on this batch's finished ranges: a range of n lines that took d
+    seconds from OSCAR accepting it to its Job completing gives d = start-up + n × per-item. Ranges of different
+    sizes (the shrinking ones after the first wave) separate the two by least squares; until then, the time
+    to the pod being ready is the start-up (the service's own start inside its container, e.g. loading a
+    model, still counts as work). The recent SAMPLES_KEPT ranges only: the batch re-sizes as it learns."""
+    samples: list[tuple[int, float]] = dataclasses.field(default_factory=list)   # (lines, seconds)
+    readiness: list[float] = dataclasses.field(default_factory=list)             # accepted → pod ready
 
     def record(self, *, accepted: float, ready: float | None, finished: float, lines: int) -> None:
+        if finished < accepted or lines < 1:
+            return
+        self._keep(self.samples, (lines, finished - accepted))
         if ready is not None and accepted <= ready <= finished:
-            self._keep(self.startups, ready - accepted)
-            self._keep(self.per_items, (finished - ready) / max(lines, 1))
-        elif finished >= accepted:
-            # The pod was never seen ready (it ran faster than the watch): start-up as measured elsewhere.
-            self._keep(self.per_items, max(finished - accepted - (self.startup or 0.0), 0.0) / max(lines, 1))
+            self._keep(self.readiness, ready - accepted)
 
     @property
     def startup(self) -> float | None:
-        return statistics.median(self.startups) if self.startups else None
+        fitted = self._fit()
+        if fitted is not None:
+            return fitted[0]
+        return statistics.median(self.readiness) if self.readiness else (0.0 if self.samples else None)
 
     @property
     def per_item(self) -> float | None:
-        return statistics.median(self.per_items) if self.per_items else None
+        fitted = self._fit()
+        if fitted is not None:
+            return fitted[1]
+        if not self.samples:
+            return None
+        startup = self.startup or 0.0
+        return statistics.median(max(seconds - startup, 0.0) / lines for lines, seconds in self.samples)
+
+    def _fit(self) -> tuple[float, float] | None:
+        """(start-up, per item) by least squares, when the sizes differ enough to tell them apart."""
+        if len({lines for lines, _ in self.samples}) < 2:
+            return None
+        sizes = [float(lines) for lines, _ in self.samples]
+        durations = [seconds for _, seconds in self.samples]
+        mean_size, mean_duration = statistics.fmean(sizes), statistics.fmean(durations)
+        spread = sum((size - mean_size) ** 2 for size in sizes)
+        if spread < 1e-9:
+            return None
+        per_item = sum((size - mean_size) * (duration - mean_duration)
+                       for size, duration in zip(sizes, durations, strict=True)) / spread
+        startup = mean_duration - per_item * mean_size
+        if per_item <= 0 or startup < 0:
+            return None
+        return startup, per_item
 
     @staticmethod
-    def _keep(samples: list[float], value: float) -> None:
+    def _keep(samples: list, value: object) -> None:
         samples.append(value)
         del samples[:-SAMPLES_KEPT]
 

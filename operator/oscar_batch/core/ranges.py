@@ -5,7 +5,8 @@ A range is lines [start, end) of the manifest, 1-based and end-exclusive: exactl
 OSCAR-Batch coordinator sent, so existing service scripts keep working. Ranges are carved from the frontier by
 the chunking policy (`chunking.CarveLog`). A range that the service fails is retried as its two halves, and
 those halves as theirs, down to single lines; a single line is retried `retries` times and then recorded as a
-failed item. A disrupted attempt (pod evicted, node lost) runs the same lines again and spends nothing.
+failed item. A disrupted attempt (pod evicted, node lost) spends nothing: its lines run again, as two halves
+when there are several (the work it had done is lost either way; two slots redo it in half the time).
 
 Every range to invoke is a node of its carved range's halving tree, so that a restarted operator, knowing only
 the lines settled (from status), the carve log (from status) and the Jobs it sees, proposes the very ranges —
@@ -109,6 +110,7 @@ class RangeBook:
         self._failures: dict[Key, set[int]] = {}  # single line -> attempts failed in this round
         self._disruptions: dict[Key, set[int]] = {}
         self._split: set[Key] = set()             # ranges whose halves run instead
+        self._service_failed: set[Key] = set()    # ... of those, the ones the service failed (not a disruption)
         self._sibling: dict[Key, Key] = {}        # half -> the other half of the same split
         self._unseen: dict[Key, float] = {}       # invoked range -> when OSCAR accepted it, until its Job shows
         self._cursor = 1                          # carved ranges before this line are all accounted for
@@ -205,25 +207,24 @@ class RangeBook:
                 disruptions.add(attempt)
             if len(disruptions) <= MAX_DISRUPTIONS:
                 self.disrupted += int(first_end and this_round)
-                self._enqueue(key, attempt + 1)
+                if key[1] - key[0] > 1 and key not in self._split:
+                    # Its work so far is lost either way: two slots redo it in half the time.
+                    self._split_in_halves(key)
+                else:
+                    self._enqueue(key, attempt + 1)
                 return Change.DISRUPTED
             reason = f"disrupted {len(disruptions)} times, last: {reason}"
         if key[1] - key[0] > 1:
             if key in self._split:
                 return None
-            self._split.add(key)
-            if this_round and self._sibling.get(key) in self._split:
+            self._service_failed.add(key)
+            if this_round and self._sibling.get(key) in self._service_failed:
                 self._both_halves_failed += 1
                 if self._both_halves_failed >= BROKEN_AFTER and not self._successes:
                     self.broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, "
                                    f"the last in Job {job}: {reason}; nothing more is invoked: fix the service, "
                                    "then redrive the batch")
-            middle = (key[0] + key[1]) // 2
-            halves = (key[0], middle), (middle, key[1])
-            self._sibling[halves[0]], self._sibling[halves[1]] = halves[1], halves[0]
-            for half in halves:
-                if not self._attempts.get(half) and not self._settled(half):
-                    self._enqueue(half, 1)
+            self._split_in_halves(key)
             self.retried += int(first_end and this_round)
             return Change.SPLIT
         failures = self._failures.setdefault(key, set())
@@ -239,6 +240,15 @@ class RangeBook:
         self._enqueue(key, attempt + 1)
         self.retried += int(counted and first_end)
         return Change.RETRIED
+
+    def _split_in_halves(self, key: Key) -> None:
+        self._split.add(key)
+        middle = (key[0] + key[1]) // 2
+        halves = (key[0], middle), (middle, key[1])
+        self._sibling[halves[0]], self._sibling[halves[1]] = halves[1], halves[0]
+        for half in halves:
+            if not self._attempts.get(half) and not self._settled(half):
+                self._enqueue(half, 1)
 
     # ---- dispatching ----------------------------------------------------------------------------------
 
@@ -319,6 +329,7 @@ class RangeBook:
         self._failures.clear()
         self._disruptions.clear()
         self._split.clear()
+        self._service_failed.clear()
         self._cursor = 1
         return again
 
