@@ -103,6 +103,7 @@ class RangeBook:
         self.failed_items: dict[int, FailedItem] = {}
         self._running: dict[Key, int] = {}        # range -> attempt in flight
         self._running_lines = Lines()
+        self._running_sum = 0                     # lines of the running ranges counted one by one
         self._queue: dict[Key, int] = {}          # range -> attempt to invoke next
         self._queue_order: list[Key] = []         # heap of the queue's ranges, by start line
         self._queued_lines = Lines()
@@ -120,7 +121,6 @@ class RangeBook:
         self.invocations = 0
         self.retried = 0
         self.disrupted = 0
-        self.lost = 0
         self.broken: str | None = None            # why dispatch stopped: the service fails everything
         self._successes = 0                       # invocations that succeeded this round
         self._both_halves_failed = 0              # splits of this round whose halves both failed too
@@ -173,10 +173,10 @@ class RangeBook:
         if outcome == Outcome.SUCCEEDED:
             record.outcome = Outcome.SUCCEEDED
             self._successes += int(first_end)
-            return self._succeed(key, job)
+            return self._succeed(key)
         return self._fail(key, attempt, job or "", failure_reason, disruption, newest, first_end, redrive_round)
 
-    def _succeed(self, key: Key, job: str | None) -> Change | None:
+    def _succeed(self, key: Key) -> Change | None:
         fresh = not self.succeeded.covers(*key)
         self.succeeded.add(*key)
         self.failed.remove(*key)
@@ -311,7 +311,6 @@ class RangeBook:
             return
         self._stop(key)
         self._enqueue(key, work.attempt + 1)
-        self.lost += 1
 
     def redrive(self, redrive_round: int) -> int:
         """Give every failed line a fresh round of retries. Returns how many lines run again."""
@@ -371,16 +370,21 @@ class RangeBook:
             self._cleanable.update(dict.fromkeys(record.jobs))
 
     def _run(self, key: Key, attempt: int) -> None:
+        if key not in self._running:
+            self._running_sum += key[1] - key[0]
         self._running[key] = attempt
         self._running_lines.add(*key)
 
     def _stop(self, key: Key) -> None:
-        self._running.pop(key, None)
+        overlapping = len(self._running_lines) != self._running_sum
+        if self._running.pop(key, None) is not None:
+            self._running_sum -= key[1] - key[0]
         self._unseen.pop(key, None)
         self._running_lines.remove(*key)
-        for other in self._running:   # ranges overlapping after a restart: keep the lines still running
-            if _overlap(other, key):
-                self._running_lines.add(*other)
+        if overlapping:   # ranges overlapping after a restart: keep the lines still running
+            for other in self._running:
+                if _overlap(other, key):
+                    self._running_lines.add(*other)
 
     def _enqueue(self, key: Key, attempt: int) -> None:
         if self._queue.get(key, 0) >= attempt:
