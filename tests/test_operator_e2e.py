@@ -304,7 +304,8 @@ def test_a_batch_with_corrupt_inputs_processes_every_other_item_and_names_the_ba
         assert status["phase"] == "Succeeded" and status["conditions"], status      # 3 failed items tolerated
         assert status["failedItems"] == "4,17-18"
         keys = input_keys("input/", 40)
-        assert [(d["line"], d["key"]) for d in status["failedItemDetails"]] == [(n, keys[n - 1]) for n in sorted(corrupt)]
+        named = [(detail["line"], detail["key"]) for detail in status["failedItemDetails"]]
+        assert named == [(line, keys[line - 1]) for line in sorted(corrupt)]
         assert all(d["reason"] == "Error (exit code 1)" for d in status["failedItemDetails"])
         # every other input has its output, written by a Job that succeeded
         written = outputs_by_input(harness)
