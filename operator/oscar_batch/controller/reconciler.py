@@ -18,12 +18,13 @@ from typing import Any, Protocol
 from oscar_batch.clients import cluster
 from oscar_batch.controller import capacity, objects
 from oscar_batch.controller.invoker import Invoker
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
+from oscar_batch.controller.jobs_said import JobsSaid
+from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
-from oscar_batch.core import chunking, invocation, items, status
+from oscar_batch.core import chunking, items, status
 from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import Change, Outcome, RangeBook
+from oscar_batch.core.ranges import RangeBook
 from oscar_batch.core.results import results
 from oscar_batch.core.sharing import Claim
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
@@ -60,8 +61,7 @@ class BatchController:
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
         self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock,
                                may_dispatch=lambda: not self.stopped and not self._deleting())
-        self.timings = chunking.Timings()
-        self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
+        self.jobs_said = JobsSaid(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at, clock=clock)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ class BatchController:
                          status.failed_items_from(current))
         except ValueError:
             log.warning("batch %s: unreadable line lists in status; rebuilding them from the Jobs", self.ref)
-        await self._fold(book, self.jobs.everything(self.uid))
+        await self.jobs_said.fold(book, self.jobs.everything(self.uid))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.invocations = max(book.invocations, int(counted.get("total") or 0))
@@ -176,79 +176,11 @@ class BatchController:
         book.disrupted = max(book.disrupted, int(counted.get("disrupted") or 0))
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
-                                 **status.progress(book, current.get("parallelism") or 0, self._sizing(spec))}
+                                 **status.progress(book, current.get("parallelism") or 0, self.jobs_said.sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
         await self.report.patch(patch)
         return book
-
-    async def _fold(self, book: RangeBook, jobs: list[JobSeen]) -> bool:
-        """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
-        ended = False
-        for job in jobs:
-            identity = job.identity
-            key = (identity.start, identity.end)
-            if job.ready and key in self.invoker.accepted_at:
-                self._ready_at.setdefault(key, self.clock())
-            failure = invocation.Failure(False, "")
-            if job.outcome == Outcome.FAILED:
-                failure = await self._why_failed(job)
-            change = book.observe(identity.start, identity.end, identity.attempt, job.outcome, job.name,
-                                  job.started, job.finished, redrive_round=identity.redrive,
-                                  failure_reason=failure.reason, disruption=failure.disruption)
-            if job.outcome == Outcome.RUNNING:
-                continue
-            ended = True
-            accepted, ready = self.invoker.accepted_at.pop(key, None), self._ready_at.pop(key, None)
-            if change == Change.SUCCEEDED and accepted is not None:
-                self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),
-                                    lines=identity.end - identity.start)
-            if change is not None and change != Change.SUCCEEDED:
-                self._tell(change, job, failure)
-        return ended
-
-    async def _why_failed(self, job: JobSeen) -> invocation.Failure:
-        try:
-            pods = await asyncio.to_thread(self.kube.job_pods, job.namespace, job.name)
-        except cluster.KubeError as error:
-            log.warning("batch %s: cannot read the pods of failed Job %s: %s", self.ref, job.name, error)
-            pods = None
-        return invocation.failure(job.failed_reason, pods)
-
-    def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
-        start, end = job.identity.start, job.identity.end
-        lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
-        what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its two "
-                                             "halves run instead"),
-                Change.RETRIED: ("ItemRetried", f"{lines} failed in Job {job.name} ({failure.reason}); "
-                                                "trying it again"),
-                Change.DISRUPTED: ("RangeDisrupted", f"{lines} were disrupted in Job {job.name} "
-                                                     f"({failure.reason}); running them again, no retry spent"),
-                Change.ITEM_FAILED: ("ItemFailed", f"{lines} failed in Job {job.name} after "
-                                                   f"{job.identity.attempt} attempt(s): {failure.reason}")}
-        reason, message = what[change]
-        self.report.event("Warning", reason, message)
-
-    def _sizing(self, spec: BatchSpec) -> dict[str, Any]:
-        sizing: dict[str, Any] = {"mode": "Fixed" if spec.items_per_invocation else "Adaptive"}
-        if self.timings.startup is not None:
-            sizing["startupSeconds"] = round(self.timings.startup, 3)
-        if self.timings.per_item is not None:
-            sizing["secondsPerItem"] = round(self.timings.per_item, 4)
-        if not spec.items_per_invocation:
-            sizing["minItems"] = chunking.min_items(self.timings.startup, self.timings.per_item)
-        return sizing
-
-    def _sizes(self, book: RangeBook, spec: BatchSpec, parallelism: int) -> Callable[[int], list[int]]:
-        def sizes(count: int) -> list[int]:
-            counts = book.counts()
-            carved = book.carves.frontier - 1
-            return chunking.carve_sizes(remaining=book.items - carved, free=count, slots=parallelism,
-                                        running=counts.in_flight, items=book.items,
-                                        first_wave=carved < chunking.FIRST_WAVE_SHARE * book.items,
-                                        min_items=chunking.min_items(self.timings.startup, self.timings.per_item),
-                                        fixed=spec.items_per_invocation)
-        return sizes
 
     async def _name_failed_items(self, book: RangeBook, peers: Peers) -> None:
         """Failed items get their input's key from the manifest, for status and the results."""
@@ -268,7 +200,7 @@ class BatchController:
         message = (f"redrive {spec.redrive}: {again} failed item(s) run again with {spec.retries} "
                    "retries each" if again else f"redrive {spec.redrive}: no failed item to run again")
         self.report.emit("Normal", "Redriven", message)
-        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0, self._sizing(spec))}
+        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0, self.jobs_said.sizing(spec))}
         if again:
             patch.update({"phase": status.RUNNING, "completionTime": None, "conditions": [
                 self.report.condition(kind, kind == "Progressing", "Redriven", message)
@@ -287,7 +219,7 @@ class BatchController:
         finishing = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
             while not self.stopped and not self._deleting():
-                ended = await self._fold(book, self.jobs.changes(self.uid))
+                ended = await self.jobs_said.fold(book, self.jobs.changes(self.uid))
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
@@ -307,8 +239,8 @@ class BatchController:
                         last_plan = now
                     if not peers.spec.suspend and dispatching.ready(now):
                         await self.invoker.dispatch(book, peers, parallelism - book.counts().in_flight,
-                                                    self._sizes(book, peers.spec, parallelism), dispatching, now,
-                                                    seconds=DISPATCH_SHARE * self.timing.tick)
+                                                    self.jobs_said.sizes(book, peers.spec, parallelism),
+                                                    dispatching, now, seconds=DISPATCH_SHARE * self.timing.tick)
                     if rechecking.ready(now):
                         await self.invoker.recheck_unseen(book, peers, rechecking, now)
                     if now - last_status >= self.timing.status_interval:
@@ -344,9 +276,9 @@ class BatchController:
         phase = status.SUSPENDED if spec.suspend else status.RUNNING
         reason = "Suspended" if spec.suspend else "RangesRunning"
         await self._name_failed_items(book, peers)
-        await self.invoker.record(book, {"phase": phase, **status.progress(book, parallelism, self._sizing(spec)),
-                                         "conditions": [self.report.condition("Progressing", not spec.suspend,
-                                                                              reason, planned)]})
+        progress = status.progress(book, parallelism, self.jobs_said.sizing(spec))
+        await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
+            self.report.condition("Progressing", not spec.suspend, reason, planned)]})
 
     async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
@@ -364,11 +296,11 @@ class BatchController:
                                                               f"succeeded, {counts.failed} failed); writing the "
                                                               f"results waits: {waiting.message}; next try in "
                                                               f"{delay:g}s"),
-                                      progress=status.progress(book, 0, self._sizing(spec)))
+                                      progress=status.progress(book, 0, self.jobs_said.sizing(spec)))
             return False
         self.report.events_due(flush=True)
         recorded = await self.invoker.record(book, {
-            "phase": phase, "message": message, **status.progress(book, 0, self._sizing(spec)),
+            "phase": phase, "message": message, **status.progress(book, 0, self.jobs_said.sizing(spec)),
             "results": spec.uri(spec.results_key),
             "completionTime": now_iso(), "conditions": [
                 self.report.condition("Progressing", False, reason, message),

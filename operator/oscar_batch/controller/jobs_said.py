@@ -1,0 +1,97 @@
+"""What the Jobs of one batch say, folded into its book: outcomes, why an attempt failed (the pods tell a
+disruption from the service's own failure), the start-up and per-item times ranges are sized from, and the
+Events worth telling."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from oscar_batch.clients import cluster
+from oscar_batch.controller.registry import JobSeen
+from oscar_batch.controller.reporter import Reporter
+from oscar_batch.core import chunking, invocation
+from oscar_batch.core.ranges import Change, Outcome, RangeBook
+from oscar_batch.core.spec import BatchSpec
+
+log = logging.getLogger(__name__)
+
+
+class JobsSaid:
+    def __init__(self, *, kube: cluster.Kube, report: Reporter, accepted_at: dict[tuple[int, int], float],
+                 clock: Callable[[], float]) -> None:
+        self.kube = kube
+        self.report = report
+        self.accepted_at = accepted_at      # range in flight -> when OSCAR accepted it (the invoker's)
+        self.clock = clock
+        self.timings = chunking.Timings()
+        self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
+
+    async def fold(self, book: RangeBook, jobs: list[JobSeen]) -> bool:
+        """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
+        ended = False
+        for job in jobs:
+            identity = job.identity
+            key = (identity.start, identity.end)
+            if job.ready and key in self.accepted_at:
+                self._ready_at.setdefault(key, self.clock())
+            failure = invocation.Failure(False, "")
+            if job.outcome == Outcome.FAILED:
+                failure = await self._why_failed(job)
+            change = book.observe(identity.start, identity.end, identity.attempt, job.outcome, job.name,
+                                  job.started, job.finished, redrive_round=identity.redrive,
+                                  failure_reason=failure.reason, disruption=failure.disruption)
+            if job.outcome == Outcome.RUNNING:
+                continue
+            ended = True
+            accepted, ready = self.accepted_at.pop(key, None), self._ready_at.pop(key, None)
+            if change == Change.SUCCEEDED and accepted is not None:
+                self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),
+                                    lines=identity.end - identity.start)
+            if change is not None and change != Change.SUCCEEDED:
+                self._tell(change, job, failure)
+        return ended
+
+    async def _why_failed(self, job: JobSeen) -> invocation.Failure:
+        try:
+            pods = await asyncio.to_thread(self.kube.job_pods, job.namespace, job.name)
+        except cluster.KubeError as error:
+            log.warning("batch %s: cannot read the pods of failed Job %s: %s", self.report.ref, job.name, error)
+            pods = None
+        return invocation.failure(job.failed_reason, pods)
+
+    def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
+        start, end = job.identity.start, job.identity.end
+        lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
+        what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its two "
+                                             "halves run instead"),
+                Change.RETRIED: ("ItemRetried", f"{lines} failed in Job {job.name} ({failure.reason}); "
+                                                "trying it again"),
+                Change.DISRUPTED: ("RangeDisrupted", f"{lines} were disrupted in Job {job.name} "
+                                                     f"({failure.reason}); running them again, no retry spent"),
+                Change.ITEM_FAILED: ("ItemFailed", f"{lines} failed in Job {job.name} after "
+                                                   f"{job.identity.attempt} attempt(s): {failure.reason}")}
+        reason, message = what[change]
+        self.report.event("Warning", reason, message)
+
+    def sizing(self, spec: BatchSpec) -> dict[str, Any]:
+        sizing: dict[str, Any] = {"mode": "Fixed" if spec.items_per_invocation else "Adaptive"}
+        if self.timings.startup is not None:
+            sizing["startupSeconds"] = round(self.timings.startup, 3)
+        if self.timings.per_item is not None:
+            sizing["secondsPerItem"] = round(self.timings.per_item, 4)
+        if not spec.items_per_invocation:
+            sizing["minItems"] = chunking.min_items(self.timings.startup, self.timings.per_item)
+        return sizing
+
+    def sizes(self, book: RangeBook, spec: BatchSpec, parallelism: int) -> Callable[[int], list[int]]:
+        def sizes(count: int) -> list[int]:
+            counts = book.counts()
+            carved = book.carves.frontier - 1
+            return chunking.carve_sizes(remaining=book.items - carved, free=count, slots=parallelism,
+                                        running=counts.in_flight, items=book.items,
+                                        first_wave=carved < chunking.FIRST_WAVE_SHARE * book.items,
+                                        min_items=chunking.min_items(self.timings.startup, self.timings.per_item),
+                                        fixed=spec.items_per_invocation)
+        return sizes
