@@ -31,6 +31,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import datetime
+import gc
 import io
 import json
 import math
@@ -228,6 +229,8 @@ class Side:
     last_container: float | None = None    # simulated time the last service container ended
     changes: list[tuple[float, str]] = dataclasses.field(default_factory=list)  # (when, what), simulated
     timeline: list[tuple[float, float, str, str]] = dataclasses.field(default_factory=list)
+    problems: dict[str, int] = dataclasses.field(default_factory=dict)  # the operator's warnings and errors
+    invoked_at: list[float] = dataclasses.field(default_factory=list)   # when OSCAR accepted each invocation
     error: str | None = None
 
     @property
@@ -276,6 +279,7 @@ def finish_side(side: Side, sandbox: SandboxThread, clock: Clock, lines: int,
     side.processed = len(written & set(range(1, lines + 1)))
     side.lost = sorted(set(range(1, lines + 1)) - written)
     side.invocations = sandbox.sandbox.oscar.accepted_invocations
+    side.invoked_at = [round(clock.simulated(at), 2) for at in sandbox.sandbox.oscar.accepted_at]
     runner = sandbox.runner
     side.slots_used = runner.peak_running
     side.outcomes = {}
@@ -361,7 +365,7 @@ def read(sandbox: SandboxThread, function: Callable[[], Any]) -> Any:
 
 def finished_jobs(sandbox: SandboxThread) -> int:
     namespace = sandbox.sandbox.config.services_namespace
-    return read(sandbox, lambda: sum(1 for job in sandbox.kube.list(JOBS, namespace) if is_finished(job)))
+    return read(sandbox, lambda: sandbox.kube.count(JOBS, namespace, is_finished))
 
 
 def measure_original(config: SandboxConfig, changes: Sequence[Change], quiet_bound: float,
@@ -438,8 +442,28 @@ def measure_operator(config: SandboxConfig, changes: Sequence[Change], quiet_bou
             sys.stderr.write(f"operator log (last lines):\n{log_path.read_text(errors='replace')[-3000:]}\n")
         finally:
             _stop(operator)
+            side.problems = operator_problems(log_path)
+            if os.environ.get("MAKESPAN_KEEP_LOGS"):
+                keep = pathlib.Path(os.environ["MAKESPAN_KEEP_LOGS"])
+                keep.mkdir(parents=True, exist_ok=True)
+                (keep / f"operator-{config.behaviour.seed}-{time.time():.0f}.log").write_bytes(log_path.read_bytes())
         finish_side(side, sandbox, clock, config.items, pending)
     return side
+
+
+LOG_LINE = re.compile(r"^\S+ \S+ (?P<logger>\S+) +\[(?P<level>WARNING|ERROR|CRITICAL) *\] (?P<message>.*)$",
+                      re.MULTILINE)
+
+
+def operator_problems(log_path: pathlib.Path) -> dict[str, int]:
+    """Warnings and errors the operator logged, by logger and message (numbers blanked)."""
+    problems: dict[str, int] = {}
+    for line in LOG_LINE.finditer(log_path.read_text(errors="replace")):
+        if PROBE_NAME in line["message"]:
+            continue  # the readiness probe's invalid spec, as intended
+        key = f"{line['level']} {line['logger']}: {re.sub(r'[0-9]+', 'N', line['message'])[:100]}"
+        problems[key] = problems.get(key, 0) + 1
+    return problems
 
 
 def operator_args(scale: float) -> list[str]:
@@ -502,7 +526,14 @@ def run_trial(workload: Workload, seed: int, scale: float, budget_end: float) ->
         # A side may take four times the bound, within what the budget leaves.
         deadline = time.monotonic() + min(max(4 * bound * scale, 60.0), max(budget_end - time.monotonic(), 30.0))
         began = time.monotonic()
-        sides[name] = measure(config, workload.changes, quiet_bound, deadline)
+        # No cyclic garbage collection in this process (the whole simulated cluster) while a side runs: a
+        # collection of the harness's heap stalls the cluster for ~0.2 s real, 8 s simulated. Between sides.
+        gc.collect()
+        gc.disable()
+        try:
+            sides[name] = measure(config, workload.changes, quiet_bound, deadline)
+        finally:
+            gc.enable()
         side = sides[name]
         print(f"  {workload.key} seed {seed} {name}: {_num(side.seconds)} s simulated "
               f"({time.monotonic() - began:.0f} s real), {side.processed}/{config.items} items, "
@@ -763,7 +794,8 @@ def _side_json(side: Side) -> dict[str, Any]:
             "unprocessed": side.unprocessed, "lostLines": side.lost, "invocations": side.invocations,
             "slotsUsed": side.slots_used, "startupsPerSlot": side.startups_per_slot(), "outcomes": side.outcomes,
             "runs": side.runs, "firstN": side.first_n, "phase": side.phase, "changes": side.changes,
-            "lastContainerEndSeconds": side.last_container,
+            "lastContainerEndSeconds": side.last_container, "operatorProblems": side.problems,
+            "invokedAt": side.invoked_at,
             "error": side.error,
             "containers": [{"start": start, "end": end, "node": node, "outcome": outcome}
                            for start, end, node, outcome in side.timeline]}
@@ -804,7 +836,9 @@ def write_docs(command: str, meta: dict[str, Any], workloads: Sequence[Workload]
         f"a slot's share of the work is {ITEMS_PER_SLOT} items = {ITEMS_PER_SLOT * ITEM_SECONDS:g} s = "
         f"{ITEMS_PER_SLOT * ITEM_SECONDS / STARTUP_SECONDS:g} start-ups (large batch: 625 items per slot), as an "
         "archive of 100,000 images over tens of slots gives hundreds of items per slot. What does not scale: "
-        "the sandbox's own latencies (an OSCAR `POST /job` round trip of ~7 ms real is ~0.3 s simulated), S3 "
+        "the sandbox's own latencies (an OSCAR `POST /job` round trip of ~7 ms real is ~0.3 s simulated; the "
+        "cyclic garbage collector of the sandbox's process is paused while a side runs, as a collection stalls "
+        "the whole simulated cluster for ~0.2 s real), S3 "
         "listing (moto lists 1,000 keys in ~0.2 s real, ~8 s simulated; both sides pay it, shown below), and "
         "the operator's `min_replan`, which the CLI sets to min(2 s, plan interval) in real seconds: "
         f"{min(2.0, PLAN_INTERVAL * scale):g} s real here, {min(2.0, PLAN_INTERVAL * scale) / scale:g} ticks instead "
@@ -857,6 +891,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--time-scale", type=float, default=TIME_SCALE,
                         help=f"real seconds per simulated second (default {TIME_SCALE:g})")
     parser.add_argument("--no-docs", action="store_true", help="write neither docs nor results.json nor the plot")
+    parser.add_argument("--results", type=pathlib.Path, metavar="FILE",
+                        help=f"write the results here (default {RESULTS.relative_to(ROOT)}, unless --no-docs/--quick)")
     args = parser.parse_args(argv)
     keys = args.only or [w.key for w in WORKLOADS if not (args.quick and w.key == "large")]
     workloads = [w for w in WORKLOADS if w.key in keys]
@@ -891,6 +927,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if skipped:
         print(f"skipped (budget): {', '.join(skipped)}")
     print(f"makespan benchmark took {elapsed:.0f} s")
+    if args.results:
+        write_results(args.results, meta, workloads, trials)
     if not (args.no_docs or args.quick):
         problem = plot(workloads, trials, PLOT)
         write_results(RESULTS, meta, workloads, trials)

@@ -600,3 +600,15 @@ async def test_evicting_a_pod_that_is_not_running_removes_it_at_once(bucket):
         assert c.conditions("second")["Failed"]["reason"] == "BackoffLimitExceeded"
         with pytest.raises(Exception, match="NotFound|not found"):
             await c.kube.evict(NAMESPACE, "no-such-pod")
+
+
+async def test_a_change_during_a_pass_is_not_waited_for():
+    kube = SandboxKubernetes(strict=False)
+    async with kube:
+        kube.install_builtins()
+        seen = kube.changes
+        await kube.create(NODES, NodeSpec("w1").to_object())
+        assert kube.changes > seen
+        async with asyncio.timeout(0.5):   # would wait the whole timeout if the change were missed
+            await kube.wait_for_change(60.0, since=seen)
+        assert kube.count(NODES, None, lambda node: node["metadata"]["name"] == "w1") == 1

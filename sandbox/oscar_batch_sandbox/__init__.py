@@ -83,7 +83,8 @@ class Sandbox:
         oscar_endpoint = await self.oscar.start()
         self._stack.push_async_callback(self.oscar.stop)
         put = functools.partial(self.s3.put_in_process, config.bucket) if config.s3_in_process else None
-        runner = self.runner = JobRunner(self.kube, config, s3_client, put=put)
+        get = functools.partial(self.s3.get_in_process, config.bucket) if config.s3_in_process else None
+        runner = self.runner = JobRunner(self.kube, config, s3_client, put=put, get=get)
         self.oscar.pod_logs = runner.pod_log
         self._background(runner.run())
         self._background(self._housekeeping())

@@ -16,7 +16,7 @@ import copy
 import datetime
 import itertools
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -59,6 +59,8 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _waiters: set[asyncio.Future[None]] = attrs.field(factory=set, init=False)
+    # How many changes so far: a controller that was busy while one happened need not wait for the next.
+    changes: int = attrs.field(default=0, init=False)
     # Resources that HTTP clients may not touch, as if RBAC denied them (the sandbox's own controllers may).
     forbidden: set[kmock.resource] = attrs.field(factory=set)
 
@@ -153,8 +155,11 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             "metadata": {"deletionTimestamp": now, "deletionGracePeriodSeconds": grace},
             "status": {"conditions": conditions}})
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Wake up on the next change of any object, or after `timeout` seconds. Each waiter gets every change."""
+    async def wait_for_change(self, timeout: float, since: int | None = None) -> None:
+        """Wake up on the next change of any object, or after `timeout` seconds. Each waiter gets every change.
+        With `since` (a value of `changes`), return at once if anything changed after it."""
+        if since is not None and self.changes != since:
+            return
         change = asyncio.get_running_loop().create_future()
         self._waiters.add(change)
         try:
@@ -165,7 +170,17 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         finally:
             self._waiters.discard(change)
 
+    def count(self, resource: str | kmock.resource, namespace: str | None,
+              predicate: Callable[[dict[str, Any]], bool]) -> int:
+        """How many live objects satisfy `predicate`, which sees them as stored (no copies: it must not keep or
+        change them). For frequent polls, where `list` would copy every object each time."""
+        wanted = kmock.resource(resource)
+        return sum(1 for (res, ns, _), obj in self.objects.items()
+                   if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
+                   and predicate(obj.raw))
+
     def _notify_change(self) -> None:
+        self.changes += 1
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)

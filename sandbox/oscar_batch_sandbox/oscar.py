@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import re
+import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
@@ -325,6 +326,7 @@ class OscarSimulator:
         self._runner: aiohttp.web.AppRunner | None = None
         # Invocations answered 201, counted for benchmarks: they outlive the Jobs, which get deleted.
         self.accepted_invocations = 0
+        self.accepted_at: list[float] = []   # when each was accepted, on the monotonic clock
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = aiohttp.web.Application(middlewares=[self._system_auth])
@@ -435,6 +437,7 @@ class OscarSimulator:
                 return aiohttp.web.Response(status=500, text=f'jobs.batch "{name}" already exists')
             raise
         self.accepted_invocations += 1
+        self.accepted_at.append(time.monotonic())
         return aiohttp.web.Response(status=201)
 
     def _service_jobs(self, service: Json) -> list[Json]:

@@ -465,17 +465,19 @@ def main_container_env(pod: Json) -> dict[str, str]:
 class JobRunner:
     """Runs the Jobs that the OSCAR simulator creates, as a cluster would. `run()` until cancelled.
 
-    `put(key, body)`, when given, writes the service's outputs instead of an S3 PUT (the sandbox's in-process
-    S3). `runs` records every service container (node, start, end, outcome) and `peak_running` the most
-    that ran at once: the slots a batch really used.
+    `put(key, body)` and `get(key)`, when given, write the service's outputs and read its manifest instead of
+    S3 requests (the sandbox's in-process S3). `runs` records every service container (node, start, end,
+    outcome) and `peak_running` the most that ran at once: the slots a batch really used.
     """
 
     def __init__(self, kube: SandboxKubernetes, config: SandboxConfig, s3: minio.Minio,
-                 tick_seconds: float = TICK_SECONDS, put: Callable[[str, bytes], None] | None = None) -> None:
+                 tick_seconds: float = TICK_SECONDS, put: Callable[[str, bytes], None] | None = None,
+                 get: Callable[[str], bytes] | None = None) -> None:
         self._kube = kube
         self._config = config
         self._s3 = s3
         self._put = put
+        self._get = get
         self._tick_seconds = tick_seconds
         behaviour = config.behaviour
         # Item times need a seed; without one, a fresh seed per runner still gives each item one time.
@@ -504,11 +506,13 @@ class JobRunner:
     async def run(self) -> None:
         try:
             while True:
+                seen = self._kube.changes
                 try:
                     await self.reconcile()
                 except Exception:  # a sandbox keeps serving; the next pass may well succeed
                     log.exception("job runner pass failed")
-                await self._kube.wait_for_change(self._tick_seconds)
+                # A change during the pass (a Job OSCAR created meanwhile, or the pass's own) means another pass.
+                await self._kube.wait_for_change(self._tick_seconds, since=seen)
         finally:
             await self.stop()
 
@@ -704,7 +708,10 @@ class JobRunner:
         rng = random.Random(f"{self.seed}:container:{next(self._containers_started)}")
         lines.append(f"{config.service}: lines [{invocation.start}, {invocation.end}) of "
                      f"{config.bucket}/{invocation.manifest_key}")
-        manifest = await asyncio.to_thread(self._read_text, invocation.manifest_key)
+        if self._get is not None:
+            manifest = self._get(invocation.manifest_key).decode()
+        else:
+            manifest = await asyncio.to_thread(self._read_text, invocation.manifest_key)
         items = plan_items(behaviour, manifest_entries(manifest, invocation.start, invocation.end), config.prefix,
                            self.seed)
         corrupt = next((index for index, item in enumerate(items) if item.corrupt), None)

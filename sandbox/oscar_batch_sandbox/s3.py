@@ -57,6 +57,15 @@ class S3Server:
         """PUT without HTTP (~25,000/s against moto server's ~500/s); the object is the same to every client."""
         self._backend().put_object(bucket, key, body, disable_notification=True)
 
+    def get_in_process(self, bucket: str, key: str) -> bytes:
+        """GET without HTTP; a missing key raises as a GET would (NoSuchKey)."""
+        from moto.s3.exceptions import MissingKey
+
+        found = self._backend().get_object(bucket, key)
+        if found is None:
+            raise MissingKey(key=key)
+        return bytes(found.value)
+
     def keys_in_process(self, bucket: str, prefix: str = "") -> list[str]:
         """Every key under `prefix`, without HTTP: moto sorts a whole prefix for each 1,000-key page."""
         return sorted(key for key in list(self._backend().get_bucket(bucket).keys) if key.startswith(prefix))
