@@ -7,22 +7,20 @@ from oscar_batch.core.chunking import CarveLog, Timings, carve_sizes, min_items
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
     # the first wave: one range per slot, together 90% of the batch
-    (dict(remaining=1000, free=8, slots=8, running=0, first_wave=True, items=1000, min_items=1), [113] * 8),
-    (dict(remaining=10, free=8, slots=8, running=0, first_wave=True, items=10, min_items=1), [2] * 5),
-    (dict(remaining=5, free=8, slots=8, running=0, first_wave=True, items=5, min_items=1), [1] * 5),
+    (dict(remaining=1000, free=8, slots=8, first_wave=True, items=1000, min_items=1), [113] * 8),
+    (dict(remaining=10, free=8, slots=8, first_wave=True, items=10, min_items=1), [2] * 5),
+    (dict(remaining=5, free=8, slots=8, first_wave=True, items=5, min_items=1), [1] * 5),
     # ... on fewer slots, as if there were 8: capacity that comes later finds work
-    (dict(remaining=1000, free=2, slots=2, running=0, first_wave=True, items=1000, min_items=1), [113, 113]),
-    # while others still run: half of what is left, divided among the slots
-    (dict(remaining=200, free=2, slots=8, running=6, first_wave=False, items=1000, min_items=1), [13, 13]),
+    (dict(remaining=1000, free=2, slots=2, first_wave=True, items=1000, min_items=1), [113, 113]),
+    # the second wave: what the first left (1000 − 8 × 113 = 96), split evenly among the slots
+    (dict(remaining=96, free=2, slots=8, first_wave=False, items=1000, min_items=1), [12, 12]),
+    (dict(remaining=96, free=8, slots=8, first_wave=False, items=1000, min_items=1), [12] * 8),
     # ... never below the floor that keeps start-up a small share
-    (dict(remaining=200, free=2, slots=8, running=6, first_wave=False, items=1000, min_items=30), [30, 30]),
-    (dict(remaining=40, free=4, slots=8, running=6, first_wave=False, items=1000, min_items=30), [30, 10]),
-    # every slot free at once (uniform items): what is left, split evenly
-    (dict(remaining=200, free=8, slots=8, running=0, first_wave=False, items=1000, min_items=1), [25] * 8),
+    (dict(remaining=96, free=8, slots=8, first_wave=False, items=1000, min_items=30), [30, 30, 30, 6]),
     # fixed ranges
-    (dict(remaining=25, free=3, slots=8, running=0, first_wave=True, items=25, min_items=1, fixed=10), [10, 10, 5]),
-    (dict(remaining=25, free=0, slots=8, running=0, first_wave=True, items=25, min_items=1), []),
-    (dict(remaining=0, free=3, slots=8, running=0, first_wave=False, items=25, min_items=1), []),
+    (dict(remaining=25, free=3, slots=8, first_wave=True, items=25, min_items=1, fixed=10), [10, 10, 5]),
+    (dict(remaining=25, free=0, slots=8, first_wave=True, items=25, min_items=1), []),
+    (dict(remaining=0, free=3, slots=8, first_wave=False, items=25, min_items=1), []),
 ])
 def test_carve_sizes(kwargs, expected):
     assert carve_sizes(**kwargs) == expected

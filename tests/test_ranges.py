@@ -41,8 +41,7 @@ class Cluster:
         if len(work) < free and book.can_carve():
             carved = book.carves.frontier - 1
             book.carve(carve_sizes(remaining=book.items - carved, free=free - len(work), slots=self.slots,
-                                   running=counts.in_flight, first_wave=carved < 0.8 * book.items,
-                                   items=book.items, min_items=1))
+                                   first_wave=carved < 0.9 * book.items, items=book.items, min_items=1))
             book.carving_recorded(book.carves.frontier)
             work = book.next_to_dispatch(free)
         for item in work:

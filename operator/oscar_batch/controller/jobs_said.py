@@ -87,10 +87,9 @@ class JobsSaid:
 
     def sizes(self, book: RangeBook, spec: BatchSpec, parallelism: int) -> Callable[[int], list[int]]:
         def sizes(count: int) -> list[int]:
-            counts = book.counts()
             carved = book.carves.frontier - 1
             return chunking.carve_sizes(remaining=book.items - carved, free=count, slots=parallelism,
-                                        running=counts.in_flight, items=book.items,
+                                        items=book.items,
                                         first_wave=carved < chunking.FIRST_WAVE_SHARE * book.items,
                                         min_items=chunking.min_items(self.timings.startup, self.timings.per_item),
                                         fixed=spec.items_per_invocation)

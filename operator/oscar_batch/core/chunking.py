@@ -6,9 +6,9 @@ of loop schedulers (Hummel, Schonberg and Flynn, CACM 1992; guided self-scheduli
 - the first wave gives every slot one range, together FIRST_WAVE_SHARE of the batch: most of the work starts
   at once and each slot pays its start-up once (on fewer than FIRST_WAVE_RANGES slots, ranges as if there
   were that many);
-- later ranges take half of what is left divided among the slots, so they shrink as the batch ends and the
-  slots finish together; when nothing runs any more (every slot came free at once: uniform items) what is left
-  is split evenly among the free slots instead;
+- the second wave splits what the first left evenly among the slots: the slots that finish their first range
+  early take these, so the slots finish together (with uniform items each slot pays one more start-up, and
+  no more: halving what is left again and again, as factoring does, made 2–3 more per slot there);
 - no range is smaller than what keeps the start-up a STARTUP_SHARE of its run time, from the start-up and
   per-item times measured on this batch's own Jobs.
 
@@ -35,19 +35,19 @@ STARTUP_SHARE = 0.25
 SAMPLES_KEPT = 200   # the most recent ranges the estimates come from
 
 
-def carve_sizes(*, remaining: int, free: int, slots: int, running: int, first_wave: bool, items: int,
-                min_items: int, fixed: int = 0) -> list[int]:
+def carve_sizes(*, remaining: int, free: int, slots: int, first_wave: bool, items: int, min_items: int,
+                fixed: int = 0) -> list[int]:
     """Sizes of up to `free` new ranges from the `remaining` lines not handed out yet. One size per call, so
     that the carve log grows by one run per dispatch pass."""
     slots, free = max(slots, 1), max(free, 0)
+    first_size = math.ceil(FIRST_WAVE_SHARE * items / max(slots, FIRST_WAVE_RANGES))
     if fixed:
         size = fixed
     elif first_wave:
-        size = math.ceil(FIRST_WAVE_SHARE * items / max(slots, FIRST_WAVE_RANGES))
-    elif running == 0:
-        size = max(min_items, math.ceil(remaining / max(free, 1)))
+        size = first_size
     else:
-        size = max(min_items, math.ceil(remaining / (2 * slots)))
+        left_by_first_wave = items - min(items, first_size * max(slots, FIRST_WAVE_RANGES))
+        size = max(min_items, math.ceil(left_by_first_wave / slots))
     size = max(1, size)
     sizes: list[int] = []
     while len(sizes) < free and remaining > 0:
