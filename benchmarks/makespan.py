@@ -854,7 +854,8 @@ def write_docs(command: str, meta: dict[str, Any], workloads: Sequence[Workload]
         "says (10% of invocations), not per pod-second: the original's 8 long invocations draw 8 times, the "
         "operator's more numerous, shorter ones once each (see the invocations column), so per unit of work the "
         "operator meets proportionally more disruptions, and with 3 seeds the original often meets none (a "
-        "node-pressure eviction is an event in time; a rate per pod-second would hit long invocations in proportion). The large batch ran "
+        "node-pressure eviction is an event in time; a rate per pod-second would hit long invocations in "
+        "proportion). The large batch ran "
         + ("one seed" if any(w.key == "large" and w.seeds == 1 for w in workloads) else "its seeds")
         + " to fit the time budget of `make bench`.", "",
         "Targets (printed against, not tuned for):", "",
