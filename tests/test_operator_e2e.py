@@ -318,11 +318,17 @@ def test_a_batch_with_corrupt_inputs_processes_every_other_item_and_names_the_ba
 
 
 def test_evicted_pods_run_their_lines_again_at_no_cost(tmp_path):
-    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=12, disruption_rate=0.3)
-    with Harness(config(items=30, behaviour=behaviour), tmp_path) as harness:
-        harness.apply(retries=0, itemsPerInvocation=3)          # no retry to spend: a failure would show
+    # The sandbox draws one eviction chance per container in the order they start: with a fixed seed the
+    # number of evictions among 60 one-line invocations is fixed, which lines they hit is not.
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=12, disruption_rate=0.2)
+    with Harness(config(items=60, behaviour=behaviour), tmp_path) as harness:
+        harness.apply(retries=0, itemsPerInvocation=1)          # no retry to spend: a counted failure would show
         status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
-        assert status["phase"] == "Succeeded", status
-        assert status["invocations"]["disrupted"] > 0 and status["invocations"]["retried"] == 0
-        assert sorted(outputs_by_input(harness)) == input_keys("input/", 30)
+        assert status["invocations"]["disrupted"] > 0 and status["invocations"]["retried"] == 0, status
+        # A line evicted 4 times in a row counts as failing (the service's problem, then); nothing else fails.
+        failed = {detail["line"] for detail in status["failedItemDetails"]}
+        assert all("disrupted 4 times" in detail["reason"] for detail in status["failedItemDetails"]), status
+        assert status["phase"] == ("Failed" if failed else "Succeeded"), status
+        keys = input_keys("input/", 60)
+        assert set(outputs_by_input(harness)) >= {key for line, key in enumerate(keys, 1) if line not in failed}
         assert harness.events("RangeDisrupted")
