@@ -222,6 +222,7 @@ class World:
     def __init__(self, items: int = 40, **spec: Any) -> None:
         self.clock = Clock()
         self.store = JobStore()
+        self.store.replace(None, [])                  # the watch listed the cluster's Jobs: none yet
         self.oscar = FakeOscar(self.store)
         self.s3 = FakeS3([f"input/frame-{index:06d}.jpg" for index in range(1, items + 1)])
         self.body = {"metadata": {"uid": UID, "namespace": "default", "name": "b", "generation": 1,
@@ -259,6 +260,45 @@ class World:
 
 def running_counts(world: World) -> list[int]:
     return [patch["invocations"]["running"] for patch in world.kube.patches if "invocations" in patch]
+
+
+async def test_a_batch_invokes_nothing_until_the_jobs_were_listed_and_says_why_it_waits():
+    world = World(items=8)
+    world.store = world.oscar.store = JobStore()       # a watch that has not listed yet
+    world.controller.jobs = world.store
+    world.store.problem = "reading Jobs: Kubernetes answered 403: jobs.batch is forbidden"
+    seen_waiting: list[dict[str, Any]] = []
+
+    def script(world: World) -> None:
+        conditions = {c["type"]: c for c in (world.body.get("status") or {}).get("conditions") or ()}
+        if "JobsNotListed" in str(conditions) and not seen_waiting:
+            assert world.oscar.accepted == []
+            seen_waiting.append(conditions)
+            world.store.replace(None, [])               # the watch lists at last
+        world.oscar.finish_all()
+
+    world.on_tick = script
+    status = await world.run()
+    assert seen_waiting and "403" in str(seen_waiting[0])
+    assert status["phase"] == "Succeeded" and len(world.oscar.accepted) == 4
+
+
+async def test_the_last_lines_show_in_status_before_the_results_are_written():
+    world = World(items=8)
+    shown_at_results: list[Any] = []
+    put_object = world.s3.put_object
+
+    def put_watching_status(bucket, key, data, size, content_type, metadata):
+        if key.endswith("results.json"):
+            status = world.body["status"]
+            shown_at_results.append((status["phase"], status["completedItems"], status["items"]["running"]))
+        put_object(bucket, key, data, size, content_type, metadata)
+
+    world.s3.put_object = put_watching_status
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert status["phase"] == "Succeeded"
+    assert shown_at_results == [("Running", "1-8", 0)]
 
 
 async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():
@@ -443,6 +483,22 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     assert done not in store.names(UID) and store.changes(UID) == []
 
 
+def test_a_fresh_listing_forgets_the_jobs_deleted_while_nobody_watched():
+    store = JobStore()
+    store.watching(["oscar-svc", "team-a"])
+    kept, gone, elsewhere = name(1, 3), name(3, 5), name(5, 7)
+    store.record(kept, seen(kept))
+    store.record(gone, seen(gone))
+    store.record(elsewhere, dataclasses.replace(seen(elsewhere), namespace="team-a"))
+    store.everything(UID)
+    store.replace("oscar-svc", [seen(kept, Outcome.SUCCEEDED)])
+    assert not store.synced                                               # team-a was not listed yet
+    assert store.names(UID) == {kept, elsewhere}                          # another namespace's listing is its own
+    assert [(job.name, job.outcome) for job in store.changes(UID)] == [(kept, Outcome.SUCCEEDED)]
+    store.replace("team-a", [])
+    assert store.synced and store.names(UID) == {kept}
+
+
 async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it():
     world = World(items=4)                        # 2 ranges, both done before the restart
     world.body["status"] = {"phase": "Running", "items": {"total": 4}, "rangePlan": "1:2x2",
@@ -518,8 +574,7 @@ async def test_a_restart_mid_halving_invokes_nothing_twice():
     # A new process: a fresh watch cache that lists every Job, the status as the API server kept it.
     world._stopped = False
     world.store = world.oscar.store = JobStore()
-    for job in world.oscar.jobs.values():
-        world.store.record(job.name, job)
+    world.store.replace(None, list(world.oscar.jobs.values()))
     world.controller = BatchController(
         body=world.body, jobs=world.store, batches=ActiveBatches(),
         cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,

@@ -2,8 +2,9 @@
 
 kmock stores objects as plain JSON and merges patches. A real API server also stamps metadata (uid,
 resourceVersion, generation, creationTimestamp), keeps `status` apart when a resource has the status
-subresource, serves CRDs it is given, names the kind of a list, filters by label selector and answers
-`kubectl get` with a Table. Those are added here; everything else is kmock's.
+subresource, serves CRDs it is given, names the kind of a list, filters lists and watches by selector, ends a
+watch after its `timeoutSeconds` and answers `kubectl get` with a Table. Those are added here; everything else
+is kmock's.
 
 The sandbox's own controllers (OSCAR simulator, job runner) change objects in-process through
 `create`/`patch`/`delete`, which emit the same watch events as HTTP requests do.
@@ -16,7 +17,7 @@ import copy
 import datetime
 import itertools
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 import aiohttp.web
@@ -47,6 +48,7 @@ def _parse_path(path: str) -> parsing.ParsedPath:
 
 
 _kmock_parse_path = parsing.parse_path
+_kmock_get_obj = kmock.KubernetesEmulator._KubernetesEmulator__get_obj  # type: ignore[attr-defined]
 parsing.parse_path = _parse_path
 
 
@@ -299,6 +301,16 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             if current is not None and _merged(current.get("spec", {}), patch["spec"]) != current.get("spec", {}):
                 metadata["generation"] = current["metadata"].get("generation", 1) + 1
 
+    def _KubernetesEmulator__get_obj(self, request: rendering.Request, strict: bool) -> Any:
+        """The one object a request names. kmock scans every object it ever held for that (deleted ones
+        included), which made each status patch cost as much as the Jobs of every batch that ran before."""
+        if not strict or request.resource is None or request.name is None:
+            return _kmock_get_obj(self, request, strict)
+        key = (request.resource, request.namespace, request.name)
+        if key not in self.objects:   # an ObjectsArray, which has no get()
+            return None
+        return self.objects[key]
+
     def _next_revision(self) -> str:
         return str(next(self._revisions))
 
@@ -333,6 +345,53 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
         }
 
     @override
+    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+        """A real API server's watch: the objects changed since the `resourceVersion` asked for, then every change,
+        both through the selectors, until `timeoutSeconds`. kmock's replays every object and joins its event bus
+        only after streaming them, so a change made meanwhile was never sent; here the bus is joined under the
+        lock that writers hold, in the same instant as the objects are read."""
+        yield b""  # the headers go out at once, as kmock does: a client waits for them before anything happens
+        since = _revision(request.params.get("resourceVersion"))
+        selector = request.params.get("labelSelector")
+        requirements = parse_label_selector(selector) if selector else []
+        fields = request.params.get("fieldSelector")
+        timeout = request.params.get("timeoutSeconds")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + float(timeout) if timeout else None
+        check = self._KubernetesEmulator__check  # type: ignore[attr-defined]
+
+        def wanted(obj: dict[str, Any]) -> bool:
+            return (matches_labels(obj.get("metadata", {}).get("labels") or {}, requirements)
+                    and (not fields or matches_fields(obj, fields)))
+
+        bus = self._buses[request.resource]
+        async with self._lock:
+            marker = await bus.mark()
+            changed = [{"type": "ADDED", "object": copy.deepcopy(obj.raw)}
+                       for (resource, namespace, name), obj in self.objects.items()
+                       if not obj.deleted and check(request, resource, namespace, name, strict=False)
+                       and _revision(obj.raw.get("metadata", {}).get("resourceVersion")) > since]
+        try:
+            for event in changed:
+                if wanted(event["object"]):
+                    yield event
+            events = aiter(bus.stream(since=marker))
+            while True:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return
+                try:
+                    event = await asyncio.wait_for(anext(events), remaining)
+                except TimeoutError:
+                    return
+                metadata = event.get("object", {}).get("metadata", {})
+                if check(request, request.resource, metadata.get("namespace"), metadata.get("name"), strict=False) \
+                        and wanted(event["object"]):
+                    yield event
+        finally:
+            await bus.unmark(marker)
+
+    @override
     async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
         obj = await super()._serve_fetch(request)
         if TABLE_ACCEPT in request.headers.get("Accept", ""):
@@ -357,6 +416,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 for obj in objs
             ],
         }
+
+
+def _revision(version: str | None) -> int:
+    return int(version) if version and version.isdigit() else 0
 
 
 def _encode_string_data(secret: dict[str, Any]) -> None:

@@ -55,5 +55,5 @@ def run_operator(args: argparse.Namespace) -> int:
                     cancel_timeout=args.cancel_timeout)
     kopf.configure(verbose=args.verbose)
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
-             liveness_endpoint=args.liveness, memo=handlers.memo(timing))
+             liveness_endpoint=args.liveness, memo=handlers.memo(timing, args.namespace))
     return 0

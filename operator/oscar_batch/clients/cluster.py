@@ -1,12 +1,13 @@
-"""The operator's Kubernetes API client (`pykube-ng`): Nodes and Pods for planning, Secrets, batch status.
+"""The operator's Kubernetes API client (`pykube-ng`): Nodes and Pods for planning, Secrets, batch status, and the
+list and watch of the Jobs OSCAR creates.
 
-kopf watches and reacts; everything the operator reads or writes on its own initiative goes through here.
+kopf watches the OscarBatchJobs and reacts; everything else the operator reads or writes goes through here.
 """
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pykube
@@ -24,6 +25,10 @@ class KubeError(Exception):
 
 class Forbidden(KubeError):
     """The operator's ServiceAccount may not do this (HTTP 403)."""
+
+
+class Expired(KubeError):
+    """The resourceVersion a watch resumes from is older than the API server keeps (HTTP 410): list again."""
 
 
 class Kube:
@@ -52,6 +57,43 @@ class Kube:
         page = self._get("pods", namespace=namespace, what=f"pods of Job {namespace}/{job}",
                          params={"labelSelector": f"job-name={job}"})
         return list(page.get("items") or ())
+
+    def jobs(self, namespace: str | None, selector: str) -> tuple[list[dict[str, Any]], str]:
+        """The Jobs matching a label selector (all namespaces for None), and the resourceVersion to watch from."""
+        items: list[dict[str, Any]] = []
+        params: dict[str, Any] = {"limit": LIST_PAGE, "labelSelector": selector}
+        while True:
+            page = self._get("jobs", namespace=namespace, version="batch/v1", what="Jobs", params=params)
+            items.extend(page.get("items") or ())
+            metadata = page.get("metadata") or {}
+            if not metadata.get("continue"):
+                return items, str(metadata.get("resourceVersion") or "")
+            params = {"limit": LIST_PAGE, "labelSelector": selector, "continue": metadata["continue"]}
+
+    def watch_jobs(self, namespace: str | None, selector: str, resource_version: str,
+                   timeout: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(type, object) of each change after `resource_version`, BOOKMARKs included, until the API server ends
+        the watch after about `timeout` seconds. Raises Expired when it no longer has that resourceVersion."""
+        params = {"watch": "true", "labelSelector": selector, "resourceVersion": resource_version,
+                  "allowWatchBookmarks": "true", "timeoutSeconds": timeout}
+        kwargs: dict[str, Any] = {"url": "jobs", "version": "batch/v1", "params": params, "stream": True,
+                                  "timeout": (10, timeout + 30)}
+        if namespace is not None:
+            kwargs["namespace"] = namespace
+        try:
+            with self.api.get(**kwargs) as response:
+                self._check(response, "watching Jobs")
+                for line in response.iter_lines():
+                    if not line:
+                        continue
+                    event = json.loads(line)
+                    kind, obj = event.get("type", ""), event.get("object") or {}
+                    if kind == "ERROR":
+                        error_class = Expired if obj.get("code") == 410 else KubeError
+                        raise error_class(f"watching Jobs: {obj.get('message', '')}", obj.get("code"))
+                    yield kind, obj
+        except requests.RequestException as error:
+            raise KubeError(f"watching Jobs: the connection ended ({type(error).__name__})") from None
 
     def secret(self, namespace: str, name: str, keys: Iterable[str]) -> dict[str, str]:
         """The named keys of a Secret, decoded. Absent keys are left out; the values never reach a message."""
@@ -110,5 +152,5 @@ class Kube:
             message = response.json().get("message", "")
         except ValueError:
             message = response.text[:200]
-        error_class = Forbidden if response.status_code == 403 else KubeError
+        error_class = {403: Forbidden, 410: Expired}.get(response.status_code, KubeError)
         raise error_class(f"{doing}: Kubernetes answered {response.status_code}: {message}", response.status_code)

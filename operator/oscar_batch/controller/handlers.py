@@ -1,4 +1,4 @@
-"""kopf wiring: settings, the watch of the Jobs OSCAR creates, one async daemon per unfinished OscarBatchJob and
+"""kopf wiring: settings, the start and stop of the Jobs watch, one async daemon per unfinished OscarBatchJob and
 the cancellation on delete. Thin on purpose; what they share is in `memo` (see `cli.run`), not in globals.
 
 The operator writes nothing under `kopf.zalando.org`: its finalizer and any handler progress use the
@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 from typing import Any
 
 import kopf
 
 from oscar_batch.clients import cluster
 from oscar_batch.controller import cancel
+from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.reconciler import BatchController
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing, job_seen
+from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
@@ -24,15 +24,22 @@ FINALIZER = f"{cluster.GROUP}/finalizer"
 IO_THREADS = 32
 
 
-def memo(timing: Timing) -> kopf.Memo:
-    """Everything the handlers share, for `kopf.run(memo=…)`."""
+def memo(timing: Timing, namespaces: list[str]) -> kopf.Memo:
+    """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
-    return kopf.Memo(timing=timing, kube=kube, jobs=JobStore(), batches=ActiveBatches(),
-                     cluster_view=ClusterView(kube, max_age=timing.min_replan))
+    jobs = JobStore()
+    jobs.watching(namespaces)
+    return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(),
+                     cluster_view=ClusterView(kube, max_age=timing.min_replan),
+                     job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
+
+
+def _scopes(namespaces: list[str]) -> list[str | None]:
+    return list(namespaces) or [None]
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -42,15 +49,14 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.background.instant_exit_timeout = 5.0
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="oscar-batch-io"))
-    # kopf logs every successful handler call at INFO: once per Job change here, which says nothing.
-    logging.getLogger("kopf.objects").addFilter(
-        lambda record: not record.getMessage().startswith("Handler 'job_changed' succeeded"))
+    for watch in memo.job_watches:
+        watch.start()
 
 
-@kopf.on.event("batch", "v1", "jobs")
-async def job_changed(name: str, body: kopf.Body, type: str | None, memo: kopf.Memo, **_: Any) -> None:
-    """Every change of a Job of an OscarBatchJob goes to that batch; other Jobs are not kept."""
-    memo.jobs.record(name, job_seen(name, body), deleted=type == "DELETED")
+@kopf.on.cleanup()
+async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
+    for watch in memo.job_watches:
+        watch.stop()
 
 
 # One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)

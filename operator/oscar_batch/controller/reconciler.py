@@ -105,6 +105,7 @@ class BatchController:
     async def _run(self) -> None:
         peers = await self._resolve()
         items = await self._manifest(peers)
+        await self._jobs_listed()
         book = await self._book(items, peers)
         if await self._drive(book, peers):
             self._settled_at = (self.report.generation(), peers.spec.redrive)
@@ -153,6 +154,15 @@ class BatchController:
         items = await asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
         self.report.emit("Normal", "Listed", f"listed {items} input(s) into {spec.uri(spec.manifest_key)}")
         return items
+
+    async def _jobs_listed(self) -> None:
+        """A (re)started batch must know every Job it already has before it carves or invokes anything."""
+        deadline = self.clock() + self.timing.retry_delay
+        while not self.jobs.synced and not self.stopped and self.clock() < deadline:
+            await self.stopped.wait(self.timing.tick)
+        if not self.jobs.synced:
+            raise Waiting("JobsNotListed", "waiting for the first listing of OSCAR's Jobs"
+                          + (f": {self.jobs.problem}" if self.jobs.problem else ""))
 
     async def _book(self, total: int, peers: Peers) -> RangeBook:
         spec, current = peers.spec, self.report.status()
@@ -212,7 +222,7 @@ class BatchController:
     async def _drive(self, book: RangeBook, peers: Peers) -> bool:
         """Until the batch ends (True) or the daemon is stopped (False)."""
         parallelism, last_plan, last_status, planned_membership = 0, float("-inf"), float("-inf"), -1
-        planned_message = ""
+        planned_message, settled_shown = "", False
         dispatching = Backoff(self.timing.tick, self.timing.max_backoff)
         cleaning = Backoff(self.timing.tick, self.timing.max_backoff)
         rechecking = Backoff(self.timing.unseen_job_timeout, self.timing.max_backoff)
@@ -227,9 +237,14 @@ class BatchController:
                 now = self.clock()
                 if book.done():
                     self.batches.withdraw(self.uid)
+                    if not settled_shown:
+                        # The last lines show at once; the results (S3) and the verdict may take longer.
+                        settled_shown = await self.invoker.record(
+                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)))
                     if finishing.ready(now) and await self._finish(book, peers, finishing, now):
                         return True
                 else:
+                    settled_shown = False
                     self._claim(book, peers.spec)
                     if (now - last_plan >= self.timing.plan_interval or peers.spec != previous
                             or self.batches.membership != planned_membership

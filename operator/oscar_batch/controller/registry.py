@@ -1,6 +1,6 @@
-"""What the operator shares between its batches, all on kopf's event loop: the Jobs from the watch routed to
-the batch each belongs to (the Job controller's informer cache plus per-object work queue), the batches that
-are dispatching and so share the cluster's slots, and one snapshot of Nodes and Pods for everybody's plan.
+"""What the operator shares between its batches: the Jobs from the watch routed to the batch each belongs to (the
+Job controller's informer cache plus per-object work queue), the batches that are dispatching and so share the
+cluster's slots, and one snapshot of Nodes and Pods for everybody's plan.
 """
 from __future__ import annotations
 
@@ -61,47 +61,88 @@ def batch_key(uid: str) -> str:
 
 
 class JobStore:
-    """Every Job of every batch, kept current by the watch. Each change is also queued for its batch, which
-    folds only what changed since it last looked: a tick's work does not grow with the Jobs already done."""
+    """Every Job of every batch, kept current by the Jobs watch (its own thread) and read by the batches (on the
+    event loop). Each change is also queued for its batch, which folds only what changed since it last looked: a
+    tick's work does not grow with the Jobs already done."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._jobs: dict[str, dict[str, JobSeen]] = {}
         self._changes: dict[str, dict[str, JobSeen]] = {}
         self._names: set[str] = set()
+        self._listed: set[str | None] = set()
+        self._scopes: set[str | None] = {None}
+        self.problem = ""   # why the watch cannot list Jobs now, for the batches waiting on it
+
+    def watching(self, namespaces: list[str]) -> None:
+        """The namespaces the watch lists (all of them by default): the store is synced once each was listed."""
+        self._scopes = set(namespaces) or {None}
+
+    @property
+    def synced(self) -> bool:
+        """Every watched namespace was listed once: what the store lacks, the cluster lacks too."""
+        return self._scopes <= self._listed
 
     def record(self, name: str, seen: JobSeen | None, deleted: bool = False) -> None:
         if seen is None:
             return
+        with self._lock:
+            if deleted:
+                self._forget(name, seen)
+            else:
+                key = batch_key(seen.identity.batch_uid)
+                self._jobs.setdefault(key, {})[name] = seen
+                self._changes.setdefault(key, {})[name] = seen
+                self._names.add(name)
+
+    def replace(self, namespace: str | None, listed: list[JobSeen]) -> None:
+        """A fresh listing of one watched namespace (None: all): Jobs gone since are forgotten, like deletions
+        the watch missed, and every listed Job counts as a change."""
+        current = {job.name for job in listed}
+        with self._lock:
+            vanished = [job for jobs in self._jobs.values() for job in jobs.values()
+                        if job.name not in current and (namespace is None or job.namespace == namespace)]
+            for job in vanished:
+                self._forget(job.name, job)
+        for job in listed:
+            self.record(job.name, job)
+        self._listed.add(namespace)
+        self.problem = ""
+
+    def _forget(self, name: str, seen: JobSeen) -> None:
         key = batch_key(seen.identity.batch_uid)
-        if deleted:
-            self._jobs.get(key, {}).pop(name, None)
-            self._changes.get(key, {}).pop(name, None)
-            self._names.discard(name)
-            return
-        self._jobs.setdefault(key, {})[name] = seen
-        self._changes.setdefault(key, {})[name] = seen
-        self._names.add(name)
+        self._jobs.get(key, {}).pop(name, None)
+        self._changes.get(key, {}).pop(name, None)
+        self._names.discard(name)
 
     def everything(self, uid: str) -> list[JobSeen]:
         """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it."""
         key = batch_key(uid)
-        self._changes.pop(key, None)
-        return [job for job in self._jobs.get(key, {}).values() if job.identity.belongs_to(uid)]
+        with self._lock:
+            self._changes.pop(key, None)
+            jobs = list(self._jobs.get(key, {}).values())
+        return [job for job in jobs if job.identity.belongs_to(uid)]
 
     def changes(self, uid: str) -> list[JobSeen]:
         """The Jobs of a batch that changed since the last call."""
-        return [job for job in self._changes.pop(batch_key(uid), {}).values() if job.identity.belongs_to(uid)]
+        with self._lock:
+            changed = self._changes.pop(batch_key(uid), {})
+        return [job for job in changed.values() if job.identity.belongs_to(uid)]
 
     def names(self, uid: str) -> set[str]:
-        return {name for name, job in self._jobs.get(batch_key(uid), {}).items() if job.identity.belongs_to(uid)}
+        with self._lock:
+            jobs = list(self._jobs.get(batch_key(uid), {}).values())
+        return {job.name for job in jobs if job.identity.belongs_to(uid)}
 
     def in_flight(self, uid: str) -> list[str]:
-        return [job.name for job in self._jobs.get(batch_key(uid), {}).values()
-                if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
+        with self._lock:
+            jobs = list(self._jobs.get(batch_key(uid), {}).values())
+        return [job.name for job in jobs if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
 
     def all_names(self) -> set[str]:
         """Every Job of every batch: the pods of those are the batches' own capacity, not other tenants'."""
-        return self._names
+        with self._lock:
+            return set(self._names)
 
 
 class ActiveBatches:

@@ -1,0 +1,72 @@
+"""The watch of the Jobs OSCAR creates (label `oscar_service`), feeding the JobStore: the Job controller's
+reflector. List, then watch from the list's resourceVersion; list again when the API server no longer has it
+(410) and after a dropped connection, backing off while the API server cannot be reached. A fresh list also
+forgets the Jobs deleted while nobody watched.
+
+One thread per watched namespace, not kopf's per-object machinery: at a hundred thousand Jobs, kopf's work per
+event was what the operator spent its CPU on. The thread only parses and files; batches read the store.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from oscar_batch.clients import cluster
+from oscar_batch.controller.registry import JobStore, job_seen
+
+log = logging.getLogger(__name__)
+
+OSCAR_JOBS = "oscar_service"   # OSCAR labels every Job it creates with its service's name
+WATCH_SECONDS = 300            # the API server ends a watch after this; the next one resumes where it stopped
+
+
+class JobWatch:
+    def __init__(self, kube: cluster.Kube, store: JobStore, namespace: str | None, *,
+                 first_delay: float = 1.0, max_delay: float = 30.0, watch_seconds: int = WATCH_SECONDS) -> None:
+        self._kube = kube
+        self._store = store
+        self._namespace = namespace
+        self._first_delay, self._max_delay = first_delay, max_delay
+        self._watch_seconds = watch_seconds
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"oscar-batch-jobs-{namespace or 'all'}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """The thread ends at the next event or watch timeout; being a daemon thread, it never holds up an exit."""
+        self._stopping.set()
+
+    def _run(self) -> None:
+        delay = self._first_delay
+        while not self._stopping.is_set():
+            try:
+                version = self._list()
+                delay = self._first_delay
+                while not self._stopping.is_set():
+                    version = self._watch(version)
+            except cluster.Expired:
+                log.info("Jobs watch: resourceVersion expired; listing again")
+            except cluster.KubeError as error:
+                log.warning("Jobs watch: %s; listing again in %.0f s", error, delay)
+                self._store.problem = str(error)
+                self._stopping.wait(delay)
+                delay = min(2 * delay, self._max_delay)
+
+    def _list(self) -> str:
+        jobs, version = self._kube.jobs(self._namespace, OSCAR_JOBS)
+        listed = [seen for seen in (job_seen(job["metadata"]["name"], job) for job in jobs) if seen is not None]
+        self._store.replace(self._namespace, listed)
+        return version
+
+    def _watch(self, version: str) -> str:
+        for kind, job in self._kube.watch_jobs(self._namespace, OSCAR_JOBS, version, self._watch_seconds):
+            metadata = job.get("metadata") or {}
+            version = metadata.get("resourceVersion") or version
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                self._store.record(metadata["name"], job_seen(metadata["name"], job), deleted=kind == "DELETED")
+            if self._stopping.is_set():
+                break
+        return version

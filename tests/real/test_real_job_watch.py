@@ -1,0 +1,60 @@
+"""The Jobs watch against the real kube-apiserver: label selection, resume from the list's resourceVersion,
+deletions, and 410 for a version the watch cache no longer has."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import pykube
+import pytest
+from realplane import ControlPlane
+
+from oscar_batch.clients import cluster
+from oscar_batch.controller.job_watch import OSCAR_JOBS, JobWatch
+from oscar_batch.controller.registry import JobStore
+
+UID = "0123456789abcdef0123456789abcdef"
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T], message: str, timeout: float = 30) -> T:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def job(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    return {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name, "labels": labels},
+            "spec": {"backoffLimit": 0, "template": {"spec": {"restartPolicy": "Never", "containers": [
+                {"name": "oscar-container", "image": "registry.invalid/fish:none"}]}}}}
+
+
+def test_the_jobs_watch_against_the_real_api_server(real_plane: ControlPlane, namespace: str) -> None:
+    kube = cluster.Kube(pykube.HTTPClient(pykube.KubeConfig.from_file(str(real_plane.kubeconfig))))
+    first, second = f"fish-{UID[:12]}-l1-3-a1", f"fish-{UID[:12]}-l3-5-a1"
+    real_plane.apply(job(first, {"oscar_service": "fish"}), "-n", namespace)
+    real_plane.apply(job("not-oscars", {}), "-n", namespace)
+    store = JobStore()
+    store.watching([namespace])
+    watch = JobWatch(kube, store, namespace, watch_seconds=2)     # resumes from its last version every 2 s
+    watch.start()
+    try:
+        wait_for(lambda: store.synced and store.all_names() == {first}, "the first list")
+        real_plane.apply(job(second, {"oscar_service": "fish"}), "-n", namespace)
+        wait_for(lambda: store.names(UID) == {first, second}, "the second Job through the watch")
+        time.sleep(3)                                               # a watch ended and the next one resumed
+        real_plane.kubectl("delete", "job", first, "-n", namespace, "--cascade=orphan")
+        wait_for(lambda: store.names(UID) == {second}, "the deletion")
+    finally:
+        watch.stop()
+
+    _, version = kube.jobs(namespace, OSCAR_JOBS)
+    assert int(version) > 1
+    with pytest.raises(cluster.Expired, match="too old resource version"):
+        for _ in kube.watch_jobs(namespace, OSCAR_JOBS, "1", 5):
+            pass
