@@ -109,6 +109,7 @@ class FakeOscar:
 
     def __init__(self, store: JobStore) -> None:
         self.store = store
+        self.namespace = "oscar-svc"               # the service definition's
         self.down = False
         self.invoke_status: int | None = None     # answer every POST /job with this error
         self.swallow: set[str] = set()             # Job names accepted but never created
@@ -124,7 +125,7 @@ class FakeOscar:
 
     def service(self, name: str) -> dict[str, Any]:
         self._reachable("service")
-        return {"name": name, "token": "t" * 64, "cpu": "1", "memory": "1Gi"}
+        return {"name": name, "token": "t" * 64, "cpu": "1", "memory": "1Gi", "namespace": self.namespace}
 
     def invoke(self, service: str, token: str, payload: dict[str, Any], job_name: str) -> None:
         self.posts += 1
@@ -299,6 +300,29 @@ async def test_the_last_lines_show_in_status_before_the_results_are_written():
     status = await world.run()
     assert status["phase"] == "Succeeded"
     assert shown_at_results == [("Running", "1-8", 0)]
+
+
+async def test_a_service_in_a_namespace_the_operator_does_not_watch_is_a_condition_and_the_spec_can_override():
+    world = World(items=4)
+    world.oscar.namespace = "oscar-alice"          # OSCAR v4: an OIDC user's services live in their own namespace
+    world.store.watching(["default", "oscar-svc"])
+    world.store.replace("default", [])
+    world.store.replace("oscar-svc", [])
+    waited: list[str] = []
+
+    def script(world: World) -> None:
+        conditions = {c["type"]: c for c in (world.body.get("status") or {}).get("conditions") or ()}
+        progressing = conditions.get("Progressing") or {}
+        if progressing.get("reason") == "NamespaceNotWatched" and not waited:
+            waited.append(progressing["message"])
+            world.body["spec"]["oscar"]["servicesNamespace"] = "oscar-svc"   # the user says where they are
+            world.body["metadata"]["generation"] += 1
+        world.oscar.finish_all()
+
+    world.on_tick = script
+    status = await world.run()
+    assert waited and "'oscar-alice'" in waited[0] and "--namespace oscar-alice" in waited[0]
+    assert status["phase"] == "Succeeded"
 
 
 async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():

@@ -41,7 +41,7 @@ def test_defaults():
         service="fish-detector",
         oscar_endpoint="https://oscar.example.org",
         oscar_secret="oscar-creds",
-        services_namespace="oscar-svc",
+        services_namespace=None,   # the service definition says where its Jobs are
         s3_endpoint="http://minio.minio:9000",
         s3_region="us-east-1",
         s3_secret="s3-creds",

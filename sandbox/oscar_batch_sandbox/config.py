@@ -174,4 +174,5 @@ class SandboxConfig:
             "labels": {"oscar_service": self.service},
             "annotations": {},
             "owner": "", "vo": "",
+            "namespace": self.services_namespace,
         }

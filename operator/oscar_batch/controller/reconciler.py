@@ -115,7 +115,12 @@ class BatchController:
         oscar = await asyncio.to_thread(self.resolver.oscar_client, spec)
         service = await asyncio.to_thread(self.resolver.service, oscar, spec)
         s3 = await asyncio.to_thread(self.resolver.s3_client, spec)
-        return Peers(spec, oscar, service["token"], self.resolver.needs(service), s3)
+        namespace = self.resolver.jobs_namespace(spec, service)
+        if not self.jobs.watches(namespace):
+            raise Waiting("NamespaceNotWatched", f"OSCAR service {spec.service!r} creates its Jobs in namespace "
+                                                 f"{namespace!r}, which this operator does not watch: add "
+                                                 f"`--namespace {namespace}` to the operator, or run it cluster-wide")
+        return Peers(spec, oscar, service["token"], self.resolver.needs(service), s3, namespace)
 
     async def _spec(self) -> BatchSpec:
         """The live spec with the fields pinned at start put back; a change to those is reported, not obeyed."""

@@ -78,6 +78,9 @@ class JobStore:
         """The namespaces the watch lists (all of them by default): the store is synced once each was listed."""
         self._scopes = set(namespaces) or {None}
 
+    def watches(self, namespace: str) -> bool:
+        return None in self._scopes or namespace in self._scopes
+
     @property
     def synced(self) -> bool:
         """Every watched namespace was listed once: what the store lacks, the cluster lacks too."""

@@ -15,13 +15,13 @@ from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.errors import connection_problem
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.core import planner
-from oscar_batch.core.spec import BatchSpec
+from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
 
 # Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.
 NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
-    "ManifestKeyInUse",
+    "ManifestKeyInUse", "NamespaceNotWatched",
 })
 
 
@@ -46,6 +46,7 @@ class Peers:
     service_token: str
     needs: planner.Needs
     s3: Any
+    namespace: str          # where the service's Jobs are: the spec's override, else the service's own
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +81,10 @@ class Resolver:
             raise Waiting("ServiceTokenMissing", f"OSCAR service {spec.service!r} has no invocation token; "
                                                  "the credentials may not own it")
         return service
+
+    @staticmethod
+    def jobs_namespace(spec: BatchSpec, service: dict[str, Any]) -> str:
+        return spec.services_namespace or str(service.get("namespace") or "") or DEFAULT_SERVICES_NAMESPACE
 
     @staticmethod
     def needs(service: dict[str, Any]) -> planner.Needs:

@@ -20,6 +20,7 @@ BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
 ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
 S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
+# Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
 RESULTS_SUFFIX = ".results.json"
@@ -38,7 +39,7 @@ class BatchSpec:
     service: str
     oscar_endpoint: str
     oscar_secret: str
-    services_namespace: str
+    services_namespace: str | None   # an override; else the service definition's, else DEFAULT_SERVICES_NAMESPACE
     s3_endpoint: str
     s3_region: str
     s3_secret: str
@@ -90,8 +91,8 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
                                  rule="an http(s) URL"),
         oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
-                                     max_length=63, default=DEFAULT_SERVICES_NAMESPACE,
-                                     rule="a namespace name: lowercase letters, digits and '-'"),
+                                     max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
+        if oscar.get("servicesNamespace") is not None else None,
         s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
                               rule="an http(s) URL with no path"),
         s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
