@@ -115,6 +115,7 @@ class FakeOscar:
         self.swallow: set[str] = set()             # Job names accepted but never created
         self.refuse_once: set[str] = set()         # Job names whose first POST fails
         self.accepted: list[str] = []
+        self.kueue_queue = ""                      # OSCAR v4 with Kueue: Jobs are created suspended in this queue
         self.posts = 0
         self.listings = 0
         self.jobs: dict[str, JobSeen] = {}
@@ -139,7 +140,7 @@ class FakeOscar:
             raise OscarError(f'jobs.batch "{job_name}" already exists', 500)
         self.accepted.append(job_name)
         if job_name not in self.swallow:
-            self._set(seen(job_name))
+            self._set(dataclasses.replace(seen(job_name), queue=self.kueue_queue, queued=bool(self.kueue_queue)))
 
     def _set(self, job: JobSeen) -> None:
         self.jobs[job.name] = job
@@ -152,8 +153,16 @@ class FakeOscar:
 
     def finish_all(self) -> None:
         for job in list(self.jobs.values()):
-            if job.outcome == Outcome.RUNNING:
+            if job.outcome == Outcome.RUNNING and not job.queued:
                 self._set(dataclasses.replace(job, outcome=Outcome.SUCCEEDED))
+
+    def admit(self, quota: int) -> None:
+        """Kueue: the oldest queued Jobs run while fewer than `quota` admitted ones have not finished."""
+        admitted = sum(1 for job in self.jobs.values() if job.outcome == Outcome.RUNNING and not job.queued)
+        for job in list(self.jobs.values()):
+            if job.queued and admitted < quota:
+                self._set(dataclasses.replace(job, queued=False))
+                admitted += 1
 
 
 class FakeOscarClient:
@@ -197,6 +206,10 @@ class FakeKube:
         self.body = body
         self.patches: list[dict[str, Any]] = []
         self.pods_of: dict[str, list[dict[str, Any]]] = {}   # a failed Job's pods; by default one that exited 1
+        self.cluster_queue: dict[str, Any] | None = None      # what Kueue's API says of the owner's quota
+
+    def cluster_queue_of(self, namespace: str, local_queue: str) -> dict[str, Any] | None:
+        return self.cluster_queue
 
     def job_pods(self, namespace: str, job: str):
         return self.pods_of.get(job, [FAILED_POD])
@@ -323,6 +336,45 @@ async def test_a_service_in_a_namespace_the_operator_does_not_watch_is_a_conditi
     status = await world.run()
     assert waited and "'oscar-alice'" in waited[0] and "--namespace oscar-alice" in waited[0]
     assert status["phase"] == "Succeeded"
+
+
+def kueue_cluster_queue(world: World, cpus: int) -> dict[str, Any]:
+    admitted = sum(1 for job in world.oscar.jobs.values() if job.outcome == Outcome.RUNNING and not job.queued)
+    return {"spec": {"resourceGroups": [{"flavors": [{"name": "default", "resources": [
+                {"name": "cpu", "nominalQuota": str(cpus)}, {"name": "memory", "nominalQuota": "64Gi"}]}]}]},
+            "status": {"flavorsUsage": [{"name": "default", "resources": [
+                {"name": "cpu", "total": str(admitted)}, {"name": "memory", "total": f"{admitted}Gi"}]}]}}
+
+
+@pytest.mark.parametrize("quota_readable", [True, False])
+async def test_jobs_kueue_holds_back_are_queued_and_the_owners_quota_bounds_parallelism(quota_readable):
+    world = World(items=40)                        # 20 ranges; the nodes fit 8, the owner's quota 3
+    world.oscar.kueue_queue = "oscar-lq-fish"
+    in_flight: list[int] = []
+    reasons: list[str] = []
+
+    def script(world: World) -> None:
+        world.oscar.finish_all()
+        world.oscar.admit(quota=3)
+        if quota_readable:
+            world.kube.cluster_queue = kueue_cluster_queue(world, cpus=3)
+        in_flight.append(sum(1 for job in world.oscar.jobs.values() if job.outcome == Outcome.RUNNING))
+        progressing = {c["type"]: c for c in world.body.get("status", {}).get("conditions") or ()}.get("Progressing")
+        if progressing:
+            reasons.append(f'{progressing["reason"]}: {progressing["message"]}')
+        world.oscar.admit(quota=3)
+
+    world.on_tick = script
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["items"]["succeeded"] == 40
+    waiting = [reason for reason in reasons if reason.startswith("WaitingForKueue")]
+    assert waiting, reasons
+    if quota_readable:
+        assert "waiting for Kueue admission: quota cpu 3, memory 64Gi, in use cpu 3" in waiting[0]
+        assert max(in_flight[len(in_flight) // 4:]) <= 3          # once it knows, no more than the quota asks
+    else:
+        assert "not readable" in waiting[0]
+    assert len(world.oscar.accepted) == len(set(world.oscar.accepted))
 
 
 async def test_an_oscar_outage_leaves_nothing_marked_running_and_every_range_runs_once():

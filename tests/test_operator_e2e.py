@@ -332,3 +332,24 @@ def test_evicted_pods_run_their_lines_again_at_no_cost(tmp_path):
         keys = input_keys("input/", 60)
         assert set(outputs_by_input(harness)) >= {key for line, key in enumerate(keys, 1) if line not in failed}
         assert harness.events("RangeDisrupted")
+
+
+def test_with_kueue_queued_jobs_are_not_running_and_the_owners_quota_sets_parallelism(tmp_path):
+    # OSCAR v4 with Kueue: the service's owner has 2 CPUs of quota; the nodes would fit many more 1-CPU Jobs.
+    slow = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.3, seed=3)   # a re-plan during each Job
+    with Harness(config(items=24, kueue_cpu="2", behaviour=slow), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=2)
+        harness.start_sampling()
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert sorted(outputs_by_input(harness)) == input_keys("input/", 24)
+        statuses = [sample.status for sample in harness.samples if sample.status]
+        assert any((s.get("invocations") or {}).get("queued") for s in statuses)
+        waiting = [c["message"] for s in statuses for c in s.get("conditions") or ()
+                   if c["type"] == "Progressing" and c["reason"] == "WaitingForKueue"]
+        assert waiting and "waiting for Kueue admission: quota cpu 2, memory 64Gi, in use cpu 2" in waiting[0]
+        planned = [s["parallelism"] for s in statuses if s.get("phase") == "Running" and s.get("parallelism")]
+        assert planned[-1] <= 2, planned                      # from the quota, not from the nodes
+        succeeded = collections.Counter(line for job in harness.jobs() if (job.get("status") or {}).get("succeeded")
+                                        for line in range(*lines_of(job)))
+        assert set(succeeded.values()) == {1} and len(succeeded) == 24

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import kmock
 import yaml
 
-from oscar_batch_sandbox import nodes
+from oscar_batch_sandbox import kueue, nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
 from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -68,6 +68,9 @@ class Sandbox:
             await self.kube.create("v1/namespaces", {"metadata": {"name": namespace}})
         for node in config.nodes:
             await self.kube.create("v1/nodes", node.to_object())
+        if config.kueue_cpu:
+            await kueue.install(self.kube, owner=config.kueue_owner, service=config.service,
+                                namespace=config.services_namespace, cpu=config.kueue_cpu, memory=config.kueue_memory)
         for pod in config.tenant_pods:
             await self.kube.create("v1/pods", pod.to_object())
 

@@ -155,6 +155,11 @@ class SandboxConfig:
     # dropped: a run of many requests per second slows down without it.
     housekeeping_seconds: float = 30.0
     forbidden: frozenset[str] = frozenset()  # resources ("v1/nodes") every API client is denied, as by RBAC
+    # OSCAR v4's Kueue mode: the service belongs to an OIDC user whose ClusterQueue has this nominal cpu quota;
+    # its Jobs are created suspended and admitted by quota. "" for a cluster admin's service (no Kueue).
+    kueue_cpu: str = ""
+    kueue_memory: str = "64Gi"
+    kueue_owner: str = "alice"
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:
         """The service as OSCAR's GET /system/services/{name} returns it."""
@@ -173,6 +178,6 @@ class SandboxConfig:
             "environment": {"variables": {}, "secrets": {}},
             "labels": {"oscar_service": self.service},
             "annotations": {},
-            "owner": "", "vo": "",
+            "owner": self.kueue_owner if self.kueue_cpu else "", "vo": "",
             "namespace": self.services_namespace,
         }

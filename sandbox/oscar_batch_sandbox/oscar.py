@@ -20,6 +20,8 @@ from typing import Any
 import aiohttp.web
 import kmock
 
+from oscar_batch.core.kueue import QUEUE_LABEL
+from oscar_batch_sandbox import kueue
 from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
 from oscar_batch_sandbox.kube import SandboxKubernetes
 from oscar_batch_sandbox.runner import (
@@ -430,6 +432,9 @@ class OscarSimulator:
             return aiohttp.web.Response(status=500, text=f'Job.batch "{name}" is invalid: metadata.name: '
                                                          f'Invalid value: "{name}": {problem}')
         job = invocation_job(service, name, self._config.services_namespace, event)
+        if self._config.kueue_cpu:   # OSCAR v4: an OIDC user's Jobs wait in the service's LocalQueue
+            job["spec"]["suspend"] = True
+            job["metadata"]["labels"][QUEUE_LABEL] = kueue.local_queue_name(service["name"])
         try:
             await self._kube.create(JOBS, job)
         except kmock.KubernetesError as error:

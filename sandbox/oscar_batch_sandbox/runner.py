@@ -43,6 +43,7 @@ import minio
 
 from oscar_batch.core.planner import tolerates  # one taint rule for the planner and the sandbox scheduler
 from oscar_batch.core.quantity import cpu_millicores, whole_units
+from oscar_batch_sandbox import kueue
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.kube import DISRUPTION_TARGET, SandboxKubernetes, now_iso
 from oscar_batch_sandbox.s3 import input_number
@@ -526,6 +527,8 @@ class JobRunner:
     async def reconcile(self) -> None:
         """One pass of the Job controller, the scheduler and the kubelet over the current objects."""
         namespace = self._config.services_namespace
+        if self._config.kueue_cpu:
+            await kueue.admit(self._kube, owner=self._config.kueue_owner, namespace=namespace)
         jobs = self._kube.list(JOBS, namespace)
         pods = self._kube.list(PODS)
         if await self._terminate_deleted(pods):

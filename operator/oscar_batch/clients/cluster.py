@@ -15,6 +15,7 @@ import requests
 
 GROUP, VERSION, PLURAL = "batch.oscarbatch.dev", "v1alpha1", "oscarbatchjobs"
 LIST_PAGE = 500
+KUEUE = "kueue.x-k8s.io/v1beta2"
 
 
 class KubeError(Exception):
@@ -94,6 +95,20 @@ class Kube:
                     yield kind, obj
         except requests.RequestException as error:
             raise KubeError(f"watching Jobs: the connection ended ({type(error).__name__})") from None
+
+    def cluster_queue_of(self, namespace: str, local_queue: str) -> dict[str, Any] | None:
+        """The Kueue ClusterQueue behind a LocalQueue; None when Kueue's API is absent or not readable."""
+        try:
+            queue = self._get(f"localqueues/{local_queue}", namespace=namespace, version=KUEUE,
+                              what=f"Kueue LocalQueue {namespace}/{local_queue}")
+            name = (queue.get("spec") or {}).get("clusterQueue")
+            if not name:
+                return None
+            return self._get(f"clusterqueues/{name}", version=KUEUE, what=f"Kueue ClusterQueue {name}")
+        except KubeError as error:
+            if error.code in (403, 404):
+                return None
+            raise
 
     def secret(self, namespace: str, name: str, keys: Iterable[str]) -> dict[str, str]:
         """The named keys of a Secret, decoded. Absent keys are left out; the values never reach a message."""

@@ -13,14 +13,15 @@ from oscar_batch.clients import cluster
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore
 from oscar_batch.controller.resolver import Peers
-from oscar_batch.core import planner
+from oscar_batch.core import kueue, planner
 from oscar_batch.core.ranges import RangeBook
 
 log = logging.getLogger(__name__)
+KUEUE_WAITING = "waiting for Kueue admission"
 
 
 async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs: JobStore,
-                      batches: ActiveBatches, cluster_view: ClusterView) -> tuple[int, str]:
+                      batches: ActiveBatches, cluster_view: ClusterView, kube: cluster.Kube) -> tuple[int, str]:
     """(parallelism for this batch, explanation)."""
     spec, needs = peers.spec, peers.needs
     running = book.counts().in_flight
@@ -51,6 +52,7 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs
     if own_pending:
         # Pods of ours that the scheduler cannot place prove the plan optimistic: keep what runs.
         slots = min(slots, max(running - own_pending, 0))
+    slots, waiting = await _kueue_bound(uid, ref, peers, kube, jobs, running, slots)
     message = f"{slots} range(s) in flight allowed; the cluster fits {plan.cluster_slots} invocation(s)"
     if sharing > 1:
         message += f", shared by {sharing} dispatching batches"
@@ -58,7 +60,31 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs
         message += f"; {own_pending} pod(s) of this batch cannot be scheduled"
     if plan.explanation:
         message += f": {plan.explanation}"
-    return slots, message
+    return slots, f"{waiting}; {message}" if waiting else message
+
+
+async def _kueue_bound(uid: str, ref: str, peers: Peers, kube: cluster.Kube, jobs: JobStore, running: int,
+                       slots: int) -> tuple[int, str]:
+    """The owner's ClusterQueue quota bounds what may be in flight, whatever the nodes could take. Without
+    Kueue's API to read, what Kueue admits is the bound, as for pods the scheduler cannot place."""
+    managed = jobs.kueue(uid)
+    if managed is None:
+        return slots, ""
+    namespace, local_queue, queued = managed
+    try:
+        cluster_queue = await asyncio.to_thread(kube.cluster_queue_of, namespace, local_queue)
+    except cluster.KubeError as error:
+        log.warning("batch %s: cannot read Kueue's quota: %s", ref, error)
+        cluster_queue = None
+    if cluster_queue is None:
+        if not queued:
+            return slots, ""
+        return (min(slots, max(running - queued, 0)),
+                f"{KUEUE_WAITING}: {queued} Job(s) queued in {namespace}/{local_queue} "
+                "(its ClusterQueue is not readable)")
+    room = kueue.room(cluster_queue, peers.needs, admitted=running - queued)
+    waiting = f"{KUEUE_WAITING}: {room.describe()}" if queued else ""
+    return min(slots, room.slots), waiting
 
 
 def _job_of(pod: Mapping[str, Any]) -> str:

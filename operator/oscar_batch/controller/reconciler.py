@@ -227,7 +227,7 @@ class BatchController:
     async def _drive(self, book: RangeBook, peers: Peers) -> bool:
         """Until the batch ends (True) or the daemon is stopped (False)."""
         parallelism, last_plan, last_status, planned_membership = 0, float("-inf"), float("-inf"), -1
-        planned_message, settled_shown = "", False
+        planned_message, settled_shown, planned_queueing = "", False, False
         dispatching = Backoff(self.timing.tick, self.timing.max_backoff)
         cleaning = Backoff(self.timing.tick, self.timing.max_backoff)
         rechecking = Backoff(self.timing.unseen_job_timeout, self.timing.max_backoff)
@@ -251,10 +251,11 @@ class BatchController:
                 else:
                     settled_shown = False
                     self._claim(book, peers.spec)
+                    queueing = self._queued() > 0   # Kueue began or stopped holding Jobs back: its quota bounds
                     if (now - last_plan >= self.timing.plan_interval or peers.spec != previous
                             or self.batches.membership != planned_membership
-                            or (ended and now - last_plan >= self.timing.min_replan)):
-                        planned_membership = self.batches.membership
+                            or ((ended or queueing != planned_queueing) and now - last_plan >= self.timing.min_replan)):
+                        planned_membership, planned_queueing = self.batches.membership, queueing
                         parallelism, planned_message = await self._plan(peers, book)
                         last_plan = now
                     if not peers.spec.suspend and dispatching.ready(now):
@@ -285,18 +286,25 @@ class BatchController:
         created = self.body["metadata"].get("creationTimestamp") or ""
         self.batches.claim(Claim(self.uid, created, self.ref, demand))
 
+    def _queued(self) -> int:
+        managed = self.jobs.kueue(self.uid)
+        return managed[2] if managed else 0
+
     async def _plan(self, peers: Peers, book: RangeBook) -> tuple[int, str]:
         return await capacity.parallelism(uid=self.uid, ref=self.ref, peers=peers, book=book, jobs=self.jobs,
-                                          batches=self.batches, cluster_view=self.cluster_view)
+                                          batches=self.batches, cluster_view=self.cluster_view, kube=self.kube)
 
     # ---- status ------------------------------------------------------------------------------------
 
     async def _report_progress(self, book: RangeBook, peers: Peers, parallelism: int, planned: str) -> None:
         spec = peers.spec
         phase = status.SUSPENDED if spec.suspend else status.RUNNING
-        reason = "Suspended" if spec.suspend else "RangesRunning"
+        queued = self._queued()
+        reason = ("Suspended" if spec.suspend else "WaitingForKueue" if planned.startswith(capacity.KUEUE_WAITING)
+                  else "RangesRunning")
         await self._name_failed_items(book, peers)
         progress = status.progress(book, parallelism, self.jobs_said.sizing(spec))
+        progress["invocations"]["queued"] = queued
         await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
             self.report.condition("Progressing", not spec.suspend, reason, planned)]})
 

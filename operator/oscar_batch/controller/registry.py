@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oscar_batch.clients import cluster
-from oscar_batch.core import invocation
+from oscar_batch.core import invocation, kueue
 from oscar_batch.core.ranges import Outcome
 from oscar_batch.core.sharing import Claim, fair_shares
 
@@ -41,6 +41,8 @@ class JobSeen:
     started: str | None
     finished: str | None
     failed_reason: str      # the Job's own word on a failure; its pods tell more
+    queue: str = ""         # the Kueue LocalQueue it waits in, "" when Kueue does not manage it
+    queued: bool = False    # suspended until Kueue admits it: in flight, but not running
 
 
 def job_seen(name: str, body: Any) -> JobSeen | None:
@@ -52,7 +54,8 @@ def job_seen(name: str, body: Any) -> JobSeen | None:
     return JobSeen(name=name, namespace=body.get("metadata", {}).get("namespace") or "", identity=identity,
                    outcome=outcome, ready=bool(job_status.get("ready")), started=job_status.get("startTime"),
                    finished=job_status.get("completionTime"),
-                   failed_reason=invocation.failed_reason(body) if outcome == Outcome.FAILED else "")
+                   failed_reason=invocation.failed_reason(body) if outcome == Outcome.FAILED else "",
+                   queue=kueue.queue_name(body), queued=outcome == Outcome.RUNNING and kueue.queued(body))
 
 
 def batch_key(uid: str) -> str:
@@ -141,6 +144,15 @@ class JobStore:
         with self._lock:
             jobs = list(self._jobs.get(batch_key(uid), {}).values())
         return [job.name for job in jobs if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
+
+    def kueue(self, uid: str) -> tuple[str, str, int] | None:
+        """(namespace, LocalQueue, Jobs still queued) when Kueue manages this batch's Jobs, else None."""
+        with self._lock:
+            jobs = list(self._jobs.get(batch_key(uid), {}).values())
+        managed = [job for job in jobs if job.queue and job.identity.belongs_to(uid)]
+        if not managed:
+            return None
+        return managed[-1].namespace, managed[-1].queue, sum(job.queued for job in managed)
 
     def all_names(self) -> set[str]:
         """Every Job of every batch: the pods of those are the batches' own capacity, not other tenants'."""
