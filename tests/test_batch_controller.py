@@ -559,6 +559,18 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     assert done not in store.names(UID) and store.changes(UID) == []
 
 
+def test_the_store_counts_the_jobs_kueue_holds_back_as_they_change():
+    store = JobStore()
+    first, second = name(1, 3), name(3, 5)
+    assert store.kueue(UID) is None
+    for job in (first, second):
+        store.record(job, dataclasses.replace(seen(job), queue="oscar-lq-fish", queued=True))
+    assert store.kueue(UID) == ("oscar-svc", "oscar-lq-fish", 2)
+    store.record(first, dataclasses.replace(seen(first), queue="oscar-lq-fish"))          # admitted
+    store.record(second, dataclasses.replace(seen(second), queue="oscar-lq-fish", queued=True), deleted=True)
+    assert store.kueue(UID) == ("oscar-svc", "oscar-lq-fish", 0)
+
+
 def test_a_fresh_listing_forgets_the_jobs_deleted_while_nobody_watched():
     store = JobStore()
     store.watching(["oscar-svc", "team-a"])

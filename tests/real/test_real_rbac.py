@@ -48,6 +48,9 @@ ALLOWED = [
     ("list", "nodes", None, None),
     ("list", "pods", None, None),
     ("watch", "jobs.batch", "oscar-svc", None),
+    ("list", "jobs.batch", None, None),                   # the Jobs watch lists cluster-wide first
+    ("get", "localqueues.kueue.x-k8s.io", "oscar-alice", None),   # an owner's Kueue quota
+    ("get", "clusterqueues.kueue.x-k8s.io", None, None),
     ("get", "secrets", "default", None),
     ("create", "events", "default", None),
     ("create", "events.events.k8s.io", "default", None),
@@ -63,6 +66,7 @@ DENIED = [
     ("update", "customresourcedefinitions.apiextensions.k8s.io", None, None),
     ("patch", "nodes", None, None),
     ("create", "pods", "default", None),
+    ("patch", "clusterqueues.kueue.x-k8s.io", None, None),   # reads quotas, never changes them
 ]
 
 

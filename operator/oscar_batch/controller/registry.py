@@ -73,6 +73,9 @@ class JobStore:
         self._jobs: dict[str, dict[str, JobSeen]] = {}
         self._changes: dict[str, dict[str, JobSeen]] = {}
         self._names: set[str] = set()
+        # Kept as changes arrive, so that asking costs nothing however many Jobs a batch has:
+        self._queues: dict[str, tuple[str, str]] = {}     # batch → (namespace, LocalQueue) of its Kueue Jobs
+        self._queued: dict[str, set[str]] = {}            # batch → its Jobs Kueue has not admitted yet
         self._listed: set[str | None] = set()
         self._scopes: set[str | None] = {None}
         self.problem = ""   # why the watch cannot list Jobs now, for the batches waiting on it
@@ -100,6 +103,12 @@ class JobStore:
                 self._jobs.setdefault(key, {})[name] = seen
                 self._changes.setdefault(key, {})[name] = seen
                 self._names.add(name)
+                if seen.queue:
+                    self._queues[key] = (seen.namespace, seen.queue)
+                if seen.queued:
+                    self._queued.setdefault(key, set()).add(name)
+                else:
+                    self._queued.get(key, set()).discard(name)
 
     def replace(self, namespace: str | None, listed: list[JobSeen]) -> None:
         """A fresh listing of one watched namespace (None: all): Jobs gone since are forgotten, like deletions
@@ -120,6 +129,7 @@ class JobStore:
         self._jobs.get(key, {}).pop(name, None)
         self._changes.get(key, {}).pop(name, None)
         self._names.discard(name)
+        self._queued.get(key, set()).discard(name)
 
     def everything(self, uid: str) -> list[JobSeen]:
         """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it."""
@@ -146,13 +156,11 @@ class JobStore:
         return [job.name for job in jobs if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
 
     def kueue(self, uid: str) -> tuple[str, str, int] | None:
-        """(namespace, LocalQueue, Jobs still queued) when Kueue manages this batch's Jobs, else None."""
+        """(namespace, LocalQueue, Jobs still queued) once Kueue managed a Job of this batch, else None."""
+        key = batch_key(uid)
         with self._lock:
-            jobs = list(self._jobs.get(batch_key(uid), {}).values())
-        managed = [job for job in jobs if job.queue and job.identity.belongs_to(uid)]
-        if not managed:
-            return None
-        return managed[-1].namespace, managed[-1].queue, sum(job.queued for job in managed)
+            queue = self._queues.get(key)
+            return None if queue is None else (*queue, len(self._queued.get(key, ())))
 
     def all_names(self) -> set[str]:
         """Every Job of every batch: the pods of those are the batches' own capacity, not other tenants'."""
