@@ -36,9 +36,14 @@ def _crd(plural: str, kind: str, scope: str) -> Json:
                                                                   "x-kubernetes-preserve-unknown-fields": True}}}]}}
 
 
+def crds() -> list[Json]:
+    """Kueue's two queue kinds, schemaless: what the operator reads of them, served as a cluster with Kueue does."""
+    return [_crd("clusterqueues", "ClusterQueue", "Cluster"), _crd("localqueues", "LocalQueue", "Namespaced")]
+
+
 async def install(kube: SandboxKubernetes, *, owner: str, service: str, namespace: str, cpu: str,
                   memory: str) -> None:
-    for crd in (_crd("clusterqueues", "ClusterQueue", "Cluster"), _crd("localqueues", "LocalQueue", "Namespaced")):
+    for crd in crds():
         await kube.create(CRD_RESOURCE, crd)
     await kube.create(CLUSTER_QUEUES, {
         "apiVersion": API, "kind": "ClusterQueue", "metadata": {"name": cluster_queue_name(owner)},

@@ -1,5 +1,5 @@
-"""The Jobs watch against the real kube-apiserver: label selection, resume from the list's resourceVersion,
-deletions, and 410 for a version the watch cache no longer has."""
+"""The Jobs watch against the real kube-apiserver: label selection, resume from the last resourceVersion seen,
+deletions. (410 needs etcd to have compacted, every 5 minutes here: tests/test_job_watch.py scripts it.)"""
 from __future__ import annotations
 
 import time
@@ -7,11 +7,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import pykube
-import pytest
 from realplane import ControlPlane
 
 from oscar_batch.clients import cluster
-from oscar_batch.controller.job_watch import OSCAR_JOBS, JobWatch
+from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.registry import JobStore
 
 UID = "0123456789abcdef0123456789abcdef"
@@ -48,13 +47,7 @@ def test_the_jobs_watch_against_the_real_api_server(real_plane: ControlPlane, na
         real_plane.apply(job(second, {"oscar_service": "fish"}), "-n", namespace)
         wait_for(lambda: store.names(UID) == {first, second}, "the second Job through the watch")
         time.sleep(3)                                               # a watch ended and the next one resumed
-        real_plane.kubectl("delete", "job", first, "-n", namespace, "--cascade=orphan")
+        real_plane.kubectl("delete", "job", first, "-n", namespace, "--wait=false")   # no garbage collector here
         wait_for(lambda: store.names(UID) == {second}, "the deletion")
     finally:
         watch.stop()
-
-    _, version = kube.jobs(namespace, OSCAR_JOBS)
-    assert int(version) > 1
-    with pytest.raises(cluster.Expired, match="too old resource version"):
-        for _ in kube.watch_jobs(namespace, OSCAR_JOBS, "1", 5):
-            pass
