@@ -334,10 +334,13 @@ def test_evicted_pods_run_their_lines_again_at_no_cost(tmp_path):
         assert harness.events("RangeDisrupted")
 
 
-def test_with_kueue_queued_jobs_are_not_running_and_the_owners_quota_sets_parallelism(tmp_path):
+def test_with_kueue_queued_jobs_are_not_running_and_the_owners_quota_sets_parallelism_in_the_owners_namespace(
+        tmp_path):
     # OSCAR v4 with Kueue: the service's owner has 2 CPUs of quota; the nodes would fit many more 1-CPU Jobs.
     slow = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.3, seed=3)   # a re-plan during each Job
-    with Harness(config(items=24, kueue_cpu="2", behaviour=slow), tmp_path) as harness:
+    # Its services and Jobs live in a namespace of the owner's, which only the service definition says.
+    with Harness(config(items=24, kueue_cpu="2", services_namespace="oscar-alice", behaviour=slow),
+                 tmp_path) as harness:
         harness.apply(itemsPerInvocation=2)
         harness.start_sampling()
         status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]

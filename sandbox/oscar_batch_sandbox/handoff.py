@@ -23,8 +23,8 @@ def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str 
         "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "service": oscar["service"],
-            "oscar": {"endpoint": oscar["endpoint"], "credentialsSecret": OSCAR_SECRET,
-                      "servicesNamespace": oscar["servicesNamespace"]},
+            # No servicesNamespace: the operator reads it from the service definition, as a user's batch would.
+            "oscar": {"endpoint": oscar["endpoint"], "credentialsSecret": OSCAR_SECRET},
             "storage": {"endpoint": s3["endpoint"], "region": s3["region"], "credentialsSecret": S3_SECRET,
                         "bucket": s3["bucket"], "prefix": s3["prefix"], "include": ["*.jpg"],
                         "exclude": ["thumbs/*"]},

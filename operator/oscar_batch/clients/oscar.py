@@ -72,8 +72,10 @@ class OscarClient:
             params = {"page": page} if page else None
             listing = self._json("GET", f"/system/logs/{service}", params=params, what=f"jobs of {service!r}")
             yield from (listing.get("jobs") or {}).items()
+            # `next_page` alone says whether there is more: OSCAR passes Kubernetes' continue token on, and the
+            # remaining count Kubernetes gives for unselected lists only (never for OSCAR's, by label).
             page = listing.get("next_page")
-            if not page or not listing.get("remaining_jobs"):
+            if not page:
                 return
 
     def delete_job(self, service: str, job: str, timeout: float | None = None) -> None:
