@@ -22,15 +22,16 @@ FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", 
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path) -> None:
+    def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path, args: tuple[str, ...] = ()) -> None:
         self.kubeconfig = kubeconfig
         self.log = log
+        self.args = args
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(BIN / "oscar-batch"), "run", "--kubeconfig", str(self.kubeconfig), *FAST_TIMING],
+                [str(BIN / "oscar-batch"), "run", "--kubeconfig", str(self.kubeconfig), *FAST_TIMING, *self.args],
                 stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -58,12 +59,12 @@ class Sample:
 
 
 class Harness:
-    def __init__(self, config: SandboxConfig, tmp_path: pathlib.Path) -> None:
+    def __init__(self, config: SandboxConfig, tmp_path: pathlib.Path, operator_args: tuple[str, ...] = ()) -> None:
         self.config = config
         self.tmp_path = tmp_path
         self.sandbox = SandboxThread(config)
         self.kubeconfig = tmp_path / "kubeconfig"
-        self.operator = OperatorProcess(self.kubeconfig, tmp_path / "operator.log")
+        self.operator = OperatorProcess(self.kubeconfig, tmp_path / "operator.log", operator_args)
         self.samples: list[Sample] = []
         self._stop_sampling = threading.Event()
         self._sampler: threading.Thread | None = None

@@ -11,6 +11,7 @@ import zipfile
 import pytest
 import yaml
 
+from oscar_batch.controller.metrics import Metrics
 from oscar_batch.core import spec as spec_module
 from oscar_batch_sandbox import CRD_PATH
 from support import BIN, kubectl
@@ -270,3 +271,24 @@ def test_the_example_batch_is_valid_and_applies(kubeconfig):
     assert parsed.manifest_key == "input/index.txt" and parsed.is_input("input/2024/frame.jpg")
     assert not parsed.is_input("input/thumbnails/frame.jpg")
     assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(example)).stdout
+
+
+def test_the_monitoring_overlay_scrapes_the_metrics_port_and_alerts_on_metrics_that_exist():
+    rendered = subprocess.run([str(BIN / "kubectl"), "kustomize", str(ROOT / "manifests" / "overlays" / "monitoring")],
+                              capture_output=True, text=True, check=True, timeout=60).stdout
+    documents = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered)}
+    deployment = documents[("Deployment", "oscar-batch-operator")]
+    pod = deployment["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    metrics_port = next(p for p in container["ports"] if p["name"] == "metrics")
+    assert container["args"][container["args"].index("--metrics") + 1].endswith(f":{metrics_port['containerPort']}")
+    service = documents[("Service", "oscar-batch-operator-metrics")]
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"][0]["targetPort"] == "metrics"
+    monitor = documents[("ServiceMonitor", "oscar-batch-operator")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    exported = {family.name for family in Metrics().registry.collect()}
+    [rule] = documents[("PrometheusRule", "oscar-batch-operator")]["spec"]["groups"][0]["rules"]
+    used = set(re.findall(r"oscar_batch_[a-z_]+", rule["expr"]))
+    assert used and used <= exported, used - exported

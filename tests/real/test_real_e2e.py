@@ -277,7 +277,7 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio:
     try:
         oscar_url = loop.run(simulator.start())
         with Kubelet(kube, s3, config, run_seconds=options.run_seconds) as kubelet:
-            # Cluster-wide, as manifests/deployment.yaml runs it (see test_real_rbac for --namespace).
+            # Cluster-wide, as manifests/base/deployment.yaml runs it (see test_real_rbac for --namespace).
             operator = start_operator(plane, tmp_path, "--tick", "0.2", "--plan-interval", "1",
                                       "--status-interval", "0.2", *options.operator_args)
             yield {"plane": plane, "config": config, "oscar_url": oscar_url, "s3": s3, "inputs": inputs,

@@ -2,7 +2,7 @@
 
 `kubectl apply -k manifests/` installs what a user installs; the operator then runs with a token the API server
 issued to its ServiceAccount (TokenRequest), so every request it makes is authorized by the ClusterRole of
-manifests/rbac.yaml and nothing else.
+manifests/base/rbac.yaml and nothing else.
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ import pathlib
 import kopf
 
 from oscar_batch.controller import handlers
+from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.registry import Timing
 
 
@@ -20,6 +21,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="watch only this namespace (repeatable; include the OSCAR services namespace); "
                              "default: all namespaces")
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--log-format", choices=("plain", "json"), default="plain",
+                        help="plain text, or one JSON object per line (default plain)")
+    parser.add_argument("--metrics", metavar="HOST:PORT", type=_address,
+                        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090")
     parser.add_argument("--liveness", metavar="URL",
                         help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz")
     defaults = Timing()
@@ -53,7 +58,18 @@ def run_operator(args: argparse.Namespace) -> int:
                     status_interval=args.status_interval, retry_delay=args.retry_delay,
                     max_backoff=args.max_backoff, unseen_job_timeout=args.unseen_job_timeout,
                     cancel_timeout=args.cancel_timeout)
-    kopf.configure(verbose=args.verbose)
+    kopf.configure(verbose=args.verbose,
+                   log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
+    metrics = Metrics()
+    if args.metrics:
+        metrics.serve(*args.metrics)
     kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
-             liveness_endpoint=args.liveness, memo=handlers.memo(timing, args.namespace))
+             liveness_endpoint=args.liveness, memo=handlers.memo(timing, args.namespace, metrics))
     return 0
+
+
+def _address(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9090)")
+    return host, int(port)

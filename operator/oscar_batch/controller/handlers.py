@@ -15,6 +15,7 @@ import kopf
 from oscar_batch.clients import cluster
 from oscar_batch.controller import cancel
 from oscar_batch.controller.job_watch import JobWatch
+from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 
@@ -24,12 +25,12 @@ FINALIZER = f"{cluster.GROUP}/finalizer"
 IO_THREADS = 32
 
 
-def memo(timing: Timing, namespaces: list[str]) -> kopf.Memo:
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
     jobs = JobStore()
     jobs.watching(namespaces)
-    return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(),
+    return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(), metrics=metrics,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
 
@@ -66,7 +67,8 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 @kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
-                          stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing).run()
+                          stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing,
+                          metrics=memo.metrics).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
@@ -79,6 +81,7 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
                         every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
                         batches=memo.batches, timing=memo.timing)
     memo["cancelled"] = True
+    memo.metrics.batch(body["metadata"]["namespace"], body["metadata"]["name"]).forget()
 
 
 def _emitter(body: kopf.Body):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from oscar_batch.clients.oscar import OscarError
+from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.registry import Timing
 from oscar_batch.controller.reporter import Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Waiting
@@ -26,8 +28,9 @@ CONCURRENT_CALLS = 8
 
 class Invoker:
     def __init__(self, *, uid: str, report: Reporter, timing: Timing, clock: Callable[[], float],
-                 may_dispatch: Callable[[], bool]) -> None:
+                 may_dispatch: Callable[[], bool], metrics: BatchMetrics) -> None:
         self.uid = uid
+        self.metrics = metrics
         self.report = report
         self.timing = timing
         self.clock = clock
@@ -57,8 +60,10 @@ class Invoker:
             event = invocation.payload(start=work.start, end=work.end, bucket=spec.bucket,
                                        manifest_key=spec.manifest_key, batch_uid=self.uid, batch=self.report.ref,
                                        attempt=work.attempt, redrive=book.redrive_round)
+            sent = time.monotonic()
             try:
                 await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
+                self.metrics.invoked(time.monotonic() - sent)
             except OscarError as error:
                 if not (error.status == 500 and "exist" in str(error).lower()):
                     raise

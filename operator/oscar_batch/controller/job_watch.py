@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from oscar_batch.clients import cluster
 from oscar_batch.controller.registry import JobStore, job_seen
@@ -66,7 +67,8 @@ class JobWatch:
             metadata = job.get("metadata") or {}
             version = metadata.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):
-                self._store.record(metadata["name"], job_seen(metadata["name"], job), deleted=kind == "DELETED")
+                self._store.record(metadata["name"], job_seen(metadata["name"], job, seen_at=time.monotonic()),
+                                   deleted=kind == "DELETED")
             if self._stopping.is_set():
                 break
         return version

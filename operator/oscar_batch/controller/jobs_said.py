@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.registry import JobSeen
 from oscar_batch.controller.reporter import Reporter
 from oscar_batch.core import chunking, invocation
@@ -20,8 +21,9 @@ log = logging.getLogger(__name__)
 
 class JobsSaid:
     def __init__(self, *, kube: cluster.Kube, report: Reporter, accepted_at: dict[tuple[int, int], float],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], metrics: BatchMetrics) -> None:
         self.kube = kube
+        self.metrics = metrics
         self.report = report
         self.accepted_at = accepted_at      # range in flight -> when OSCAR accepted it (the invoker's)
         self.clock = clock
@@ -45,6 +47,7 @@ class JobsSaid:
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
+            self.metrics.ended(change, job.seen_at)
             accepted, ready = self.accepted_at.pop(key, None), self._ready_at.pop(key, None)
             if change == Change.SUCCEEDED and accepted is not None:
                 self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),

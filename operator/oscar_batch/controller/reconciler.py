@@ -19,6 +19,7 @@ from oscar_batch.clients import cluster
 from oscar_batch.controller import capacity, objects
 from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.jobs_said import JobsSaid
+from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
@@ -44,7 +45,8 @@ class Stopped(Protocol):
 class BatchController:
     def __init__(self, *, body: Any, jobs: JobStore, batches: ActiveBatches, cluster_view: ClusterView,
                  stopped: Stopped, kube: cluster.Kube, emit: EventSink, timing: Timing,
-                 clock: Callable[[], float] = time.monotonic, resolver: Resolver | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, resolver: Resolver | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.body = body                    # kopf's live view: spec changes (suspend, retries) show up here
         self.jobs = jobs
         self.batches = batches
@@ -57,11 +59,13 @@ class BatchController:
         self.uid: str = meta["uid"]
         self.ref = f"{meta['namespace']}/{meta['name']}"
         self.resolver = resolver or Resolver(kube, meta["namespace"])
-        self.report = Reporter(body=body, kube=kube, emit=emit, clock=clock)
+        self.metrics = (metrics or Metrics()).batch(meta["namespace"], meta["name"])
+        self.report = Reporter(body=body, kube=kube, emit=emit, clock=clock, metrics=self.metrics)
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
-        self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock,
+        self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock, metrics=self.metrics,
                                may_dispatch=lambda: not self.stopped and not self._deleting())
-        self.jobs_said = JobsSaid(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at, clock=clock)
+        self.jobs_said = JobsSaid(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at, clock=clock,
+                                  metrics=self.metrics)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 

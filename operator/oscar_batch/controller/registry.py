@@ -43,9 +43,10 @@ class JobSeen:
     failed_reason: str      # the Job's own word on a failure; its pods tell more
     queue: str = ""         # the Kueue LocalQueue it waits in, "" when Kueue does not manage it
     queued: bool = False    # suspended until Kueue admits it: in flight, but not running
+    seen_at: float = 0.0    # time.monotonic() of the watch event, for the status latency metric
 
 
-def job_seen(name: str, body: Any) -> JobSeen | None:
+def job_seen(name: str, body: Any, seen_at: float = 0.0) -> JobSeen | None:
     identity = invocation.identify(body)
     if identity is None:
         return None
@@ -55,7 +56,8 @@ def job_seen(name: str, body: Any) -> JobSeen | None:
                    outcome=outcome, ready=bool(job_status.get("ready")), started=job_status.get("startTime"),
                    finished=job_status.get("completionTime"),
                    failed_reason=invocation.failed_reason(body) if outcome == Outcome.FAILED else "",
-                   queue=kueue.queue_name(body), queued=outcome == Outcome.RUNNING and kueue.queued(body))
+                   queue=kueue.queue_name(body), queued=outcome == Outcome.RUNNING and kueue.queued(body),
+                   seen_at=seen_at)
 
 
 def batch_key(uid: str) -> str:

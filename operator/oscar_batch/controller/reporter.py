@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.resolver import Waiting
 from oscar_batch.core import status
 from oscar_batch.core.pacing import EventThrottle
@@ -24,12 +25,19 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MILESTONE_PERCENT = 10   # an INFO line each time another tenth of the items has settled
+
+
 class Reporter:
-    def __init__(self, *, body: Any, kube: cluster.Kube, emit: EventSink, clock: Callable[[], float]) -> None:
+    def __init__(self, *, body: Any, kube: cluster.Kube, emit: EventSink, clock: Callable[[], float],
+                 metrics: BatchMetrics) -> None:
         self.body = body
         self.kube = kube
         self.emit = emit
         self.clock = clock
+        self.metrics = metrics
+        self._started_at = clock()
+        self._milestone = -1
         meta = body["metadata"]
         self.namespace, self.name = meta["namespace"], meta["name"]
         self.ref = f"{self.namespace}/{self.name}"
@@ -57,10 +65,31 @@ class Reporter:
             patch["message"] = None
         try:
             await asyncio.to_thread(self.kube.patch_batch_status, self.namespace, self.name, patch)
-            return True
         except cluster.KubeError as error:
             log.warning("batch %s: cannot patch status: %s", self.ref, error)
+            self.metrics.metrics.peer_error("kubernetes", f"status patch {error.code or 'unreachable'}")
             return False
+        self.metrics.status_taken(patch)
+        self._log_milestone(patch)
+        return True
+
+    def _log_milestone(self, patch: dict[str, Any]) -> None:
+        items = patch.get("items")
+        if not items or not items.get("total"):
+            return
+        done = items.get("succeeded", 0) + items.get("failed", 0)
+        reached = done * 100 // items["total"] // MILESTONE_PERCENT * MILESTONE_PERCENT
+        if reached <= self._milestone:
+            return
+        first = self._milestone < 0
+        self._milestone = reached
+        if first and not done:
+            return
+        rate = done / max(self.clock() - self._started_at, 1e-9)
+        log.info("batch %s: %d of %d items done (%d%%; %d failed), %.1f items/s", self.ref, done, items["total"],
+                 reached, items.get("failed", 0), rate,
+                 extra={"batch": self.ref, "items_done": done, "items_total": items["total"],
+                        "items_failed": items.get("failed", 0), "items_per_second": round(rate, 2)})
 
     def event(self, kind: str, reason: str, message: str) -> None:
         """Range-level news, at most one Event per reason a minute (the rest summarised)."""
@@ -74,6 +103,7 @@ class Reporter:
 
     async def waiting(self, waiting: Waiting, progress: dict[str, Any] | None = None) -> None:
         log.warning("batch %s: %s", self.ref, waiting.message)
+        self.metrics.problem(waiting.reason)
         if waiting.reason != self._waiting_reason:
             self.emit("Warning", waiting.reason, waiting.message)
             self._waiting_reason = waiting.reason

@@ -1,0 +1,130 @@
+"""Prometheus metrics (`prometheus-client`), served by `oscar-batch run --metrics HOST:PORT` at /metrics.
+
+Per batch (labels `namespace`, `batch`): items and invocations by state and planned slots, set from every status
+patch the API server took, so they say what status says; invocations by outcome and retries, counted as Jobs end;
+the time from the Job watch seeing a Job end to a status patch recording it. For the operator: OSCAR round trips of
+`POST /job`, and problems with OSCAR, S3 and the Kubernetes API by kind.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from oscar_batch.core.ranges import Change
+
+BATCH = ("namespace", "batch")
+# Which peer a problem the batch reports comes from, by the reason it reports (the rest is the user's spec).
+PEER_OF_REASON = {
+    "OscarUnavailable": "oscar", "OscarUnauthorized": "oscar", "ServiceNotFound": "oscar",
+    "ServiceTokenMissing": "oscar", "InvocationFailed": "oscar",
+    "StorageUnavailable": "s3", "BucketNotFound": "s3",
+    "SecretNotFound": "kubernetes", "SecretUnreadable": "kubernetes", "JobsNotListed": "kubernetes",
+}
+OUTCOME_OF_CHANGE = {Change.SUCCEEDED: "succeeded", Change.SPLIT: "failed", Change.RETRIED: "failed",
+                     Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted"}
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.items = Gauge("oscar_batch_items", "Items (manifest lines) of a batch by state: pending, running, "
+                           "succeeded, failed", [*BATCH, "state"], registry=r)
+        self.in_flight = Gauge("oscar_batch_invocations_in_flight", "Invocations in flight by state: running "
+                               "(all of them), queued (held back by Kueue)", [*BATCH, "state"], registry=r)
+        self.slots = Gauge("oscar_batch_slots", "Slots of a batch: planned (parallelism allowed), used (invocations "
+                           "in flight)", [*BATCH, "kind"], registry=r)
+        self.last_progress = Gauge("oscar_batch_last_progress_timestamp_seconds", "When the batch last had more items "
+                                   "succeeded or failed (Unix time)", BATCH, registry=r)
+        self.finished = Gauge("oscar_batch_finished", "1 once the batch has a verdict (Succeeded or Failed)", BATCH,
+                              registry=r)
+        self.outcomes = Counter("oscar_batch_invocation_outcomes", "Invocations ended, by outcome: succeeded, failed "
+                                "(the service's failure), disrupted (evicted, node lost)", [*BATCH, "outcome"],
+                                registry=r)
+        self.invocations = Counter("oscar_batch_invocations", "Invocations OSCAR accepted", BATCH, registry=r)
+        self.retries = Counter("oscar_batch_retries", "Invocations made again after the service failed them",
+                               BATCH, registry=r)
+        self.dispatch_seconds = Histogram("oscar_batch_dispatch_seconds", "Round trip of one POST /job to OSCAR",
+                                          registry=r, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+        self.status_seconds = Histogram("oscar_batch_status_latency_seconds", "From the Job watch seeing a Job end "
+                                        "to a status patch recording it", registry=r,
+                                        buckets=(.25, .5, 1, 2, 3, 4, 5, 7.5, 10, 20, 60))
+        self.peer_errors = Counter("oscar_batch_peer_errors", "Problems with OSCAR, S3 or the Kubernetes API, by "
+                                   "peer and kind (the reason the batch reports, or the failed call)",
+                                   ["peer", "kind"], registry=r)
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)
+
+    def batch(self, namespace: str, name: str) -> BatchMetrics:
+        return BatchMetrics(self, namespace, name)
+
+    def peer_error(self, peer: str, kind: str) -> None:
+        self.peer_errors.labels(peer, kind).inc()
+
+
+class BatchMetrics:
+    """One batch's share of the metrics, and the Jobs that ended but no accepted status patch records yet."""
+
+    def __init__(self, metrics: Metrics, namespace: str, name: str) -> None:
+        self.metrics = metrics
+        self.labels = (namespace, name)
+        self._ended_at: list[float] = []    # time.monotonic() the watch saw each
+        self._settled = -1
+
+    def status_taken(self, patch: Mapping[str, Any]) -> None:
+        m, labels = self.metrics, self.labels
+        if "items" in patch:
+            for state in ("pending", "running", "succeeded", "failed"):
+                m.items.labels(*labels, state).set(patch["items"].get(state, 0))
+            settled = patch["items"].get("succeeded", 0) + patch["items"].get("failed", 0)
+            if settled != self._settled:
+                self._settled = settled
+                m.last_progress.labels(*labels).set(time.time())
+        if "invocations" in patch:
+            for state in ("running", "queued"):
+                m.in_flight.labels(*labels, state).set(patch["invocations"].get(state, 0))
+            m.slots.labels(*labels, "used").set(patch["invocations"].get("running", 0))
+        if "parallelism" in patch:
+            m.slots.labels(*labels, "planned").set(patch["parallelism"])
+        if "phase" in patch:
+            m.finished.labels(*labels).set(patch["phase"] in ("Succeeded", "Failed"))
+        if "completedItems" in patch:
+            now = time.monotonic()
+            for seen in self._ended_at:
+                m.status_seconds.observe(max(now - seen, 0.0))
+            self._ended_at.clear()
+
+    def ended(self, change: Change | None, seen_at: float) -> None:
+        if change is not None:
+            self.metrics.outcomes.labels(*self.labels, OUTCOME_OF_CHANGE[change]).inc()
+            if change in (Change.SPLIT, Change.RETRIED):
+                self.metrics.retries.labels(*self.labels).inc()
+        if seen_at:
+            self._ended_at.append(seen_at)
+
+    def invoked(self, seconds: float) -> None:
+        self.metrics.invocations.labels(*self.labels).inc()
+        self.metrics.dispatch_seconds.observe(seconds)
+
+    def problem(self, reason: str) -> None:
+        peer = PEER_OF_REASON.get(reason)
+        if peer is not None:
+            self.metrics.peer_error(peer, reason)
+
+    def forget(self) -> None:
+        """A deleted batch's series go away with it."""
+        m = self.metrics
+        for gauge, extra in ((m.items, ("pending", "running", "succeeded", "failed")),
+                             (m.in_flight, ("running", "queued")), (m.slots, ("planned", "used")),
+                             (m.outcomes, ("succeeded", "failed", "disrupted"))):
+            for value in extra:
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*self.labels, value)
+        for metric in (m.last_progress, m.finished, m.invocations, m.retries):
+            with contextlib.suppress(KeyError):
+                metric.remove(*self.labels)
