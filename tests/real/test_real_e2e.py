@@ -428,11 +428,18 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
 
 
 def assert_oscar_clean(stack: dict[str, Any]) -> None:
-    """The real OSCAR, if it served the test, was never refused by RBAC under its own ServiceAccount."""
+    """The real OSCAR, if it served the test, was never refused by RBAC under its own ServiceAccount, and
+    neither its log nor the operator's holds a credential."""
     real: RealOscar | None = stack["real_oscar"]
-    if real is not None:
-        denied = [line for line in real.logs().splitlines() if "forbidden" in line]
-        assert not denied, denied[:5]
+    if real is None:
+        return
+    logs = real.logs()
+    denied = [line for line in logs.splitlines() if "forbidden" in line]
+    assert not denied, denied[:5]
+    token = json.loads(real.call("GET", f"/system/services/{stack['config'].service}")[1])["token"]
+    operator_log = stack["operator"].log.read_text(errors="replace")
+    for secret in (real.password, token, real.minio.secret_key):
+        assert secret not in logs and secret not in operator_log
 
 
 OUTAGE_SECONDS = 5.0
