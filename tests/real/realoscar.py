@@ -40,7 +40,6 @@ OSCAR_NAMESPACE = "oscar"
 OSCAR_SA = "oscar-sa"
 SERVICES_NAMESPACE = "oscar-svc"
 SA_DIR = "/run/secrets/kubernetes.io/serviceaccount"  # /var/run/secrets/… through the /var/run link
-JOB_LISTING_LIMIT = 2
 DEPLOY_DIR = BIN_DIR / "oscar-deploy"  # OSCAR's deploy/yaml, copied there by tools/real/oscar.sh
 
 NODE_METRICS_CRD: dict[str, Any] = {
@@ -164,8 +163,14 @@ class RealOscar:
         if self.process is not None:
             self.process.stop()
 
-    def restart(self) -> None:
+    def restart(self, **env: str | None) -> None:
+        """Stop and start again, with `env` changed (None removes a variable)."""
         self.stop()
+        for key, value in env.items():
+            if value is None:
+                self.env.pop(key, None)
+            else:
+                self.env[key] = value
         self.start()
 
     def basic(self, username: str | None = None, password: str | None = None) -> str:
@@ -238,9 +243,7 @@ def start_oscar(plane: ControlPlane, directory: pathlib.Path) -> RealOscar:
                "MINIO_ENDPOINT": minio.url, "MINIO_REGION": "us-east-1", "MINIO_TLS_VERIFY": "false",
                "OSCAR_SERVICE_PORT": str(port), "GIN_MODE": "release",
                # A plain cluster: no Kueue controller, no managed volumes.
-               "KUEUE_ENABLE": "false", "VOLUME_ENABLE": "false",
-               # Pages of two Jobs (not 70): the operator's paging through the listing is exercised too.
-               "JOB_LISTING_LIMIT": str(JOB_LISTING_LIMIT)}
+               "KUEUE_ENABLE": "false", "VOLUME_ENABLE": "false"}
         oscar = RealOscar(f"http://127.0.0.1:{port}", env["OSCAR_USERNAME"], env["OSCAR_PASSWORD"], minio, namespace,
                           [str(binary)], env, directory)
         oscar.start()

@@ -3,7 +3,8 @@ Manager, both over the same real control plane, compared by status code and JSON
 values). Every endpoint and error case the operator's OscarClient and oscar-python use.
 
 Both serve their own service (the simulator's Jobs are created in the real API server through RealKube), and
-both page the job listing by 2, so that three Jobs give a first page with the paging keys and a last without.
+both page the job listing by 2 (the real OSCAR restarted with JOB_LISTING_LIMIT=2 for this module), so that three
+Jobs give a first page with the paging keys and a last without.
 The Jobs' pods are bound by the real scheduler and then given a phase as a kubelet would: one Pending, one
 Running, one Succeeded, so that every shape of a listing entry shows.
 """
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from realoscar import JOB_LISTING_LIMIT, RealOscar, node_metrics, service_request, sync_node_metrics
+from realoscar import RealOscar, node_metrics, service_request, sync_node_metrics
 from realplane import ControlPlane, wait_for
 from test_real_e2e import SERVICES_NAMESPACE, Loop, RealKube, now_iso
 from test_real_scheduling import add_nodes, node, remove_nodes
@@ -27,7 +28,7 @@ from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
 from oscar_batch_sandbox.runner import running_status, terminated_status
 
-PAGE = JOB_LISTING_LIMIT
+PAGE = 2
 NODES = ["conformance-1", "conformance-2"]
 
 
@@ -99,6 +100,7 @@ def targets(real_oscar: RealOscar, real_cluster: ControlPlane) -> Iterator[list[
     # Measured usage that is not zero, so that OSCAR's omitempty fields show.
     plane.apply([node_metrics(name, cpu="250m", memory="512Mi") for name in NODES])
 
+    real_oscar.restart(JOB_LISTING_LIMIT=str(PAGE))
     service = real_oscar.create_service(service_request("conformance"))
     real = Target("real", real_oscar, service["name"], service["token"])
 
@@ -112,6 +114,7 @@ def targets(real_oscar: RealOscar, real_cluster: ControlPlane) -> Iterator[list[
     try:
         yield [simulated, real]
     finally:
+        real_oscar.restart(JOB_LISTING_LIMIT=None)  # OSCAR's default again: 70
         loop.run(simulator.stop())
         loop.close()
         for target in (simulated, real):
