@@ -122,6 +122,8 @@ def targets(real_oscar: RealOscar, real_cluster: ControlPlane) -> Iterator[list[
                           "--wait=false", check=False)
         plane.kubectl("delete", "pods", "-n", SERVICES_NAMESPACE, "--all", "--grace-period=0", "--force",
                       check=False)
+        # More pods than the two nodes fit were left Pending: their FailedScheduling Events go too.
+        plane.kubectl("delete", "events", "-n", SERVICES_NAMESPACE, "--all", check=False)
         remove_nodes(plane, NODES)
         sync_node_metrics(plane)
 

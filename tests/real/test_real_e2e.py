@@ -417,8 +417,10 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
     assert verdicts.count("Failed") == 3 and verdicts.count("Complete") == 10, verdicts
     # 8 slots (2 nodes × 4 cores) in flight at most, and nothing left unschedulable.
     assert 0 < kubelet.max_running <= 8, kubelet.max_running
-    unschedulable = plane.get_json("events", "-n", SERVICES_NAMESPACE, "--field-selector",
-                                   "reason=FailedScheduling")["items"]
+    marker = f"-{uid.replace('-', '')[:12]}-l"  # the batch's pods, as in jobs_of: Events outlive other tests
+    unschedulable = [event for event in plane.get_json("events", "-n", SERVICES_NAMESPACE, "--field-selector",
+                                                       "reason=FailedScheduling")["items"]
+                     if marker in event["involvedObject"]["name"]]
     assert not unschedulable, [e["message"] for e in unschedulable]
     results = json.loads(s3.get_object(config.bucket, status["results"].removeprefix(f"s3://{config.bucket}/"))
                          .read())
