@@ -69,7 +69,10 @@ def test_oscar_client_invokes_with_a_delegated_job_name_and_lists_jobs(oscar, sa
         oscar.invoke("fish-detector", token, {"start": 1, "end": 1}, job_name="client-test-job")
     assert again.value.status == 500 and "exist" in str(again.value).lower()
     with pytest.raises(OscarError, match="rejected"):
+        oscar.invoke("fish-detector", "0" * 64, {"start": 1, "end": 1})  # a service token, not this service's
+    with pytest.raises(OscarError) as oidc:  # any other length is taken as an OIDC token no issuer knows
         oscar.invoke("fish-detector", "wrong-token", {"start": 1, "end": 1})
+    assert oidc.value.status == 502
     assert "client-test-job" in dict(oscar.jobs("fish-detector"))
     oscar.delete_job("fish-detector", "client-test-job")
     assert "client-test-job" not in dict(oscar.jobs("fish-detector"))

@@ -1,6 +1,7 @@
 """The OSCAR Manager simulator's contract, over real HTTP, as oscar-api.md states it."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -8,6 +9,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from oscar_batch.clients.oscar import OscarClient
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, TenantPod, control_plane
 from oscar_batch_sandbox.kube import SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -108,10 +110,19 @@ async def test_job_accepts_only_the_service_bearer_token(oscar):
     assert oscar.kube.list(JOBS) == []
 
 
-async def test_unknown_service_is_404(oscar):
+async def test_unknown_service_is_404_but_401_to_invoke(oscar):
     assert (await oscar.get("/system/services/no-such-service"))[0] == 404
-    assert (await oscar.invoke({"start": 1, "end": 2}, service="no-such-service"))[0] == 404
     assert (await oscar.get("/system/logs/no-such-service"))[0] == 404
+    # As the real OSCAR: /job checks the token first, and no service's token matches for an unknown service.
+    assert (await oscar.invoke({"start": 1, "end": 2}, service="no-such-service"))[0] == 401
+    # Deleting a Job of an unknown service is refused as a permission problem.
+    assert await oscar.delete("/system/logs/no-such-service/some-job") == 403
+
+
+async def test_a_token_not_of_64_characters_is_taken_as_oidc_and_refused_with_502(oscar):
+    status, body = await oscar.invoke({"start": 1, "end": 2}, headers={"Authorization": "Bearer short"})
+    assert status == 502 and body
+    assert oscar.kube.list(JOBS) == []
 
 
 # ---- services, info, config -------------------------------------------------------------------
@@ -128,7 +139,8 @@ async def test_service_definition_is_served_as_configured(oscar):
 
 async def test_info_and_config(oscar):
     info = json.loads((await oscar.get("/system/info"))[1])
-    assert info["serverless_backend"]["name"] == "Kubernetes" and info["version"]
+    # No serverless_backend without SERVERLESS_BACKEND (the plain Kubernetes backend), as OSCAR v4.
+    assert set(info) == {"version", "git_commit", "architecture", "kubernetes_version"} and info["version"]
     config = json.loads((await oscar.get("/system/config"))[1])
     assert config["services_namespace"] == NAMESPACE
 
@@ -140,7 +152,9 @@ async def test_invocation_creates_the_job_oscar_creates(oscar):
 
     job = oscar.kube.get(JOBS, NAMESPACE, "batch-1-range-0-try-1")
     assert job is not None
-    assert job["metadata"]["labels"] == {"oscar_service": "fish-detector"}
+    assert job["metadata"]["labels"] == {"oscar_service": "fish-detector", "applicationId": "fish-detector",
+                                         "oscar.grycap/user-service": "true", "owner_name": "oscar",
+                                         "queue": "root.oscar-queue.fish-detector"}
     assert job["spec"]["backoffLimit"] == 0
     assert job["spec"]["ttlSecondsAfterFinished"] == 2592000
     template = job["spec"]["template"]
@@ -251,7 +265,8 @@ async def test_current_status_is_computed_from_nodes_and_pods():
         assert nodes["w1"]["cpu"] == {"capacity_cores": 4000, "usage_cores": 750, "request_cores": 1000}
         assert nodes["w1"]["memory"] == {"capacity_bytes": 8 * GIB, "usage_bytes": int(1.5 * GIB),
                                          "request_bytes": 2 * GIB}
-        assert nodes["w2"]["cpu"] == {"capacity_cores": 2000, "usage_cores": 0, "request_cores": 500}
+        # A zero usage is left out (Go's omitempty), as OSCAR serves it.
+        assert nodes["w2"]["cpu"] == {"capacity_cores": 2000, "request_cores": 500}
         assert nodes["w2"]["gpu"] == 1
         assert nodes["w1"]["status"] == "Ready" and nodes["w1"]["conditions"] == [{"type": "Ready", "status": True}]
         assert nodes["w3"]["status"] == "NotReady" and nodes["w3"]["conditions"] == [{"type": "Ready", "status": False}]
@@ -300,16 +315,25 @@ async def test_job_listing_pages_with_a_token(oscar):
         assert status == 200
         page = json.loads(body)
         pages.append(page)
-        token = page["next_page"]
+        token = page.get("next_page")
         if not token:
             break
     assert [list(page["jobs"]) for page in pages] == [names[0:3], names[3:6], names[6:7]]
-    assert [page["remaining_jobs"] for page in pages] == [4, 1, 0]
+    # As the real OSCAR: the continue token only while there are more; never a count (a label-selected list).
+    assert ["next_page" in page for page in pages] == [True, True, False]
+    assert not any("remaining_jobs" in page for page in pages)
     entry = pages[0]["jobs"]["job-0"]
-    assert entry["status"] == "Pending"  # no pod yet
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", entry["creation_time"])
-    assert "start_time" not in entry and "finish_time" not in entry
+    assert entry == {"status": "Suspended"}  # no pod yet: OSCAR says Suspended, and has no pod startTime
     assert (await oscar.get("/system/logs/fish-detector", params={"page": "%%%"}))[0] == 400
+
+
+async def test_the_operators_client_reads_every_page_of_the_listing(oscar):
+    names = {f"paged-{index}" for index in range(8)}                 # three pages of 3
+    for name in names:
+        assert (await oscar.invoke({"start": 1, "end": 2}, job_id=name))[0] == 201
+    client = OscarClient(oscar.url, username=oscar.config.oscar_user, password=oscar.config.oscar_password)
+    listed = await asyncio.to_thread(lambda: dict(client.jobs("fish-detector")))
+    assert set(listed) == names
 
 
 async def test_job_listing_reports_the_pod_phase_and_container_times(oscar):
@@ -327,7 +351,8 @@ async def test_job_listing_reports_the_pod_phase_and_container_times(oscar):
 
     oscar.simulator.pod_logs = lambda namespace, pod: "processed 1 item\n" if pod == "ran-abcde" else None
     assert await oscar.get("/system/logs/fish-detector/ran") == (200, "processed 1 item\n")
-    assert (await oscar.get("/system/logs/fish-detector/no-such-job"))[0] == 404
+    # The real OSCAR v4 answers 500 here (a nil error dereferenced); the simulator does the same.
+    assert (await oscar.get("/system/logs/fish-detector/no-such-job"))[0] == 500
 
 
 async def test_delete_one_job_removes_it_and_its_pods(oscar):
@@ -356,7 +381,7 @@ async def test_accepted_invocations_are_counted_and_outlive_their_jobs(oscar):
     assert (await oscar.invoke({"start": 1, "end": 2}, job_id="counted"))[0] == 201
     assert (await oscar.invoke({"start": 1, "end": 2}, job_id="counted"))[0] == 500         # already exists
     assert (await oscar.invoke({"start": 1, "end": 2}, headers={}))[0] == 401              # no token
-    assert (await oscar.invoke({"start": 1, "end": 2}, service="nope"))[0] == 404
+    assert (await oscar.invoke({"start": 1, "end": 2}, service="nope"))[0] == 401
     assert (await oscar.invoke({"start": 2, "end": 3}))[0] == 201
     assert oscar.simulator.accepted_invocations == 2
     assert await oscar.delete(f"/system/logs/{oscar.config.service}/counted") == 204

@@ -162,22 +162,47 @@ class SandboxConfig:
     kueue_owner: str = "alice"
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:
-        """The service as OSCAR's GET /system/services/{name} returns it."""
+        """The service as OSCAR's GET /system/services/{name} returns it: every field OSCAR v4 serves (the real
+        tier's conformance test compares the shape), with an input and an output path as OSCAR stores them."""
         return {
             "name": self.service,
             "cluster_id": "sandbox",
-            "image": "ghcr.io/grycap/oscar-batch-fish-detector:sandbox",
-            "script": "#!/bin/sh\nSTART=$(jq .start \"$INPUT_FILE_PATH\")\nEND=$(jq .end \"$INPUT_FILE_PATH\")\n",
-            "token": self.service_token,
-            "cpu": self.service_cpu,
             "memory": self.service_memory,
+            "cpu": self.service_cpu,
+            "ephemeral_storage_request": "",
             "enable_gpu": self.service_gpu,
+            "enable_sgx": False,
+            "image_prefetch": False,
             "total_memory": "", "total_cpu": "",
-            "mount": {"storage_provider": storage_provider, "path": f"{self.bucket}/{self.prefix}".rstrip("/")},
-            "input": [], "output": [],
+            "synchronous": {"min_scale": 0, "max_scale": 0},
+            "log_level": "INFO",
+            "image": "ghcr.io/grycap/oscar-batch-fish-detector:sandbox",
+            "alpine": False,
+            "token": self.service_token,
+            "file_stage_in": False,
+            "input": [{"storage_provider": storage_provider, "path": f"{self.service}/{self.service}-in"}],
+            "output": [{"storage_provider": storage_provider, "path": f"{self.service}/{self.service}-out"}],
+            "script": "#!/bin/sh\nSTART=$(jq .start \"$INPUT_FILE_PATH\")\nEND=$(jq .end \"$INPUT_FILE_PATH\")\n",
+            "expose": {"min_scale": 0, "max_scale": 0, "cpu_threshold": 0, "rewrite_target": False,
+                       "default_command": False, "set_auth": False, "health_path": ""},
             "environment": {"variables": {}, "secrets": {}},
-            "labels": {"oscar_service": self.service},
             "annotations": {},
-            "owner": self.kueue_owner if self.kueue_cpu else "", "vo": "",
+            "vo": "",
+            # What OSCAR labels a service created with the cluster's credentials with (and so its Jobs).
+            "labels": {"applicationId": self.service, "oscar.grycap/user-service": "true",
+                       "oscar_service": self.service, "owner_name": "oscar",
+                       "queue": f"root.oscar-queue.{self.service}"},
+            "storage_providers": {"minio": {"default": {
+                "endpoint": "http://minio.sandbox", "verify": False, "access_key": "hidden", "secret_key": "hidden",
+                "region": "us-east-1"}}},
+            # OSCAR's owner of a service made with the cluster's credentials; an OIDC user's in Kueue mode.
+            "owner": self.kueue_owner if self.kueue_cpu else "cluster_admin",
             "namespace": self.services_namespace,
+            "interlink_node_name": "",
+            "visibility": "private",
+            "allowed_users": [],
+            "isolation_level": "",
+            "bucket_list": [],
+            "mount": {"storage_provider": storage_provider, "path": f"{self.bucket}/{self.prefix}".rstrip("/")},
+            "volume_status": {"enabled": False},
         }

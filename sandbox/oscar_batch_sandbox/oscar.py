@@ -59,6 +59,12 @@ RCLONE_MOUNT_POINT = "/mnt"
 VERSION = "v3.6.0-sandbox"
 BASIC_REALM = 'Basic realm="Authorization Required"'
 KUBERNETES_VERSION = "v1.33.0"
+POD_PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")  # /system/status counts every one
+# OSCAR's own Deployment, as /system/status describes it.
+OSCAR_DEPLOYMENT = {"available_replicas": 1, "ready_replicas": 1, "replicas": 1,
+                    "creation_timestamp": "2025-01-01T00:00:00Z", "strategy": "RollingUpdate",
+                    "labels": {"app": "oscar"}}
+OSCAR_TOKEN_LENGTH = 64  # a Bearer token of this length is taken as a service token, any other as OIDC
 
 
 # ---- /system/status: pure functions of Nodes and Pods ------------------------------------------
@@ -106,16 +112,18 @@ def current_status(nodes: list[Json], pods: list[Json], jobs: list[Json], servic
         conditions = (node.get("status") or {}).get("conditions") or ()
         details.append({
             "name": name,
-            "cpu": {"capacity_cores": capacity.cpu, "usage_cores": used.cpu, "request_cores": requested.cpu},
-            "memory": {"capacity_bytes": capacity.memory, "usage_bytes": used.memory,
-                       "request_bytes": requested.memory},
+            # Go's omitempty: a zero capacity, usage or request is left out.
+            "cpu": _nonzero({"capacity_cores": capacity.cpu, "usage_cores": used.cpu,
+                             "request_cores": requested.cpu}),
+            "memory": _nonzero({"capacity_bytes": capacity.memory, "usage_bytes": used.memory,
+                                "request_bytes": requested.memory}),
             "gpu": capacity.gpus,
             "is_interlink": False,
             "status": "Ready" if node_is_ready(node) else "NotReady",
             "conditions": [{"type": c.get("type"), "status": c.get("status") == "True"} for c in conditions],
         })
     service_pods = [pod for pod in pods if pod["metadata"].get("namespace") == services_namespace]
-    states: dict[str, int] = {}
+    states = dict.fromkeys(POD_PHASES, 0)
     for pod in service_pods:
         states[pod_phase(pod)] = states.get(pod_phase(pod), 0) + 1
     return {
@@ -134,12 +142,20 @@ def current_status(nodes: list[Json], pods: list[Json], jobs: list[Json], servic
             },
             "nodes": details,
         },
-        "oscar": {"deployment_name": "oscar", "ready": True, "jobs_count": len(jobs),
+        "oscar": {"deployment_name": "oscar", "ready": True, "deployment": OSCAR_DEPLOYMENT,
+                  # OSCAR sums what the Jobs' status counts: active, succeeded and failed pods.
+                  "jobs_count": sum(sum((job.get("status") or {}).get(key) or 0
+                                        for key in ("active", "succeeded", "failed")) for job in jobs),
                   "pods": {"total": len(service_pods), "states": states},
-                  "oidc": {"enabled": False, "issuers": [], "groups": []}},
+                  # OSCAR splits the empty setting: one empty issuer, one empty group.
+                  "oidc": {"enabled": False, "issuers": [""], "groups": [""]}},
         # The simulator does not look into the object store.
         "minio": {"buckets_count": 0, "total_objects": 0},
     }
+
+
+def _nonzero(fields: dict[str, int]) -> dict[str, int]:
+    return {key: value for key, value in fields.items() if value}
 
 
 def legacy_status(nodes: list[Json], pods: list[Json]) -> Json:
@@ -252,11 +268,13 @@ def invocation_job(service: Json, name: str, namespace: str, event: str) -> Json
 
 def job_info(job: Json, pods: list[Json]) -> Json:
     """One entry of the job listing: the pod's phase and the times of its service container."""
-    info: Json = {"status": "Suspended" if job["spec"].get("suspend") else "Pending",
-                  "creation_time": job["metadata"].get("creationTimestamp")}
+    # A Job without a pod yet (suspended, or not reached by the Job controller) reads "Suspended".
+    info: Json = {"status": "Suspended"}
     if pods:
         pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
         info["status"] = pod_phase(pod)
+        # OSCAR's creation_time is the pod's startTime, which only a kubelet sets.
+        info["creation_time"] = (pod.get("status") or {}).get("startTime")
         for status in (pod.get("status") or {}).get("containerStatuses") or ():
             if status.get("name") != MAIN_CONTAINER:
                 continue
@@ -397,9 +415,10 @@ class OscarSimulator:
         return aiohttp.web.Response(text="Ok")
 
     async def _info(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        # No `serverless_backend`: that is only there with SERVERLESS_BACKEND set (Knative, OpenFaaS).
         return aiohttp.web.json_response({
-            "version": VERSION, "arch": "amd64", "kubernetes_version": KUBERNETES_VERSION,
-            "serverless_backend": {"name": "Kubernetes", "version": KUBERNETES_VERSION}})
+            "version": VERSION, "git_commit": "sandbox", "architecture": "amd64",
+            "kubernetes_version": KUBERNETES_VERSION})
 
     async def _system_config(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response({
@@ -421,10 +440,21 @@ class OscarSimulator:
         return aiohttp.web.json_response(current_status(nodes, pods, jobs, self._config.services_namespace))
 
     async def _invoke(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        # OSCAR reads the service before it checks the token: an unknown service is 404 whoever asks.
-        service = self._service(request)
-        if not self._service_token_valid(request, service):
+        # As OSCAR decides: no Bearer token is 401; a token of 64 characters must be the service's token (an
+        # unknown service has none, so 401 too); any other token is taken as OIDC, and one no issuer knows is
+        # 502 (OSCAR writes two messages one after the other).
+        token = bearer_token(request)
+        service = self._services.get(request.match_info["service"])
+        if token is None:
             raise aiohttp.web.HTTPUnauthorized(text="")
+        if len(token) == OSCAR_TOKEN_LENGTH and not self._oidc_token_valid(token):
+            if service is None or not _same(token, service["token"]):
+                raise aiohttp.web.HTTPUnauthorized(text="")
+        elif not self._oidc_token_valid(token):
+            return aiohttp.web.Response(status=502, text="token contains an invalid number of segments"
+                                                         "Error getting oidc manager for issuer ''")
+        elif service is None:
+            raise aiohttp.web.HTTPNotFound(text="")
         event = (await request.read()).decode("utf-8", errors="replace")
         name = request.headers.get("X-Delegated-Job-ID") or generated_job_name(service["name"])
         problem = job_name_problem(name)
@@ -461,12 +491,14 @@ class OscarSimulator:
         except ValueError as error:
             return aiohttp.web.Response(status=400, text=str(error))
         jobs = {job["metadata"]["name"]: job for job in self._service_jobs(service)}
-        page, next_page, remaining = job_page(list(jobs), after, self._job_listing_limit)
-        return aiohttp.web.json_response({
-            "jobs": {name: job_info(jobs[name], self._job_pods(name)) for name in page},
-            "next_page": next_page,
-            "remaining_jobs": remaining,
-        })
+        page, next_page, _ = job_page(list(jobs), after, self._job_listing_limit)
+        listing: Json = {"jobs": {name: job_info(jobs[name], self._job_pods(name)) for name in page}}
+        # As OSCAR passes on Kubernetes' list metadata: `next_page` (the continue token) is left out on the last
+        # page, and `remaining_jobs` always, since the API server counts no remaining items for a list with a
+        # label selector.
+        if next_page:
+            listing["next_page"] = next_page
+        return aiohttp.web.json_response(listing)
 
     async def _job_logs(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         service = self._service(request)
@@ -474,13 +506,20 @@ class OscarSimulator:
         pods = [pod for pod in self._job_pods(job_name)
                 if (pod["metadata"].get("labels") or {}).get(SERVICE_LABEL) == service["name"]]
         if not pods:
-            raise aiohttp.web.HTTPNotFound(text="")
+            # OSCAR v4 dereferences a nil error here and its recovery answers 500 (logs.go, MakeGetLogsHandler).
+            return aiohttp.web.Response(status=500)
         pod = max(pods, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+        if pod_phase(pod) == "Pending":
+            # The kubelet has no log before the container starts; OSCAR turns any error of the log into 404.
+            raise aiohttp.web.HTTPNotFound(text="")
         text = self.pod_logs(pod["metadata"]["namespace"], pod["metadata"]["name"]) if self.pod_logs else None
         return aiohttp.web.Response(text=text or "")
 
     async def _delete_job(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
-        service = self._service(request)
+        service = self._services.get(request.match_info["service"])
+        if service is None:
+            # OSCAR answers "no permission" for a service it does not find here.
+            raise aiohttp.web.HTTPForbidden(text="You do not have permission to access this service")
         job = self._kube.get(JOBS, self._config.services_namespace, request.match_info["job"])
         if job is None or (job["metadata"].get("labels") or {}).get(SERVICE_LABEL) != service["name"]:
             raise aiohttp.web.HTTPNotFound(text="")

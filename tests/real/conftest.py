@@ -15,8 +15,10 @@ import re
 import secrets
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from realoscar import RealOscar, service_request, start_oscar, stop_oscar
 from realplane import (
     ROOT,
     ControlPlane,
@@ -94,3 +96,23 @@ def installed(real_plane: ControlPlane, real_crd: str) -> ControlPlane:
     """manifests/ applied with kustomize: the operator's Namespace, ServiceAccount, ClusterRole and binding."""
     install_operator(real_plane)
     return real_plane
+
+
+@pytest.fixture(scope="session")
+def real_oscar(real_cluster: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealOscar]:
+    """The real OSCAR Manager (and a MinIO of its own) in a private mount namespace, as OSCAR's ServiceAccount."""
+    oscar = start_oscar(real_cluster, tmp_path_factory.mktemp("real-oscar"))
+    try:
+        yield oscar
+    finally:
+        stop_oscar(oscar)
+
+
+# The service every real-OSCAR test invokes: one invocation per core, as the sandbox's fish detector.
+REAL_SERVICE = "fish-detector"
+
+
+@pytest.fixture(scope="session")
+def real_oscar_service(real_oscar: RealOscar) -> dict[str, Any]:
+    """A service created through the real OSCAR's POST /system/services (basic auth); its stored definition."""
+    return real_oscar.create_service(service_request(REAL_SERVICE))

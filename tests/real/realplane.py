@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import yaml
@@ -51,12 +51,17 @@ def require(*names: str) -> dict[str, pathlib.Path]:
     if not KUBECTL.exists():
         missing.append(f"kubectl (expected at {KUBECTL})")
     if missing:
-        reason = (f"real control plane not built: {', '.join(missing)} missing in {BIN_DIR}; "
-                  "`make test-real` builds it (tools/real/build.sh)")
-        if REQUIRED:
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason)
+        unavailable(missing)
     return paths
+
+
+def unavailable(missing: Sequence[str]) -> NoReturn:
+    """Skip (fail under OSCAR_REAL_REQUIRED) the test: these files of the real tier are not built."""
+    reason = (f"real control plane not built: {', '.join(missing)} missing in {BIN_DIR}; "
+              "`make test-real` builds it (tools/real/build.sh)")
+    if REQUIRED:
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:
@@ -427,16 +432,17 @@ class Minio:
                            secret_key=secret_key or self.secret_key, secure=False, region="us-east-1")
 
 
-def start_minio(directory: pathlib.Path) -> Minio:
-    """A single-drive MinIO server on a free loopback port, with random root credentials."""
+def start_minio(directory: pathlib.Path, wrap: Callable[[list[str]], list[str]] = list) -> Minio:
+    """A single-drive MinIO server on a free loopback port, with random root credentials; `wrap` may run it
+    inside something (a mount namespace)."""
     binary = require("minio")["minio"]
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
     access_key, secret_key = "oscar" + secrets.token_hex(4), secrets.token_hex(16)
     env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_REGION": "us-east-1"}
-    process = Process("minio", [str(binary), "server", str(directory / "data"), "--quiet",
-                                "--address", f"127.0.0.1:{port}"], directory / "minio.log", env=env)
+    process = Process("minio", wrap([str(binary), "server", str(directory / "data"), "--quiet",
+                                     "--address", f"127.0.0.1:{port}"]), directory / "minio.log", env=env)
     url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:

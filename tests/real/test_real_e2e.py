@@ -28,6 +28,7 @@ from typing import Any
 import kmock
 import minio.error
 import pytest
+from realoscar import RealOscar, sync_node_metrics
 from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
 from test_real_scheduling import add_nodes, node, remove_nodes
 
@@ -242,17 +243,19 @@ class Stack:
     run_seconds: float = 0.0                   # how long each pod runs (Kubelet)
     failing_ranges: frozenset[tuple[int, int]] = frozenset({(1, 3), (1, 2)})   # line 1 always fails
     inputs: int = 20
+    real_oscar: bool = False                   # the real OSCAR Manager (and its MinIO) instead of the simulator
 
 
 # Short delays so that faults heal within a test: the new flags of `oscar-batch run`.
 CANCEL_TIMEOUT = 10.0
 FAST = ("--retry-delay", "0.5", "--max-backoff", "4", "--unseen-job-timeout", "2",
         "--cancel-timeout", f"{CANCEL_TIMEOUT:g}")
+REAL = Stack(real_oscar=True)
 
 
 @pytest.fixture
-def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio: Minio,
-                tmp_path: pathlib.Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, tmp_path: pathlib.Path,
+                request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
     options: Stack = getattr(request, "param", Stack())
     plane = real_cluster
     nodes = ["e2e-worker-1", "e2e-worker-2"]
@@ -262,35 +265,55 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, real_minio:
     wait_for(lambda: plane.request(f"/api/v1/namespaces/{SERVICES_NAMESPACE}/serviceaccounts/default")[0] == 200,
              60, f"ServiceAccount {SERVICES_NAMESPACE}/default", alive=plane.processes)
 
-    config = SandboxConfig(bucket=f"e2e-{secrets.token_hex(4)}", items=0,
-                           behaviour=Behaviour(failing_ranges=options.failing_ranges))
-    s3 = real_minio.client()
+    behaviour = Behaviour(failing_ranges=options.failing_ranges)
+    bucket = f"e2e-{secrets.token_hex(4)}"
+    real: RealOscar | None = None
+    if options.real_oscar:
+        real = request.getfixturevalue("real_oscar")
+        service = request.getfixturevalue("real_oscar_service")
+        assert service["namespace"] == SERVICES_NAMESPACE, service["namespace"]
+        sync_node_metrics(plane)
+        server: Minio = real.minio
+        config = SandboxConfig(bucket=bucket, items=0, behaviour=behaviour, service=service["name"],
+                               oscar_user=real.username, oscar_password=real.password)
+    else:
+        server = request.getfixturevalue("real_minio")
+        config = SandboxConfig(bucket=bucket, items=0, behaviour=behaviour)
+    s3 = server.client()
     s3.make_bucket(config.bucket)
     inputs = [f"{config.prefix}frame-{index:06d}.jpg" for index in range(1, options.inputs + 1)]
     for key in [*inputs, f"{config.prefix}README.txt", "archive/frame-000001.jpg"]:
         s3.put_object(config.bucket, key, io.BytesIO(b"\xff\xd8jpeg"), 6)
 
     kube = RealKube(plane)
-    loop = Loop()
-    simulator = OscarSimulator(kube, config)
+    loop: Loop | None = None
+    simulator: OscarSimulator | None = None
     operator: Process | None = None
     try:
-        oscar_url = loop.run(simulator.start())
+        if real is not None:
+            oscar_url = real.url
+        else:
+            loop = Loop()
+            simulator = OscarSimulator(kube, config)
+            oscar_url = loop.run(simulator.start())
         with Kubelet(kube, s3, config, run_seconds=options.run_seconds) as kubelet:
             # Cluster-wide, as manifests/base/deployment.yaml runs it (see test_real_rbac for --namespace).
             operator = start_operator(plane, tmp_path, "--tick", "0.2", "--plan-interval", "1",
                                       "--status-interval", "0.2", *options.operator_args)
             yield {"plane": plane, "config": config, "oscar_url": oscar_url, "s3": s3, "inputs": inputs,
-                   "kubelet": kubelet, "operator": operator, "minio": real_minio}
+                   "kubelet": kubelet, "operator": operator, "minio": server, "real_oscar": real}
     finally:
         if operator is not None:
             operator.stop()
-        loop.run(simulator.stop())
-        loop.close()
+        if loop is not None and simulator is not None:
+            loop.run(simulator.stop())
+            loop.close()
         plane.kubectl("delete", "jobs", "--all", "-n", SERVICES_NAMESPACE, "--wait=false", check=False)
         plane.kubectl("delete", "pods", "--all", "-n", SERVICES_NAMESPACE, "--grace-period=0", "--force",
                       "--wait=true", "--timeout=60s", check=False)
         remove_nodes(plane, nodes)
+        if real is not None:
+            sync_node_metrics(plane)
 
 
 def start_batch(stack: dict[str, Any], namespace: str, name: str = "e2e", oscar_endpoint: str | None = None,
@@ -363,11 +386,14 @@ def batch_gone(plane: ControlPlane, namespace: str, name: str = "e2e") -> bool:
     return result.stdout.strip() == ""
 
 
+@pytest.mark.parametrize("oscar_stack", [Stack(), REAL], indirect=True, ids=["simulator", "real-oscar"])
 @pytest.mark.timeout(BATCH_TIMEOUT + 120)
 def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], namespace: str) -> None:
+    """Failures and retries: range [1, 3) fails, then its half [1, 2) fails twice; every other input once."""
     plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
     kubelet, operator = oscar_stack["kubelet"], oscar_stack["operator"]
     start_batch(oscar_stack, namespace, itemsPerInvocation=2, retries=1, toleratedFailures=1)
+    uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
 
     batch = wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to finish",
                      alive=[operator], interval=0.5)
@@ -387,19 +413,35 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
     assert processed == expected, sorted(processed ^ expected)  # every input once, the failed item's none
 
     # The Jobs were finished by the real Job controller from the pods' phases.
-    jobs = plane.get_json("jobs", "-n", SERVICES_NAMESPACE)["items"]
-    verdicts = sorted(next(c["type"] for c in job["status"]["conditions"]
-                           if c["type"] in ("Complete", "Failed") and c["status"] == "True") for job in jobs)
+    verdicts = sorted(str(verdict(job)) for job in jobs_of(plane, uid))
     assert verdicts.count("Failed") == 3 and verdicts.count("Complete") == 10, verdicts
     # 8 slots (2 nodes × 4 cores) in flight at most, and nothing left unschedulable.
     assert 0 < kubelet.max_running <= 8, kubelet.max_running
-    unschedulable = plane.get_json("events", "-n", SERVICES_NAMESPACE, "--field-selector",
-                                   "reason=FailedScheduling")["items"]
+    marker = f"-{uid.replace('-', '')[:12]}-l"  # the batch's pods, as in jobs_of: Events outlive other tests
+    unschedulable = [event for event in plane.get_json("events", "-n", SERVICES_NAMESPACE, "--field-selector",
+                                                       "reason=FailedScheduling")["items"]
+                     if marker in event["involvedObject"]["name"]]
     assert not unschedulable, [e["message"] for e in unschedulable]
     results = json.loads(s3.get_object(config.bucket, status["results"].removeprefix(f"s3://{config.bucket}/"))
                          .read())
     assert results, "no results manifest"
     assert not rbac_denials(operator), operator.tail()
+    assert_oscar_clean(oscar_stack)
+
+
+def assert_oscar_clean(stack: dict[str, Any]) -> None:
+    """The real OSCAR, if it served the test, was never refused by RBAC under its own ServiceAccount, and
+    neither its log nor the operator's holds a credential."""
+    real: RealOscar | None = stack["real_oscar"]
+    if real is None:
+        return
+    logs = real.logs()
+    denied = [line for line in logs.splitlines() if "forbidden" in line]
+    assert not denied, denied[:5]
+    token = json.loads(real.call("GET", f"/system/services/{stack['config'].service}")[1])["token"]
+    operator_log = stack["operator"].log.read_text(errors="replace")
+    for secret in (real.password, token, real.minio.secret_key):
+        assert secret not in logs and secret not in operator_log
 
 
 OUTAGE_SECONDS = 5.0
@@ -411,7 +453,7 @@ OUTAGE_SECONDS = 5.0
 def test_oscar_outage_mid_batch_heals_and_runs_every_range_once(oscar_stack: dict[str, Any], namespace: str) -> None:
     """OSCAR's endpoint behind a real TCP proxy, cut off once a few ranges succeeded: the invocations fail,
     the Jobs in flight finish meanwhile; restored, the batch goes on and every range succeeds in one Job."""
-    plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
+    plane = oscar_stack["plane"]
     kubelet, operator = oscar_stack["kubelet"], oscar_stack["operator"]
     with TcpProxy(oscar_stack["oscar_url"]) as proxy:
         start_batch(oscar_stack, namespace, oscar_endpoint=proxy.url, itemsPerInvocation=2, retries=1)
@@ -446,23 +488,63 @@ def test_oscar_outage_mid_batch_heals_and_runs_every_range_once(oscar_stack: dic
     assert status["items"]["total"] == status["items"]["succeeded"] == 40, status["items"]
     assert status["items"]["failed"] == 0
 
+    assert_every_range_ran_once(oscar_stack, namespace, uid, ranges=20)
+    assert not rbac_denials(operator), operator.tail()
+
+
+def assert_every_range_ran_once(stack: dict[str, Any], namespace: str, uid: str, ranges: int) -> None:
+    """Every line in exactly one Complete Job, no other Job of the batch, and every input exactly one output,
+    written by the Job that succeeded for its range."""
+    plane, config, s3 = stack["plane"], stack["config"], stack["s3"]
+    lines = len(stack["inputs"])
     jobs = jobs_of(plane, uid)
     complete = {job["metadata"]["name"]: lines_of(job) for job in jobs if verdict(job) == "Complete"}
-    per_line = collections.Counter(line for lines in complete.values() for line in range(*lines))
-    assert per_line == collections.Counter(range(1, 41)), \
-        ({r: n for r, n in per_line.items() if n != 1}, sorted(set(range(1, 41)) - set(per_line)))  # once each
+    per_line = collections.Counter(line for span in complete.values() for line in range(*span))
+    assert per_line == collections.Counter(range(1, lines + 1)), \
+        ({r: n for r, n in per_line.items() if n != 1}, sorted(set(range(1, lines + 1)) - set(per_line)))
     assert not [job["metadata"]["name"] for job in jobs if verdict(job) != "Complete"]
-    assert len(jobs) == 20, sorted(job["metadata"]["name"] for job in jobs)  # nothing was invoked twice
+    assert len(jobs) == ranges, sorted(job["metadata"]["name"] for job in jobs)  # nothing was invoked twice
     assert not batch_events(plane, namespace, reason="InvocationLost")
 
     outputs = {obj.object_name: read_json(s3, config.bucket, obj.object_name)
                for obj in s3.list_objects(config.bucket, prefix="output/", recursive=True)}
     processed = {key.removeprefix("output/").removesuffix(".json") for key in outputs}
-    expected = {key.removeprefix(config.prefix) for key in oscar_stack["inputs"]}
+    expected = {key.removeprefix(config.prefix) for key in stack["inputs"]}
     assert processed == expected, sorted(processed ^ expected)  # every input exactly one output
     for key, body in outputs.items():  # written by the one Job that succeeded for its range
         assert body["job"] in complete and complete[body["job"]] == tuple(body["range"]), (key, body)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["steady", "restarted"])
+@pytest.mark.parametrize("oscar_stack", [Stack(operator_args=FAST, run_seconds=1.0, failing_ranges=frozenset(),
+                                               inputs=30, real_oscar=True)], indirect=True, ids=["real-oscar"])
+@pytest.mark.timeout(BATCH_TIMEOUT + 120)
+def test_real_oscar_runs_every_input_once(oscar_stack: dict[str, Any], namespace: str, restart: bool) -> None:
+    """The whole batch through the real OSCAR Manager; `restarted`: the OSCAR process is stopped once a few
+    ranges succeeded, stays down until an invocation failed against it, and is started again: the batch goes
+    on and every range still runs in exactly one Job."""
+    plane, kubelet, operator = oscar_stack["plane"], oscar_stack["kubelet"], oscar_stack["operator"]
+    real: RealOscar = oscar_stack["real_oscar"]
+    start_batch(oscar_stack, namespace, itemsPerInvocation=2, retries=1)
+    uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
+    if restart:
+        wait_for(lambda: sum(verdict(job) == "Complete" for job in jobs_of(plane, uid)) >= 3, 60,
+                 "a few ranges to succeed", alive=[operator], interval=0.2)
+        real.stop()
+        wait_for(lambda: batch_events(plane, namespace, reason="InvocationFailed"), 30,
+                 "an invocation to fail while OSCAR is stopped", alive=[operator], interval=0.2)
+        real.start()
+        assert sum(verdict(job) == "Complete" for job in jobs_of(plane, uid)) < 15, "nothing left after the restart"
+
+    batch = wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to finish",
+                     alive=[operator], interval=0.5)
+    assert not kubelet.errors, kubelet.errors
+    status = batch["status"]
+    assert status["phase"] == "Succeeded", (status, operator.tail())
+    assert status["items"]["total"] == status["items"]["succeeded"] == 30, status["items"]
+    assert_every_range_ran_once(oscar_stack, namespace, uid, ranges=15)
     assert not rbac_denials(operator), operator.tail()
+    assert_oscar_clean(oscar_stack)
 
 
 # As many as the CancelIncomplete Event names one by one (cancel.SHOWN_JOBS); with OSCAR refusing connections

@@ -10,6 +10,10 @@
 #   tools/real/build.sh            # build if needed, print the bin directory
 #   REAL_BUILD_P=1 tools/real/build.sh   # one package at a time (default 2: the machine has 2 cores)
 #   REAL_FORCE=1 tools/real/build.sh     # rebuild even when the stamp matches
+#
+# Then the real OSCAR Manager (tools/real/oscar.sh), from the source archives in $OSCAR_VENDOR_DIR (default
+# /work/shared/vendor/oscar; the Go module proxy refuses grycap/oscar and sigs.k8s.io/kueue), with a stamp of
+# its own that carries the archives' hashes.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,12 +40,13 @@ complete() {
 }
 
 if [ -z "${REAL_FORCE:-}" ] && complete; then
+    "$here/oscar.sh" "$out" "$parallel"
     echo "$out"
     exit 0
 fi
 
 mkdir -p "$out"
-rm -f "$out"/.built-*
+rm -f "$out"/.built-k8s-*
 echo "building etcd $etcd, Kubernetes $k8s and MinIO $minio with $gover into $out (-p $parallel)" >&2
 start=$(date +%s)
 
@@ -67,4 +72,5 @@ nice -n 10 go build -p "$parallel" -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.
 for b in "${binaries[@]}"; do mv -f "$tmp/$b" "$out/$b"; done
 touch "$stamp"
 echo "built in $(( $(date +%s) - start ))s" >&2
+"$here/oscar.sh" "$out" "$parallel"
 echo "$out"
