@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import pathlib
+import re
 import subprocess
 import sys
 import time
@@ -45,6 +46,17 @@ def kubectl(kubeconfig: pathlib.Path, *args: str, check: bool = True) -> subproc
     if check and result.returncode != 0:
         raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")
     return result
+
+
+def table_rows(output: str) -> tuple[list[str], list[dict[str, str]]]:
+    """kubectl's table output as its headers and one dict per row; blank cells are "" (columns are cut where
+    the headers start, so a blank cell does not shift the others)."""
+    header, *rows = output.rstrip("\n").splitlines()
+    starts = [match.start() for match in re.finditer(r"\S+", header)]
+    names = header.split()
+    cut = list(zip(starts, [*starts[1:], None], strict=True))
+    return names, [{name: row[start:end].strip() for name, (start, end) in zip(names, cut, strict=True)}
+                   for row in rows]
 
 
 def lines_of(job: dict) -> tuple[int, int]:

@@ -322,12 +322,14 @@ async def test_a_service_in_a_namespace_the_operator_does_not_watch_is_a_conditi
     world.store.replace("default", [])
     world.store.replace("oscar-svc", [])
     waited: list[str] = []
+    reasons: list[str | None] = []
 
     def script(world: World) -> None:
         conditions = {c["type"]: c for c in (world.body.get("status") or {}).get("conditions") or ()}
         progressing = conditions.get("Progressing") or {}
         if progressing.get("reason") == "NamespaceNotWatched" and not waited:
             waited.append(progressing["message"])
+            reasons.append(world.body["status"].get("reason"))   # kubectl's REASON column says it too
             world.body["spec"]["oscar"]["servicesNamespace"] = "oscar-svc"   # the user says where they are
             world.body["metadata"]["generation"] += 1
         world.oscar.finish_all()
@@ -335,7 +337,8 @@ async def test_a_service_in_a_namespace_the_operator_does_not_watch_is_a_conditi
     world.on_tick = script
     status = await world.run()
     assert waited and "'oscar-alice'" in waited[0] and "--namespace oscar-alice" in waited[0]
-    assert status["phase"] == "Succeeded"
+    assert reasons == ["NamespaceNotWatched"]
+    assert status["phase"] == "Succeeded" and "reason" not in status    # plain success: nothing to explain
 
 
 def kueue_cluster_queue(world: World, cpus: int) -> dict[str, Any]:
@@ -457,6 +460,7 @@ async def test_a_changed_service_is_ignored_once_pinned_and_said_so():
     assert conditions["InvalidSpec"]["status"] == "True"
     assert conditions["InvalidSpec"]["reason"] == "ImmutableFieldChanged"
     assert "spec.service" in conditions["InvalidSpec"]["message"]
+    assert status["reason"] == "ImmutableFieldChanged"          # though it succeeded: a person must look
     assert status["observedGeneration"] == 2
 
 

@@ -10,7 +10,7 @@ import pytest
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.s3 import input_keys
-from support import kubectl, lines_of, wait_until
+from support import kubectl, lines_of, table_rows, wait_until
 
 FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)
 
@@ -60,16 +60,21 @@ def test_every_input_gets_exactly_one_output_and_progress_is_honest(tmp_path):
         assert status["rangePlan"].startswith("1:")
 
         assert harness.events("Listed") and harness.events("BatchSucceeded")
+        # The operator's Events say who it is, not the framework it is built on.
+        for event in harness.events("Listed") + harness.events("BatchSucceeded"):
+            assert event["reportingComponent"] == event["source"]["component"] == "oscar-batch-operator", event
+            assert event["metadata"]["name"].startswith("oscar-batch-") and event["reportingInstance"], event
         metadata = batch["metadata"]
         assert not [key for key in metadata.get("annotations") or {} if "kopf.zalando.org" in key]
         assert metadata.get("finalizers") in (None, [], ["batch.oscarbatch.dev/finalizer"])
         events = kubectl(harness.kubeconfig, "get", "events").stdout.splitlines()
         assert events[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
         assert any("BatchSucceeded" in line and "oscarbatchjob/batch" in line for line in events)
-        table = kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout
-        assert table.split()[:6] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
-        row = next(line.split() for line in table.splitlines() if line.startswith("batch "))
-        assert row[1:3] == ["Succeeded", "30/30"]
+        headers, rows = table_rows(kubectl(harness.kubeconfig, "get", "oscarbatchjobs", "-o", "wide").stdout)
+        row = next(row for row in rows if row["NAME"] == "batch")
+        assert [row[h] for h in ("PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "ITEMS")] == \
+            ["Succeeded", "30/30", "0", "0", "", "30"]
+        assert row["STARTED"] and row["COMPLETED"] and row["SERVICE"] == harness.config.service
 
 
 def test_injected_failures_are_retried_and_the_batch_succeeds(tmp_path):
@@ -129,6 +134,12 @@ def test_a_missing_secret_is_reported_and_the_batch_starts_once_it_exists(tmp_pa
         condition = wait_until(reported, timeout=30, message="the SecretNotFound condition")
         assert condition["status"] == "False" and "oscar-credentials" in condition["message"]
         assert harness.events("SecretNotFound")
+        # kubectl says why at a glance; a describe's Events are from the operator.
+        assert harness.batch()["status"]["reason"] == "SecretNotFound"
+        [row] = table_rows(kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout)[1]
+        assert (row["PHASE"], row["REASON"]) == ("Pending", "SecretNotFound")
+        described = kubectl(harness.kubeconfig, "describe", "oscarbatchjob", "batch").stdout
+        assert any("SecretNotFound" in line and "oscar-batch-operator" in line for line in described.splitlines())
         harness.apply()  # now with the Secrets
         assert harness.wait_for_phase("Succeeded", "Failed", timeout=60)["status"]["phase"] == "Succeeded"
 

@@ -229,26 +229,27 @@ def test_status_pinned_has_a_schema_for_each_pinned_field():
         {key: field["type"] for key, field in schema.items()}
 
 
-def test_printer_columns_read_fields_the_status_schema_has():
+def test_printer_columns_read_fields_the_schema_has():
     version = yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]
-    status_fields = _crd_schema()["properties"]["status"]["properties"]
     for column in version["additionalPrinterColumns"]:
         root, *path = column["jsonPath"].lstrip(".").split(".")
         if root == "metadata":
             continue
-        fields = status_fields
+        fields = _crd_schema()["properties"][root]["properties"]
         for step in path[:-1]:
             fields = fields[step]["properties"]
         assert path[-1] in fields, column
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == ["Phase", "Progress", "Parallelism", "Items",
-                                                                         "Age"]
+    columns = [(c["name"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
+    assert columns == [("Phase", 0), ("Progress", 0), ("Running", 0), ("Failed", 0), ("Reason", 0), ("Age", 0),
+                       ("Parallelism", 1), ("Items", 1), ("Started", 1), ("Completed", 1), ("Service", 1)]
 
 
 def test_kustomize_renders_crd_rbac_and_a_deployment_using_the_service_account(tmp_path):
     rendered = subprocess.run([str(BIN / "kubectl"), "kustomize", str(ROOT / "manifests")], capture_output=True,
                               text=True, check=True, timeout=60).stdout
     documents = {(d["kind"], d["metadata"]["name"]): d for d in yaml.safe_load_all(rendered)}
-    assert ("CustomResourceDefinition", "oscarbatchjobs.batch.oscarbatch.dev") in documents
+    crd = documents[("CustomResourceDefinition", "oscarbatchjobs.batch.oscarbatch.dev")]
+    assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"   # before any OscarBatchJob
     deployment = documents[("Deployment", "oscar-batch-operator")]
     account = deployment["spec"]["template"]["spec"]["serviceAccountName"]
     binding = documents[("ClusterRoleBinding", "oscar-batch-operator")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import pathlib
 
-from support import kubectl, wait_until
+from support import kubectl, table_rows, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -18,6 +18,10 @@ spec:
   oscar: {{endpoint: "http://oscar.invalid", credentialsSecret: oscar-auth}}
   storage: {{endpoint: "http://s3.invalid", credentialsSecret: s3-auth, bucket: fish-detector}}
 """
+
+# A running batch as the operator reports it, with Kueue holding Jobs back.
+STATUS = {"phase": "Running", "progress": "3/10", "parallelism": 4, "reason": "WaitingForKueue",
+          "items": {"total": 250, "failed": 1}, "invocations": {"running": 4}, "startTime": "2026-12-01T00:00:00Z"}
 
 
 def test_get_nodes_lists_the_simulated_nodes(kubeconfig):
@@ -49,11 +53,17 @@ def test_crd_is_installed_and_a_batch_applies_and_reads_back(kubeconfig, tmp_pat
     assert obj["spec"]["service"] == "fish-detector"
 
     kubectl(kubeconfig, "patch", "obatch", "kubectl-roundtrip", "--subresource=status", "--type=merge",
-            "-p", '{"status": {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": {"total": 250}}}')
-    table = kubectl(kubeconfig, "get", "oscarbatchjobs").stdout.splitlines()
-    assert table[0].split() == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"]
-    row = next(line.split() for line in table if line.startswith("kubectl-roundtrip"))
-    assert row[1:5] == ["Running", "3/10", "4", "250"]
+            "-p", json.dumps({"status": STATUS}))
+    headers, rows = table_rows(kubectl(kubeconfig, "get", "oscarbatchjobs").stdout)
+    assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE"]
+    row = next(row for row in rows if row["NAME"] == "kubectl-roundtrip")
+    assert [row[h] for h in headers[1:6]] == ["Running", "3/10", "4", "1", "WaitingForKueue"]
+    headers, rows = table_rows(kubectl(kubeconfig, "get", "oscarbatchjobs", "-o", "wide").stdout)
+    assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE",
+                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE"]
+    row = next(row for row in rows if row["NAME"] == "kubectl-roundtrip")
+    assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"]) == ("4", "250", "", "fish-detector")
+    assert row["STARTED"] and row["STARTED"] != "<unknown>"   # an age, as kubectl prints dates
 
     kubectl(kubeconfig, "delete", "oscarbatchjob", "kubectl-roundtrip")
     wait_until(lambda: "kubectl-roundtrip" not in kubectl(kubeconfig, "get", "oscarbatchjobs").stdout,

@@ -14,6 +14,7 @@ from oscar_batch.core.status import (
     NAMED_IN_MESSAGE,
     SUCCEEDED,
     condition,
+    explaining_reason,
     failed_items_from,
     merge_conditions,
     progress,
@@ -155,3 +156,35 @@ def test_merge_conditions(current, updates, expected):
 
 def test_verdict_of_a_batch_without_inputs_is_success_with_a_reason():
     assert verdict(RangeBook(0, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")
+
+
+def _cond(kind, true, reason):
+    return {"type": kind, "status": "True" if true else "False", "reason": reason, "message": "m"}
+
+
+@pytest.mark.parametrize(("conditions", "expected"), [
+    (None, None),                                                           # a fresh batch: no status yet
+    ([], None),
+    ([_cond("Progressing", True, "Listing")], None),
+    ([_cond("Progressing", True, "RangesRunning")], None),                  # plainly running
+    ([_cond("Progressing", False, "Suspended")], None),                     # the phase says it
+    ([_cond("Progressing", True, "Redriven")], None),
+    ([_cond("Progressing", True, "WaitingForKueue")], "WaitingForKueue"),
+    ([_cond("Progressing", False, "SecretNotFound")], "SecretNotFound"),    # Pending, waiting for a person
+    ([_cond("Progressing", False, "OscarUnavailable")], "OscarUnavailable"),
+    ([_cond("Progressing", False, "StorageUnavailable"), _cond("Complete", False, "Redriven")], "StorageUnavailable"),
+    ([_cond("Progressing", False, "AllItemsSucceeded"), _cond("Complete", True, "AllItemsSucceeded")], None),
+    ([_cond("Progressing", False, "FailuresTolerated"), _cond("Complete", True, "FailuresTolerated")],
+     "FailuresTolerated"),
+    ([_cond("Progressing", False, "NoInputs")], "NoInputs"),
+    ([_cond("Progressing", False, "ItemsFailed"), _cond("Failed", True, "ItemsFailed")], "ItemsFailed"),
+    ([_cond("Progressing", False, "ServiceFailing"), _cond("Failed", True, "ServiceFailing")], "ServiceFailing"),
+    # An ignored live edit needs a person even while ranges run, and goes before everything else.
+    ([_cond("Progressing", True, "RangesRunning"), _cond("InvalidSpec", True, "ImmutableFieldChanged")],
+     "ImmutableFieldChanged"),
+    ([_cond("InvalidSpec", True, "InvalidSpec"), _cond("Progressing", False, "OscarUnavailable")], "InvalidSpec"),
+    ([_cond("Progressing", True, "RangesRunning"), _cond("InvalidSpec", False, "SpecAccepted")], None),
+    ([{"type": "Progressing", "status": "False"}], None),                  # a condition without a reason
+])
+def test_explaining_reason(conditions, expected):
+    assert explaining_reason(conditions) == expected

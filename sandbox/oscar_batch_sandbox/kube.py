@@ -611,7 +611,7 @@ def table_columns(resource: kmock.resource, printer_columns: list[dict[str, Any]
 def _printer_cell(column: Mapping[str, Any]):
     def render(obj: dict[str, Any]) -> Any:
         value = json_path(obj, column["jsonPath"])
-        if column.get("type") == "date":
-            return human_age(value)
-        return "" if value is None else value
+        if value is None:
+            return None       # as the API server: a null cell, which kubectl prints blank
+        return human_age(value) if column.get("type") == "date" else value
     return render

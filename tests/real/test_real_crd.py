@@ -14,6 +14,8 @@ import pytest
 import yaml
 from realplane import ROOT, ControlPlane
 
+from support import table_rows
+
 GROUP_VERSION = "batch.oscarbatch.dev/v1alpha1"
 RESOURCE = "oscarbatchjobs.batch.oscarbatch.dev"
 
@@ -204,13 +206,21 @@ def test_started_batch_keeps_its_inputs_but_not_its_tuning(real_plane: ControlPl
 def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str) -> None:
     real_plane.apply(batch("columns"), "-n", namespace)
     patch_status(real_plane, namespace, "columns",
-                 {"phase": "Running", "progress": "3/10", "parallelism": 4, "items": {"total": 250}})
+                 {"phase": "Pending", "progress": "3/10", "parallelism": 4, "reason": "SecretNotFound",
+                  "items": {"total": 250, "failed": 1}, "invocations": {"running": 4},
+                  "startTime": "2026-01-01T00:00:00Z"})
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace).stdout
-    lines = [line.split() for line in output.strip().splitlines()]
-    assert lines[0] == ["NAME", "PHASE", "PROGRESS", "PARALLELISM", "ITEMS", "AGE"], output
-    row = dict(zip(lines[0], lines[1], strict=True))
-    assert (row["NAME"], row["PHASE"], row["PROGRESS"], row["PARALLELISM"], row["ITEMS"]) == \
-        ("columns", "Running", "3/10", "4", "250"), output
+    headers, [row] = table_rows(output)
+    assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE"], output
+    assert [row[h] for h in headers[:6]] == ["columns", "Pending", "3/10", "4", "1", "SecretNotFound"], output
+    # `-o wide` adds the priority-1 columns; a date column prints as an age, and blank before it is set.
+    output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace, "-o", "wide").stdout
+    headers, [row] = table_rows(output)
+    assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE",
+                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE"], output
+    assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"]) == \
+        ("4", "250", "", "fish-detector"), output
+    assert re.fullmatch(r"\d+d", row["STARTED"]), output    # days since 2026-01-01
 
     # A batch without status yet: the API server's Table has null cells, which kubectl prints as blanks.
     real_plane.apply(batch("fresh"), "-n", namespace)
@@ -218,10 +228,13 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
                                       headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"})
     assert status == 200, body
     table = json.loads(body)
-    assert [c["name"] for c in table["columnDefinitions"]] == \
-        ["Name", "Phase", "Progress", "Parallelism", "Items", "Age"]
-    assert [c["type"] for c in table["columnDefinitions"]][3:5] == ["integer", "integer"]
-    assert table["rows"][0]["cells"][:5] == ["fresh", None, None, None, None], table["rows"][0]["cells"]
+    assert [(c["name"], c["type"], c["priority"]) for c in table["columnDefinitions"]] == [
+        ("Name", "string", 0), ("Phase", "string", 0), ("Progress", "string", 0), ("Running", "integer", 0),
+        ("Failed", "integer", 0), ("Reason", "string", 0), ("Age", "date", 0), ("Parallelism", "integer", 1),
+        ("Items", "integer", 1), ("Started", "date", 1), ("Completed", "date", 1), ("Service", "string", 1)]
+    cells = table["rows"][0]["cells"]
+    assert cells[:6] == ["fresh", None, None, None, None, None] and cells[7:11] == [None] * 4, cells
+    assert cells[11] == "fish-detector", cells
     fresh = real_plane.kubectl("get", "obj", "fresh", "-n", namespace).stdout.splitlines()
     assert fresh[1].split()[0] == "fresh" and len(fresh[1].split()) == 2, fresh  # name and age only
 

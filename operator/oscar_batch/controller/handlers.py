@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import socket
 from typing import Any
 
 import kopf
@@ -20,6 +21,8 @@ from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
+# Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
+REPORTING_COMPONENT = "oscar-batch-operator"
 # Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
 # for one call, never for a batch's life.
 IO_THREADS = 32
@@ -45,6 +48,9 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=cluster.GROUP, key="last-handled-configuration")
+    settings.posting.reporting_component = REPORTING_COMPONENT
+    settings.posting.reporting_instance = socket.gethostname()   # in a cluster, the operator's pod
+    settings.posting.event_name_prefix = "oscar-batch-"
     # A deleted batch's daemon exits within a tick of being stopped: wait for that, or kopf re-checks only
     # after the daemon's cancellation_timeout (30 s) and holds the finalizer that long.
     settings.background.instant_exit_timeout = 5.0

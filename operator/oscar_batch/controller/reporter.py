@@ -60,6 +60,7 @@ class Reporter:
         if "conditions" in patch:
             self._conditions = status.merge_conditions(self._conditions, patch["conditions"])
             patch["conditions"] = self._conditions
+            patch["reason"] = status.explaining_reason(self._conditions)   # None: removed by the merge patch
         patch.setdefault("observedGeneration", self.generation())
         if "phase" in patch and patch["phase"] != status.PENDING and "message" not in patch:
             patch["message"] = None

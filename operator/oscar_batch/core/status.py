@@ -15,6 +15,8 @@ FINISHED_PHASES = (SUCCEEDED, FAILED)
 NAMED_FAILURES = 50
 # ... of which the verdict's message names the first few.
 NAMED_IN_MESSAGE = 5
+# Progressing reasons that say no more than the phase: `status.reason` is absent with them.
+PLAIN_REASONS = frozenset({"RangesRunning", "Listing", "Suspended", "Redriven", "AllItemsSucceeded"})
 
 
 def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -111,3 +113,15 @@ def merge_conditions(current: Sequence[Mapping[str, Any]] | None,
             new["lastTransitionTime"] = previous.get("lastTransitionTime", new["lastTransitionTime"])
         merged[update["type"]] = new
     return list(merged.values())
+
+
+def explaining_reason(conditions: Sequence[Mapping[str, Any]] | None) -> str | None:
+    """`status.reason`, kubectl's REASON column: what explains the phase. A live spec edit the batch ignores
+    comes first (it needs a person even while ranges run), then the `Progressing` reason (what the batch waits
+    for, or its verdict) unless it says no more than the phase; None while the batch plainly runs."""
+    by_type = {c.get("type"): c for c in conditions or ()}
+    invalid = by_type.get("InvalidSpec") or {}
+    if invalid.get("status") == "True":
+        return str(invalid.get("reason") or "InvalidSpec")
+    reason = (by_type.get("Progressing") or {}).get("reason")
+    return None if not reason or reason in PLAIN_REASONS else str(reason)
