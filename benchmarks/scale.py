@@ -70,7 +70,7 @@ BATCHES = "batch.oscarbatch.dev/v1alpha1/oscarbatchjobs"
 NAMESPACE = "default"
 FINISHED = ("Succeeded", "Failed")
 
-# The operator runs with its production timing (tick 1 s, status at most every 3 s, plan every 15 s): the
+# The operator runs with its production timing (tick 1 s, status at most every 2 s, plan every 15 s): the
 # latency target is about what a user sees, and a shorter tick would multiply every daemon's idle cost.
 OPERATOR_ARGS: tuple[str, ...] = ()
 OPERATOR_READY_SECONDS = 60.0
@@ -642,7 +642,7 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         DOCS_HEADING, "",
         f"`{command}` (also part of `make bench`), {datetime.date.today().isoformat()}, operator at "
         f"{revision()}; {machine()}; the whole run took {took}. The operator is its own process "
-        "(`oscar-batch run`) with its production timing (tick 1 s, status at most every 3 s), against the "
+        "(`oscar-batch run`) with its production timing (tick 1 s, status at most every 2 s), against the "
         "embedded sandbox; each scenario gets a fresh sandbox and a fresh operator. Every range is one input "
         f"and one Job; the stand-in Job controller starts a Job {JOB_START_SECONDS:g} s after OSCAR created it "
         f"and completes it {JOB_RUN_SECONDS:g} s later (all succeed). \"Job changes\" are the Jobs' watch "

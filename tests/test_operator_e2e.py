@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import collections
 import json
+import subprocess
 
 import pytest
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.s3 import input_keys
-from support import kubectl, lines_of, table_rows, wait_until
+from support import BIN, kubectl, lines_of, table_rows, wait_until
 
 FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)
 
@@ -326,6 +327,15 @@ def test_a_batch_with_corrupt_inputs_processes_every_other_item_and_names_the_ba
         assert sorted(succeeded) == [n for n in range(1, 41) if n not in corrupt]
         assert set(succeeded.values()) == {1}
         assert harness.events("RangeSplit") and harness.events("ItemFailed")
+        # `oscar-batch status`: the batch at a glance, each failed item with its key and last Job
+        shown = subprocess.run([str(BIN / "oscar-batch"), "status", "batch", "--kubeconfig", str(harness.kubeconfig)],
+                               capture_output=True, text=True, timeout=30, check=True).stdout
+        assert shown.splitlines()[0].startswith("default/batch  Succeeded  [") and "37/40 items succeeded" in shown
+        for detail in status["failedItemDetails"]:
+            assert f"line {detail['line']}  {detail['key']}  {detail['job']}  Error (exit code 1)" in shown
+        missing = subprocess.run([str(BIN / "oscar-batch"), "status", "nope", "--kubeconfig",
+                                  str(harness.kubeconfig)], capture_output=True, text=True, timeout=30)
+        assert missing.returncode == 2 and "no OscarBatchJob 'nope' in namespace 'default'" in missing.stderr
 
 
 def test_evicted_pods_run_their_lines_again_at_no_cost(tmp_path):

@@ -1,10 +1,11 @@
 """Status arithmetic: progress speaks of items and stays small, the verdict names failed items, conditions
 keep their times."""
+import datetime
 import json
 
 import pytest
 
-from oscar_batch.core import items
+from oscar_batch.core import items, status
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.items import Lines
 from oscar_batch.core.ranges import FailedItem, Outcome, RangeBook, Work
@@ -188,3 +189,25 @@ def _cond(kind, true, reason):
 ])
 def test_explaining_reason(conditions, expected):
     assert explaining_reason(conditions) == expected
+
+
+NOW = datetime.datetime(2026, 12, 1, 12, 0, 0, tzinfo=datetime.UTC)
+
+
+@pytest.mark.parametrize(("given", "settled", "rate", "eta", "elapsed"), [
+    ({}, 0, None, None, None),                                                      # nothing yet
+    ({"phase": "Running", "startTime": "2026-12-01T11:59:00Z", "items": {"total": 100}}, 0, None, None, 60.0),
+    ({"phase": "Running", "startTime": "2026-12-01T11:59:00Z",
+      "items": {"total": 100, "succeeded": 27, "failed": 3}}, 30, 0.5, 140.0, 60.0),
+    ({"phase": "Succeeded", "startTime": "2026-12-01T11:00:00Z", "completionTime": "2026-12-01T11:01:40Z",
+      "items": {"total": 100, "succeeded": 100}}, 100, 1.0, None, 100.0),          # finished: its own duration
+    ({"phase": "Running", "startTime": "not a time", "items": {"total": 10, "succeeded": 5}}, 5, None, None, None),
+])
+def test_the_summary_of_a_batch_from_its_status(given, settled, rate, eta, elapsed):
+    seen = status.summary(given, NOW)
+    assert (seen.settled, seen.rate, seen.eta, seen.elapsed) == (settled, rate, eta, elapsed)
+
+
+def test_the_summary_counts_what_is_queued_by_kueue():
+    seen = status.summary({"items": {"total": 4}, "invocations": {"running": 3, "queued": 2}}, NOW)
+    assert (seen.running, seen.queued, seen.fraction) == (3, 2, 0.0)

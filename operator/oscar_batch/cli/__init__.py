@@ -5,14 +5,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from oscar_batch.cli import plan, run
+from oscar_batch.cli import plan, run, status
 from oscar_batch.cli.usage import UsageError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oscar-batch", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for module in (run, plan):
+    for module in (run, plan, status):
         module.add_commands(commands)
     return parser
 

@@ -1,6 +1,8 @@
 """Status arithmetic of an OscarBatchJob: pure functions from the item bookkeeping to the `status` patch."""
 from __future__ import annotations
 
+import dataclasses
+import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -125,3 +127,46 @@ def explaining_reason(conditions: Sequence[Mapping[str, Any]] | None) -> str | N
         return str(invalid.get("reason") or "InvalidSpec")
     reason = (by_type.get("Progressing") or {}).get("reason")
     return None if not reason or reason in PLAIN_REASONS else str(reason)
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """A batch at a glance, from its status alone (for `oscar-batch status`)."""
+    total: int
+    succeeded: int
+    failed: int
+    running: int
+    queued: int
+    elapsed: float | None        # seconds since startTime (until completionTime once finished)
+    rate: float | None           # items settled per second so far
+    eta: float | None            # seconds left at that rate, None when unknown or finished
+
+    @property
+    def settled(self) -> int:
+        return self.succeeded + self.failed
+
+    @property
+    def fraction(self) -> float:
+        return self.settled / self.total if self.total else 0.0
+
+
+def summary(status: Mapping[str, Any], now: datetime.datetime) -> Summary:
+    items = status.get("items") or {}
+    invocations = status.get("invocations") or {}
+    total, succeeded, failed = (int(items.get(key) or 0) for key in ("total", "succeeded", "failed"))
+    started, completed = _instant(status.get("startTime")), _instant(status.get("completionTime"))
+    elapsed = ((completed or now) - started).total_seconds() if started else None
+    settled = succeeded + failed
+    rate = settled / elapsed if elapsed and elapsed > 0 and settled else None
+    eta = (total - settled) / rate if rate and not completed and status.get("phase") not in FINISHED_PHASES else None
+    return Summary(total, succeeded, failed, int(invocations.get("running") or 0), int(invocations.get("queued") or 0),
+                   elapsed, rate, eta)
+
+
+def _instant(value: Any) -> datetime.datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None

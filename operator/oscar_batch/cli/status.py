@@ -1,0 +1,84 @@
+"""`oscar-batch status NAME`: one batch at a glance — progress, rate, ETA, what it waits for, its failed items."""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import pathlib
+from typing import Any
+
+import pykube
+
+from oscar_batch.cli.usage import UsageError
+from oscar_batch.clients import cluster
+from oscar_batch.core import status as batch_status
+
+BAR_WIDTH = 30
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("status", help="show one OscarBatchJob: progress, rate, ETA, failed items",
+                                 description="One OscarBatchJob at a glance, read from its status.")
+    parser.add_argument("name", help="the OscarBatchJob's name")
+    parser.add_argument("-n", "--namespace", help="its namespace (default: the kubeconfig context's)")
+    parser.add_argument("--kubeconfig", type=pathlib.Path, help="kubeconfig file to use")
+    parser.set_defaults(handler=show_status)
+
+
+def show_status(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
+    config = pykube.KubeConfig.from_env()
+    namespace = args.namespace or config.namespace or "default"
+    try:
+        body = cluster.Kube(pykube.HTTPClient(config)).batch(namespace, args.name)
+    except cluster.KubeError as error:
+        raise UsageError(str(error)) from None
+    if body is None:
+        raise UsageError(f"no OscarBatchJob {args.name!r} in namespace {namespace!r}")
+    print(render(body, datetime.datetime.now(datetime.UTC)))
+    return 0
+
+
+def render(body: dict[str, Any], now: datetime.datetime) -> str:
+    status = body.get("status") or {}
+    seen = batch_status.summary(status, now)
+    phase = status.get("phase") or "Pending"
+    filled = round(seen.fraction * BAR_WIDTH)
+    lines = [f"{body['metadata']['namespace']}/{body['metadata']['name']}  {phase}  "
+             f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {seen.fraction:.0%}  "
+             f"{seen.succeeded}/{seen.total} items succeeded, {seen.failed} failed"]
+    timing = []
+    if seen.elapsed is not None:
+        timing.append(f"elapsed {_duration(seen.elapsed)}")
+    if seen.rate is not None:
+        timing.append(f"{seen.rate:.1f} items/s")
+    if seen.eta is not None:
+        timing.append(f"ETA {_duration(seen.eta)}")
+    if timing:
+        lines.append(", ".join(timing))
+    if phase not in batch_status.FINISHED_PHASES:
+        queued = f" ({seen.queued} queued by Kueue)" if seen.queued else ""
+        lines.append(f"in flight: {seen.running}{queued}; parallelism {status.get('parallelism') or 0}")
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Progressing" and condition.get("message"):
+            lines.append(f"{condition.get('reason')}: {condition['message']}")
+    message = str(status.get("message") or "")
+    if message and message not in "\n".join(lines):
+        lines.append(message)
+    details = status.get("failedItemDetails") or []
+    if details:
+        lines.append(f"failed items ({seen.failed}; the first {len(details)} named):" if seen.failed > len(details)
+                     else "failed items:")
+        lines.extend(f"  line {d.get('line')}  {d.get('key', '?')}  {d.get('job', '')}  {d.get('reason', '')}"
+                     for d in details)
+    if status.get("results"):
+        lines.append(f"results: {status['results']}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
