@@ -2,7 +2,7 @@
 and the carve log a restart reads back."""
 import pytest
 
-from oscar_batch.core.chunking import CarveLog, Timings, carve_sizes, min_items
+from oscar_batch.core.chunking import CarveLog, Timings, carve_sizes, estimate, min_items
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [
@@ -73,3 +73,24 @@ def test_the_carve_log_merges_equal_sizes_and_reads_back():
 def test_a_carve_log_that_does_not_add_up_is_refused(bad):
     with pytest.raises(ValueError):
         CarveLog.decode(100, bad)
+
+
+def measured(startup: float, per_item: float) -> Timings:
+    timings = Timings()
+    for lines in (10, 50):
+        timings.record(accepted=0.0, ready=None, finished=startup + per_item * lines, lines=lines)
+    return timings
+
+
+@pytest.mark.parametrize(("items", "slots", "timings", "fixed", "described", "seconds"), [
+    # 90% in one range per slot, the rest in ranges no smaller than 3 × start-up ÷ per-item (30)
+    (1000, 10, measured(10.0, 1.0), 0, "10 × 90, 3 × 30, 1 × 10", 140.0),
+    (1000, 10, Timings(), 0, "10 × 90, 10 × 10", None),        # nothing measured: no floor, no makespan
+    (100, 4, measured(2.0, 1.0), 10, "10 × 10", 36.0),          # itemsPerInvocation: fixed ranges, 3 waves
+    (5, 3, Timings(), 0, "5 × 1", None),                        # fewer items than the first wave's 8 ranges
+    (0, 3, measured(1.0, 1.0), 0, "", 0.0),
+])
+def test_the_dry_run_estimate_carves_as_the_operator_would(items, slots, timings, fixed, described, seconds):
+    found = estimate(items=items, slots=slots, timings=timings, fixed=fixed)
+    assert found.describe() == described and sum(found.sizes) == items
+    assert found.seconds == (pytest.approx(seconds) if seconds is not None else None)

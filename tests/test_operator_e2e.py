@@ -7,9 +7,11 @@ import json
 import subprocess
 
 import pytest
+import yaml
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from oscar_batch_sandbox.handoff import batch_manifests
 from oscar_batch_sandbox.s3 import input_keys
 from support import BIN, kubectl, lines_of, table_rows, wait_until
 
@@ -377,3 +379,32 @@ def test_with_kueue_queued_jobs_are_not_running_and_the_owners_quota_sets_parall
         succeeded = collections.Counter(line for job in harness.jobs() if (job.get("status") or {}).get("succeeded")
                                         for line in range(*lines_of(job)))
         assert set(succeeded.values()) == {1} and len(succeeded) == 24
+
+
+def test_plan_batch_is_a_dry_run_that_learns_its_eta_from_the_services_past_jobs(tmp_path):
+    with Harness(config(items=30), tmp_path) as harness:
+        *secrets, batch = batch_manifests(harness.sandbox.info, name="planned", itemsPerInvocation=0)
+        (tmp_path / "secrets.yaml").write_text(yaml.safe_dump_all(secrets))
+        kubectl(harness.kubeconfig, "apply", "--validate=false", "-f", str(tmp_path / "secrets.yaml"))
+        planned = tmp_path / "planned.yaml"
+        planned.write_text(yaml.safe_dump_all([*secrets, batch]))
+
+        def plan() -> str:
+            return subprocess.run([str(BIN / "oscar-batch"), "plan", "batch", str(planned), "--kubeconfig",
+                                   str(harness.kubeconfig)], capture_output=True, text=True, timeout=60,
+                                  check=True).stdout
+
+        before = plan()
+        assert "inputs: 30 in s3://e2e-bucket/input/ (first: input/frame-000001.jpg," in before, before
+        assert "Jobs in namespace oscar-svc" in before and "  worker-1: " in before and "ranges: " in before
+        assert "ETA: unknown" in before and before.rstrip().endswith("nothing was invoked or written")
+        assert harness.sandbox.sandbox.oscar.accepted_invocations == 0 and not harness.batch("planned")
+        assert "input/index.txt" not in harness.objects("input/")          # no manifest written
+
+        harness.apply(name="ran", itemsPerInvocation=3)                      # the service's past Jobs
+        harness.wait_for_phase("Succeeded", name="ran", timeout=120)
+        after = plan()
+        assert "ETA: about " in after and "from 10 finished range(s) of this service" in after, after
+        missing = subprocess.run([str(BIN / "oscar-batch"), "plan", "batch", str(tmp_path / "secrets.yaml")],
+                                 capture_output=True, text=True, timeout=30)
+        assert missing.returncode == 2 and "holds 0 OscarBatchJob documents" in missing.stderr

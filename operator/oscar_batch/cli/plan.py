@@ -5,6 +5,7 @@ import argparse
 import json
 from typing import Any
 
+from oscar_batch.cli import plan_batch
 from oscar_batch.cli.usage import UsageError
 from oscar_batch.core.planner import Needs, Plan, Policy, plan_capacity, plan_from_oscar_status
 
@@ -32,6 +33,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     policy.add_argument("--max", type=int, dest="maximum", metavar="N", help="cap on the total")
     policy.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     capacity.set_defaults(handler=_plan_capacity)
+    plan_batch.add_command(plan_commands)
 
 
 def _plan_capacity(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pykube
 
-from oscar_batch.cli.usage import UsageError
+from oscar_batch.cli.usage import UsageError, duration
 from oscar_batch.clients import cluster
 from oscar_batch.core import status as batch_status
 
@@ -50,11 +50,11 @@ def render(body: dict[str, Any], now: datetime.datetime) -> str:
              f"{seen.succeeded}/{seen.total} items succeeded, {seen.failed} failed"]
     timing = []
     if seen.elapsed is not None:
-        timing.append(f"elapsed {_duration(seen.elapsed)}")
+        timing.append(f"elapsed {duration(seen.elapsed)}")
     if seen.rate is not None:
         timing.append(f"{seen.rate:.1f} items/s")
     if seen.eta is not None:
-        timing.append(f"ETA {_duration(seen.eta)}")
+        timing.append(f"ETA {duration(seen.eta)}")
     if timing:
         lines.append(", ".join(timing))
     if phase not in batch_status.FINISHED_PHASES:
@@ -76,9 +76,3 @@ def render(body: dict[str, Any], now: datetime.datetime) -> str:
         lines.append(f"results: {status['results']}")
     return "\n".join(lines)
 
-
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m{secs:02d}s" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

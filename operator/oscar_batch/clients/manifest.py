@@ -80,21 +80,28 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
     """List the inputs into the manifest object. Returns the number of inputs."""
     items = 0
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        try:
-            for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
-                if not obj.is_dir and spec.is_input(obj.object_name):
-                    spool.write(obj.object_name.encode() + b"\n")
-                    items += 1
-                if listed % PROGRESS_EVERY == 0:
-                    on_progress(listed)
-        except S3Error as error:
-            raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
+        for key in inputs(s3, spec, on_progress):
+            spool.write(key.encode() + b"\n")
+            items += 1
         size = spool.tell()
         spool.seek(0)
         metadata: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch,
                                                              ITEMS_META: str(items)}
         _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
     return items
+
+
+def inputs(s3: minio.Minio, spec: BatchSpec,
+           on_progress: Callable[[int], None] = lambda listed: None) -> Iterator[str]:
+    """The keys of the batch's inputs, in listing order: what the manifest lists, line by line."""
+    try:
+        for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
+            if not obj.is_dir and spec.is_input(obj.object_name):
+                yield obj.object_name
+            if listed % PROGRESS_EVERY == 0:
+                on_progress(listed)
+    except S3Error as error:
+        raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
 
 
 def keys_at(s3: minio.Minio, spec: BatchSpec, lines: set[int]) -> dict[int, str]:

@@ -190,3 +190,41 @@ class CarveLog:
                 raise ValueError(f"carve {part!r} does not follow line {log.frontier}")
             log.carves.append(carve)
         return log
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What a batch would do on `slots` slots from the start, for a dry run."""
+    sizes: list[int]                 # the ranges, in the order they would be carved
+    seconds: float | None            # the makespan, when start-up and per-item times are known
+
+    def describe(self) -> str:
+        runs: list[tuple[int, int]] = []
+        for size in self.sizes:
+            if runs and runs[-1][1] == size:
+                runs[-1] = (runs[-1][0] + 1, size)
+            else:
+                runs.append((1, size))
+        return ", ".join(f"{count} × {size}" for count, size in runs)
+
+
+def estimate(*, items: int, slots: int, timings: Timings, fixed: int = 0) -> Estimate:
+    """The ranges carved as the operator carves them while every slot stays free, and how long the slots take
+    working through them (each slot takes the next range as its last one ends)."""
+    slots = max(slots, 1)
+    floor = min_items(timings.startup, timings.per_item)
+    sizes: list[int] = []
+    while sum(sizes) < items:
+        carved = sum(sizes)
+        more = carve_sizes(remaining=items - carved, free=slots, slots=slots, items=items,
+                           first_wave=carved < FIRST_WAVE_SHARE * items, min_items=floor, fixed=fixed)
+        if not more:
+            break
+        sizes += more
+    if timings.startup is None or timings.per_item is None:
+        return Estimate(sizes, None)
+    free_at = [0.0] * slots
+    for size in sizes:
+        earliest = min(range(slots), key=free_at.__getitem__)
+        free_at[earliest] += timings.startup + timings.per_item * size
+    return Estimate(sizes, max(free_at) if sizes else 0.0)

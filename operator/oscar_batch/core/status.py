@@ -154,7 +154,7 @@ def summary(status: Mapping[str, Any], now: datetime.datetime) -> Summary:
     items = status.get("items") or {}
     invocations = status.get("invocations") or {}
     total, succeeded, failed = (int(items.get(key) or 0) for key in ("total", "succeeded", "failed"))
-    started, completed = _instant(status.get("startTime")), _instant(status.get("completionTime"))
+    started, completed = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
     elapsed = ((completed or now) - started).total_seconds() if started else None
     settled = succeeded + failed
     rate = settled / elapsed if elapsed and elapsed > 0 and settled else None
@@ -163,7 +163,8 @@ def summary(status: Mapping[str, Any], now: datetime.datetime) -> Summary:
                    elapsed, rate, eta)
 
 
-def _instant(value: Any) -> datetime.datetime | None:
+def parse_time(value: Any) -> datetime.datetime | None:
+    """A Kubernetes or OSCAR timestamp ("…Z" or with an offset); None when absent or unreadable."""
     if not value:
         return None
     try:
