@@ -59,12 +59,16 @@ class Sample:
 
 
 class Harness:
-    def __init__(self, config: SandboxConfig, tmp_path: pathlib.Path, operator_args: tuple[str, ...] = ()) -> None:
+    def __init__(self, config: SandboxConfig, tmp_path: pathlib.Path, operator_args: tuple[str, ...] = (),
+                 manifests: tuple[pathlib.Path, ...] = ()) -> None:
+        """`manifests`: applied with kubectl before the operator starts (CRDs the operator needs, say)."""
         self.config = config
         self.tmp_path = tmp_path
         self.sandbox = SandboxThread(config)
         self.kubeconfig = tmp_path / "kubeconfig"
+        self.manifests = manifests
         self.operator = OperatorProcess(self.kubeconfig, tmp_path / "operator.log", operator_args)
+        self.operators = [self.operator]   # the first, and those of another_operator()
         self.samples: list[Sample] = []
         self._stop_sampling = threading.Event()
         self._sampler: threading.Thread | None = None
@@ -72,17 +76,28 @@ class Harness:
     def __enter__(self) -> Harness:
         self.sandbox.__enter__()
         self.sandbox.sandbox.write_kubeconfig(self.kubeconfig)
+        for manifest in self.manifests:
+            kubectl(self.kubeconfig, "apply", "--validate=false", "-f", str(manifest))
         self.operator.start()
         return self
+
+    def another_operator(self, args: tuple[str, ...]) -> OperatorProcess:
+        """A further `oscar-batch run` against the same sandbox (a second replica), started now."""
+        operator = OperatorProcess(self.kubeconfig, self.tmp_path / f"operator-{len(self.operators) + 1}.log", args)
+        self.operators.append(operator)
+        operator.start()
+        return operator
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop_sampling.set()
         if self._sampler:
             self._sampler.join(timeout=5)
-        self.operator.stop()
+        for operator in self.operators:
+            operator.stop()
         self.sandbox.__exit__(*exc_info)
         if exc_info[0] is not None:
-            sys.stderr.write(self.operator.log.read_text()[-6000:])
+            for operator in self.operators:
+                sys.stderr.write(f"---- {operator.log.name}\n{operator.log.read_text()[-6000:]}")
 
     # ---- reading the sandbox on its own loop (its objects are not thread-safe) ------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -293,3 +294,76 @@ def test_the_monitoring_overlay_scrapes_the_metrics_port_and_alerts_on_metrics_t
     [rule] = documents[("PrometheusRule", "oscar-batch-operator")]["spec"]["groups"][0]["rules"]
     used = set(re.findall(r"oscar_batch_[a-z_]+", rule["expr"]))
     assert used and used <= exported, used - exported
+
+
+def _render(overlay: pathlib.Path) -> dict[tuple[str, str, str | None], dict]:
+    rendered = subprocess.run([str(BIN / "kubectl"), "kustomize", str(overlay)], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+    return {(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")): d for d in yaml.safe_load_all(rendered)}
+
+
+def _container(documents: dict) -> dict:
+    deployment = next(d for (kind, _, _), d in documents.items() if kind == "Deployment")
+    return deployment["spec"]["template"]["spec"]["containers"][0]
+
+
+def _granted(role: dict) -> set[tuple[str, str, str]]:
+    return {(group, resource, verb) for rule in role["rules"] for group in rule["apiGroups"]
+            for resource in rule["resources"] for verb in rule["verbs"]}
+
+
+def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_on_the_port_it_serves():
+    documents = _render(ROOT / "manifests")
+    deployment = documents[("Deployment", "oscar-batch-operator", "oscar-batch-system")]
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    container = _container(documents)
+    args = container["args"]
+    assert args[args.index("--peering") + 1] == "oscar-batch"
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    probe = container["readinessProbe"]["httpGet"]
+    assert probe["path"] == "/readyz" and args[args.index("--readiness") + 1].endswith(f":{ports[probe['port']]}")
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    assert ("kopf.dev", "clusterkopfpeerings", "patch") in _granted(
+        documents[("ClusterRole", "oscar-batch-operator", None)])
+    for crd in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
+        assert documents[("CustomResourceDefinition", crd, None)]["metadata"]["annotations"][
+            "argocd.argoproj.io/sync-wave"] == "-1"
+
+
+def test_the_namespaced_overlay_grants_roles_in_two_namespaces_and_nothing_cluster_wide():
+    documents = _render(ROOT / "manifests" / "overlays" / "namespaced")
+    kinds = {kind for kind, _, _ in documents}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "ConfigMap"}, kinds
+    batches = _granted(documents[("Role", "oscar-batch-operator", "default")])
+    services = _granted(documents[("Role", "oscar-batch-operator-jobs", "oscar-svc")])
+    assert ("", "secrets", "get") in batches and not any(resource == "secrets" for _, resource, _ in services)
+    assert {("batch", "jobs", "list"), ("batch", "jobs", "watch"), ("", "pods", "list")} <= services
+    assert ("batch.oscarbatch.dev", "oscarbatchjobs/status", "patch") in batches
+    for binding, namespace in (("oscar-batch-operator", "default"), ("oscar-batch-operator-jobs", "oscar-svc")):
+        assert documents[("RoleBinding", binding, namespace)]["subjects"] == [
+            {"kind": "ServiceAccount", "name": "oscar-batch-operator", "namespace": "oscar-batch-system"}]
+    args = _container(documents)["args"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--namespace"] == ["default", "oscar-svc"]
+    assert "--peering" in args and "--readiness" in args
+
+
+def test_the_namespaced_overlays_namespaces_are_set_in_one_place(tmp_path):
+    for directory in ("crds", "manifests"):
+        shutil.copytree(ROOT / directory, tmp_path / directory)
+    kustomization = tmp_path / "manifests" / "overlays" / "namespaced" / "kustomization.yaml"
+    text = kustomization.read_text()
+    assert "batches=default " in text and "services=oscar-svc " in text
+    kustomization.write_text(text.replace("batches=default ", "batches=research ")
+                             .replace("services=oscar-svc ", "services=oscar-research "))
+    documents = _render(kustomization.parent)
+    namespaced = {(kind, namespace) for kind, _, namespace in documents if kind in ("Role", "RoleBinding")}
+    assert namespaced == {("Role", "research"), ("RoleBinding", "research"), ("Role", "oscar-research"),
+                          ("RoleBinding", "oscar-research")}
+    args = _container(documents)["args"]
+    assert [args[i + 1] for i, arg in enumerate(args) if arg == "--namespace"] == ["research", "oscar-research"]
+
+
+def test_the_release_overlay_references_the_image_by_digest():
+    image = _container(_render(ROOT / "manifests" / "overlays" / "release"))["image"]
+    assert re.fullmatch(r"ghcr\.io/oscar-batch/oscar-batch-operator@sha256:[0-9a-f]{64}", image), image

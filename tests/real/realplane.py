@@ -395,11 +395,14 @@ def install_operator(plane: ControlPlane) -> None:
                                    check=False).returncode == 0, 30, "the operator's ServiceAccount")
 
 
-def start_operator(plane: ControlPlane, directory: pathlib.Path, *extra: str) -> Process:
-    """`oscar-batch run` with a token the API server issued to the operator's ServiceAccount (TokenRequest)."""
-    token = plane.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NS, "--duration=1h").stdout.strip()
+def start_operator(plane: ControlPlane, directory: pathlib.Path, *extra: str,
+                   account_namespace: str = OPERATOR_NS) -> Process:
+    """`oscar-batch run` with a token the API server issued to the operator's ServiceAccount (TokenRequest), the
+    one in `account_namespace`. The token is also `plane.tokens[subject(account_namespace)]`, for requests."""
+    token = plane.kubectl("create", "token", OPERATOR_SA, "-n", account_namespace, "--duration=1h").stdout.strip()
+    plane.tokens[subject(account_namespace)] = token
     kubeconfig = directory / "operator-kubeconfig"
-    write_kubeconfig(kubeconfig, plane.url, plane.pki.ca_cert, token, OPERATOR_SUBJECT)
+    write_kubeconfig(kubeconfig, plane.url, plane.pki.ca_cert, token, subject(account_namespace))
     executable = pathlib.Path(sys.executable).parent / "oscar-batch"
     # Nothing of the admin's may leak in: no KUBECONFIG, no in-cluster variables.
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
@@ -408,11 +411,16 @@ def start_operator(plane: ControlPlane, directory: pathlib.Path, *extra: str) ->
                    directory / "operator.log", env=env)
 
 
-def rbac_denials(operator: Process) -> list[str]:
+def subject(account_namespace: str = OPERATOR_NS) -> str:
+    """The user name of the operator's ServiceAccount in that namespace, as RBAC and its messages name it."""
+    return f"system:serviceaccount:{account_namespace}:{OPERATOR_SA}"
+
+
+def rbac_denials(operator: Process, account_namespace: str = OPERATOR_NS) -> list[str]:
     """Lines of the operator's log where RBAC refused it: `… is forbidden: User "system:serviceaccount:…" cannot …`.
     (A 403 for another cause, such as NamespaceTerminating for an Event in a namespace being deleted, is not one.)"""
     return [line for line in operator.log.read_text(errors="replace").splitlines()
-            if f'forbidden: User "{OPERATOR_SUBJECT}" cannot' in line]
+            if f'forbidden: User "{subject(account_namespace)}" cannot' in line]
 
 
 # ---- MinIO ----------------------------------------------------------------------------------------------

@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import time
 
 import kopf
 
-from oscar_batch.controller import handlers
+from oscar_batch.controller import handlers, readiness
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.registry import Timing
+
+PEERING_LIFETIME = 60   # kopf's default
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -27,6 +30,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 0.0.0.0:9090")
     parser.add_argument("--liveness", metavar="URL",
                         help="serve a liveness probe here, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--readiness", metavar="HOST:PORT", type=_address,
+                        help=f"serve a readiness probe at http://HOST:PORT{readiness.PATH}: ready once the Jobs "
+                             f"of every watched namespace were listed, e.g. 0.0.0.0:8081")
+    parser.add_argument("--peering", metavar="NAME",
+                        help="run as one of several replicas: only the oldest running one acts, the others stand "
+                             "by; NAME is the kopf peering object (ClusterKopfPeering, or KopfPeering in each "
+                             "--namespace), created at start-up when missing. Default: standalone")
+    parser.add_argument("--peering-lifetime", type=int, default=PEERING_LIFETIME, metavar="SECONDS",
+                        help=f"with --peering: a replica not heard from for this long is presumed dead and a "
+                             f"standby takes over (default {PEERING_LIFETIME})")
     defaults = Timing()
     parser.add_argument("--tick", type=float, default=defaults.tick,
                         help=f"seconds between looks at the Jobs (default {defaults.tick})")
@@ -63,8 +76,15 @@ def run_operator(args: argparse.Namespace) -> int:
     metrics = Metrics()
     if args.metrics:
         metrics.serve(*args.metrics)
-    kopf.run(standalone=True, clusterwide=not args.namespace, namespaces=args.namespace,
-             liveness_endpoint=args.liveness, memo=handlers.memo(timing, args.namespace, metrics))
+    memo = handlers.memo(timing, args.namespace, metrics, peering=args.peering,
+                         peering_lifetime=args.peering_lifetime)
+    if args.readiness:
+        host, port = args.readiness
+        readiness.serve(host, port, ready=lambda: memo.jobs.synced)
+    # With peers, the replica started first has the highest priority and acts; one started later stands by, and
+    # takes over when the first leaves (at once) or dies (after --peering-lifetime).
+    kopf.run(standalone=not args.peering, peering_name=args.peering, priority=-time.time_ns() // 1000,
+             clusterwide=not args.namespace, namespaces=args.namespace, liveness_endpoint=args.liveness, memo=memo)
     return 0
 
 

@@ -26,14 +26,18 @@ REPORTING_COMPONENT = "oscar-batch-operator"
 # Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
 # for one call, never for a batch's life.
 IO_THREADS = 32
+PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
-def memo(timing: Timing, namespaces: list[str], metrics: Metrics) -> kopf.Memo:
-    """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all."""
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, peering: str | None = None,
+         peering_lifetime: int = 60) -> kopf.Memo:
+    """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
+    `peering`: the name of the kopf peering object when replicas share the work, None when standalone."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
     jobs = JobStore()
     jobs.watching(namespaces)
     return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(), metrics=metrics,
+                     namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
 
@@ -54,10 +58,32 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     # A deleted batch's daemon exits within a tick of being stopped: wait for that, or kopf re-checks only
     # after the daemon's cancellation_timeout (30 s) and holds the finalizer that long.
     settings.background.instant_exit_timeout = 5.0
+    if memo.namespaces:
+        # Named namespaces are watched as named: kopf then lists neither Namespaces nor CRDs, so that a
+        # namespaced install needs no ClusterRole (a CRD installed later is noticed at the next start).
+        settings.scanning.disabled = True
+    settings.peering.lifetime = memo.peering_lifetime
+    if memo.peering:
+        # Before kopf's first keep-alive (its watchers start after the start-up handlers): a peering object
+        # that appeared only later would let every replica act until they saw each other.
+        await asyncio.to_thread(_ensure_peerings, memo.kube, memo.peering, memo.namespaces)
     asyncio.get_running_loop().set_default_executor(
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="oscar-batch-io"))
     for watch in memo.job_watches:
         watch.start()
+
+
+def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> None:
+    """kopf's peering object: a ClusterKopfPeering for a cluster-wide operator, a KopfPeering in each watched
+    namespace for a namespaced one (kopf keeps the peers of each apart). Created unless it exists."""
+    for namespace in _scopes(namespaces):
+        kind = "KopfPeering" if namespace else "ClusterKopfPeering"
+        metadata = {"name": name, **({"namespace": namespace} if namespace else {})}
+        try:
+            kube.create(f"{kind.lower()}s", {"apiVersion": PEERING_API, "kind": kind, "metadata": metadata})
+        except cluster.KubeError as error:
+            if error.code != 409:   # AlreadyExists: another replica, or an earlier start, made it
+                raise
 
 
 @kopf.on.cleanup()
