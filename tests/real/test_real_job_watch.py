@@ -2,29 +2,16 @@
 deletions. (410 needs etcd to have compacted, every 5 minutes here: tests/test_job_watch.py scripts it.)"""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pykube
-from realplane import ControlPlane
+from realplane import ControlPlane, wait_for
 
 from oscar_batch.clients import cluster
 from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.registry import JobStore
 
 UID = "0123456789abcdef0123456789abcdef"
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T], message: str, timeout: float = 30) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {message}")
 
 
 def job(name: str, labels: dict[str, str]) -> dict[str, Any]:
@@ -40,14 +27,13 @@ def test_the_jobs_watch_against_the_real_api_server(real_plane: ControlPlane, na
     real_plane.apply(job("not-oscars", {}), "-n", namespace)
     store = JobStore()
     store.watching([namespace])
-    watch = JobWatch(kube, store, namespace, watch_seconds=2)     # resumes from its last version every 2 s
+    watch = JobWatch(kube, store, namespace, watch_seconds=1)     # resumes from its last version every second
     watch.start()
     try:
-        wait_for(lambda: store.synced and store.all_names() == {first}, "the first list")
+        wait_for(lambda: store.synced and store.all_names() == {first}, 30, "the first list")
         real_plane.apply(job(second, {"oscar_service": "fish"}), "-n", namespace)
-        wait_for(lambda: store.names(UID) == {first, second}, "the second Job through the watch")
-        time.sleep(3)                                               # a watch ended and the next one resumed
+        wait_for(lambda: store.names(UID) == {first, second}, 30, "the second Job through the watch")
         real_plane.kubectl("delete", "job", first, "-n", namespace, "--wait=false")   # no garbage collector here
-        wait_for(lambda: store.names(UID) == {second}, "the deletion")
+        wait_for(lambda: store.names(UID) == {second}, 30, "the deletion")
     finally:
         watch.stop()

@@ -119,12 +119,12 @@ class BatchMetrics:
     def forget(self) -> None:
         """A deleted batch's series go away with it."""
         m = self.metrics
-        for gauge, extra in ((m.items, ("pending", "running", "succeeded", "failed")),
+        for metric, values in ((m.items, ("pending", "running", "succeeded", "failed")),
                              (m.in_flight, ("running", "queued")), (m.slots, ("planned", "used")),
                              (m.outcomes, ("succeeded", "failed", "disrupted"))):
-            for value in extra:
+            for value in values:
                 with contextlib.suppress(KeyError):
-                    gauge.remove(*self.labels, value)
+                    metric.remove(*self.labels, value)
         for metric in (m.last_progress, m.finished, m.invocations, m.retries):
             with contextlib.suppress(KeyError):
                 metric.remove(*self.labels)
