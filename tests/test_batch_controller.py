@@ -678,3 +678,41 @@ async def test_a_restart_mid_halving_invokes_nothing_twice():
     assert world.oscar.posts == len(world.oscar.accepted)                       # and none refused as a duplicate
     per_line = collections.Counter(line for job_name in world.succeeded_jobs for line in range(*lines_of(job_name)))
     assert len(per_line) == 62 and set(per_line.values()) == {1}
+
+
+async def test_status_keeps_its_interval_when_dispatch_makes_passes_longer_than_a_tick():
+    """Each POST /job takes 0.15 s, so a pass that dispatches outlasts the tick: what a pass folded is still
+    patched before that pass dispatches, and the patch that falls due does not wait for the tick after."""
+    world = World(items=200, itemsPerInvocation=1)
+    invoke = world.oscar.invoke
+    finished_at: dict[tuple[int, int], float] = {}
+    shown_at: dict[tuple[int, int], float] = {}
+
+    def slow_invoke(service, token, payload, job_name):
+        world.clock.now += 0.15
+        invoke(service, token, payload, job_name)
+
+    def finish(world: World) -> None:
+        for job in list(world.oscar.jobs.values()):
+            if job.outcome == Outcome.RUNNING:
+                finished_at[lines_of(job.name)] = world.clock.now
+        world.oscar.finish_all()
+
+    patch = world.kube.patch_batch_status
+
+    def patch_noting_lines(namespace, name, status):
+        patch(namespace, name, status)
+        for span in (status.get("completedItems") or "").split(","):
+            if span:
+                first, _, last = span.partition("-")
+                for line in range(int(first), int(last or first) + 1):
+                    shown_at.setdefault((line, line + 1), world.clock.now)
+
+    world.oscar.invoke = world.controller.resolver.client.invoke = slow_invoke
+    world.kube.patch_batch_status = patch_noting_lines
+    world.on_tick = finish
+    status = await world.run()
+    assert status["phase"] == "Succeeded"
+    latencies = [shown_at[lines] - at for lines, at in finished_at.items()]
+    assert len(latencies) == 200
+    assert max(latencies) <= TIMING.status_interval + 0.05 * TIMING.tick, max(latencies)

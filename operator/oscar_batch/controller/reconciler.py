@@ -262,23 +262,31 @@ class BatchController:
                         planned_membership, planned_queueing = self.batches.membership, queueing
                         parallelism, planned_message = await self._plan(peers, book)
                         last_plan = now
+                    # Right after the fold, before dispatch takes its share of the pass: what just ended is
+                    # visible one patch round trip after the pass began.
+                    if now - last_status >= self.timing.status_interval:
+                        await self._report_progress(book, peers, parallelism, planned_message)
+                        last_status = now
                     if not peers.spec.suspend and dispatching.ready(now):
                         await self.invoker.dispatch(book, peers, parallelism - book.counts().in_flight,
                                                     self.jobs_said.sizes(book, peers.spec, parallelism),
                                                     dispatching, now, seconds=DISPATCH_SHARE * self.timing.tick)
                     if rechecking.ready(now):
                         await self.invoker.recheck_unseen(book, peers, rechecking, now)
-                    if now - last_status >= self.timing.status_interval:
-                        await self._report_progress(book, peers, parallelism, planned_message)
-                        last_status = now
                     if cleaning.ready(now):
                         await self.invoker.clean_up(peers, cleaning, now, seconds=CLEAN_UP_SHARE * self.timing.tick)
                 self.report.events_due()
-                # A tick apart from the start of this pass, not from its end: work does not stretch the tick.
-                await self.stopped.wait(max(self.timing.tick - (self.clock() - now), 0.05 * self.timing.tick))
+                await self._next_pass(now, last_status)
             return False
         finally:
             self.batches.withdraw(self.uid)
+
+    async def _next_pass(self, began: float, last_status: float) -> None:
+        """A tick after this pass began (work does not stretch the tick), or sooner when status falls due: a
+        pass that ran long would otherwise push the patch to the tick after, and status would come every
+        interval plus up to a tick."""
+        wake = min(began + self.timing.tick, last_status + self.timing.status_interval)
+        await self.stopped.wait(max(wake - self.clock(), 0.05 * self.timing.tick))
 
     def _claim(self, book: RangeBook, spec: BatchSpec) -> None:
         """Only a batch that can dispatch takes part in sharing the cluster's slots."""
