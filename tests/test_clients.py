@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import socket
+import threading
+import urllib.error
+import urllib.request
 
 import pykube
 import pytest
@@ -86,6 +90,53 @@ def _get_job(sandbox, name):
 
 def test_oscar_client_reads_cluster_status(oscar):
     assert "cluster" in oscar.cluster_status()
+
+
+class ForwardProxy(http.server.BaseHTTPRequestHandler):
+    """An HTTP forward proxy that knows one host name, `oscar.behind-proxy.invalid`: the OSCAR it forwards to."""
+    target = ""
+    seen: list[tuple[str, str]] = []    # (request line's URL, Authorization) as the proxy received them
+
+    def do_GET(self) -> None:
+        self.seen.append((self.path, self.headers.get("Authorization", "")))
+        upstream = self.path.replace("http://oscar.behind-proxy.invalid", self.target)
+        request = urllib.request.Request(upstream, headers={"Authorization": self.headers["Authorization"]})
+        try:
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request) as response:
+                status, body = response.status, response.read()
+        except urllib.error.HTTPError as error:
+            status, body = error.code, error.read()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_oscar_client_takes_the_proxy_from_the_environment_and_never_credentials_from_netrc(
+        sandbox, monkeypatch, tmp_path):
+    info = sandbox.info["oscar"]
+    ForwardProxy.target, ForwardProxy.seen = info["endpoint"], []
+    proxy = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ForwardProxy)
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine oscar.behind-proxy.invalid login intruder password not-ours\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
+    monkeypatch.setenv("NETRC", str(netrc))
+    try:
+        client = OscarClient("http://oscar.behind-proxy.invalid", username=info["username"],
+                             password=info["password"])
+        monkeypatch.delenv("HTTP_PROXY")      # read when the client was made, not on each call
+        assert client.service("fish-detector")["token"]
+        assert "cluster" in client.cluster_status()
+    finally:
+        proxy.shutdown()
+    ours = "Basic " + base64.b64encode(f"{info['username']}:{info['password']}".encode()).decode()
+    assert ForwardProxy.seen == [("http://oscar.behind-proxy.invalid/system/services/fish-detector", ours),
+                                 ("http://oscar.behind-proxy.invalid/system/status", ours)]
 
 
 # ---- S3 -----------------------------------------------------------------------------------------------

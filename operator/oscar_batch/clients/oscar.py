@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,7 +33,13 @@ class OscarClient:
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
         self._session = requests.Session()
-        self._session.verify = verify
+        # The environment is read once, for this endpoint: requests would read it on every call (proxies, CA
+        # bundle, ~/.netrc), 8% of the operator's CPU at 200 invocations a second, and a ~/.netrc entry
+        # for the host would replace the credentials below.
+        self._session.trust_env = False
+        self._session.proxies = requests.utils.get_environ_proxies(self.endpoint)
+        self._session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+                                ) if verify is True else verify
         if token:
             self._system_authorization = f"Bearer {token}"
         else:

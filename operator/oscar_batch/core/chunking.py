@@ -72,6 +72,9 @@ class Timings:
     model, still counts as work). The recent SAMPLES_KEPT ranges only: the batch re-sizes as it learns."""
     samples: list[tuple[int, float]] = dataclasses.field(default_factory=list)   # (lines, seconds)
     readiness: list[float] = dataclasses.field(default_factory=list)             # accepted → pod ready
+    # (start-up, per item) as of the last sample: every dispatch and status patch asks, few ranges end between.
+    _estimate: tuple[float | None, float | None] | None = dataclasses.field(default=None, init=False, repr=False,
+                                                                             compare=False)
 
     def record(self, *, accepted: float, ready: float | None, finished: float, lines: int) -> None:
         if finished < accepted or lines < 1:
@@ -79,23 +82,28 @@ class Timings:
         self._keep(self.samples, (lines, finished - accepted))
         if ready is not None and accepted <= ready <= finished:
             self._keep(self.readiness, ready - accepted)
+        self._estimate = None
 
     @property
     def startup(self) -> float | None:
-        fitted = self._fit()
-        if fitted is not None:
-            return fitted[0]
-        return statistics.median(self.readiness) if self.readiness else (0.0 if self.samples else None)
+        return self._estimated()[0]
 
     @property
     def per_item(self) -> float | None:
-        fitted = self._fit()
-        if fitted is not None:
-            return fitted[1]
-        if not self.samples:
-            return None
-        startup = self.startup or 0.0
-        return statistics.median(max(seconds - startup, 0.0) / lines for lines, seconds in self.samples)
+        return self._estimated()[1]
+
+    def _estimated(self) -> tuple[float | None, float | None]:
+        if self._estimate is None:
+            fitted = self._fit()
+            if fitted is not None:
+                self._estimate = fitted
+            elif not self.samples:
+                self._estimate = (statistics.median(self.readiness) if self.readiness else None, None)
+            else:
+                startup = statistics.median(self.readiness) if self.readiness else 0.0
+                self._estimate = (startup, statistics.median(max(seconds - startup, 0.0) / lines
+                                                             for lines, seconds in self.samples))
+        return self._estimate
 
     def _fit(self) -> tuple[float, float] | None:
         """(start-up, per item) by least squares, when the sizes differ enough to tell them apart."""
