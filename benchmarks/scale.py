@@ -35,6 +35,7 @@ import contextlib
 import dataclasses
 import datetime
 import functools
+import gc
 import io
 import itertools
 import os
@@ -95,7 +96,8 @@ BIG_PARALLELISM = 1000
 BUDGET_SECONDS = 25 * 60
 SCENARIO_OVERHEAD_SECONDS = 25.0   # sandbox start, seeding, operator start-up and probe, teardown
 SCENARIO_CAP_SECONDS = {"small": 120.0, "big": 700.0, "many": 700.0}
-# moto keeps its buckets per process, across sandboxes: every scenario gets buckets of its own.
+# moto keeps its buckets per process, across sandboxes: every scenario gets buckets of its own, dropped after it.
+BUCKET_PREFIX = "scale-"
 BUCKET_NUMBERS = itertools.count(1)
 LOG_LINE = re.compile(r"^\S+ \S+ (?P<logger>\S+) +\[(?P<level>WARNING|ERROR|CRITICAL) *\] (?P<message>.*)$",
                       re.MULTILINE)
@@ -191,17 +193,30 @@ def driven_sandbox(config: SandboxConfig) -> Iterator[tuple[SandboxThread, JobDr
 
 # ---- S3 ----------------------------------------------------------------------------------------------------
 
-def seed_inputs(sandbox: SandboxThread, bucket: str, keys: Sequence[str]) -> None:
-    """Create `bucket` holding `keys`, straight into moto's backend (it serves the sandbox from this process)."""
+def moto_backend() -> Any:
+    """moto's in-process S3, which serves the sandbox from this process."""
     from moto.core.models import DEFAULT_ACCOUNT_ID
     from moto.s3.models import s3_backends
+    return s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
 
+
+def seed_inputs(sandbox: SandboxThread, bucket: str, keys: Sequence[str]) -> None:
+    """Create `bucket` holding `keys`, straight into moto's backend."""
     s3 = s3_client(sandbox)
     if not s3.bucket_exists(bucket):
         s3.make_bucket(bucket)
-    backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    backend = moto_backend()
     for key in keys:
         backend.put_object(bucket, key, b"\xff\xd8\xff\xe0scale " + key.encode(), disable_notification=True)
+
+
+def drop_buckets() -> None:
+    """moto keeps its buckets for the life of the process, sandbox or not: without this, the next scenario's
+    sandbox shares the process with the last one's 100,000 inputs."""
+    backend = moto_backend()
+    for bucket in [name for name in backend.buckets if name.startswith(BUCKET_PREFIX)]:
+        del backend.buckets[bucket]
+    gc.collect()
 
 
 def s3_client(sandbox: SandboxThread) -> Any:
@@ -359,7 +374,7 @@ class Bench:
 
     def wait_ready(self) -> None:
         """A one-item batch run to its end: the operator is up, watching, and its clients are warm."""
-        bucket = f"scale-probe-{next(BUCKET_NUMBERS)}"
+        bucket = f"{BUCKET_PREFIX}probe-{next(BUCKET_NUMBERS)}"
         seed_inputs(self.sandbox, bucket, input_keys("probe/", 1))
         uids = self.create([self.batch("operator-ready-probe", bucket=bucket, prefix="probe/", max_parallelism=1)])
         if self.observe(uids, deadline=time.monotonic() + OPERATOR_READY_SECONDS).finished != 1:
@@ -478,8 +493,10 @@ class Result:
 def run_scenario(title: str, batches: int, ranges: int, *, max_parallelism: int, deadline: float,
                  write_manifests: bool = False, profile: pathlib.Path | None = None) -> Result:
     """`batches` batches of `ranges` one-item ranges, created at once on a fresh sandbox and operator."""
-    bucket = f"scale-inputs-{next(BUCKET_NUMBERS)}"
-    with bench() as running:
+    bucket = f"{BUCKET_PREFIX}inputs-{next(BUCKET_NUMBERS)}"
+    with contextlib.ExitStack() as stack:
+        stack.callback(drop_buckets)
+        running = stack.enter_context(bench())
         names = [f"scale-{n:04d}" for n in range(batches)]
         keys = {name: input_keys(f"{name}/", ranges) for name in names}
         seed_inputs(running.sandbox, bucket, [key for batch_keys in keys.values() for key in batch_keys])
