@@ -16,6 +16,7 @@ import requests
 GROUP, VERSION, PLURAL = "batch.oscarbatch.dev", "v1alpha1", "oscarbatchjobs"
 LIST_PAGE = 500
 KUEUE = "kueue.x-k8s.io/v1beta2"
+WATCH_CHUNK_BYTES = 64 * 1024
 
 
 class KubeError(Exception):
@@ -84,7 +85,11 @@ class Kube:
         try:
             with self.api.get(**kwargs) as response:
                 self._check(response, "watching Jobs")
-                for line in response.iter_lines():
+                # A chunked stream hands over each chunk as it comes, whatever the size asked: read it whole
+                # instead of 512 bytes at a time (requests' default, 4% of the operator's CPU at 800 changes a
+                # second). Unchunked, a read waits until it has the size asked for.
+                chunk = WATCH_CHUNK_BYTES if response.raw.chunked else 512
+                for line in response.iter_lines(chunk_size=chunk):
                     if not line:
                         continue
                     event = json.loads(line)
