@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import aiohttp.web
+import aiohttp.web_app
 import kmock
 
 from oscar_batch.core.kueue import QUEUE_LABEL
@@ -373,6 +374,12 @@ class OscarSimulator:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        # aiohttp memoises each handler's middleware chain in a module-wide cache of 1,024 entries, keyed by
+        # this simulator's bound methods: without this, a stopped sandbox (its emulator with every object it
+        # ever held) stays alive for the next ones in the process, e.g. the scale benchmark's next scenario.
+        cached_chains = getattr(aiohttp.web_app, "_cached_build_middleware", None)
+        if cached_chains is not None:
+            cached_chains.cache_clear()
 
     # ---- auth ----
 
