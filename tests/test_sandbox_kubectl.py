@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import pathlib
 
+from oscar_batch_sandbox.kube import sees
 from support import kubectl, table_rows, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -98,3 +99,28 @@ def test_field_selectors_filter_on_the_server(kubeconfig):
     assert "tenant-db" in kubectl(kubeconfig, "get", "pods", "-A", "--field-selector", "spec.nodeName=worker-1").stdout
     assert "tenant-db" not in kubectl(kubeconfig, "get", "pods", "-A", "--field-selector",
                                       "spec.nodeName=worker-1,status.phase!=Running").stdout
+
+
+def test_the_emulator_matches_each_request_to_the_reactions_kmock_would(sandbox, kubeconfig, tmp_path):
+    """`sees` is kmock's `request in view` without listing every recorded request: for every request kubectl
+    makes (discovery, apply, get, patch, watch, delete, an unknown path) and every reaction, both agree."""
+    manifest = tmp_path / "batch.yaml"
+    manifest.write_text(BATCH.format(name="matching"))
+    kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    kubectl(kubeconfig, "get", "obatch", "matching", "-o", "json")
+    kubectl(kubeconfig, "patch", "obatch", "matching", "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": STATUS}))
+    kubectl(kubeconfig, "get", "obatch", "--watch", "--request-timeout=1s", check=False)
+    kubectl(kubeconfig, "get", "--raw", "/apis/no.such.group/v1/things", check=False)
+    kubectl(kubeconfig, "delete", "obatch", "matching")
+
+    async def compare() -> tuple[int, list[tuple[str, str, bool]]]:
+        kube = sandbox.sandbox.kube
+        requests = list(kube._requests)
+        disagreements = [(f"{request.method} {request.url}", repr(payload._source), sees(payload._source, request))
+                         for request in requests for payload in kube._payloads
+                         if sees(payload._source, request) != (request in payload._source)]
+        return len(requests), disagreements
+
+    compared, disagreements = sandbox.call(compare)
+    assert compared >= 6 and disagreements == []

@@ -3,8 +3,9 @@
 kmock stores objects as plain JSON and merges patches. A real API server also stamps metadata (uid,
 resourceVersion, generation, creationTimestamp), keeps `status` apart when a resource has the status
 subresource, serves CRDs it is given, names the kind of a list, filters lists and watches by selector, ends a
-watch after its `timeoutSeconds` and answers `kubectl get` with a Table. Those are added here; everything else
-is kmock's.
+watch after its `timeoutSeconds` and answers `kubectl get` with a Table. Those are added here, with two lookups
+made to cost the same however long the sandbox runs (an object by its key, a request's reaction by its filters);
+everything else is kmock's.
 
 The sandbox's own controllers (OSCAR simulator, job runner) change objects in-process through
 `create`/`patch`/`delete`, which emit the same watch events as HTTP requests do.
@@ -15,6 +16,7 @@ import asyncio
 import base64
 import copy
 import datetime
+import functools
 import itertools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -24,7 +26,7 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
-from kmock._internal import enums, parsing, rendering
+from kmock._internal import apps, dsl, enums, parsing, rendering
 from typing_extensions import override
 
 CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
@@ -56,8 +58,58 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.cache
+def as_resource(resource: str | kmock.resource) -> kmock.resource:
+    """kmock parses a resource's name anew on every call, with protocol checks that are slow in CPython."""
+    return resource if isinstance(resource, kmock.resource) else kmock.resource(resource)
+
+
+def sees(view: dsl.View, request: rendering.Request) -> bool:
+    """Whether `request` is among the requests `view` lets through: `request in view`, without listing them.
+
+    kmock finds a request's reaction by listing, for each reaction in turn, every recorded request its view
+    lets through and looking for this one among them: reactions × recorded requests criteria checks per
+    request, a sixth of the sandbox's time under load. The emulator's reactions see the root through filters
+    and priorities, for which applying the filters to this one request gives the same answer; other views
+    (groups, slices, exclusions) are asked as kmock asks them."""
+    while True:
+        if isinstance(view, dsl.Filter):
+            if not view.criteria(request):
+                return False
+        elif type(view) is not dsl.Priority:
+            break
+        view = view._source
+    if isinstance(view, dsl.Root):
+        return any(recorded is request for recorded in reversed(view._requests))
+    return request in view
+
+
+class _MatchesOneRequest(apps.RawHandler):
+    """`RawHandler._handle` with `sees` for its `request in payload._source`: the class sits between kmock's
+    emulator and its request handler, whose reaction loop the emulator calls last."""
+    __slots__ = ()
+
+    @override
+    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        # As kmock orders them: by priority, highest first, shorter priorities padded with zeros; ties as added.
+        width = max((len(payload.priorities) for payload in self._payloads), default=0)
+
+        def rank(payload: dsl.Reaction) -> tuple[float, ...]:
+            return tuple(-p for p in payload.priorities) + (0,) * (width - len(payload.priorities))
+
+        for payload in sorted(self._payloads, key=rank):
+            if sees(payload._source, request) and not payload._disabled.is_set():
+                try:
+                    return await payload(request)
+                except rendering.ReactionMismatchError:
+                    payload._disabled.set()
+                except NotImplementedError:
+                    pass
+        raise NotImplementedError("no reaction matches the request")
+
+
 @attrs.define(kw_only=True)
-class SandboxKubernetes(kmock.KubernetesEmulator):
+class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _waiters: set[asyncio.Future[None]] = attrs.field(factory=set, init=False)
@@ -75,21 +127,21 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
     # ---- in-process access for the sandbox's own controllers -------------------------------------
 
     def get(self, resource: str | kmock.resource, namespace: str | None, name: str) -> dict[str, Any] | None:
-        key = (kmock.resource(resource), namespace, name)
+        key = (as_resource(resource), namespace, name)
         if key not in self.objects or self.objects[key].deleted:
             return None
         return copy.deepcopy(self.objects[key].raw)
 
     def list(self, resource: str | kmock.resource, namespace: str | None = None) -> list[dict[str, Any]]:
-        wanted = kmock.resource(resource)
+        wanted = as_resource(resource)
         return [
             copy.deepcopy(obj.raw)
             for (res, ns, _), obj in self.objects.items()
             if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
         ]
 
-    async def create(self, resource: str | kmock.resource, obj: dict[str, Any]) -> dict[str, Any]:
-        resource = kmock.resource(resource)
+    async def create(self, resource: str | kmock.resource, obj: dict[str, Any]) -> None:
+        resource = as_resource(resource)
         namespace = obj.get("metadata", {}).get("namespace")
         self._stamp_created(resource, namespace, obj)
         key = (resource, namespace, obj["metadata"]["name"])
@@ -102,14 +154,12 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
                 self.objects[key].create(obj)
             else:
                 self.objects[key] = obj
-            raw = self.objects[key].raw
-            await self._buses[resource].put({"type": "ADDED", "object": raw})
+            await self._buses[resource].put({"type": "ADDED", "object": self.objects[key].raw})
         self._notify_change()
-        return copy.deepcopy(raw)
 
     async def patch(self, resource: str | kmock.resource, namespace: str | None, name: str,
-                    patch: Mapping[str, Any]) -> dict[str, Any]:
-        resource = kmock.resource(resource)
+                    patch: Mapping[str, Any]) -> None:
+        resource = as_resource(resource)
         key = (resource, namespace, name)
         async with self._lock:
             if key not in self.objects or self.objects[key].deleted:
@@ -117,13 +167,11 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
             patch = dict(patch)
             patch["metadata"] = dict(patch.get("metadata") or {}, resourceVersion=self._next_revision())
             self.objects[key].patch(patch)
-            raw = self.objects[key].raw
-            await self._buses[resource].put({"type": "MODIFIED", "object": raw})
+            await self._buses[resource].put({"type": "MODIFIED", "object": self.objects[key].raw})
         self._notify_change()
-        return copy.deepcopy(raw)
 
     async def delete(self, resource: str | kmock.resource, namespace: str | None, name: str) -> None:
-        resource = kmock.resource(resource)
+        resource = as_resource(resource)
         key = (resource, namespace, name)
         async with self._lock:
             if key not in self.objects or self.objects[key].deleted:
@@ -176,7 +224,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
               predicate: Callable[[dict[str, Any]], bool]) -> int:
         """How many live objects satisfy `predicate`, which sees them as stored (no copies: it must not keep or
         change them). For frequent polls, where `list` would copy every object each time."""
-        wanted = kmock.resource(resource)
+        wanted = as_resource(resource)
         return sum(1 for (res, ns, _), obj in self.objects.items()
                    if res == wanted and not obj.deleted and (namespace is None or ns == namespace)
                    and predicate(obj.raw))
@@ -211,8 +259,11 @@ class SandboxKubernetes(kmock.KubernetesEmulator):
 
     def forget_history(self, keep_requests: int = REQUESTS_KEPT) -> None:
         """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not.
-        The last few requests stay: one may be between being recorded and being matched."""
+        The last few requests stay: one may be between being recorded and being matched. Each reaction keeps
+        the requests it served as well."""
         del self._requests[:max(len(self._requests) - keep_requests, 0)]
+        for payload in self._payloads:
+            del payload._requests[:]
         for obj in self.objects.values():
             if len(obj.history) > 1:
                 del obj.history[:-1]
