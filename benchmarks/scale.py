@@ -751,6 +751,9 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         "other scenarios list their inputs through S3.",
         "- The sandbox's request record is kept short and OSCAR's simulator is told there are no Pods (two "
         "costs of the sandbox that grow with every request and every object; `benchmarks/scale.py` says why).",
+        "- No full garbage collections in the benchmark's process (the sandbox's) while a scenario runs: over "
+        "the emulator's objects they stopped its loop for up to a second, and nothing in a real API server "
+        "does that to the operator.",
     ]
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
     pattern = re.compile(rf"^{re.escape(DOCS_HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
