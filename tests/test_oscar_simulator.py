@@ -251,6 +251,16 @@ async def status_cluster(legacy: bool) -> AsyncIterator[Oscar]:
         await add_pod(oscar.kube, "done", "w1", "2", "1Gi", "Succeeded")      # finished: holds nothing
         await add_pod(oscar.kube, "starting", "w2", "500m", "1Gi", "Pending")  # bound: requested, not yet used
         await add_pod(oscar.kube, "system", "control-plane", "1", "1Gi", "Running")
+        # OSCAR's sum: sidecar 250m + the larger of the containers (500m) and the other init container (1):
+        # 1250m, where the scheduler reserves 1 (the init container runs before the sidecar starts).
+        await oscar.kube.create(PODS, {
+            "metadata": {"name": "initialising", "namespace": "other"},
+            "spec": {"nodeName": "w2", "initContainers": [
+                {"name": "fetch", "resources": {"requests": {"cpu": "1", "memory": "1Gi"}}},
+                {"name": "proxy", "restartPolicy": "Always", "resources": {"requests": {"cpu": "250m",
+                                                                                         "memory": "256Mi"}}}],
+                "containers": [{"name": "c", "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}}}]},
+            "status": {"phase": "Pending"}})
         yield oscar
 
 
@@ -266,7 +276,8 @@ async def test_current_status_is_computed_from_nodes_and_pods():
         assert nodes["w1"]["memory"] == {"capacity_bytes": 8 * GIB, "usage_bytes": int(1.5 * GIB),
                                          "request_bytes": 2 * GIB}
         # A zero usage is left out (Go's omitempty), as OSCAR serves it.
-        assert nodes["w2"]["cpu"] == {"capacity_cores": 2000, "request_cores": 500}
+        assert nodes["w2"]["cpu"] == {"capacity_cores": 2000, "request_cores": 500 + 1250}
+        assert nodes["w2"]["memory"]["request_bytes"] == GIB + GIB + GIB // 4
         assert nodes["w2"]["gpu"] == 1
         assert nodes["w1"]["status"] == "Ready" and nodes["w1"]["conditions"] == [{"type": "Ready", "status": True}]
         assert nodes["w3"]["status"] == "NotReady" and nodes["w3"]["conditions"] == [{"type": "Ready", "status": False}]
@@ -275,11 +286,12 @@ async def test_current_status_is_computed_from_nodes_and_pods():
         cpu, memory = cluster["metrics"]["cpu"], cluster["metrics"]["memory"]
         assert cpu["total_free_cores"] == 3250 + 2000 + 8000 + 8000
         assert cpu["max_free_on_node_cores"] == 8000
-        # Schedulable: Ready and not cordoned (w1, w2), allocatable minus requests.
-        assert cpu["total_schedulable_cores"] == 3000 + 1500
-        assert cpu["total_schedulable_on_node_cores"] == 3000
-        assert memory["total_schedulable_bytes"] == 6 * GIB + 3 * GIB
-        assert memory["max_schedulable_on_node_bytes"] == 6 * GIB
+        # Schedulable: allocatable minus requests over every reported node, NotReady (w3) and cordoned (w4)
+        # included, as OSCAR counts it (the planner reads the nodes and leaves NotReady ones out).
+        assert cpu["total_schedulable_cores"] == 3000 + 250 + 8000 + 8000
+        assert cpu["total_schedulable_on_node_cores"] == 8000
+        assert memory["total_schedulable_bytes"] == 6 * GIB + (4 * GIB - 9 * GIB // 4) + 16 * GIB + 16 * GIB
+        assert memory["max_schedulable_on_node_bytes"] == 16 * GIB
         assert cluster["metrics"]["gpu"] == {"total_gpu": 1}
 
 

@@ -81,14 +81,29 @@ def reported_nodes(nodes: list[Json]) -> list[Json]:
     return workers or nodes
 
 
+def oscar_pod_requests(pod: Json) -> Resources:
+    """A pod's requests as OSCAR sums them (`handlers/status.go`): its native sidecars, plus the larger of its
+    containers' sum and its largest other init container. Not quite the scheduler's rule, which adds to an init
+    container only the sidecars started before it, and the overhead."""
+    spec = pod["spec"]
+    containers = sum((container_requests(c) for c in spec.get("containers") or ()), Resources())
+    sidecars = largest_init = Resources()
+    for container in spec.get("initContainers") or ():
+        if container.get("restartPolicy") == "Always":
+            sidecars += container_requests(container)
+        else:
+            largest_init = largest_init.peak(container_requests(container))
+    return sidecars + containers.peak(largest_init)
+
+
 def node_load(nodes: Iterable[Json], pods: Iterable[Json]) -> dict[str, tuple[Resources, Resources]]:
-    """Node name → (requests, usage). OSCAR sums the containers of the pods that are not Succeeded/Failed."""
+    """Node name → (requests, usage), over the pods bound to the node that are not Succeeded/Failed."""
     load = {node["metadata"]["name"]: (Resources(), Resources()) for node in nodes}
     for pod in pods:
         node_name = pod["spec"].get("nodeName")
         if node_name not in load or not holds_resources(pod):
             continue
-        requests = sum((container_requests(c) for c in pod["spec"].get("containers") or ()), Resources())
+        requests = oscar_pod_requests(pod)
         requested, used = load[node_name]
         if pod_phase(pod) == "Running":
             used += Resources(cpu=int(requests.cpu * USAGE_SHARE_OF_REQUESTS),
@@ -98,8 +113,8 @@ def node_load(nodes: Iterable[Json], pods: Iterable[Json]) -> dict[str, tuple[Re
 
 
 def current_status(nodes: list[Json], pods: list[Json], jobs: list[Json], services_namespace: str) -> Json:
-    """The status format since late 2025. Free = allocatable − live usage, over the reported nodes;
-    schedulable = allocatable − requests, over the reported nodes that are Ready and not cordoned."""
+    """The status format since late 2025. Free = allocatable − live usage and schedulable = allocatable −
+    requests, both over every reported node: cordoned and NotReady ones too, as OSCAR counts them."""
     nodes = reported_nodes(nodes)
     load = node_load(nodes, pods)
     details, free, schedulable = [], [], []
@@ -108,8 +123,7 @@ def current_status(nodes: list[Json], pods: list[Json], jobs: list[Json], servic
         capacity = node_allocatable(node)
         requested, used = load[name]
         free.append(capacity - used)
-        if node_is_ready(node) and not node["spec"].get("unschedulable"):
-            schedulable.append(capacity - requested)
+        schedulable.append(capacity - requested)
         conditions = (node.get("status") or {}).get("conditions") or ()
         details.append({
             "name": name,
