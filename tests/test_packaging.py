@@ -312,7 +312,7 @@ def _granted(role: dict) -> set[tuple[str, str, str]]:
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
-def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_on_the_port_it_serves():
+def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_and_a_disruption_budget():
     documents = _render(ROOT / "manifests")
     deployment = documents[("Deployment", "oscar-batch-operator", "oscar-batch-system")]
     assert deployment["spec"]["replicas"] == 2
@@ -324,6 +324,8 @@ def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_on_the_
     probe = container["readinessProbe"]["httpGet"]
     assert probe["path"] == "/readyz" and args[args.index("--readiness") + 1].endswith(f":{ports[probe['port']]}")
     assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    budget = documents[("PodDisruptionBudget", "oscar-batch-operator", "oscar-batch-system")]
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
     assert ("kopf.dev", "clusterkopfpeerings", "patch") in _granted(
         documents[("ClusterRole", "oscar-batch-operator", None)])
     for crd in ("clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"):
