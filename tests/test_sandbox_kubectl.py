@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 
 from oscar_batch_sandbox.kube import sees
 from support import kubectl, table_rows, wait_until
@@ -124,3 +125,10 @@ def test_the_emulator_matches_each_request_to_the_reactions_kmock_would(sandbox,
 
     compared, disagreements = sandbox.call(compare)
     assert compared >= 6 and disagreements == []
+
+
+def test_a_generated_name_takes_five_characters_of_the_api_servers_alphabet(kubeconfig, tmp_path):
+    manifest = tmp_path / "generated.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: generated-}\ndata: {a: b}\n")
+    created = kubectl(kubeconfig, "create", "--validate=false", "-f", str(manifest), "-o", "name").stdout.strip()
+    assert re.fullmatch(r"configmap/generated-[bcdfghjklmnpqrstvwxz2456789]{5}", created), created

@@ -18,6 +18,7 @@ import copy
 import datetime
 import functools
 import itertools
+import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
@@ -38,6 +39,8 @@ REQUESTS_KEPT = 8
 # A cluster without metrics-server serves no metrics.k8s.io; with it, kubectl resolves `nodes` there.
 ABSENT_GROUPS = {"metrics.k8s.io"}
 TABLE_ACCEPT = "as=Table"
+# What the API server appends to a `generateName` (apimachinery's util/rand): five of these, no vowels, no 0, 1, 3.
+GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
 def _parse_path(path: str) -> parsing.ParsedPath:
@@ -320,7 +323,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         if info is not None and info.namespaced:
             metadata["namespace"] = namespace or "default"
         if "generateName" in metadata and "name" not in metadata:
-            metadata["name"] = metadata["generateName"] + uuid.uuid4().hex[:5]
+            metadata["name"] = metadata["generateName"] + "".join(random.choices(GENERATED_NAME_ALPHABET, k=5))
         metadata.update(uid=str(uuid.uuid4()), creationTimestamp=now_iso(),
                         resourceVersion=self._next_revision(), generation=1)
         if resource.plural == "secrets" and resource.group == "":
