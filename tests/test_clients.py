@@ -10,12 +10,15 @@ import urllib.request
 
 import pykube
 import pytest
+import requests
 import urllib3
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.resolver import storage_waiting
 from oscar_batch.core.spec import parse_spec
+from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys, seed_bucket
 from support import wait_until
 
@@ -88,11 +91,66 @@ def _get_job(sandbox, name):
     return lambda: get()
 
 
+def test_a_job_of_a_deleted_service_counts_as_deleted():
+    """OSCAR deletes a service's Jobs with the service, then answers 403 ("no permission") for them, as for any
+    service it does not find: the client counts such a Job as deleted, as it does one answered 404."""
+    with SandboxThread(SandboxConfig(items=1, bucket="deleted-service", tenant_pods=())) as sandbox:
+        info = sandbox.info["oscar"]
+        client = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+        client.invoke("fish-detector", client.service("fish-detector")["token"], {"start": 1, "end": 1},
+                      job_name="outlived-its-service")
+        wait_until(lambda: sandbox.call(_get_job(sandbox, "outlived-its-service")), message="the Job")
+        deleted = requests.delete(f"{info['endpoint']}/system/services/fish-detector", timeout=10,
+                                  auth=(info["username"], info["password"]))
+        assert deleted.status_code == 204
+        assert sandbox.call(_get_job(sandbox, "outlived-its-service")) is None
+        client.delete_job("fish-detector", "outlived-its-service")
+        with pytest.raises(OscarError, match="not found"):
+            client.service("fish-detector")
+
+
+class Answering(http.server.BaseHTTPRequestHandler):
+    """A stand-in HTTP peer that answers without logging."""
+
+    def answer(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+class RefusesDeletes(Answering):
+    """An OSCAR whose service exists but refuses this caller's deletes, as OSCAR does for an OIDC user's token
+    on a service it may not touch."""
+
+    def do_GET(self) -> None:
+        self.answer(200, b'{"name": "fish-detector"}')
+
+    def do_DELETE(self) -> None:
+        self.answer(403, b"You do not have permission to access this service")
+
+
+def test_a_refused_delete_of_a_job_whose_service_exists_is_an_error():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusesDeletes)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = OscarClient(f"http://127.0.0.1:{server.server_address[1]}", token="oidc-token")
+        with pytest.raises(OscarError) as refused:
+            client.delete_job("fish-detector", "someone-elses-job")
+        assert refused.value.status == 403
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_oscar_client_reads_cluster_status(oscar):
     assert "cluster" in oscar.cluster_status()
 
 
-class ForwardProxy(http.server.BaseHTTPRequestHandler):
+class ForwardProxy(Answering):
     """An HTTP forward proxy that knows one host name, `oscar.behind-proxy.invalid`: the OSCAR it forwards to."""
     target = ""
     seen: list[tuple[str, str]] = []    # (request line's URL, Authorization) as the proxy received them
@@ -106,13 +164,7 @@ class ForwardProxy(http.server.BaseHTTPRequestHandler):
                 status, body = response.status, response.read()
         except urllib.error.HTTPError as error:
             status, body = error.code, error.read()
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args) -> None:
-        pass
+        self.answer(status, body)
 
 
 def test_oscar_client_takes_the_proxy_from_the_environment_and_never_credentials_from_netrc(

@@ -370,6 +370,7 @@ class OscarSimulator:
         app.router.add_get("/system/config", self._system_config)
         app.router.add_get("/system/services", self._list_services)
         app.router.add_get("/system/services/{service}", self._read_service)
+        app.router.add_delete("/system/services/{service}", self._delete_service)
         app.router.add_get("/system/status", self._status)
         app.router.add_get("/system/logs/{service}", self._list_jobs)
         app.router.add_delete("/system/logs/{service}", self._delete_jobs)
@@ -452,6 +453,14 @@ class OscarSimulator:
 
     async def _read_service(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         return aiohttp.web.json_response(self._service(request))
+
+    async def _delete_service(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """As OSCAR's Kubernetes backend: the service goes, and every Job of it (with its pods) goes with it."""
+        service = self._service(request)
+        for job in self._service_jobs(service):
+            await self._delete_with_pods(job)
+        del self._services[service["name"]]
+        return aiohttp.web.Response(status=204)
 
     async def _status(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
         nodes, pods = self._kube.list(NODES), self._kube.list(PODS)
