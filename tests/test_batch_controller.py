@@ -7,9 +7,11 @@ from __future__ import annotations
 import collections
 import dataclasses
 import io
+import pathlib
 from typing import Any
 
 import pytest
+import yaml
 
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
@@ -19,6 +21,10 @@ from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core import invocation
 from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers
+from oscar_batch_sandbox.kube import prune
+
+CRD = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "crds" / "batchjob.yaml").read_text())
+STATUS_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
 TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,
@@ -200,7 +206,8 @@ class FakeResolver(Resolver):
 
 
 class FakeKube:
-    """Nodes, pods and the batch's status: a merge patch lands in the live body, as kopf's view would show."""
+    """Nodes, pods and the batch's status: a merge patch lands in the live body, as kopf's view would show, with
+    what the CRD's status schema does not name pruned, as the API server prunes it. `patches` are as sent."""
 
     def __init__(self, body: dict[str, Any]) -> None:
         self.body = body
@@ -223,7 +230,7 @@ class FakeKube:
     def patch_batch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.patches.append(patch)
         status = self.body.setdefault("status", {})
-        for key, value in patch.items():
+        for key, value in prune(STATUS_SCHEMA, patch).items():
             if value is None:
                 status.pop(key, None)
             else:
@@ -647,6 +654,37 @@ async def test_an_evicted_pod_runs_its_lines_again_without_spending_a_retry():
     assert any(reason == "RangeDisrupted" for _, reason, _ in world.events)
 
 
+def restart(world: World) -> None:
+    """A new operator process: a fresh watch cache that lists every Job, the status as the API server kept it."""
+    world._stopped = False
+    world.store = world.oscar.store = JobStore()
+    world.store.replace(None, list(world.oscar.jobs.values()))
+    world.controller = BatchController(
+        body=world.body, jobs=world.store, batches=ActiveBatches(),
+        cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
+        kube=world.kube, emit=lambda *event: world.events.append(event), timing=TIMING, clock=world.clock,
+        resolver=FakeResolver(world.oscar, world.s3))
+
+
+async def test_a_redriven_batch_is_not_redriven_again_after_a_restart():
+    """The round a batch was redriven to lives in status; were it pruned, every restart would redrive again."""
+    world = World(items=8, retries=0)             # 4 ranges of 2; line 3 fails once, then is fixed
+    bad = {3}
+    world.on_tick = lambda world: finish(world, bad=bad)
+    assert (await world.run())["phase"] == "Failed"
+    bad.clear()
+    world.body["spec"]["redrive"] = 1
+    world.body["metadata"]["generation"] += 1
+    restart(world)
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["redrive"] == 1, status
+    restart(world)
+    posts = world.oscar.posts
+    await world.run()
+    assert [reason for _, reason, _ in world.events].count("Redriven") == 1, world.events
+    assert world.oscar.posts == posts and world.body["status"]["phase"] == "Succeeded"
+
+
 async def test_a_restart_mid_halving_invokes_nothing_twice():
     world = World(items=64, itemsPerInvocation=0, retries=1)
     ticks = 0
@@ -663,15 +701,7 @@ async def test_a_restart_mid_halving_invokes_nothing_twice():
     await world.controller.run()
     status = world.body["status"]
     assert status["phase"] == "Running" and status["invocations"]["retried"] >= 2, status
-    # A new process: a fresh watch cache that lists every Job, the status as the API server kept it.
-    world._stopped = False
-    world.store = world.oscar.store = JobStore()
-    world.store.replace(None, list(world.oscar.jobs.values()))
-    world.controller = BatchController(
-        body=world.body, jobs=world.store, batches=ActiveBatches(),
-        cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
-        kube=world.kube, emit=lambda *event: world.events.append(event), timing=TIMING, clock=world.clock,
-        resolver=FakeResolver(world.oscar, world.s3))
+    restart(world)
     status = await world.run()
     assert status["failedItems"] == "5,40" and status["items"]["succeeded"] == 62
     assert len(world.oscar.accepted) == len(set(world.oscar.accepted))          # no name invoked twice

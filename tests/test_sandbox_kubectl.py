@@ -26,6 +26,22 @@ STATUS = {"phase": "Running", "progress": "3/10", "parallelism": 4, "reason": "W
           "items": {"total": 250, "failed": 1}, "invocations": {"running": 4}, "startTime": "2026-12-01T00:00:00Z"}
 
 
+def test_fields_the_crd_does_not_name_are_pruned_as_the_api_server_prunes_them(kubeconfig, tmp_path):
+    """Without strict validation a real API server drops unknown fields of a custom resource, in its spec on
+    apply and in its status on a /status patch; the sandbox does too, so a field the CRD lacks shows here."""
+    manifest = tmp_path / "batch.yaml"
+    manifest.write_text(BATCH.format(name="pruned") + "  paralelism: 4\n")
+    kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
+    kubectl(kubeconfig, "patch", "obatch", "pruned", "--subresource=status", "--type=merge", "-p", json.dumps(
+        {"status": {"phase": "Running", "redriveRound": 3, "items": {"total": 5, "skipped": 1},
+                    "kopf": {"progress": {"anything": {"goes": True}}}}}))
+    obj = json.loads(kubectl(kubeconfig, "get", "oscarbatchjob", "pruned", "-o", "json").stdout)
+    assert "paralelism" not in obj["spec"] and obj["spec"]["service"] == "fish-detector"
+    assert obj["status"] == {"phase": "Running", "items": {"total": 5},
+                             "kopf": {"progress": {"anything": {"goes": True}}}}
+    kubectl(kubeconfig, "delete", "oscarbatchjob", "pruned")
+
+
 def test_get_nodes_lists_the_simulated_nodes(kubeconfig):
     table = kubectl(kubeconfig, "get", "nodes").stdout
     assert table.split()[:5] == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]

@@ -115,6 +115,7 @@ class _MatchesOneRequest(apps.RawHandler):
 class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _schemas: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _waiters: set[asyncio.Future[None]] = attrs.field(factory=set, init=False)
     # How many changes so far: a controller that was busy while one happened need not wait for the next.
     changes: int = attrs.field(default=0, init=False)
@@ -257,6 +258,9 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
                 subresources={"status"} if "status" in version.get("subresources", {}) else set(),
             )
             self._printer_columns[resource] = version.get("additionalPrinterColumns", [])
+            schema = (version.get("schema") or {}).get("openAPIV3Schema")
+            if schema:
+                self._schemas[resource] = schema
 
     # ---- HTTP behaviour ------------------------------------------------------------------------
 
@@ -284,6 +288,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         if request.resource == PODS_RESOURCE and request.subresource == "eviction" and request.name:
             return await self._serve_eviction(request)
         if request.resource is not None and isinstance(request.data, dict):
+            if request.resource in self._schemas and request.action in (enums.action.CREATE, enums.action.UPDATE):
+                kept = prune_object(self._schemas[request.resource], request.data)
+                request.data.clear()
+                request.data.update(kept)
             if request.action == enums.action.CREATE:
                 namespace = request.namespace or request.data.get("metadata", {}).get("namespace")
                 self._stamp_created(request.resource, namespace, request.data)
@@ -481,6 +489,37 @@ def _encode_string_data(secret: dict[str, Any]) -> None:
     string_data = secret.pop("stringData", None) or {}
     data = secret.setdefault("data", {})
     data.update({key: base64.b64encode(value.encode()).decode() for key, value in string_data.items()})
+
+
+def prune_object(schema: Mapping[str, Any], obj: Mapping[str, Any]) -> dict[str, Any]:
+    """What the API server stores of a custom resource (or a merge patch of one) under its CRD's structural
+    schema: `apiVersion`, `kind` and `metadata` as they are, every other field only where the schema names it."""
+    envelope = {key: obj[key] for key in ("apiVersion", "kind", "metadata") if key in obj}
+    rest = {key: value for key, value in obj.items() if key not in envelope}
+    return {**envelope, **prune(schema, rest)}
+
+
+def prune(schema: Mapping[str, Any] | None, value: Any) -> Any:
+    """A value as a structural schema keeps it: an object's fields the schema does not name are dropped unless
+    it preserves unknown fields; `null` (a merge patch's removal) stays."""
+    if schema is None:
+        return value
+    if isinstance(value, dict):
+        properties = schema.get("properties") or {}
+        additional = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields") or additional is True
+        kept = {}
+        for key, item in value.items():
+            if key in properties:
+                kept[key] = prune(properties[key], item)
+            elif isinstance(additional, dict):
+                kept[key] = prune(additional, item)
+            elif preserve:
+                kept[key] = item
+        return kept
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [prune(schema["items"], item) for item in value]
+    return value
 
 
 def _merged(current: Any, patch: Any) -> Any:

@@ -5,6 +5,7 @@ through real kubectl with `--validate=true` (server-side field validation, stric
 """
 from __future__ import annotations
 
+import asyncio
 import copy
 import json
 import re
@@ -15,6 +16,7 @@ import yaml
 from realplane import ROOT, ControlPlane
 
 from support import table_rows
+from written_status import field_paths, written_status
 
 GROUP_VERSION = "batch.oscarbatch.dev/v1alpha1"
 RESOURCE = "oscarbatchjobs.batch.oscarbatch.dev"
@@ -171,6 +173,18 @@ def test_status_is_validated_against_its_schema(real_plane: ControlPlane, real_c
     result = patch_status(real_plane, namespace, "status-enum",
                           {"conditions": [{"type": "Complete", "status": "Maybe"}]}, check=False)
     assert result.returncode != 0 and "status.conditions[0].status" in result.stderr, result.stderr
+
+
+def test_every_status_field_the_controller_writes_survives_the_api_server(real_plane: ControlPlane, real_crd: str,
+                                                                         namespace: str) -> None:
+    """A status holding every field the controller writes (gathered from its own patches, tests/written_status.py)
+    is accepted as it is and read back whole: nothing pruned, nothing refused."""
+    status = asyncio.run(written_status())
+    real_plane.apply(batch("written-status"), "-n", namespace)
+    patch_status(real_plane, namespace, "written-status", status)
+    stored = get(real_plane, namespace, "written-status")["status"]
+    assert sorted(field_paths(status) - field_paths(stored)) == []
+    assert stored == status
 
 
 def test_started_batch_keeps_its_inputs_but_not_its_tuning(real_plane: ControlPlane, real_crd: str,

@@ -429,6 +429,38 @@ def test_batch_runs_to_succeeded_on_real_servers(oscar_stack: dict[str, Any], na
     assert_oscar_clean(oscar_stack)
 
 
+@pytest.mark.timeout(2 * BATCH_TIMEOUT + 120)
+def test_a_redriven_batch_keeps_its_round_across_a_restart(oscar_stack: dict[str, Any], namespace: str,
+                                                           tmp_path: pathlib.Path) -> None:
+    """Line 1 always fails. Redriven once it runs again, fails again; the round (status.redrive) must survive the
+    API server's pruning, or the restarted operator redrives the batch a second time."""
+    plane, operator = oscar_stack["plane"], oscar_stack["operator"]
+    start_batch(oscar_stack, namespace, itemsPerInvocation=2, retries=0)
+    uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
+    assert wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to fail", alive=[operator],
+                    interval=0.5)["status"]["failedItems"] == "1"
+    plane.kubectl("patch", "oscarbatchjob", "e2e", "-n", namespace, "--type=merge", "-p", '{"spec": {"redrive": 1}}')
+    batch = wait_for(lambda: (b := batch_finished(plane, namespace)) and b["status"].get("observedGeneration") == 2
+                     and b, BATCH_TIMEOUT, "the redriven batch to end", alive=[operator], interval=0.5)
+    assert batch["status"]["redrive"] == 1 and batch["status"]["failedItems"] == "1", batch["status"]
+
+    operator.stop()
+    (restarted := tmp_path / "restarted").mkdir()
+    operator = start_operator(plane, restarted, "--tick", "0.2", "--plan-interval", "1", "--status-interval", "0.2")
+    try:
+        # An edit the restarted operator must answer (a new verdict): once it has, it has seen the round too.
+        plane.kubectl("patch", "oscarbatchjob", "e2e", "-n", namespace, "--type=merge",
+                      "-p", '{"spec": {"toleratedFailures": 1}}')
+        batch = wait_for(lambda: (b := batch_finished(plane, namespace)) and b["status"]["phase"] == "Succeeded"
+                         and b, BATCH_TIMEOUT, "the edited batch's new verdict", alive=[operator], interval=0.5)
+        assert batch["status"]["redrive"] == 1
+        assert len(batch_events(plane, namespace, reason="Redriven")) == 1, operator.tail()
+        round_one = [job["metadata"]["name"] for job in jobs_of(plane, uid) if job["metadata"]["name"].endswith("-d1")]
+        assert len(round_one) == 1, round_one            # line 1 ran once in round 1, not again after the restart
+    finally:
+        operator.stop()
+
+
 def assert_oscar_clean(stack: dict[str, Any]) -> None:
     """The real OSCAR, if it served the test, was never refused by RBAC under its own ServiceAccount, and
     neither its log nor the operator's holds a credential."""
