@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import pathlib
 import socket
 from typing import Any
 
@@ -29,14 +30,16 @@ IO_THREADS = 32
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
-def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, peering: str | None = None,
-         peering_lifetime: int = 60) -> kopf.Memo:
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, kubeconfig: pathlib.Path | None = None,
+         peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
-    `peering`: the name of the kopf peering object when replicas share the work, None when standalone."""
-    kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
+    `kubeconfig`: the file given, None to find credentials as `cluster.kube_config` does; `peering`: the name of
+    the kopf peering object when replicas share the work, None when standalone."""
+    kube = cluster.Kube.from_environment(pool_size=IO_THREADS, kubeconfig=kubeconfig)
     jobs = JobStore()
     jobs.watching(namespaces)
-    return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(), metrics=metrics,
+    return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
+                     metrics=metrics,
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -44,6 +47,22 @@ def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, peering: st
 
 def _scopes(namespaces: list[str]) -> list[str | None]:
     return list(namespaces) or [None]
+
+
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same source as the operator's own client (`cluster.kube_config`): kopf's
+    default login tries the in-cluster ServiceAccount first and would ignore the kubeconfig given. Read again at
+    each login, so that kopf's re-login after a 401 picks up a rotated token."""
+    config = cluster.kube_config(memo.kubeconfig)
+    ca, cert, key = (config.cluster.get("certificate-authority"), config.user.get("client-certificate"),
+                     config.user.get("client-key"))
+    return kopf.ConnectionInfo(
+        server=config.cluster["server"], ca_path=ca.filename() if ca else None,
+        insecure=config.cluster.get("insecure-skip-tls-verify"), username=config.user.get("username"),
+        password=config.user.get("password"), token=config.user.get("token"),
+        certificate_path=cert.filename() if cert else None, private_key_path=key.filename() if key else None,
+        default_namespace=config.namespace, proxy_url=config.cluster.get("proxy-url"))
 
 
 @kopf.on.startup()
