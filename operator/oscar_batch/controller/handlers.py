@@ -20,13 +20,11 @@ from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
+from oscar_batch.controller.resolver import IO_THREADS
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
 REPORTING_COMPONENT = "oscar-batch-operator"
-# Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
-# for one call, never for a batch's life.
-IO_THREADS = 32
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 

@@ -17,6 +17,10 @@ from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.core import planner
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
 
+# Blocking calls (pykube-ng, minio, requests) run off the event loop in a pool of this many threads (the loop's
+# default executor, set by `handlers`): a slow peer holds a thread only for one call, never for a batch's life.
+# Each client's connection pool is sized to be called from all of them at once.
+IO_THREADS = 32
 # Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.
 NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
@@ -68,7 +72,8 @@ class Resolver:
             raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
                                               "`username` and `password`, or `token`")
         return OscarClient(spec.oscar_endpoint, username=credentials.get("username"),
-                           password=credentials.get("password"), token=credentials.get("token"))
+                           password=credentials.get("password"), token=credentials.get("token"),
+                           pool_size=IO_THREADS)
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
         try:
@@ -100,7 +105,7 @@ class Resolver:
         if not (keys.get("accessKey") and keys.get("secretKey")):
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
-        return manifest.client(spec, keys["accessKey"], keys["secretKey"])
+        return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=IO_THREADS)
 
 
 def storage_waiting(error: Exception, spec: BatchSpec, doing: str = "") -> Waiting:
