@@ -8,25 +8,18 @@ from __future__ import annotations
 
 import os
 import pathlib
-import socket
 import subprocess
 
 import pytest
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
-from support import BIN
+from support import BIN, free_port
 
 # Runs the command after SA_DIR with SA_DIR's files as the in-cluster ServiceAccount: a fresh tmpfs over /run
 # (/var/run's target) in a private mount namespace; -n: no mount table written to the real /run.
 IN_POD = ("sh", "-c", 'mount -n -t tmpfs tmpfs /run && mkdir -p "$1" && cp "$0"/* "$1" && shift && exec "$@"')
 SERVICE_ACCOUNT = "/run/secrets/kubernetes.io/serviceaccount"
-
-
-def _closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _in_pod(tmp_path: pathlib.Path) -> tuple[str, ...]:
@@ -38,7 +31,7 @@ def _in_pod(tmp_path: pathlib.Path) -> tuple[str, ...]:
     (account / "token").write_text("not-a-token")
     (account / "namespace").write_text("default")
     (account / "ca.crt").write_text("not a certificate")
-    return ("env", "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={_closed_port()}",
+    return ("env", "KUBERNETES_SERVICE_HOST=127.0.0.1", f"KUBERNETES_SERVICE_PORT={free_port()}",
             "unshare", "--map-root-user", "--mount", *IN_POD, str(account), SERVICE_ACCOUNT)
 
 

@@ -130,7 +130,6 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
                         every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
                         batches=memo.batches, timing=memo.timing)
     memo["cancelled"] = True
-    memo.metrics.batch(body["metadata"]["namespace"], body["metadata"]["name"]).forget()
 
 
 def _emitter(body: kopf.Body):
