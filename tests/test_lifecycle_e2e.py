@@ -12,6 +12,7 @@ from typing import Any
 
 from harness import FAST_TIMING, Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.handoff import OSCAR_SECRET, S3_SECRET
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys
 from proxy import TcpProxy
 from support import kubectl, wait_until
@@ -170,6 +171,22 @@ def test_deleting_a_running_batch_cancels_its_jobs_and_removes_its_manifest(tmp_
         assert len(events_of(harness, "Cancelled")) == 1
         assert "deleted" in message and "Job(s) in flight" in message
         assert "removed the manifest s3://e2e-bucket/input/index.txt" in message
+        assert not harness.events("CancelIncomplete")
+
+
+def test_a_batch_whose_secrets_went_first_is_cancelled_with_the_credentials_last_read(tmp_path):
+    # As when its namespace is deleted: the Secrets may be gone before the batch's finalizer runs.
+    with Harness(config(items=40, behaviour=SLOW), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=4)
+        wait_until(lambda: len(active_jobs(harness)) >= 4, timeout=30, message="4 Jobs in flight")
+        kubectl(harness.kubeconfig, "delete", "secret", OSCAR_SECRET, S3_SECRET)
+        kubectl(harness.kubeconfig, "delete", "oscarbatchjob", "batch", "--wait=false")
+        wait_until_gone(harness)
+
+        assert active_jobs(harness) == []
+        assert "input/index.txt" not in harness.objects("input/index.txt")
+        message = wait_for_event(harness, "Cancelled")["message"]
+        assert "deleted" in message and "removed the manifest s3://e2e-bucket/input/index.txt" in message
         assert not harness.events("CancelIncomplete")
 
 

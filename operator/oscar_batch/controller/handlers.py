@@ -20,7 +20,7 @@ from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
-from oscar_batch.controller.resolver import IO_THREADS
+from oscar_batch.controller.resolver import IO_THREADS, KnownSecrets, Resolver
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
@@ -37,7 +37,7 @@ def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, kubeconfig:
     jobs = JobStore()
     jobs.watching(namespaces)
     return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
-                     metrics=metrics,
+                     metrics=metrics, secrets=KnownSecrets(),
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -115,9 +115,11 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 # daemon never returns by itself either: kopf would never start it again.
 @kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+    meta = body["metadata"]
+    resolver = Resolver(memo.kube, meta["namespace"], known=memo.secrets, uid=meta["uid"])
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
                           stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing,
-                          metrics=memo.metrics).run()
+                          resolver=resolver, metrics=memo.metrics).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
@@ -126,10 +128,13 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if memo.get("cancelled"):
         # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
         return
+    # Its Secrets may be gone already (its namespace is being deleted): what the batch last read from them will do.
+    resolver = Resolver(memo.kube, body["metadata"]["namespace"], known=memo.secrets, uid=uid, recall_missing=True)
     await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
                         every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
-                        batches=memo.batches, timing=memo.timing)
+                        batches=memo.batches, timing=memo.timing, resolver=resolver)
     memo["cancelled"] = True
+    memo.secrets.forget(uid)
 
 
 def _emitter(body: kopf.Body):
