@@ -7,6 +7,7 @@ The operator runs as a subprocess (`oscar-batch run`, real kopf) against the san
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -185,9 +186,13 @@ def test_a_batch_whose_secrets_went_first_is_cancelled_with_the_credentials_last
 
         assert active_jobs(harness) == []
         assert "input/index.txt" not in harness.objects("input/index.txt")
-        message = wait_for_event(harness, "Cancelled")["message"]
+        event = wait_for_event(harness, "Cancelled")
+        message = event["message"]
         assert "deleted" in message and "removed the manifest s3://e2e-bucket/input/index.txt" in message
         assert not harness.events("CancelIncomplete")
+        # The operator's own Event names: the batch's UID and a stamp, never drawn at random.
+        assert re.fullmatch(rf"oscar-batch-{event['involvedObject']['uid']}\.[0-9a-f]+", event["metadata"]["name"])
+        assert event["source"]["component"] == event["reportingComponent"] == "oscar-batch-operator"
 
 
 def test_deleting_a_batch_that_keeps_its_manifest_leaves_the_manifest(tmp_path):

@@ -144,9 +144,13 @@ class Kube:
 
     def create(self, plural: str, document: dict[str, Any]) -> None:
         metadata = document["metadata"]
-        response = self.api.post(url=plural, namespace=metadata.get("namespace"), version=document["apiVersion"],
-                                 headers={"Content-Type": "application/json"}, data=json.dumps(document))
-        self._check(response, f"creating {document['kind']} {metadata.get('namespace')}/{metadata['name']}")
+        doing = f"creating {document['kind']} {metadata.get('namespace')}/{metadata['name']}"
+        try:
+            response = self.api.post(url=plural, namespace=metadata.get("namespace"), version=document["apiVersion"],
+                                     headers={"Content-Type": "application/json"}, data=json.dumps(document))
+        except requests.RequestException as error:
+            raise KubeError(f"{doing}: cannot reach the Kubernetes API ({type(error).__name__})") from None
+        self._check(response, doing)
 
     def patch_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         response = self.api.patch(url=f"{PLURAL}/{name}/status", namespace=namespace, version=f"{GROUP}/{VERSION}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import pathlib
 import socket
 from typing import Any
@@ -20,11 +21,13 @@ from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
+from oscar_batch.controller.reporter import EVENT_NAME_PREFIX, EventPoster
 from oscar_batch.controller.resolver import IO_THREADS, KnownSecrets, Resolver
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
 REPORTING_COMPONENT = "oscar-batch-operator"
+EVENTS_DRAIN_SECONDS = 5.0   # at exit, for the Events still queued (a cancellation's last word, say)
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
@@ -38,6 +41,7 @@ def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, kubeconfig:
     jobs.watching(namespaces)
     return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
                      metrics=metrics, secrets=KnownSecrets(),
+                     events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -69,9 +73,12 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=cluster.GROUP, key="last-handled-configuration")
+    # The batches' Events are the operator's own (`EventPoster`: names that cannot collide); kopf posts only its
+    # warnings and errors (a handler that raised), not a "Handler succeeded" per batch.
+    settings.posting.level = logging.WARNING
     settings.posting.reporting_component = REPORTING_COMPONENT
     settings.posting.reporting_instance = socket.gethostname()   # in a cluster, the operator's pod
-    settings.posting.event_name_prefix = "oscar-batch-"
+    settings.posting.event_name_prefix = EVENT_NAME_PREFIX
     # A deleted batch's daemon exits within a tick of being stopped: wait for that, or kopf re-checks only
     # after the daemon's cancellation_timeout (30 s) and holds the finalizer that long.
     settings.background.instant_exit_timeout = 5.0
@@ -88,6 +95,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="oscar-batch-io"))
     for watch in memo.job_watches:
         watch.start()
+    memo.event_posting = asyncio.create_task(memo.events.run(), name="oscar-batch events")
 
 
 def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> None:
@@ -107,6 +115,8 @@ def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> No
 async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
     for watch in memo.job_watches:
         watch.stop()
+    await memo.events.drain(timeout=EVENTS_DRAIN_SECONDS)
+    memo.event_posting.cancel()
 
 
 # One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)
@@ -118,7 +128,7 @@ async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Mem
     meta = body["metadata"]
     resolver = Resolver(memo.kube, meta["namespace"], known=memo.secrets, uid=meta["uid"])
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
-                          stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing,
+                          stopped=stopped, kube=memo.kube, emit=memo.events.emitter(body), timing=memo.timing,
                           resolver=resolver, metrics=memo.metrics).run()
 
 
@@ -131,13 +141,9 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     # Its Secrets may be gone already (its namespace is being deleted): what the batch last read from them will do.
     resolver = Resolver(memo.kube, body["metadata"]["namespace"], known=memo.secrets, uid=uid, recall_missing=True)
     await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
-                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
+                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=memo.events.emitter(body),
                         batches=memo.batches, timing=memo.timing, resolver=resolver)
     memo["cancelled"] = True
     memo.secrets.forget(uid)
 
 
-def _emitter(body: kopf.Body):
-    def emit(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
-    return emit
