@@ -110,6 +110,8 @@ class BatchController:
 
     async def _run(self) -> bool:
         """Whether the batch reached its verdict (else the daemon is stopping)."""
+        if (problem := status.previous_release(self.report.status())) is not None:
+            raise Waiting(status.PREVIOUS_RELEASE, problem)
         peers = await self._resolve()
         items = await self._manifest(peers)
         await self._jobs_listed()

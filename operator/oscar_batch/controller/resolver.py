@@ -28,7 +28,7 @@ IO_THREADS = 32
 NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
-    "ManifestKeyInUse", "NamespaceNotWatched",
+    "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease",
 })
 
 
