@@ -5,7 +5,7 @@ the same nodes, other tenants, inputs and the same work per item (`runner.item_s
 seed and the item alone), and the same sequence of per-invocation draws (failures, disruptions) in the order
 containers start.
 
-- The original: its algorithm as `shared/reference/original-coordinator.md` describes it, against the
+- The original: the one-shot coordinator the operator replaces, its algorithm re-implemented against the
   sandbox's OSCAR API and S3 (list `.jpg` under the prefix, write `<prefix>index.txt`, n from 80% of the free
   CPU and memory summed over OSCAR's legacy `/system/status`, n static ranges all invoked at once, Job names
   left to OSCAR), **plus what its user must do to finish**: once all its Jobs have ended, the user runs it
@@ -815,8 +815,8 @@ def write_docs(command: str, meta: dict[str, Any], workloads: Sequence[Workload]
         "",
         f"**How.** For every workload and seed each side runs on a fresh sandbox of the same config and seed: the "
         "same nodes, tenants and inputs, the same work per item (a function of the seed and the item alone), the "
-        "same per-invocation draws in the order containers start. The *original* is the coordinator of "
-        "`original-coordinator.md` re-implemented against the sandbox's OSCAR API and S3 (n from 80% of the free "
+        "same per-invocation draws in the order containers start. The *original* is the one-shot coordinator the "
+        "operator replaces, re-implemented against the sandbox's OSCAR API and S3 (n from 80% of the free "
         "CPU and memory it sums over the legacy `/system/status`, n static ranges invoked at once) **plus what its "
         "user must do to finish**: once all its Jobs ended, run it again over the inputs without output (a "
         f"manifest of only those), until none is missing or a run makes no progress (at most {MAX_ORIGINAL_RUNS} "

@@ -22,16 +22,20 @@ FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", 
 
 
 class OperatorProcess:
-    def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path, args: tuple[str, ...] = ()) -> None:
+    def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path, args: tuple[str, ...] = (),
+                 wrapper: tuple[str, ...] = ()) -> None:
+        """`wrapper`: a command that runs the operator's command line given after it (an environment, say)."""
         self.kubeconfig = kubeconfig
         self.log = log
         self.args = args
+        self.wrapper = wrapper
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
-                [str(BIN / "oscar-batch"), "run", "--kubeconfig", str(self.kubeconfig), *FAST_TIMING, *self.args],
+                [*self.wrapper, str(BIN / "oscar-batch"), "run", "--kubeconfig", str(self.kubeconfig), *FAST_TIMING,
+                 *self.args],
                 stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:
@@ -60,14 +64,15 @@ class Sample:
 
 class Harness:
     def __init__(self, config: SandboxConfig, tmp_path: pathlib.Path, operator_args: tuple[str, ...] = (),
-                 manifests: tuple[pathlib.Path, ...] = ()) -> None:
-        """`manifests`: applied with kubectl before the operator starts (CRDs the operator needs, say)."""
+                 manifests: tuple[pathlib.Path, ...] = (), operator_wrapper: tuple[str, ...] = ()) -> None:
+        """`manifests`: applied with kubectl before the operator starts (CRDs the operator needs, say);
+        `operator_wrapper`: see `OperatorProcess`."""
         self.config = config
         self.tmp_path = tmp_path
         self.sandbox = SandboxThread(config)
         self.kubeconfig = tmp_path / "kubeconfig"
         self.manifests = manifests
-        self.operator = OperatorProcess(self.kubeconfig, tmp_path / "operator.log", operator_args)
+        self.operator = OperatorProcess(self.kubeconfig, tmp_path / "operator.log", operator_args, operator_wrapper)
         self.operators = [self.operator]   # the first, and those of another_operator()
         self.samples: list[Sample] = []
         self._stop_sampling = threading.Event()

@@ -4,11 +4,15 @@ from __future__ import annotations
 import asyncio
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 BIN = pathlib.Path(sys.executable).parent
@@ -65,3 +69,25 @@ def lines_of(job: dict) -> tuple[int, int]:
     identity = identify(job)
     assert identity is not None, job["metadata"]["name"]
     return identity.start, identity.end
+
+
+# ---- the operator's /metrics ------------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text) for sample in family.samples}
+
+
+def value(samples, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def batch_series(samples, namespace: str = "default", batch: str = "batch") -> list:
+    return [key for key in samples if ("batch", batch) in key[1] and ("namespace", namespace) in key[1]]

@@ -15,7 +15,7 @@ import urllib3
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.controller.resolver import storage_waiting
+from oscar_batch.controller.resolver import IO_THREADS, storage_waiting
 from oscar_batch.core.spec import parse_spec
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import SandboxConfig
@@ -287,3 +287,72 @@ def test_an_unreachable_s3_is_named_with_its_endpoint_and_the_cause(sandbox):
     assert waiting.reason == "StorageUnavailable"
     assert waiting.message == f"cannot reach S3 at {endpoint} (connection refused)"
 
+
+
+# ---- connection pools sized to the threads that call them ---------------------------------------------
+
+CALLERS = 32
+
+
+class AnswersTogether(Answering):
+    """Holds every request until CALLERS of them are open at once, so that each caller has a connection of its
+    own when it hands it back to its client's pool."""
+    together: threading.Barrier
+
+    def do_GET(self) -> None:
+        self.together.wait(timeout=10)
+        self.answer(200, b'{"name": "fish-detector", "token": "t"}')
+
+    do_HEAD = do_GET
+
+
+def _pool_warnings(caplog, call) -> list[str]:
+    """urllib3's warnings while CALLERS threads make `call` (True once answered) at once against a server
+    answering them together."""
+    AnswersTogether.together = threading.Barrier(CALLERS)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), AnswersTogether)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    answered: list[bool] = []
+    try:
+        with caplog.at_level("WARNING", logger="urllib3.connectionpool"):
+            callers = [threading.Thread(target=lambda: answered.append(call(
+                f"http://127.0.0.1:{server.server_address[1]}"))) for _ in range(CALLERS)]
+            for caller in callers:
+                caller.start()
+            for caller in callers:
+                caller.join(timeout=20)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert answered == [True] * CALLERS
+    return [record.getMessage() for record in caplog.records if "pool is full" in record.getMessage()]
+
+
+@pytest.mark.parametrize("pool_size, full", [(None, True), (IO_THREADS, False)])
+def test_the_oscar_client_keeps_a_connection_for_each_io_thread(caplog, pool_size, full):
+    clients: dict[str, OscarClient] = {}
+    lock = threading.Lock()
+
+    def call(endpoint: str) -> bool:
+        with lock:
+            client = clients.setdefault(endpoint, OscarClient(endpoint, token="t", **(
+                {"pool_size": pool_size} if pool_size else {})))
+        return client.service("fish-detector")["name"] == "fish-detector"
+
+    assert bool(_pool_warnings(caplog, call)) == full
+
+
+@pytest.mark.parametrize("pool_size, full", [(None, True), (IO_THREADS, False)])
+def test_the_s3_client_keeps_a_connection_for_each_io_thread(caplog, pool_size, full):
+    clients: dict[str, object] = {}
+    lock = threading.Lock()
+
+    def call(endpoint: str) -> bool:
+        spec = parse_spec({"service": "s", "oscar": {"endpoint": "http://oscar.invalid", "credentialsSecret": "o"},
+                           "storage": {"endpoint": endpoint, "credentialsSecret": "s", "bucket": "inputs"}})
+        with lock:
+            client = clients.setdefault(endpoint, manifest.client(spec, "AKEXAMPLE", "secret-key-value", **(
+                {"pool_size": pool_size} if pool_size else {})))
+        return manifest.bucket_exists(client, spec)
+
+    assert bool(_pool_warnings(caplog, call)) == full

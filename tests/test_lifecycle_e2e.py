@@ -7,11 +7,16 @@ The operator runs as a subprocess (`oscar-batch run`, real kopf) against the san
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 from harness import FAST_TIMING, Harness
+from oscar_batch.clients import manifest
+from oscar_batch.clients.oscar import OscarClient
+from oscar_batch.core.spec import parse_spec
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
+from oscar_batch_sandbox.handoff import OSCAR_SECRET, S3_SECRET
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys
 from proxy import TcpProxy
 from support import kubectl, wait_until
@@ -53,7 +58,7 @@ def events_of(harness: Harness, reason: str, name: str = "batch") -> list[dict[s
 
 
 def wait_for_event(harness: Harness, reason: str, name: str = "batch", timeout: float = 15) -> dict[str, Any]:
-    """kopf posts Events from a queue of its own: they may land a moment after what caused them."""
+    """The operator posts Events from a queue of its own: they may land a moment after what caused them."""
     return wait_until(lambda: (events_of(harness, reason, name) or [None])[-1], timeout=timeout,
                       message=f"an Event {reason} for batch {name}")
 
@@ -173,6 +178,26 @@ def test_deleting_a_running_batch_cancels_its_jobs_and_removes_its_manifest(tmp_
         assert not harness.events("CancelIncomplete")
 
 
+def test_a_batch_whose_secrets_went_first_is_cancelled_with_the_credentials_last_read(tmp_path):
+    # As when its namespace is deleted: the Secrets may be gone before the batch's finalizer runs.
+    with Harness(config(items=40, behaviour=SLOW), tmp_path) as harness:
+        harness.apply(itemsPerInvocation=4)
+        wait_until(lambda: len(active_jobs(harness)) >= 4, timeout=30, message="4 Jobs in flight")
+        kubectl(harness.kubeconfig, "delete", "secret", OSCAR_SECRET, S3_SECRET)
+        kubectl(harness.kubeconfig, "delete", "oscarbatchjob", "batch", "--wait=false")
+        wait_until_gone(harness)
+
+        assert active_jobs(harness) == []
+        assert "input/index.txt" not in harness.objects("input/index.txt")
+        event = wait_for_event(harness, "Cancelled")
+        message = event["message"]
+        assert "deleted" in message and "removed the manifest s3://e2e-bucket/input/index.txt" in message
+        assert not harness.events("CancelIncomplete")
+        # The operator's own Event names: the batch's UID and a stamp, never drawn at random.
+        assert re.fullmatch(rf"oscar-batch-{event['involvedObject']['uid']}\.[0-9a-f]+", event["metadata"]["name"])
+        assert event["source"]["component"] == event["reportingComponent"] == "oscar-batch-operator"
+
+
 def test_deleting_a_batch_that_keeps_its_manifest_leaves_the_manifest(tmp_path):
     with Harness(config(items=40, behaviour=SLOW), tmp_path) as harness:
         harness.apply(itemsPerInvocation=4, keepManifest=True)
@@ -208,6 +233,51 @@ def test_deleting_a_batch_while_oscar_is_unreachable_ends_in_time_and_names_the_
         assert "3 Job(s) still in OSCAR" in message and all(name in message for name in left)
         assert "removed the manifest" in message  # S3 was reachable: that part of the clean-up happened
         assert not harness.events("Cancelled")
+
+
+# ---- a batch the previous release started ---------------------------------------------------------
+
+def test_a_batch_the_previous_release_started_is_stopped_with_a_condition_and_still_cancels(tmp_path):
+    crawling = Behaviour(item_seconds=100.0, item_jitter=0.0, startup_seconds=1.0, time_scale=0.05, seed=5)
+    with Harness(config(items=40, behaviour=crawling), tmp_path) as harness:
+        harness.operator.stop()
+        # As the previous release left it: status.items a count, fixed ranges, a Job named -r<range> in flight,
+        # invoked through OSCAR as that release invoked it.
+        harness.apply(itemsPerInvocation=4)
+        uid = harness.batch()["metadata"]["uid"]
+        previous = {"phase": "Running", "items": 40, "progress": "0/10", "parallelism": 1, "itemsPerInvocation": 4,
+                    "ranges": {"total": 10, "pending": 9, "running": 1, "succeeded": 0, "failed": 0, "retried": 0},
+                    "completedRanges": "", "failedRanges": "", "manifest": f"s3://{BUCKET}/input/index.txt",
+                    "startTime": "2026-01-01T00:00:00Z"}
+        kubectl(harness.kubeconfig, "patch", "obatch", "batch", "--subresource=status", "--type=merge",
+                "-p", json.dumps({"status": previous}))
+        s3 = harness.sandbox.info["s3"]
+        spec = parse_spec(harness.batch()["spec"])
+        manifest.write(manifest.client(spec, s3["accessKey"], s3["secretKey"]), spec, uid, "default/batch")
+        info = harness.sandbox.info["oscar"]
+        oscar = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+        old_job = f"{info['service']}-{uid.replace('-', '')[:12]}-r3-a1"
+        oscar.invoke(info["service"], oscar.service(info["service"])["token"], {
+            "start": 12, "end": 16, "bucket": BUCKET, "manifest": "input/index.txt",
+            "oscarBatch": {"uid": uid, "batch": "default/batch", "range": 3, "attempt": 1, "redrive": 0}}, old_job)
+        harness.operator.start()
+
+        def condition() -> dict | None:
+            return next((c for c in status_of(harness).get("conditions") or ()
+                         if c.get("reason") == "UnsupportedPreviousRelease"), None)
+        stopped = wait_until(condition, timeout=30, message="the UnsupportedPreviousRelease condition")
+        assert stopped["type"] == "Progressing" and stopped["status"] == "False"
+        assert "finish it with that release, or delete it and create it again" in stopped["message"]
+        assert wait_for_event(harness, "UnsupportedPreviousRelease")["type"] == "Warning"
+        assert status_of(harness)["items"] == 40                      # left as that release needs it
+        assert harness.sandbox.sandbox.oscar.accepted_invocations == 1    # only the previous release's
+        assert [job["metadata"]["name"] for job in harness.jobs()] == [old_job]
+
+        kubectl(harness.kubeconfig, "delete", "oscarbatchjob", "batch", "--wait=false")
+        wait_until_gone(harness)
+        message = wait_for_event(harness, "Cancelled")["message"]
+        assert "deleted 1 Job(s) in flight" in message and "removed the manifest" in message
+        assert harness.jobs() == [] and "Traceback" not in harness.operator.log.read_text()
 
 
 # ---- redrive and live edits of a finished batch -------------------------------------------------

@@ -3,46 +3,33 @@ and parsed with prometheus-client's own parser, the log read as JSON lines."""
 from __future__ import annotations
 
 import json
-import socket
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
-from support import wait_until
+from support import batch_series, free_port, kubectl, scrape, value, wait_until
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text) for sample in family.samples}
-
-
-def value(samples, name: str, **labels: str) -> float | None:
-    return samples.get((name, tuple(sorted(labels.items()))))
-
-
-def test_a_batch_shows_in_the_metrics_and_its_milestones_in_json_logs(tmp_path):
+def test_a_batch_shows_in_the_metrics_while_it_runs_and_its_milestones_in_json_logs(tmp_path):
     port = free_port()
-    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=4, failure_rate=0.2)
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.02, seed=4, failure_rate=0.2)
     config = SandboxConfig(items=40, bucket="metrics-bucket", behaviour=behaviour)
     with Harness(config, tmp_path, operator_args=("--metrics", f"127.0.0.1:{port}", "--log-format", "json")) \
             as harness:
-        harness.apply(itemsPerInvocation=2, retries=6)
-        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
-        assert status["phase"] == "Succeeded", status
+        harness.apply(itemsPerInvocation=2, retries=6, maxParallelism=2)
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) >= 6,
+                   timeout=60, message="a few items to succeed")
+        # Suspended with nothing in flight, the batch stands still: its metrics must say what its status says.
+        kubectl(harness.kubeconfig, "patch", "obatch", "batch", "--type=merge", "-p", '{"spec": {"suspend": true}}')
+
+        def still() -> dict | None:
+            status = harness.batch().get("status") or {}
+            return status if status.get("phase") == "Suspended" and not status["invocations"]["running"] else None
+        status = wait_until(still, timeout=60, message="the suspended batch to have nothing in flight")
         batch = {"namespace": "default", "batch": "batch"}
-        samples = wait_until(lambda: (s := scrape(port)) and value(s, "oscar_batch_finished", **batch) == 1 and s,
-                             timeout=15, message="the verdict in the metrics")
-        assert value(samples, "oscar_batch_items", **batch, state="succeeded") == 40
-        assert value(samples, "oscar_batch_items", **batch, state="pending") == 0
+        samples = wait_until(lambda: (s := scrape(port)) and value(s, "oscar_batch_items", **batch, state="succeeded")
+                             == status["items"]["succeeded"] and s, timeout=15, message="the status in the metrics")
+        for state in ("pending", "running", "failed"):
+            assert value(samples, "oscar_batch_items", **batch, state=state) == status["items"][state]
         succeeded = value(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="succeeded")
         failed = value(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="failed") or 0
         assert succeeded and succeeded + failed == status["invocations"]["total"], (succeeded, failed, status)
@@ -51,6 +38,14 @@ def test_a_batch_shows_in_the_metrics_and_its_milestones_in_json_logs(tmp_path):
         assert value(samples, "oscar_batch_dispatch_seconds_count") == status["invocations"]["total"]
         assert value(samples, "oscar_batch_status_latency_seconds_count") >= succeeded
         assert value(samples, "oscar_batch_last_progress_timestamp_seconds", **batch) > 0
+
+        kubectl(harness.kubeconfig, "patch", "obatch", "batch", "--type=merge", "-p", '{"spec": {"suspend": false}}')
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        # A finished batch has no series left; the operator's own stay.
+        samples = wait_until(lambda: (s := scrape(port)) and not batch_series(s) and s, timeout=15,
+                             message="the finished batch's series to go")
+        assert value(samples, "oscar_batch_dispatch_seconds_count") == status["invocations"]["total"]
 
         records = [json.loads(line) for line in harness.operator.log.read_text().splitlines()
                    if line.startswith("{")]

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 import yaml
 
-from oscar_batch.controller.metrics import Metrics
+from oscar_batch.controller.metrics import BATCH, Metrics
 from oscar_batch.core import spec as spec_module
 from oscar_batch_sandbox import CRD_PATH
 from support import BIN, kubectl
@@ -294,6 +294,37 @@ def test_the_monitoring_overlay_scrapes_the_metrics_port_and_alerts_on_metrics_t
     [rule] = documents[("PrometheusRule", "oscar-batch-operator")]["spec"]["groups"][0]["rules"]
     used = set(re.findall(r"oscar_batch_[a-z_]+", rule["expr"]))
     assert used and used <= exported, used - exported
+    # The batch's own `namespace` label kept: without honorLabels it would become `exported_namespace`.
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+def test_the_stall_alert_joins_per_batch_aggregates_only():
+    """Two replicas' series of one batch (a takeover, until the next scrape) must not break the alert: each
+    metric enters the expression aggregated by exactly the batch's labels, and every match is on those."""
+    documents = _render(ROOT / "manifests" / "overlays" / "monitoring")
+    [rule] = next(d for (kind, _, _), d in documents.items() if kind == "PrometheusRule")["spec"]["groups"][0]["rules"]
+    expr = rule["expr"]
+    batch_labels = set(BATCH)
+
+    def labels(listed: str) -> set[str]:
+        return {label.strip() for label in listed.split(",")}
+
+    metrics = re.findall(r"oscar_batch_[a-z_]+", expr)
+    aggregated = re.findall(r"\b(?:sum|max|min) by \(([^)]*)\) \((oscar_batch_[a-z_]+)", expr)
+    assert sorted(name for _, name in aggregated) == sorted(metrics), expr
+    assert all(labels(by) == batch_labels for by, _ in aggregated), expr
+    matches = re.findall(r"\bon \(([^)]*)\)", expr)
+    assert matches and all(labels(on) == batch_labels for on in matches), expr
+    assert not re.search(r"\b(ignoring|group_left|group_right)\b", expr), expr
+    # What each metric carries besides the batch's labels: only the one the expression selects on.
+    exported = Metrics()
+    exported.batch("default", "batch").status_taken({"items": {"pending": 1}, "invocations": {"running": 1},
+                                                     "parallelism": 1})
+    samples = {sample.name: set(sample.labels) for family in exported.registry.collect() for sample in family.samples}
+    for name in metrics:
+        assert batch_labels <= samples[name] <= batch_labels | {"state"}, (name, samples[name])
+    summary = rule["annotations"]["summary"]
+    assert {"$labels.namespace", "$labels.batch"} <= set(re.findall(r"\$labels\.[a-z]+", summary))
 
 
 def _render(overlay: pathlib.Path) -> dict[tuple[str, str, str | None], dict]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import collections
 import json
+import os
 import pathlib
+import subprocess
 
 from harness import Harness, OperatorProcess
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.s3 import input_keys
-from support import lines_of, wait_until
+from support import BIN, batch_series, free_port, lines_of, scrape, value, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PEERING = "oscar-batch"
@@ -56,3 +58,23 @@ def test_two_replicas_invoke_each_range_once_and_the_standby_takes_over_when_the
         assert harness.sandbox.sandbox.oscar.accepted_invocations == 20   # OSCAR was asked once per range
         results = harness.objects(harness.config.behaviour.output_prefix).values()
         assert sorted(json.loads(body)["input"] for body in results) == input_keys("input/", 40)
+
+
+def test_a_replica_that_stands_down_drops_its_batches_series(tmp_path):
+    """Paused by a peer of higher priority (`kopf freeze`, a real kopf peer), the acting replica stops serving its
+    batches and exports none of their series: the next acting replica's would otherwise meet them in a join."""
+    port = free_port()
+    config = SandboxConfig(items=40, bucket="standdown-bucket", behaviour=SLOW)
+    with Harness(config, tmp_path, (*ARGS, "--metrics", f"127.0.0.1:{port}"),
+                 manifests=(ROOT / "crds" / "peering.yaml",)) as harness:
+        wait_until(lambda: len(_peers(harness)) == 1, timeout=30, message="the replica's keep-alive")
+        harness.apply(itemsPerInvocation=2)
+        wait_until(lambda: batch_series(scrape(port)), timeout=60, message="the batch's series")
+
+        subprocess.run([str(BIN / "kopf"), "freeze", "--peering", PEERING, "--all-namespaces", "--id", "freezer",
+                        "--priority", "100", "--lifetime", "60"], env={**os.environ, "KUBECONFIG": str(
+                            harness.kubeconfig)}, check=True, capture_output=True, timeout=60)
+        wait_until(lambda: _said(harness.operator, "Pausing operations"), timeout=30, message="the replica to pause")
+        samples = wait_until(lambda: (s := scrape(port)) and not batch_series(s) and s, timeout=30,
+                             message="the paused replica's batch series to go")
+        assert value(samples, "oscar_batch_dispatch_seconds_count")   # the operator's own series stay

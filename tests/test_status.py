@@ -211,3 +211,29 @@ def test_the_summary_of_a_batch_from_its_status(given, settled, rate, eta, elaps
 def test_the_summary_counts_what_is_queued_by_kueue():
     seen = status.summary({"items": {"total": 4}, "invocations": {"running": 3, "queued": 2}}, NOW)
     assert (seen.running, seen.queued, seen.fraction) == (3, 2, 0.0)
+
+
+# What the release with a fixed grid of ranges wrote, and what this one writes.
+PREVIOUS_STATUS = {"phase": "Running", "items": 40, "progress": "3/10", "itemsPerInvocation": 4,
+                   "ranges": {"total": 10, "pending": 5, "running": 2, "succeeded": 3, "failed": 0, "retried": 0},
+                   "completedRanges": "0-2", "failedRanges": "", "manifest": "s3://b/input/index.txt"}
+
+
+@pytest.mark.parametrize("given, previous", [
+    (PREVIOUS_STATUS, True),
+    ({"phase": "Running", "items": 0}, True),                          # a count, even zero
+    ({"phase": "Running", "completedRanges": "0-2"}, True),            # ranges without the count
+    ({}, False),
+    ({"phase": "Running", "items": {"total": 40, "succeeded": 3}}, False),
+    ({"phase": "Pending", "message": "Secret default/s does not exist"}, False),
+])
+def test_a_batch_the_previous_release_started_is_recognised(given, previous):
+    problem = status.previous_release(given)
+    assert (problem is not None) == previous
+    if previous:
+        assert "finish it with that release, or delete it and create it again" in problem
+
+
+def test_the_summary_of_a_previous_release_batch_has_no_counts_instead_of_failing():
+    summary = status.summary(PREVIOUS_STATUS, datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC))
+    assert (summary.total, summary.succeeded, summary.rate) == (0, 0, None)

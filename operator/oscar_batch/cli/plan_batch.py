@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
 import pathlib
 import sys
 from typing import Any
@@ -39,9 +38,7 @@ def add_command(plan_commands: argparse._SubParsersAction) -> None:
 
 def plan_batch(args: argparse.Namespace) -> int:
     document = _batch_document(args.file)
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
-    config = pykube.KubeConfig.from_env()
+    config = cluster.kube_config(args.kubeconfig)
     namespace = document["metadata"].get("namespace") or args.namespace or config.namespace or "default"
     try:
         spec = parse_spec(document.get("spec") or {})

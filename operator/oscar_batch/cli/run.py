@@ -1,8 +1,7 @@
-"""`oscar-batch run`: the operator, against the current kubeconfig or the in-cluster ServiceAccount."""
+"""`oscar-batch run`: the operator, against the kubeconfig given or the in-cluster ServiceAccount."""
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
 import time
 
@@ -64,8 +63,6 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def run_operator(args: argparse.Namespace) -> int:
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
     timing = Timing(tick=args.tick, plan_interval=args.plan_interval,
                     min_replan=min(Timing().min_replan, args.plan_interval),
                     status_interval=args.status_interval, retry_delay=args.retry_delay,
@@ -76,7 +73,7 @@ def run_operator(args: argparse.Namespace) -> int:
     metrics = Metrics()
     if args.metrics:
         metrics.serve(*args.metrics)
-    memo = handlers.memo(timing, args.namespace, metrics, peering=args.peering,
+    memo = handlers.memo(timing, args.namespace, metrics, kubeconfig=args.kubeconfig, peering=args.peering,
                          peering_lifetime=args.peering_lifetime)
     if args.readiness:
         host, port = args.readiness

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import pathlib
 from typing import Any
 
@@ -26,9 +25,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
 
 
 def show_status(args: argparse.Namespace) -> int:
-    if args.kubeconfig:
-        os.environ["KUBECONFIG"] = str(args.kubeconfig.resolve())
-    config = pykube.KubeConfig.from_env()
+    config = cluster.kube_config(args.kubeconfig)
     namespace = args.namespace or config.namespace or "default"
     try:
         body = cluster.Kube(pykube.HTTPClient(config)).batch(namespace, args.name)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pathlib
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -17,6 +19,17 @@ GROUP, VERSION, PLURAL = "batch.oscarbatch.dev", "v1alpha1", "oscarbatchjobs"
 LIST_PAGE = 500
 KUEUE = "kueue.x-k8s.io/v1beta2"
 WATCH_CHUNK_BYTES = 64 * 1024
+
+
+def kube_config(kubeconfig: pathlib.Path | None = None) -> pykube.KubeConfig:
+    """The file given, else $KUBECONFIG, else the in-cluster ServiceAccount, else ~/.kube/config: what is named
+    explicitly wins, as with kubectl. pykube's own `from_env` tries the ServiceAccount first, so inside a pod it
+    would ignore both the file given and $KUBECONFIG."""
+    if kubeconfig is not None:
+        return pykube.KubeConfig.from_file(str(kubeconfig))
+    if os.environ.get("KUBECONFIG"):
+        return pykube.KubeConfig.from_file()
+    return pykube.KubeConfig.from_env()
 
 
 class KubeError(Exception):
@@ -38,10 +51,9 @@ class Kube:
         self.api = api
 
     @classmethod
-    def from_environment(cls, pool_size: int) -> Kube:
-        """In-cluster ServiceAccount when running in a pod, else $KUBECONFIG or ~/.kube/config. `pool_size`: the
-        threads that call this client at once."""
-        config = pykube.KubeConfig.from_env()
+    def from_environment(cls, pool_size: int, kubeconfig: pathlib.Path | None = None) -> Kube:
+        """Credentials as `kube_config` finds them. `pool_size`: the threads that call this client at once."""
+        config = kube_config(kubeconfig)
         # Sized for the callers: urllib3's default pool of 10 drops the connections beyond that ("Connection
         # pool is full") and opens new ones for the next calls.
         adapter = pykube.http.KubernetesHTTPAdapter(config, pool_maxsize=pool_size)
@@ -132,9 +144,13 @@ class Kube:
 
     def create(self, plural: str, document: dict[str, Any]) -> None:
         metadata = document["metadata"]
-        response = self.api.post(url=plural, namespace=metadata.get("namespace"), version=document["apiVersion"],
-                                 headers={"Content-Type": "application/json"}, data=json.dumps(document))
-        self._check(response, f"creating {document['kind']} {metadata.get('namespace')}/{metadata['name']}")
+        doing = f"creating {document['kind']} {metadata.get('namespace')}/{metadata['name']}"
+        try:
+            response = self.api.post(url=plural, namespace=metadata.get("namespace"), version=document["apiVersion"],
+                                     headers={"Content-Type": "application/json"}, data=json.dumps(document))
+        except requests.RequestException as error:
+            raise KubeError(f"{doing}: cannot reach the Kubernetes API ({type(error).__name__})") from None
+        self._check(response, doing)
 
     def patch_batch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         response = self.api.patch(url=f"{PLURAL}/{name}/status", namespace=namespace, version=f"{GROUP}/{VERSION}",

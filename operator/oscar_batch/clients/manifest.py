@@ -11,12 +11,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import certifi
 import minio
+import urllib3
 from minio.error import S3Error
 
 from oscar_batch.core.spec import BatchSpec
@@ -24,6 +27,7 @@ from oscar_batch.core.spec import BatchSpec
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 SPOOL_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY = 10_000
+MINIO_POOL_SIZE, MINIO_TIMEOUT = 10, 300   # minio's own defaults
 
 
 class StorageError(Exception):
@@ -38,10 +42,16 @@ class ObjectOwner:
     items: int
 
 
-def client(spec: BatchSpec, access_key: str, secret_key: str) -> minio.Minio:
+def client(spec: BatchSpec, access_key: str, secret_key: str, pool_size: int = MINIO_POOL_SIZE) -> minio.Minio:
+    """`pool_size`: the threads that may call this client at once. minio's own pool manager, but for its size
+    (minio fixes it at 10; urllib3 discards the connections beyond it, "Connection pool is full")."""
     url = urllib.parse.urlsplit(spec.s3_endpoint)
+    pool = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=MINIO_TIMEOUT, read=MINIO_TIMEOUT), maxsize=pool_size,
+        cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
     return minio.Minio(url.netloc, access_key=access_key, secret_key=secret_key,
-                       secure=url.scheme == "https", region=spec.s3_region)
+                       secure=url.scheme == "https", region=spec.s3_region, http_client=pool)
 
 
 def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from oscar_batch.clients.errors import connection_problem
@@ -27,7 +27,10 @@ class OscarError(Exception):
 
 class OscarClient:
     def __init__(self, endpoint: str, *, username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True) -> None:
+                 token: str | None = None, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True,
+                 pool_size: int = DEFAULT_POOLSIZE) -> None:
+        """`pool_size`: the threads that may call this client at once (urllib3 discards the connections beyond
+        its pool's size, "Connection pool is full", and opens new ones for the next calls)."""
         if not (token or (username and password)):
             raise OscarError("OSCAR credentials need `username` and `password`, or a `token`")
         self.endpoint = endpoint.rstrip("/")
@@ -48,8 +51,8 @@ class OscarClient:
         # GETs and DELETEs are idempotent: ride out a restarting OSCAR Manager. POST /job is never retried here.
         retry = Retry(total=3, backoff_factor=0.25, status_forcelist=(502, 503, 504),
                       allowed_methods=frozenset({"GET", "DELETE"}))
-        self._session.mount("http://", HTTPAdapter(max_retries=retry))
-        self._session.mount("https://", HTTPAdapter(max_retries=retry))
+        for scheme in ("http://", "https://"):
+            self._session.mount(scheme, HTTPAdapter(max_retries=retry, pool_maxsize=pool_size))
 
     def close(self) -> None:
         self._session.close()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
+import pathlib
 import socket
 from typing import Any
 
@@ -19,24 +21,27 @@ from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
+from oscar_batch.controller.reporter import EVENT_NAME_PREFIX, EventPoster
+from oscar_batch.controller.resolver import IO_THREADS, KnownSecrets, Resolver
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
 REPORTING_COMPONENT = "oscar-batch-operator"
-# Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
-# for one call, never for a batch's life.
-IO_THREADS = 32
+EVENTS_DRAIN_SECONDS = 5.0   # at exit, for the Events still queued (a cancellation's last word, say)
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
-def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, peering: str | None = None,
-         peering_lifetime: int = 60) -> kopf.Memo:
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, kubeconfig: pathlib.Path | None = None,
+         peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
-    `peering`: the name of the kopf peering object when replicas share the work, None when standalone."""
-    kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
+    `kubeconfig`: the file given, None to find credentials as `cluster.kube_config` does; `peering`: the name of
+    the kopf peering object when replicas share the work, None when standalone."""
+    kube = cluster.Kube.from_environment(pool_size=IO_THREADS, kubeconfig=kubeconfig)
     jobs = JobStore()
     jobs.watching(namespaces)
-    return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(), metrics=metrics,
+    return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
+                     metrics=metrics, secrets=KnownSecrets(),
+                     events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -46,15 +51,34 @@ def _scopes(namespaces: list[str]) -> list[str | None]:
     return list(namespaces) or [None]
 
 
+@kopf.on.login()
+def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+    """kopf's credentials from the same source as the operator's own client (`cluster.kube_config`): kopf's
+    default login tries the in-cluster ServiceAccount first and would ignore the kubeconfig given. Read again at
+    each login, so that kopf's re-login after a 401 picks up a rotated token."""
+    config = cluster.kube_config(memo.kubeconfig)
+    ca, cert, key = (config.cluster.get("certificate-authority"), config.user.get("client-certificate"),
+                     config.user.get("client-key"))
+    return kopf.ConnectionInfo(
+        server=config.cluster["server"], ca_path=ca.filename() if ca else None,
+        insecure=config.cluster.get("insecure-skip-tls-verify"), username=config.user.get("username"),
+        password=config.user.get("password"), token=config.user.get("token"),
+        certificate_path=cert.filename() if cert else None, private_key_path=key.filename() if key else None,
+        default_namespace=config.namespace, proxy_url=config.cluster.get("proxy-url"))
+
+
 @kopf.on.startup()
 async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=cluster.GROUP, key="last-handled-configuration")
+    # The batches' Events are the operator's own (`EventPoster`: names that cannot collide); kopf posts only its
+    # warnings and errors (a handler that raised), not a "Handler succeeded" per batch.
+    settings.posting.level = logging.WARNING
     settings.posting.reporting_component = REPORTING_COMPONENT
     settings.posting.reporting_instance = socket.gethostname()   # in a cluster, the operator's pod
-    settings.posting.event_name_prefix = "oscar-batch-"
+    settings.posting.event_name_prefix = EVENT_NAME_PREFIX
     # A deleted batch's daemon exits within a tick of being stopped: wait for that, or kopf re-checks only
     # after the daemon's cancellation_timeout (30 s) and holds the finalizer that long.
     settings.background.instant_exit_timeout = 5.0
@@ -71,6 +95,7 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) 
         concurrent.futures.ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="oscar-batch-io"))
     for watch in memo.job_watches:
         watch.start()
+    memo.event_posting = asyncio.create_task(memo.events.run(), name="oscar-batch events")
 
 
 def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> None:
@@ -90,6 +115,8 @@ def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> No
 async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
     for watch in memo.job_watches:
         watch.stop()
+    await memo.events.drain(timeout=EVENTS_DRAIN_SECONDS)
+    memo.event_posting.cancel()
 
 
 # One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)
@@ -98,9 +125,11 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 # daemon never returns by itself either: kopf would never start it again.
 @kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+    meta = body["metadata"]
+    resolver = Resolver(memo.kube, meta["namespace"], known=memo.secrets, uid=meta["uid"])
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
-                          stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing,
-                          metrics=memo.metrics).run()
+                          stopped=stopped, kube=memo.kube, emit=memo.events.emitter(body), timing=memo.timing,
+                          resolver=resolver, metrics=memo.metrics).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
@@ -109,14 +138,12 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if memo.get("cancelled"):
         # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
         return
+    # Its Secrets may be gone already (its namespace is being deleted): what the batch last read from them will do.
+    resolver = Resolver(memo.kube, body["metadata"]["namespace"], known=memo.secrets, uid=uid, recall_missing=True)
     await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
-                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
-                        batches=memo.batches, timing=memo.timing)
+                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=memo.events.emitter(body),
+                        batches=memo.batches, timing=memo.timing, resolver=resolver)
     memo["cancelled"] = True
-    memo.metrics.batch(body["metadata"]["namespace"], body["metadata"]["name"]).forget()
+    memo.secrets.forget(uid)
 
 
-def _emitter(body: kopf.Body):
-    def emit(kind: str, reason: str, message: str) -> None:
-        kopf.event(body, type=kind, reason=reason, message=message)
-    return emit

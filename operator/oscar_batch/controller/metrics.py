@@ -1,9 +1,9 @@
 """Prometheus metrics (`prometheus-client`), served by `oscar-batch run --metrics HOST:PORT` at /metrics.
 
-Per batch (labels `namespace`, `batch`): items and invocations by state and planned slots, set from every status
-patch the API server took, so they say what status says; invocations by outcome and retries, counted as Jobs end;
-the time from the Job watch seeing a Job end to a status patch recording it. For the operator: OSCAR round trips of
-`POST /job`, and problems with OSCAR, S3 and the Kubernetes API by kind.
+Per batch (labels `namespace`, `batch`), while the batch runs in this replica: items and invocations by state and
+planned slots, set from every status patch the API server took, so they say what status says; invocations by
+outcome and retries, counted as Jobs end; the time from the Job watch seeing a Job end to a status patch recording
+it. For the operator: OSCAR round trips of `POST /job`, and problems with OSCAR, S3 and the Kubernetes API by kind.
 """
 from __future__ import annotations
 
@@ -40,8 +40,6 @@ class Metrics:
                            "in flight)", [*BATCH, "kind"], registry=r)
         self.last_progress = Gauge("oscar_batch_last_progress_timestamp_seconds", "When the batch last had more items "
                                    "succeeded or failed (Unix time)", BATCH, registry=r)
-        self.finished = Gauge("oscar_batch_finished", "1 once the batch has a verdict (Succeeded or Failed)", BATCH,
-                              registry=r)
         self.outcomes = Counter("oscar_batch_invocation_outcomes", "Invocations ended, by outcome: succeeded, failed "
                                 "(the service's failure), disrupted (evicted, node lost)", [*BATCH, "outcome"],
                                 registry=r)
@@ -91,8 +89,6 @@ class BatchMetrics:
             m.slots.labels(*labels, "used").set(patch["invocations"].get("running", 0))
         if "parallelism" in patch:
             m.slots.labels(*labels, "planned").set(patch["parallelism"])
-        if "phase" in patch:
-            m.finished.labels(*labels).set(patch["phase"] in ("Succeeded", "Failed"))
         if "completedItems" in patch:
             now = time.monotonic()
             for seen in self._ended_at:
@@ -117,7 +113,9 @@ class BatchMetrics:
             self.metrics.peer_error(peer, reason)
 
     def forget(self) -> None:
-        """A deleted batch's series go away with it."""
+        """The batch's series go away when it has its verdict, is deleted, or this replica stops serving it (kopf
+        peering paused it, or it exits): only unfinished batches have series, and each in one replica at most, so
+        a join on (namespace, batch) never meets a finished batch's or another replica's leftovers."""
         m = self.metrics
         for metric, values in ((m.items, ("pending", "running", "succeeded", "failed")),
                              (m.in_flight, ("running", "queued")), (m.slots, ("planned", "used")),
@@ -125,6 +123,6 @@ class BatchMetrics:
             for value in values:
                 with contextlib.suppress(KeyError):
                     metric.remove(*self.labels, value)
-        for metric in (m.last_progress, m.finished, m.invocations, m.retries):
+        for metric in (m.last_progress, m.invocations, m.retries):
             with contextlib.suppress(KeyError):
                 metric.remove(*self.labels)

@@ -79,7 +79,8 @@ class BatchController:
                     await self.stopped.wait(self.timing.retry_delay)
                     continue
                 try:
-                    await self._run()
+                    if await self._run():
+                        self.metrics.forget()   # a finished batch has no series (BatchMetrics.forget)
                     backoff.succeeded()
                 except Waiting as waiting:
                     await self.report.waiting(waiting)
@@ -87,6 +88,7 @@ class BatchController:
                     await self._pause(backoff.failed(self.clock(), cap=cap))
         finally:
             self.batches.exited(self.uid)
+            self.metrics.forget()   # deleted, or no longer served here: kopf paused this replica, or it exits
 
     def _has_work(self) -> bool:
         generation = self.report.generation()
@@ -106,13 +108,18 @@ class BatchController:
     def _deleting(self) -> bool:
         return bool(self.body["metadata"].get("deletionTimestamp"))
 
-    async def _run(self) -> None:
+    async def _run(self) -> bool:
+        """Whether the batch reached its verdict (else the daemon is stopping)."""
+        if (problem := status.previous_release(self.report.status())) is not None:
+            raise Waiting(status.PREVIOUS_RELEASE, problem)
         peers = await self._resolve()
         items = await self._manifest(peers)
         await self._jobs_listed()
         book = await self._book(items, peers)
-        if await self._drive(book, peers):
-            self._settled_at = (self.report.generation(), peers.spec.redrive)
+        if not await self._drive(book, peers):
+            return False
+        self._settled_at = (self.report.generation(), peers.spec.redrive)
+        return True
 
     async def _resolve(self) -> Peers:
         spec = await self._spec()

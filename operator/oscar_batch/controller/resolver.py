@@ -7,6 +7,8 @@ batch's condition; no message ever carries a credential.
 from __future__ import annotations
 
 import dataclasses
+import logging
+import threading
 from typing import Any
 
 import minio
@@ -17,11 +19,16 @@ from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.core import planner
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
 
+log = logging.getLogger(__name__)
+# Blocking calls (pykube-ng, minio, requests) run off the event loop in a pool of this many threads (the loop's
+# default executor, set by `handlers`): a slow peer holds a thread only for one call, never for a batch's life.
+# Each client's connection pool is sized to be called from all of them at once.
+IO_THREADS = 32
 # Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.
 NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
-    "ManifestKeyInUse", "NamespaceNotWatched",
+    "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease",
 })
 
 
@@ -49,18 +56,52 @@ class Peers:
     namespace: str          # where the service's Jobs are: the spec's override, else the service's own
 
 
+class KnownSecrets:
+    """The Secret values each batch last read, by batch UID, in this process's memory only (never written, logged
+    or reported): when a namespace is deleted its Secrets may go before a batch's finalizer runs, and cancelling
+    the batch still has to delete its Jobs and manifest. Read and written from the I/O threads."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, dict[str, dict[str, str]]] = {}
+        self._lock = threading.Lock()
+
+    def remember(self, uid: str, name: str, values: dict[str, str]) -> None:
+        with self._lock:
+            self._values.setdefault(uid, {})[name] = dict(values)
+
+    def recall(self, uid: str, name: str) -> dict[str, str] | None:
+        with self._lock:
+            return self._values.get(uid, {}).get(name)
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._values.pop(uid, None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Resolver:
     kube: cluster.Kube
     namespace: str
+    # With `known`, the values read are remembered for the batch `uid`; with `recall_missing` too (the
+    # cancellation), a Secret gone is replaced by what was last read from it.
+    known: KnownSecrets | None = None
+    uid: str = ""
+    recall_missing: bool = False
 
     def secret(self, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         try:
-            return self.kube.secret(self.namespace, name, keys)
+            values = self.kube.secret(self.namespace, name, keys)
         except cluster.KubeError as error:
             if error.code == 404:
+                recalled = self.known.recall(self.uid, name) if self.known and self.recall_missing else None
+                if recalled is not None:
+                    log.info("Secret %s/%s is gone: using the values last read from it", self.namespace, name)
+                    return recalled
                 raise Waiting("SecretNotFound", f"Secret {self.namespace}/{name} does not exist") from None
             raise Waiting("SecretUnreadable", str(error)) from None
+        if self.known:
+            self.known.remember(self.uid, name, values)
+        return values
 
     def oscar_client(self, spec: BatchSpec) -> OscarClient:
         credentials = self.secret(spec.oscar_secret, ("username", "password", "token"))
@@ -68,7 +109,8 @@ class Resolver:
             raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
                                               "`username` and `password`, or `token`")
         return OscarClient(spec.oscar_endpoint, username=credentials.get("username"),
-                           password=credentials.get("password"), token=credentials.get("token"))
+                           password=credentials.get("password"), token=credentials.get("token"),
+                           pool_size=IO_THREADS)
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
         try:
@@ -100,7 +142,7 @@ class Resolver:
         if not (keys.get("accessKey") and keys.get("secretKey")):
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
-        return manifest.client(spec, keys["accessKey"], keys["secretKey"])
+        return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=IO_THREADS)
 
 
 def storage_waiting(error: Exception, spec: BatchSpec, doing: str = "") -> Waiting:

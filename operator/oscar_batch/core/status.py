@@ -21,6 +21,23 @@ NAMED_IN_MESSAGE = 5
 PLAIN_REASONS = frozenset({"RangesRunning", "Listing", "Suspended", "Redriven", "AllItemsSucceeded"})
 
 
+# A batch started by the release that ran a fixed grid of ranges: `status.items` was the item count, the ranges
+# were in `ranges`, `completedRanges` and `failedRanges`, and its Jobs were named `<service>-<uid>-r<range>-a<n>`.
+PREVIOUS_RELEASE = "UnsupportedPreviousRelease"
+PREVIOUS_RELEASE_FIELDS = ("ranges", "completedRanges", "failedRanges")
+
+
+def previous_release(status: Mapping[str, Any]) -> str | None:
+    """What to do about a batch the previous release started, or None for any other. Taking it over would mean
+    turning its grid of ranges, attempts and redrive rounds into line sets and halving trees with nothing invoked
+    twice; this release does not try."""
+    if not isinstance(status.get("items"), int) and not any(field in status for field in PREVIOUS_RELEASE_FIELDS):
+        return None
+    return ("this batch was started by an earlier release of the operator (fixed ranges: status.items is a count, "
+            "Jobs are named -r<range>), which this release cannot take over: finish it with that release, or delete "
+            "it and create it again (its inputs are listed anew and run from the start)")
+
+
 def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The part of status that moves while the batch runs: small for any number of items."""
     counts = book.counts()
@@ -151,7 +168,8 @@ class Summary:
 
 
 def summary(status: Mapping[str, Any], now: datetime.datetime) -> Summary:
-    items = status.get("items") or {}
+    items = status.get("items")
+    items = items if isinstance(items, Mapping) else {}   # a count: see previous_release
     invocations = status.get("invocations") or {}
     total, succeeded, failed = (int(items.get(key) or 0) for key in ("total", "succeeded", "failed"))
     started, completed = parse_time(status.get("startTime")), parse_time(status.get("completionTime"))
