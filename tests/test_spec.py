@@ -237,6 +237,13 @@ def test_manifest_and_results_keys_must_differ_when_both_set():
     ({"include": ["*.txt"]}, {"manifestKey": "input/list.txt"}, "input/list.txt", False),
     ({"include": ["*.txt"]}, {"manifestKey": "input/list.txt"}, "input/index.txt", True),  # not ours any more
     ({}, {"resultsKey": "input/done.json"}, "input/done.json", False),
+    ({}, {}, "input/index.txt.unlisted.json", False),               # the inputs left out of the manifest
+    ({}, {"manifestKey": "l.txt"}, "input/l.txt.unlisted.json", True),
+    ({}, {"manifestKey": "l.txt"}, "l.txt.unlisted.json", False),
+    ({}, {}, "input/photos/", False),                               # a directory marker
+    ({"include": ["*"]}, {}, "input/", False),
+    ({}, {}, "input/ photo.jpg ", True),                            # spaces at either end: an input, as listed
+    ({}, {}, "input/a\rb.jpg", True),                              # an input; whether it is listable is keys'
 ])
 def test_is_input(storage, top, key, expected):
     spec = minimal(**top)
@@ -337,6 +344,14 @@ def test_a_restored_spec_selects_inputs_as_the_started_one(path, value, key, exp
 def test_apply_pinned_keeps_the_results_key_consistent(top, results_key):
     restored, _ = apply_pinned(parse_spec(minimal(**top)), STARTED)
     assert (restored.manifest_key, restored.results_key) == ("input/index.txt", results_key)
+
+
+def test_the_results_key_cannot_be_where_unlisted_inputs_go():
+    with pytest.raises(SpecError, match="leaves out of the manifest"):
+        parse_spec(minimal(manifestKey="x/list.txt", resultsKey="x/list.txt.unlisted.json"))
+    live = parse_spec(minimal(manifestKey="input/index-2.txt", resultsKey="input/index.txt.unlisted.json"))
+    with pytest.raises(SpecError, match="leaves out of the manifest"):
+        apply_pinned(live, STARTED)
 
 
 def test_a_results_key_onto_the_pinned_manifest_is_an_error():

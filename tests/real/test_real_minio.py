@@ -47,7 +47,7 @@ def read(server: Minio, bucket: str, key: str) -> str:
 def test_manifest_lists_filtered_inputs_in_key_order(real_minio: Minio, bucket: str) -> None:
     spec = spec_for(real_minio, bucket, prefix="in/", include=["*.jpg", "*.JPG"], exclude=["thumbnails/*"])
     s3 = manifest.client(spec, real_minio.access_key, real_minio.secret_key)
-    items = manifest.write(s3, spec, "uid-1", "ns/batch")
+    items = manifest.write(s3, spec, "uid-1", "ns/batch").items
     lines = read(real_minio, bucket, spec.manifest_key).splitlines()
     expected = sorted((k for k in KEYS if k.startswith("in/") and k.endswith((".jpg", ".JPG"))
                        and not k.startswith("in/thumbnails/")), key=lambda k: k.encode())
@@ -55,7 +55,7 @@ def test_manifest_lists_filtered_inputs_in_key_order(real_minio: Minio, bucket: 
     assert items == len(expected)
 
     # Written again over the same prefix, the manifest does not list itself.
-    assert manifest.write(s3, spec, "uid-1", "ns/batch") == items
+    assert manifest.write(s3, spec, "uid-1", "ns/batch").items == items
     assert read(real_minio, bucket, spec.manifest_key).splitlines() == expected
 
 
@@ -63,7 +63,7 @@ def test_manifest_owner_round_trips_through_object_metadata(real_minio: Minio, b
     spec = spec_for(real_minio, bucket, prefix="in/")
     s3 = manifest.client(spec, real_minio.access_key, real_minio.secret_key)
     assert manifest.owner(s3, spec, spec.manifest_key) is None  # NoSuchKey: nobody wrote it yet
-    items = manifest.write(s3, spec, "5f0c-uid", "fish/obsea")
+    items = manifest.write(s3, spec, "5f0c-uid", "fish/obsea").items
     owner = manifest.owner(s3, spec, spec.manifest_key)
     assert owner == manifest.ObjectOwner(uid="5f0c-uid", batch="fish/obsea", items=items)
 

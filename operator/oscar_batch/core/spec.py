@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from oscar_batch.core import keys
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Bucket names the minio client refuses whatever the endpoint, with a ValueError before any request.
@@ -24,6 +26,7 @@ S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host,
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
 RESULTS_SUFFIX = ".results.json"
+UNLISTED_SUFFIX = ".unlisted.json"
 MAX_KEY_LENGTH = 1024  # S3 object keys
 MAX_SECRET_NAME_LENGTH = 253  # a DNS subdomain
 MAX_URL_LENGTH = 2048
@@ -63,9 +66,15 @@ class BatchSpec:
         """`s3://bucket/key` of an object of this batch's bucket, for messages and status."""
         return f"s3://{self.bucket}/{key}"
 
+    @property
+    def unlisted_key(self) -> str:
+        """The object naming every input left out of the manifest (`keys.unlistable`), written only if any is."""
+        return self.manifest_key + UNLISTED_SUFFIX
+
     def is_input(self, key: str) -> bool:
-        """Whether an object listed under the prefix is an input. The batch's own objects never are."""
-        if key in (self.manifest_key, self.results_key):
+        """Whether an object listed under the prefix is an input. The batch's own objects and directory markers
+        never are."""
+        if key in (self.manifest_key, self.results_key, self.unlisted_key) or keys.is_directory_marker(key):
             return False
         relative = key[len(self.prefix):]
         if self.include and not any(fnmatch.fnmatchcase(relative, pattern) for pattern in self.include):
@@ -84,6 +93,9 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
                           default=manifest_key + RESULTS_SUFFIX)
     if manifest_key == results_key:
         raise SpecError("spec.manifestKey and spec.resultsKey must name different objects")
+    if results_key == manifest_key + UNLISTED_SUFFIX:
+        raise SpecError(f"spec.resultsKey cannot be {results_key!r}: the batch writes the inputs it leaves out of "
+                        "the manifest there")
     return BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
@@ -169,6 +181,9 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
         elif spec.results_key == restored["manifest_key"]:
             raise SpecError(f"spec.resultsKey {spec.results_key!r} is the manifest key the batch started with; "
                             "the results would overwrite the manifest")
+        elif spec.results_key == restored["manifest_key"] + UNLISTED_SUFFIX:
+            raise SpecError(f"spec.resultsKey {spec.results_key!r} is where the batch it started with writes the "
+                            "inputs it leaves out of the manifest")
     return dataclasses.replace(spec, **restored), changed
 
 
