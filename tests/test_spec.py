@@ -92,6 +92,10 @@ def test_defaults():
     ("oscar.servicesNamespace", "n" * 63, "services_namespace", "n" * 63),
     ("oscar.endpoint", "https://oscar.example.org/api/", "oscar_endpoint", "https://oscar.example.org/api/"),
     ("storage.endpoint", "https://minio.example.org/", "s3_endpoint", "https://minio.example.org/"),
+    ("storage.endpoint", "http://[::1]:9000", "s3_endpoint", "http://[::1]:9000"),
+    ("storage.endpoint", "http://10.0.0.5:65535/", "s3_endpoint", "http://10.0.0.5:65535/"),
+    ("storage.region", "my_region-2", "s3_region", "my_region-2"),
+    ("storage.region", "r" * 63, "s3_region", "r" * 63),
     ("storage.include", ["*.jpg"] * 64, "include", ("*.jpg",) * 64),
     ("storage.exclude", ["x" * 1024], "exclude", ("x" * 1024,)),
     ("service", "a" * 39, "service", "a" * 39),
@@ -151,7 +155,18 @@ def test_fields(path, value, field, expected):
     ("oscar.servicesNamespace", "n" * 64, "spec.oscar.servicesNamespace"),
     ("oscar.servicesNamespace", "OSCAR-svc", "spec.oscar.servicesNamespace"),
     ("oscar.servicesNamespace", "oscar.svc", "spec.oscar.servicesNamespace"),
-    ("storage.region", "r" * 65, "spec.storage.region"),
+    ("storage.region", "r" * 64, "spec.storage.region"),            # the S3 client takes 63 at most
+    ("storage.region", ":", "spec.storage.region"),                 # found by tests/test_fuzz_spec.py
+    ("storage.region", "-eu", "spec.storage.region"),
+    ("storage.region", "eu west", "spec.storage.region"),
+    ("storage.endpoint", "http://[", "spec.storage.endpoint"),      # found by tests/test_fuzz_spec.py
+    ("storage.endpoint", "http://[::1", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://[zz::1]", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio:99999", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio:port", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://user:pw@minio", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio?x=1", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio#top", "spec.storage.endpoint"),
     ("storage.region", "", "spec.storage.region"),
     ("storage.prefix", "p" * 1025, "spec.storage.prefix"),
     ("storage.prefix", "p" * 1020, "spec.manifestKey"),             # its default, <prefix>index.txt, is too long

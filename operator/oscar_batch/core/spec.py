@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -21,7 +22,9 @@ BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
 BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
 ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
-S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
+# The S3 client takes a host (a name, IPv4 or [IPv6]) and a port, nothing else: no path, user, query or fragment.
+S3_ENDPOINT = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:]+)(:[0-9]{1,5})?/?$")
+S3_REGION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")  # what the S3 client accepts
 # Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
@@ -105,9 +108,9 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
         if oscar.get("servicesNamespace") is not None else None,
-        s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
-                              rule="an http(s) URL with no path"),
-        s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
+        s3_endpoint=_s3_endpoint(storage),
+        s3_region=_matching(storage, "region", "storage.region", S3_REGION, max_length=63, default="us-east-1",
+                            rule="1-63 letters, digits, '-' and '_', starting and ending with a letter or digit"),
         s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret",
                           max_length=MAX_SECRET_NAME_LENGTH),
         bucket=_bucket(storage),
@@ -212,6 +215,18 @@ def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Patter
     if not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
     return value
+
+
+def _s3_endpoint(storage: Mapping[str, Any]) -> str:
+    endpoint = _matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
+                         rule="an http(s) URL of a host and port, with no path")
+    try:
+        port = urllib.parse.urlsplit(endpoint).port   # also checks an [IPv6] address
+    except ValueError as error:
+        raise SpecError(f"spec.storage.endpoint {endpoint!r} is invalid: {error}") from None
+    if port == 0:
+        raise SpecError(f"spec.storage.endpoint {endpoint!r} is invalid: port 0")
+    return endpoint
 
 
 def _bucket(storage: Mapping[str, Any]) -> str:
