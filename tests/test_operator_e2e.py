@@ -452,6 +452,12 @@ def test_awkward_keys_each_get_one_output_and_unlistable_ones_are_reported(tmp_p
         [event] = harness.events("InputsUnlisted")
         assert event["type"] == "Warning" and "3 input key(s) left out" in event["message"]
         assert "'input/a\\rb.jpg'" in event["message"]
+        shown = subprocess.run([str(BIN / "oscar-batch"), "status", "batch", "--kubeconfig", str(harness.kubeconfig)],
+                               capture_output=True, text=True, check=True).stdout
+        assert "left out of the manifest, a line break in the key (3):\n  'input/a\\rb.jpg'\n" in shown
+        planned = subprocess.run([str(BIN / "oscar-batch"), "plan", "batch", str(tmp_path / "batch.yaml"),
+                                  "--kubeconfig", str(harness.kubeconfig)], capture_output=True, text=True, check=True)
+        assert f"inputs: {len(inputs)} in s3://" in planned.stdout and "left out: 3 input key(s)" in planned.stdout
 
         # Deleting the batch removes what it wrote beside the inputs, the unlisted keys' object too.
         assert "index.txt.unlisted.json" in manifest
