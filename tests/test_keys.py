@@ -94,7 +94,8 @@ def test_listing_counts_every_unlisted_key_and_names_the_first():
     for number in range(UNLISTED_SAMPLE + 5):
         listing.left_out(Unlisted(f"in/{number}\r", "why"))
     assert listing.unlisted == UNLISTED_SAMPLE + 5 and len(listing.sample) == UNLISTED_SAMPLE
-    recorded = {"items": {"total": 7, **listing.status()["items"]}, "unlistedItems": listing.status()["unlistedItems"]}
+    recorded = {"items": {"total": 7, "unlisted": listing.unlisted},
+                "unlistedItems": [entry.json() for entry in listing.sample]}
     assert Listing.from_status(recorded) == Listing(7, UNLISTED_SAMPLE + 5, listing.sample)
     assert listing.message().startswith("15 input key(s) left out") and "'in/0\\r', 'in/1\\r'" in listing.message()
 

@@ -98,9 +98,9 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
                 lines.write(keys.manifest_line(key))
                 listing.items += 1
             else:
-                unlisted.write(b"," if listing.unlisted else b"[")
-                unlisted.write(json.dumps(Unlisted(key, reason).json()).encode())
-                listing.left_out(Unlisted(key, reason))
+                entry = Unlisted(key, reason)
+                unlisted.write((b"," if listing.unlisted else b"[") + json.dumps(entry.json()).encode())
+                listing.left_out(entry)
         if listing.unlisted:
             # Before the manifest: a manifest that says it leaves inputs out always has them beside it.
             unlisted.write(b"]")

@@ -128,7 +128,7 @@ def _remove_manifest(resolver: Resolver, spec, uid: str) -> tuple[bool, str | No
         owner = manifest.owner(s3, spec, spec.manifest_key)
         if owner is None or owner.uid != uid:
             return False, None
-        if owner.unlisted and (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
+        if (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
             manifest.remove(s3, spec, spec.unlisted_key)
         manifest.remove(s3, spec, spec.manifest_key)
         return True, None

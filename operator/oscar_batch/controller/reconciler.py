@@ -202,9 +202,8 @@ class BatchController:
                                  **status.progress(book, current.get("parallelism") or 0, self.jobs_said.sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
-        listed = listing.status()
-        patch["items"].update(listed["items"])
-        patch["unlistedItems"] = listed["unlistedItems"]
+        patch["items"]["unlisted"] = listing.unlisted
+        patch["unlistedItems"] = [entry.json() for entry in listing.sample]
         await self.report.patch(patch)
         return book
 

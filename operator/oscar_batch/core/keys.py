@@ -85,10 +85,6 @@ class Listing:
         if len(self.sample) < UNLISTED_SAMPLE:
             self.sample.append(entry)
 
-    def status(self) -> dict[str, Any]:
-        """The part of status that says what the manifest leaves out (merged into a status patch)."""
-        return {"items": {"unlisted": self.unlisted}, "unlistedItems": [entry.json() for entry in self.sample]}
-
     @staticmethod
     def from_status(status: Any) -> Listing:
         """The listing as a status recorded it (items.total, items.unlisted, unlistedItems)."""
