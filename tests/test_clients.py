@@ -198,14 +198,45 @@ def test_manifest_lists_only_inputs_in_order_and_records_its_owner(sandbox):
     s3 = s3_client(sandbox, spec)
     owner = manifest.owner(s3, spec, spec.manifest_key)
     assert owner is None or owner.uid != "uid-1"
-    assert manifest.write(s3, spec, "uid-1", "default/first") == 12
+    assert manifest.write(s3, spec, "uid-1", "default/first").items == 12
     body = s3.get_object(spec.bucket, spec.manifest_key).read().decode()
     assert body.splitlines() == input_keys("input/", 12)
     assert manifest.owner(s3, spec, spec.manifest_key) == manifest.ObjectOwner("uid-1", "default/first", 12)
     # Listing again never lists the manifest (or the results manifest) itself.
     manifest.write_results(s3, spec, "uid-1", "default/first", {"phase": "Succeeded"})
     assert manifest.owner(s3, spec, spec.results_key).uid == "uid-1"
-    assert manifest.write(s3, spec, "uid-2", "default/second") == 12
+    assert manifest.write(s3, spec, "uid-2", "default/second").items == 12
+
+
+# What moto stores (it refuses a key with a line feed, which the real tier's MinIO takes).
+AWKWARD_KEYS = {
+    "listable": ["keys/a.jpg", "keys/tab\there.jpg", "keys/\t", "keys/ leading.jpg", "keys/trailing.jpg ",
+                 "keys/caf\u00e9.jpg", "keys/cafe\u0301.jpg", "keys/\U0001f41f.jpg", "keys/z.jpg"],
+    "unlistable": ["keys/a\rb.jpg", "keys/l\u2028s.jpg", "keys/n\x85l.jpg", "keys/f\x0cf.jpg"],
+    "not inputs": ["keys/folder/"],
+}
+
+
+def test_every_listed_key_is_one_manifest_line_or_reported_as_unlisted(sandbox):
+    spec = parse_spec({**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "awkward-keys",
+                                                          "prefix": "keys/"}})
+    s3 = s3_client(sandbox, spec)
+    seed_bucket(s3, spec.bucket, [key for keys in AWKWARD_KEYS.values() for key in keys])
+    listing = manifest.write(s3, spec, "uid-k", "default/keys")
+
+    body = s3.get_object(spec.bucket, spec.manifest_key).read()
+    listable = sorted(AWKWARD_KEYS["listable"], key=str.encode)
+    assert body == b"".join(key.encode() + b"\n" for key in listable)   # byte for byte, in listing order
+    assert body.decode().splitlines() == listable                       # however a service splits it
+    assert listing.items == len(listable)
+    unlisted = sorted(AWKWARD_KEYS["unlistable"], key=str.encode)
+    assert listing.unlisted == len(unlisted) and [entry.key for entry in listing.sample] == unlisted
+    assert all("manifest line" in entry.reason for entry in listing.sample)
+    assert manifest.unlisted_keys(s3, spec) == listing.sample              # all of them, for the results
+    assert manifest.owner(s3, spec, spec.manifest_key) == manifest.ObjectOwner("uid-k", "default/keys",
+                                                                               len(listable), len(unlisted))
+    assert manifest.owner(s3, spec, spec.unlisted_key).uid == "uid-k"
+    assert manifest.keys_at(s3, spec, set(range(1, len(listable) + 2))) == dict(enumerate(listable, 1))
 
 
 def test_an_object_nobody_wrote_has_no_owner_uid_and_a_missing_bucket_is_told_apart(sandbox):

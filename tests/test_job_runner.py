@@ -384,6 +384,12 @@ def test_manifest_lines_are_one_based_and_end_exclusive():
     assert output_key("input/sub/x.jpg", "input/", "output/") == "output/sub/x.jpg.json"
 
 
+def test_manifest_lines_are_split_on_line_feeds_only_and_kept_as_they_are():
+    manifest = " \n\t\nx\ry\n a \nl\u2028s\n"
+    assert manifest_lines(manifest, 1, 6) == [" ", "\t", "x\ry", " a ", "l\u2028s"]
+    assert manifest_lines(manifest, 3, 4) == ["x\ry"]
+
+
 # ---- per-item work, corrupt inputs, disruptions, drains ------------------------------------------
 
 def main_status(pod: dict[str, Any]) -> dict[str, Any]:

@@ -92,6 +92,10 @@ def test_defaults():
     ("oscar.servicesNamespace", "n" * 63, "services_namespace", "n" * 63),
     ("oscar.endpoint", "https://oscar.example.org/api/", "oscar_endpoint", "https://oscar.example.org/api/"),
     ("storage.endpoint", "https://minio.example.org/", "s3_endpoint", "https://minio.example.org/"),
+    ("storage.endpoint", "http://[::1]:9000", "s3_endpoint", "http://[::1]:9000"),
+    ("storage.endpoint", "http://10.0.0.5:65535/", "s3_endpoint", "http://10.0.0.5:65535/"),
+    ("storage.region", "my_region-2", "s3_region", "my_region-2"),
+    ("storage.region", "r" * 63, "s3_region", "r" * 63),
     ("storage.include", ["*.jpg"] * 64, "include", ("*.jpg",) * 64),
     ("storage.exclude", ["x" * 1024], "exclude", ("x" * 1024,)),
     ("service", "a" * 39, "service", "a" * 39),
@@ -151,7 +155,18 @@ def test_fields(path, value, field, expected):
     ("oscar.servicesNamespace", "n" * 64, "spec.oscar.servicesNamespace"),
     ("oscar.servicesNamespace", "OSCAR-svc", "spec.oscar.servicesNamespace"),
     ("oscar.servicesNamespace", "oscar.svc", "spec.oscar.servicesNamespace"),
-    ("storage.region", "r" * 65, "spec.storage.region"),
+    ("storage.region", "r" * 64, "spec.storage.region"),            # the S3 client takes 63 at most
+    ("storage.region", ":", "spec.storage.region"),                 # found by tests/test_fuzz_spec.py
+    ("storage.region", "-eu", "spec.storage.region"),
+    ("storage.region", "eu west", "spec.storage.region"),
+    ("storage.endpoint", "http://[", "spec.storage.endpoint"),      # found by tests/test_fuzz_spec.py
+    ("storage.endpoint", "http://[::1", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://[zz::1]", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio:99999", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio:port", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://user:pw@minio", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio?x=1", "spec.storage.endpoint"),
+    ("storage.endpoint", "http://minio#top", "spec.storage.endpoint"),
     ("storage.region", "", "spec.storage.region"),
     ("storage.prefix", "p" * 1025, "spec.storage.prefix"),
     ("storage.prefix", "p" * 1020, "spec.manifestKey"),             # its default, <prefix>index.txt, is too long
@@ -237,6 +252,13 @@ def test_manifest_and_results_keys_must_differ_when_both_set():
     ({"include": ["*.txt"]}, {"manifestKey": "input/list.txt"}, "input/list.txt", False),
     ({"include": ["*.txt"]}, {"manifestKey": "input/list.txt"}, "input/index.txt", True),  # not ours any more
     ({}, {"resultsKey": "input/done.json"}, "input/done.json", False),
+    ({}, {}, "input/index.txt.unlisted.json", False),               # the inputs left out of the manifest
+    ({}, {"manifestKey": "l.txt"}, "input/l.txt.unlisted.json", True),
+    ({}, {"manifestKey": "l.txt"}, "l.txt.unlisted.json", False),
+    ({}, {}, "input/photos/", False),                               # a directory marker
+    ({"include": ["*"]}, {}, "input/", False),
+    ({}, {}, "input/ photo.jpg ", True),                            # spaces at either end: an input, as listed
+    ({}, {}, "input/a\rb.jpg", True),                              # an input; whether it is listable is keys'
 ])
 def test_is_input(storage, top, key, expected):
     spec = minimal(**top)
@@ -337,6 +359,14 @@ def test_a_restored_spec_selects_inputs_as_the_started_one(path, value, key, exp
 def test_apply_pinned_keeps_the_results_key_consistent(top, results_key):
     restored, _ = apply_pinned(parse_spec(minimal(**top)), STARTED)
     assert (restored.manifest_key, restored.results_key) == ("input/index.txt", results_key)
+
+
+def test_the_results_key_cannot_be_where_unlisted_inputs_go():
+    with pytest.raises(SpecError, match="leaves out of the manifest"):
+        parse_spec(minimal(manifestKey="x/list.txt", resultsKey="x/list.txt.unlisted.json"))
+    live = parse_spec(minimal(manifestKey="input/index-2.txt", resultsKey="input/index.txt.unlisted.json"))
+    with pytest.raises(SpecError, match="leaves out of the manifest"):
+        apply_pinned(live, STARTED)
 
 
 def test_a_results_key_onto_the_pinned_manifest_is_an_error():

@@ -159,6 +159,26 @@ def test_verdict_of_a_batch_without_inputs_is_success_with_a_reason():
     assert verdict(RangeBook(0, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")
 
 
+@pytest.mark.parametrize(("total", "failed", "unlisted", "tolerated", "phase", "reason", "says"), [
+    (10, [], 2, 0, FAILED, "InputsUnlisted", "2 input(s) left out of the manifest"),
+    (10, [], 2, 2, SUCCEEDED, "InputsUnlistedTolerated", "10 of 10 items succeeded; 2 input(s) left out"),
+    (10, [3], 1, 1, FAILED, "InputsUnlisted", "1 failed item(s) and 1 input(s) left out"),
+    (10, [3], 1, 2, SUCCEEDED, "FailuresTolerated", "1 failed item(s) tolerated; 1 input(s) left out"),
+    (10, [3, 4], 1, 1, FAILED, "ItemsFailed", "1 input(s) left out of the manifest"),
+    (0, [], 3, 0, FAILED, "InputsUnlisted", "no input can be a manifest line: 3 input(s) left out"),
+    (0, [], 3, 5, SUCCEEDED, "InputsUnlistedTolerated", "3 input(s) left out"),
+])
+def test_inputs_left_out_of_the_manifest_count_against_the_tolerated_failures(
+        total, failed, unlisted, tolerated, phase, reason, says):
+    good = Lines([(1, total + 1)] if total else [])
+    for line in failed:
+        good.remove(line, line + 1)
+    book = book_with(total, succeeded=list(good), failed=failed)
+    found = verdict(book, tolerated, unlisted=unlisted)
+    assert found[:2] == (phase, reason)
+    assert says in found[2] and "status.unlistedItems" in found[2]
+
+
 def _cond(kind, true, reason):
     return {"type": kind, "status": "True" if true else "False", "reason": reason, "message": "m"}
 

@@ -250,10 +250,11 @@ def parse_event(event: str, default_manifest_key: str, read_manifest_key: bool =
 
 
 def manifest_entries(manifest: str, start: int, end: int) -> list[tuple[int, str]]:
-    """(line, key) of lines [start, end) of the manifest, 1-based; lines past its end are simply absent, as with
-    `sed -n`, and so are blank ones."""
-    return [(number, line) for number, line in enumerate(manifest.splitlines()[start - 1:end - 1], start)
-            if line.strip()]
+    """(line, key) of lines [start, end) of the manifest, 1-based, as `sed -n` gives them: split on "\n" only
+    and kept byte for byte (a key of blanks is a key; "\r" is part of its line); lines past its end are simply
+    absent, and so are empty ones, which name no object."""
+    lines = manifest.split("\n")
+    return [(number, line) for number, line in enumerate(lines[start - 1:end - 1], start) if line]
 
 
 def manifest_lines(manifest: str, start: int, end: int) -> list[str]:

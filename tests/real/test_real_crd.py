@@ -116,6 +116,10 @@ def test_valid_batch_gets_the_schema_defaults(real_plane: ControlPlane, real_crd
      "spec.manifestKey and spec.resultsKey must name different objects"),
     ("no-storage", {"storage": None}, "spec.storage: Required value"),
     ("endpoint-no-scheme", {"oscar": {"endpoint": "oscar.example.org"}}, "spec.oscar.endpoint: Invalid value"),
+    # What the minio client refuses with a ValueError (found by tests/test_fuzz_spec.py)
+    ("s3-endpoint-bracket", {"storage": {"endpoint": "http://["}}, "spec.storage.endpoint: Invalid value"),
+    ("s3-endpoint-user", {"storage": {"endpoint": "http://u:p@minio"}}, "spec.storage.endpoint: Invalid value"),
+    ("region-colon", {"storage": {"region": ":"}}, "spec.storage.region: Invalid value"),
     ("unknown-field", {"paralelism": 3}, 'unknown field "spec.paralelism"'),
     ("inline-password", {"oscar": {"password": "hunter2"}}, 'unknown field "spec.oscar.password"'),
 ]])
@@ -185,6 +189,18 @@ def test_every_status_field_the_controller_writes_survives_the_api_server(real_p
     stored = get(real_plane, namespace, "written-status")["status"]
     assert sorted(field_paths(status) - field_paths(stored)) == []
     assert stored == status
+
+
+def test_status_keeps_the_inputs_left_out_of_the_manifest(real_plane: ControlPlane, real_crd: str,
+                                                          namespace: str) -> None:
+    """Not pruned: status.items.unlisted and status.unlistedItems are in the schema, keys with line breaks too."""
+    real_plane.apply(batch("unlisted"), "-n", namespace)
+    left_out = [{"key": f"in/a\rb-{n}.jpg", "reason": "the key holds a carriage return (U+000D)"} for n in range(10)]
+    patch_status(real_plane, namespace, "unlisted", {"items": {"total": 3, "unlisted": 12}, "unlistedItems": left_out})
+    stored = get(real_plane, namespace, "unlisted")["status"]
+    assert stored["items"] == {"total": 3, "unlisted": 12} and stored["unlistedItems"] == left_out
+    result = patch_status(real_plane, namespace, "unlisted", {"unlistedItems": [*left_out, left_out[0]]}, check=False)
+    assert result.returncode != 0 and "status.unlistedItems: Too many" in result.stderr, result.stderr
 
 
 def test_started_batch_keeps_its_inputs_but_not_its_tuning(real_plane: ControlPlane, real_crd: str,

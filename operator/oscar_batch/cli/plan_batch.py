@@ -4,7 +4,6 @@ the Secrets the batch names and invokes, writes and creates nothing."""
 from __future__ import annotations
 
 import argparse
-import itertools
 import pathlib
 import sys
 from typing import Any
@@ -17,6 +16,7 @@ from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.resolver import Resolver, Waiting
 from oscar_batch.core import chunking, invocation, planner
+from oscar_batch.core.keys import Listing, Unlisted
 from oscar_batch.core.quantity import format_bytes, format_millicores
 from oscar_batch.core.spec import SpecError, parse_spec
 from oscar_batch.core.status import parse_time
@@ -80,11 +80,19 @@ def _dry_run(resolver: Resolver, spec: Any, ref: str) -> list[str]:
     s3 = resolver.s3_client(spec)
     if not manifest.bucket_exists(s3, spec):
         raise Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
-    keys = manifest.inputs(s3, spec)
-    sample = list(itertools.islice(keys, SAMPLE))
-    items = len(sample) + sum(1 for _ in keys)
+    listing, sample = Listing(), list[str]()
+    for key, reason in manifest.inputs(s3, spec):
+        if reason is not None:
+            listing.left_out(Unlisted(key, reason))
+            continue
+        listing.items += 1
+        if len(sample) < SAMPLE:
+            sample.append(key)
+    items = listing.items
     lines.append(f"inputs: {items} in s3://{spec.bucket}/{spec.prefix}"
                  + (f" (first: {', '.join(sample)}{', …' if items > len(sample) else ''})" if sample else ""))
+    if listing.unlisted:
+        lines.append(f"left out: {listing.message()}")
     plan = _plan(resolver.kube, oscar, needs, spec)
     capped = f", maxParallelism {spec.max_parallelism}" if spec.max_parallelism else ""
     lines.append(f"parallelism: {plan.total} (the cluster fits {plan.cluster_slots} invocation(s); headroom "

@@ -69,6 +69,12 @@ def render(body: dict[str, Any], now: datetime.datetime) -> str:
                      else "failed items:")
         lines.extend(f"  line {d.get('line')}  {d.get('key', '?')}  {d.get('job', '')}  {d.get('reason', '')}"
                      for d in details)
+    unlisted = status.get("unlistedItems") or []
+    if unlisted:
+        count = (status.get("items") or {}).get("unlisted") or len(unlisted)
+        lines.append(f"left out of the manifest, a line break in the key ({count}"
+                     + (f"; the first {len(unlisted)} named):" if count > len(unlisted) else "):"))
+        lines.extend(f"  {entry.get('key')!r}" for entry in unlisted)
     if status.get("results"):
         lines.append(f"results: {status['results']}")
     return "\n".join(lines)

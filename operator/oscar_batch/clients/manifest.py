@@ -1,10 +1,13 @@
 """The manifest in S3 (`minio`): the inputs of a batch, one object key per line, in listing order.
 
 The listing streams through the spec's filters into a spooled temporary file, so a bucket of millions of
-objects is never one Python list. The manifest and the results manifest record which batch wrote them (UID,
-namespace/name, and the manifest's item count) in their S3 metadata: a restarted operator reuses its own
-manifest instead of listing again, refuses a manifest key another unfinished batch owns, and never overwrites
-an object no batch wrote.
+objects is never one Python list. An input whose key cannot be one line (`keys.unlistable`) is left out and
+named, with the reason, in a JSON object beside the manifest (`<manifestKey>.unlisted.json`, written only when
+there is one), from which the results name them all after any restart.
+
+The manifest and the results manifest record which batch wrote them (UID, namespace/name, and the manifest's
+item and unlisted counts) in their S3 metadata: a restarted operator reuses its own manifest instead of listing
+again, refuses a manifest key another unfinished batch owns, and never overwrites an object no batch wrote.
 """
 from __future__ import annotations
 
@@ -22,9 +25,12 @@ import minio
 import urllib3
 from minio.error import S3Error
 
+from oscar_batch.core import keys
+from oscar_batch.core.keys import Listing, Unlisted
 from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
+UNLISTED_META = "oscar-batch-unlisted"
 SPOOL_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY = 10_000
 MINIO_POOL_SIZE, MINIO_TIMEOUT = 10, 300   # minio's own defaults
@@ -40,6 +46,7 @@ class ObjectOwner:
     uid: str | None
     batch: str      # namespace/name, "?" when unknown
     items: int
+    unlisted: int = 0   # inputs the manifest leaves out
 
 
 def client(spec: BatchSpec, access_key: str, secret_key: str, pool_size: int = MINIO_POOL_SIZE) -> minio.Minio:
@@ -71,11 +78,15 @@ def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
         raise _storage_error(error, f"reading {spec.uri(key)}") from None
     metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
     uid = metadata.get(f"x-amz-meta-{UID_META}") or None
+    return ObjectOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"),
+                       items=_count(metadata, ITEMS_META), unlisted=_count(metadata, UNLISTED_META))
+
+
+def _count(metadata: dict[str, str], name: str) -> int:
     try:
-        items = int(metadata.get(f"x-amz-meta-{ITEMS_META}", "0"))
+        return int(metadata.get(f"x-amz-meta-{name}", "0"))
     except ValueError:
-        items = 0
-    return ObjectOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"), items=items)
+        return 0
 
 
 def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
@@ -86,32 +97,60 @@ def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
 
 
 def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
-          on_progress: Callable[[int], None] = lambda listed: None) -> int:
-    """List the inputs into the manifest object. Returns the number of inputs."""
-    items = 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        for key in inputs(s3, spec, on_progress):
-            spool.write(key.encode() + b"\n")
-            items += 1
-        size = spool.tell()
-        spool.seek(0)
-        metadata: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch,
-                                                             ITEMS_META: str(items)}
-        _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
-    return items
+          on_progress: Callable[[int], None] = lambda listed: None) -> Listing:
+    """List the inputs into the manifest object, and those that cannot be a line into the unlisted-keys object."""
+    listing = Listing()
+    marks: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch}
+    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as lines, \
+            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as unlisted:
+        for key, reason in inputs(s3, spec, on_progress):
+            if reason is None:
+                lines.write(keys.manifest_line(key))
+                listing.items += 1
+            else:
+                entry = Unlisted(key, reason)
+                unlisted.write((b"," if listing.unlisted else b"[") + json.dumps(entry.json()).encode())
+                listing.left_out(entry)
+        if listing.unlisted:
+            # Before the manifest: a manifest that says it leaves inputs out always has them beside it.
+            unlisted.write(b"]")
+            _put_spooled(s3, spec, spec.unlisted_key, unlisted, "application/json", marks)
+        _put_spooled(s3, spec, spec.manifest_key, lines, "text/plain",
+                     {**marks, ITEMS_META: str(listing.items), UNLISTED_META: str(listing.unlisted)})
+    return listing
 
 
 def inputs(s3: minio.Minio, spec: BatchSpec,
-           on_progress: Callable[[int], None] = lambda listed: None) -> Iterator[str]:
-    """The keys of the batch's inputs, in listing order: what the manifest lists, line by line."""
+           on_progress: Callable[[int], None] = lambda listed: None) -> Iterator[tuple[str, str | None]]:
+    """The keys of the batch's inputs in listing order, each with the reason it cannot be a manifest line
+    (None: it is the next line)."""
     try:
         for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
-            if not obj.is_dir and spec.is_input(obj.object_name):
-                yield obj.object_name
+            if spec.is_input(obj.object_name):
+                yield obj.object_name, keys.unlistable(obj.object_name)
             if listed % PROGRESS_EVERY == 0:
                 on_progress(listed)
     except S3Error as error:
         raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
+
+
+def unlisted_keys(s3: minio.Minio, spec: BatchSpec) -> list[Unlisted]:
+    """Every input the manifest leaves out, from the object `write` put beside it; [] when there is none."""
+    try:
+        response = s3.get_object(spec.bucket, spec.unlisted_key)
+    except S3Error as error:
+        if error.code in ("NoSuchKey", "NoSuchObject"):
+            return []
+        raise _storage_error(error, f"reading {spec.uri(spec.unlisted_key)}") from None
+    try:
+        entries = json.loads(response.read())
+    except ValueError:
+        entries = []
+    finally:
+        response.close()
+        response.release_conn()
+    return [found for entry in entries if (found := Unlisted.from_json(entry)) is not None] \
+        if isinstance(entries, list) else []
 
 
 def keys_at(s3: minio.Minio, spec: BatchSpec, lines: set[int]) -> dict[int, str]:
@@ -140,15 +179,22 @@ def _lines(response: Any) -> Iterator[str]:
         pending += chunk
         *complete, pending = pending.split(b"\n")
         for line in complete:
-            yield line.decode()
+            yield keys.key_of_line(line)
     if pending:
-        yield pending.decode()
+        yield keys.key_of_line(pending)
 
 
 def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, results: dict[str, Any]) -> None:
     body = json.dumps(results, separators=(",", ":")).encode()
     _put(s3, spec, spec.results_key, io.BytesIO(body), len(body), "application/json",
          {UID_META: batch_uid, BATCH_META: batch})
+
+
+def _put_spooled(s3: minio.Minio, spec: BatchSpec, key: str, spool: Any, content_type: str,
+                 metadata: dict[str, str | list[str] | tuple[str]]) -> None:
+    size = spool.tell()
+    spool.seek(0)
+    _put(s3, spec, key, spool, size, content_type, metadata)
 
 
 def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, content_type: str,

@@ -120,13 +120,16 @@ def _left_jobs(names: set[str], why: str | None) -> str:
 
 
 def _remove_manifest(resolver: Resolver, spec, uid: str) -> tuple[bool, str | None]:
-    """Only a manifest this very batch wrote is removed; anybody else's object stays."""
+    """Only a manifest this very batch wrote is removed (with the object naming the inputs it left out);
+    anybody else's object stays."""
     where = spec.uri(spec.manifest_key)
     try:
         s3 = resolver.s3_client(spec)
         owner = manifest.owner(s3, spec, spec.manifest_key)
         if owner is None or owner.uid != uid:
             return False, None
+        if (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
+            manifest.remove(s3, spec, spec.unlisted_key)
         manifest.remove(s3, spec, spec.manifest_key)
         return True, None
     except Waiting as waiting:

@@ -9,20 +9,23 @@ from typing import Any
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.controller.resolver import Waiting, storage_waiting
 from oscar_batch.core import status
+from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing, Unlisted
 from oscar_batch.core.spec import BatchSpec
 
 
-def existing_manifest(s3: Any, spec: BatchSpec, uid: str, kube: cluster.Kube) -> int | None:
-    """The item count of the manifest this batch already wrote, or None when it must list the bucket.
+def existing_manifest(s3: Any, spec: BatchSpec, uid: str, kube: cluster.Kube) -> Listing | None:
+    """What the manifest this batch already wrote lists and leaves out, or None when it must list the bucket.
     Raises Waiting when the bucket is missing or a key it writes belongs to somebody else."""
     try:
         if not manifest.bucket_exists(s3, spec):
             raise Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
         owner = manifest.owner(s3, spec, spec.manifest_key)
         if owner is not None and owner.uid == uid:
-            return owner.items
+            sample = manifest.unlisted_keys(s3, spec)[:UNLISTED_SAMPLE] if owner.unlisted else []
+            return Listing(owner.items, owner.unlisted, sample)
         refuse_foreign(owner, spec, spec.manifest_key, uid, kube)
         refuse_foreign(manifest.owner(s3, spec, spec.results_key), spec, spec.results_key, uid, kube)
+        refuse_foreign(manifest.owner(s3, spec, spec.unlisted_key), spec, spec.unlisted_key, uid, kube)
         return None
     except Waiting:
         raise
@@ -36,7 +39,7 @@ def refuse_foreign(owner: manifest.ObjectOwner | None, spec: BatchSpec, key: str
     if owner is None or owner.uid == uid:
         return
     if owner.uid is None:
-        field = "manifestKey" if key == spec.manifest_key else "resultsKey"
+        field = "resultsKey" if key == spec.results_key else "manifestKey"
         raise Waiting("KeyConflict", f"{spec.uri(key)} already exists and no OscarBatchJob wrote it; "
                                      f"set spec.{field} to a free key, or delete the object if it is not needed")
     if key != spec.manifest_key:
@@ -49,9 +52,16 @@ def refuse_foreign(owner: manifest.ObjectOwner | None, spec: BatchSpec, key: str
                                           f"{owner.batch}; set spec.manifestKey or wait for it")
 
 
-def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str) -> int:
+def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str) -> Listing:
     try:
         return manifest.write(s3, spec, uid, batch)
+    except Exception as error:  # noqa: BLE001
+        raise storage_waiting(error, spec) from None
+
+
+def unlisted_inputs(s3: Any, spec: BatchSpec) -> list[Unlisted]:
+    try:
+        return manifest.unlisted_keys(s3, spec)
     except Exception as error:  # noqa: BLE001
         raise storage_waiting(error, spec) from None
 

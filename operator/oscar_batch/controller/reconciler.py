@@ -24,6 +24,7 @@ from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
 from oscar_batch.core import chunking, items, status
+from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing
 from oscar_batch.core.pacing import Backoff
 from oscar_batch.core.ranges import RangeBook
 from oscar_batch.core.results import results
@@ -113,10 +114,10 @@ class BatchController:
         if (problem := status.previous_release(self.report.status())) is not None:
             raise Waiting(status.PREVIOUS_RELEASE, problem)
         peers = await self._resolve()
-        items = await self._manifest(peers)
+        listing = await self._manifest(peers)
         await self._jobs_listed()
-        book = await self._book(items, peers)
-        if not await self._drive(book, peers):
+        book = await self._book(listing, peers)
+        if not await self._drive(book, peers, listing):
             return False
         self._settled_at = (self.report.generation(), peers.spec.redrive)
         return True
@@ -155,21 +156,24 @@ class BatchController:
 
     # ---- the manifest and the range table ---------------------------------------------------------
 
-    async def _manifest(self, peers: Peers) -> int:
-        """The number of inputs: from status once this batch wrote its manifest, else from S3."""
+    async def _manifest(self, peers: Peers) -> Listing:
+        """The inputs listed and left out: from status once this batch wrote its manifest, else from S3."""
         spec, current = peers.spec, self.report.status()
         total = (current.get("items") or {}).get("total")
         if total is not None and current.get("manifest") == spec.uri(spec.manifest_key):
-            return int(total)  # S3 may be down: the Jobs still tell how the batch goes
-        items = await asyncio.to_thread(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
-        if items is not None:
-            return items
+            return Listing.from_status(current)  # S3 may be down: the Jobs still tell how the batch goes
+        listing = await asyncio.to_thread(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
+        if listing is not None:
+            return listing
         await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
                                  "pinned": pinned_fields(spec), "conditions": [self.report.condition(
                                      "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}")]})
-        items = await asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
-        self.report.emit("Normal", "Listed", f"listed {items} input(s) into {spec.uri(spec.manifest_key)}")
-        return items
+        listing = await asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
+        self.report.emit("Normal", "Listed", f"listed {listing.items} input(s) into {spec.uri(spec.manifest_key)}")
+        if listing.unlisted:
+            self.report.emit("Warning", "InputsUnlisted", f"{listing.message()}; status.unlistedItems names the "
+                                                          f"first {UNLISTED_SAMPLE}, the results all of them")
+        return listing
 
     async def _jobs_listed(self) -> None:
         """A (re)started batch must know every Job it already has before it carves or invokes anything."""
@@ -180,8 +184,8 @@ class BatchController:
             raise Waiting("JobsNotListed", "waiting for the first listing of OSCAR's Jobs"
                           + (f": {self.jobs.problem}" if self.jobs.problem else ""))
 
-    async def _book(self, total: int, peers: Peers) -> RangeBook:
-        spec, current = peers.spec, self.report.status()
+    async def _book(self, listing: Listing, peers: Peers) -> RangeBook:
+        spec, current, total = peers.spec, self.report.status(), listing.items
         try:
             carves = chunking.CarveLog.decode(total, current.get("rangePlan"))
         except ValueError:
@@ -205,6 +209,8 @@ class BatchController:
                                  **status.progress(book, current.get("parallelism") or 0, self.jobs_said.sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
+        patch["items"]["unlisted"] = listing.unlisted
+        patch["unlistedItems"] = [entry.json() for entry in listing.sample]
         await self.report.patch(patch)
         return book
 
@@ -235,7 +241,7 @@ class BatchController:
 
     # ---- the loop -----------------------------------------------------------------------------------
 
-    async def _drive(self, book: RangeBook, peers: Peers) -> bool:
+    async def _drive(self, book: RangeBook, peers: Peers, listing: Listing) -> bool:
         """Until the batch ends (True) or the daemon is stopped (False)."""
         parallelism, last_plan, last_status, planned_membership = 0, float("-inf"), float("-inf"), -1
         planned_message, settled_shown, planned_queueing = "", False, False
@@ -257,7 +263,7 @@ class BatchController:
                         # The last lines show at once; the results (S3) and the verdict may take longer.
                         settled_shown = await self.invoker.record(
                             book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)))
-                    if finishing.ready(now) and await self._finish(book, peers, finishing, now):
+                    if finishing.ready(now) and await self._finish(book, peers, listing, finishing, now):
                         return True
                 else:
                     settled_shown = False
@@ -327,14 +333,17 @@ class BatchController:
         await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
             self.report.condition("Progressing", not spec.suspend, reason, planned)]})
 
-    async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
+    async def _finish(self, book: RangeBook, peers: Peers, listing: Listing, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
         spec = peers.spec
         await self._name_failed_items(book, peers)
-        phase, reason, message = status.verdict(book, spec.tolerated_failures)
-        document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
-                           manifest=spec.uri(spec.manifest_key))
+        phase, reason, message = status.verdict(book, spec.tolerated_failures, listing.unlisted)
         try:
+            unlisted = (await asyncio.to_thread(objects.unlisted_inputs, peers.s3, spec)
+                        if listing.unlisted else [])
+            document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
+                               manifest=spec.uri(spec.manifest_key), unlisted=listing.unlisted,
+                               unlisted_items=unlisted or listing.sample)
             await asyncio.to_thread(objects.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
         except Waiting as waiting:
             delay = backoff.failed(now, cap=None if waiting.needs_a_person else 4 * self.timing.retry_delay)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import re
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any, NamedTuple
+
+from oscar_batch.core import keys
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -19,11 +22,14 @@ BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
 BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
 ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
-S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
+# The S3 client takes a host (a name, IPv4 or [IPv6]) and a port, nothing else: no path, user, query or fragment.
+S3_ENDPOINT = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:]+)(:[0-9]{1,5})?/?$")
+S3_REGION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")  # what the S3 client accepts
 # Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
 RESULTS_SUFFIX = ".results.json"
+UNLISTED_SUFFIX = ".unlisted.json"
 MAX_KEY_LENGTH = 1024  # S3 object keys
 MAX_SECRET_NAME_LENGTH = 253  # a DNS subdomain
 MAX_URL_LENGTH = 2048
@@ -63,9 +69,15 @@ class BatchSpec:
         """`s3://bucket/key` of an object of this batch's bucket, for messages and status."""
         return f"s3://{self.bucket}/{key}"
 
+    @property
+    def unlisted_key(self) -> str:
+        """The object naming every input left out of the manifest (`keys.unlistable`), written only if any is."""
+        return self.manifest_key + UNLISTED_SUFFIX
+
     def is_input(self, key: str) -> bool:
-        """Whether an object listed under the prefix is an input. The batch's own objects never are."""
-        if key in (self.manifest_key, self.results_key):
+        """Whether an object listed under the prefix is an input. The batch's own objects and directory markers
+        never are."""
+        if key in (self.manifest_key, self.results_key, self.unlisted_key) or keys.is_directory_marker(key):
             return False
         relative = key[len(self.prefix):]
         if self.include and not any(fnmatch.fnmatchcase(relative, pattern) for pattern in self.include):
@@ -84,6 +96,9 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
                           default=manifest_key + RESULTS_SUFFIX)
     if manifest_key == results_key:
         raise SpecError("spec.manifestKey and spec.resultsKey must name different objects")
+    if results_key == manifest_key + UNLISTED_SUFFIX:
+        raise SpecError(f"spec.resultsKey cannot be {results_key!r}: the batch writes the inputs it leaves out of "
+                        "the manifest there")
     return BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
@@ -93,9 +108,9 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
         if oscar.get("servicesNamespace") is not None else None,
-        s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
-                              rule="an http(s) URL with no path"),
-        s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
+        s3_endpoint=_s3_endpoint(storage),
+        s3_region=_matching(storage, "region", "storage.region", S3_REGION, max_length=63, default="us-east-1",
+                            rule="1-63 letters, digits, '-' and '_', starting and ending with a letter or digit"),
         s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret",
                           max_length=MAX_SECRET_NAME_LENGTH),
         bucket=_bucket(storage),
@@ -169,6 +184,9 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
         elif spec.results_key == restored["manifest_key"]:
             raise SpecError(f"spec.resultsKey {spec.results_key!r} is the manifest key the batch started with; "
                             "the results would overwrite the manifest")
+        elif spec.results_key == restored["manifest_key"] + UNLISTED_SUFFIX:
+            raise SpecError(f"spec.resultsKey {spec.results_key!r} is where the batch it started with writes the "
+                            "inputs it leaves out of the manifest")
     return dataclasses.replace(spec, **restored), changed
 
 
@@ -197,6 +215,18 @@ def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Patter
     if not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
     return value
+
+
+def _s3_endpoint(storage: Mapping[str, Any]) -> str:
+    endpoint = _matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
+                         rule="an http(s) URL of a host and port, with no path")
+    try:
+        port = urllib.parse.urlsplit(endpoint).port   # also checks an [IPv6] address
+    except ValueError as error:
+        raise SpecError(f"spec.storage.endpoint {endpoint!r} is invalid: {error}") from None
+    if port == 0:
+        raise SpecError(f"spec.storage.endpoint {endpoint!r} is invalid: port 0")
+    return endpoint
 
 
 def _bucket(storage: Mapping[str, Any]) -> str:

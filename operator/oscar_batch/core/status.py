@@ -77,23 +77,37 @@ def failed_items_from(status: Mapping[str, Any]) -> list[FailedItem]:
     return found
 
 
-def verdict(book: RangeBook, tolerated_failures: int) -> tuple[str, str, str]:
-    """(phase, reason, message) of a batch that has ended."""
+def verdict(book: RangeBook, tolerated_failures: int, unlisted: int = 0) -> tuple[str, str, str]:
+    """(phase, reason, message) of a batch that has ended. Inputs left out of the manifest (`unlisted`) were
+    never processed: they count against the tolerated failures as failed items do."""
     counts = book.counts()
+    left_out = f"{unlisted} input(s) left out of the manifest (a line break in the key; status.unlistedItems)"
     if counts.total == 0:
-        return SUCCEEDED, "NoInputs", "no input matched the prefix and filters: nothing to do"
+        if not unlisted:
+            return SUCCEEDED, "NoInputs", "no input matched the prefix and filters: nothing to do"
+        if unlisted <= tolerated_failures:
+            return SUCCEEDED, "InputsUnlistedTolerated", f"nothing to do: {left_out}, tolerated"
+        return FAILED, "InputsUnlisted", f"no input can be a manifest line: {left_out}"
+    also = f"; {left_out}" if unlisted else ""
     if book.broken:
-        return FAILED, "ServiceFailing", f"{counts.succeeded} of {counts.total} items succeeded; {book.broken}"
-    if counts.failed <= tolerated_failures:
+        return FAILED, "ServiceFailing", f"{counts.succeeded} of {counts.total} items succeeded; {book.broken}{also}"
+    if counts.failed + unlisted <= tolerated_failures:
         tolerated = f"; {counts.failed} failed item(s) tolerated" if counts.failed else ""
-        return SUCCEEDED, "AllItemsSucceeded" if not counts.failed else "FailuresTolerated", (
-            f"{counts.succeeded} of {counts.total} items succeeded{tolerated}")
-    failed = sorted(book.failed_items.values(), key=lambda item: item.line)
-    named = ", ".join(_describe(item) for item in failed[:NAMED_IN_MESSAGE])
+        reason = ("FailuresTolerated" if counts.failed else "InputsUnlistedTolerated" if unlisted
+                  else "AllItemsSucceeded")
+        return SUCCEEDED, reason, f"{counts.succeeded} of {counts.total} items succeeded{tolerated}{also}"
+    if counts.failed <= tolerated_failures:
+        failed = f"{counts.failed} failed item(s) and " if counts.failed else ""
+        return FAILED, "InputsUnlisted", (
+            f"{counts.succeeded} of {counts.total} items succeeded, but {failed}{left_out} are more than the "
+            f"{tolerated_failures} tolerated")
+    failed_items = sorted(book.failed_items.values(), key=lambda item: item.line)
+    named = ", ".join(_describe(item) for item in failed_items[:NAMED_IN_MESSAGE])
     more = f" and {counts.failed - NAMED_IN_MESSAGE} more" if counts.failed > NAMED_IN_MESSAGE else ""
     return FAILED, "ItemsFailed", (
         f"{counts.failed} item(s) failed after {book.retries + 1} attempt(s) each, more than the "
-        f"{tolerated_failures} tolerated; {counts.succeeded} of {counts.total} succeeded. Failed: {named}{more}")
+        f"{tolerated_failures} tolerated; {counts.succeeded} of {counts.total} succeeded{also}. "
+        f"Failed: {named}{more}")
 
 
 def _describe(item: FailedItem) -> str:
