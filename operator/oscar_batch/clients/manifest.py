@@ -11,19 +11,26 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import tempfile
 import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import certifi
 import minio
+import urllib3
 from minio.error import S3Error
 
+from oscar_batch.core.redaction import quote
 from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 SPOOL_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY = 10_000
+# Seconds to connect and to wait for each read (the OSCAR client waits 15 s too), and further tries of a request
+# that failed to connect or got a 5xx.
+CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES = 5.0, 15.0, 2
 
 
 class StorageError(Exception):
@@ -38,10 +45,18 @@ class ObjectOwner:
     items: int
 
 
-def client(spec: BatchSpec, access_key: str, secret_key: str) -> minio.Minio:
+def client(spec: BatchSpec, access_key: str, secret_key: str, *, read_timeout: float = READ_TIMEOUT) -> minio.Minio:
+    """A client of the batch's S3 endpoint that gives up in bounded time: minio's own defaults wait 5 minutes for
+    a connection and for each read, 5 times over, and a stalled endpoint would hold an I/O thread all that
+    while. It follows no redirect: a batch's S3 is the allow-listed endpoint, not wherever that points to."""
     url = urllib.parse.urlsplit(spec.s3_endpoint)
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, read_timeout), read=read_timeout),
+        maxsize=10, cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), redirect=0,
+                              raise_on_redirect=False))
     return minio.Minio(url.netloc, access_key=access_key, secret_key=secret_key,
-                       secure=url.scheme == "https", region=spec.s3_region)
+                       secure=url.scheme == "https", region=spec.s3_region, http_client=http)
 
 
 def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:
@@ -150,4 +165,4 @@ def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, conte
 
 
 def _storage_error(error: S3Error, doing: str) -> StorageError:
-    return StorageError(f"{doing}: S3 answered {error.code}: {error.message}")
+    return StorageError(f"{doing}: S3 answered {quote(error.code, limit=64)}: {quote(error.message)}")

@@ -17,26 +17,34 @@ from oscar_batch.clients import cluster
 from oscar_batch.controller import cancel
 from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
+from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
+from oscar_batch.controller.resolver import Resolver
+from oscar_batch.core.endpoints import EndpointPolicy
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
 REPORTING_COMPONENT = "oscar-batch-operator"
-# Blocking calls (pykube-ng, minio, requests) run here, off the event loop; a slow peer holds a thread only
-# for one call, never for a batch's life.
+# Blocking calls (pykube-ng, minio, requests) run off the event loop; a slow call holds a thread only for one
+# call, never for a batch's life. The Kubernetes API's in the loop's default pool, the batches' peers' (OSCAR,
+# S3) in a pool of their own, of which one endpoint may hold half: a stalled peer leaves the others, and every
+# batch's status, their threads.
 IO_THREADS = 32
+PEER_THREADS, PEER_SHARE = 32, 16
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
-def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, peering: str | None = None,
-         peering_lifetime: int = 60) -> kopf.Memo:
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics, endpoints: EndpointPolicy, *,
+         peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
-    `peering`: the name of the kopf peering object when replicas share the work, None when standalone."""
+    `endpoints`: what batches may name; `peering`: the name of the kopf peering object when replicas share the
+    work, None when standalone."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS)
     jobs = JobStore()
     jobs.watching(namespaces)
     return kopf.Memo(timing=timing, kube=kube, jobs=jobs, batches=ActiveBatches(), metrics=metrics,
+                     endpoints=endpoints, peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -90,6 +98,7 @@ def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> No
 async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
     for watch in memo.job_watches:
         watch.stop()
+    memo.peer_calls.shutdown()
 
 
 # One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)
@@ -100,7 +109,7 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
                           stopped=stopped, kube=memo.kube, emit=_emitter(body), timing=memo.timing,
-                          metrics=memo.metrics).run()
+                          resolver=_resolver(body, memo), peer_calls=memo.peer_calls, metrics=memo.metrics).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
@@ -109,11 +118,16 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if memo.get("cancelled"):
         # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
         return
-    await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
-                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=_emitter(body),
-                        batches=memo.batches, timing=memo.timing)
+    await cancel.cancel(body=body, jobs=memo.jobs, emit=_emitter(body), batches=memo.batches, timing=memo.timing,
+                        resolver=_resolver(body, memo), peer_calls=memo.peer_calls)
+    memo.jobs.forget_batch(uid)
     memo["cancelled"] = True
     memo.metrics.batch(body["metadata"]["namespace"], body["metadata"]["name"]).forget()
+
+
+def _resolver(body: kopf.Body, memo: kopf.Memo) -> Resolver:
+    """Secrets are read in the batch's own namespace only."""
+    return Resolver(memo.kube, body["metadata"]["namespace"], memo.endpoints)
 
 
 def _emitter(body: kopf.Body):

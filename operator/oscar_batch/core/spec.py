@@ -18,8 +18,10 @@ BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
 BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
-ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
-S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
+# No user info (credentials come from Secrets only, and `user@` hides the real host from a reader), no query or
+# fragment (the client appends paths to the endpoint: a `?` or `#` would swallow them).
+ENDPOINT = re.compile(r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
+S3_ENDPOINT = re.compile(r"^https?://[^\s/?#@]+/?$")  # the S3 client takes a host, not a path
 # Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
@@ -88,13 +90,13 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
         oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, max_length=MAX_URL_LENGTH,
-                                 rule="an http(s) URL"),
+                                 rule="an http(s) URL without user info, query or fragment"),
         oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
         if oscar.get("servicesNamespace") is not None else None,
         s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
-                              rule="an http(s) URL with no path"),
+                              rule="an http(s) URL with no user info, path, query or fragment"),
         s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
         s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret",
                           max_length=MAX_SECRET_NAME_LENGTH),
