@@ -507,7 +507,7 @@ class DeletingOscar(FakeOscarClient):
         pass
 
 
-def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
+def cancel_world(oscar_down: bool, ran_here: bool = True) -> tuple[World, DeletingOscar, list[float]]:
     world = World(items=8)
     for index in range(3):
         world.oscar._set(seen(name(1 + 2 * index, 3 + 2 * index)))
@@ -523,7 +523,8 @@ def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
 
     resolver = FakeResolver(world.oscar, world.s3)
     object.__setattr__(resolver, "oscar_client", lambda spec: client)
-    world.store.everything(KEY)                   # the batch's daemon ran in this process
+    if ran_here:
+        world.store.everything(KEY)               # the batch's daemon ran in this process
     world.cancel = lambda: cancel.cancel(
         body=world.body, jobs=world.store, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
         timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver, peer_calls=world.peer_calls)
@@ -538,6 +539,14 @@ async def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
     assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
     assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s); "
                                                     "removed the manifest s3://bkt/input/index.txt")]
+
+
+async def test_cancel_after_a_restart_finds_the_jobs_by_the_service_and_leaves_jobs_that_only_claim_the_batch():
+    world, client, _ = cancel_world(oscar_down=False, ran_here=False)
+    elsewhere = dataclasses.replace(seen(name(7, 9)), namespace="team-a")     # the batch's UID, another namespace
+    world.store.record(elsewhere.name, elsewhere)
+    await world.cancel()
+    assert sorted(client.deleted) == sorted(name(1 + 2 * i, 3 + 2 * i) for i in range(3))
 
 
 async def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it_left():

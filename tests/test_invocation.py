@@ -228,6 +228,9 @@ def exited(code, reason="Error", name="oscar-container"):
      Failure(False, "Error (exit code 3)")),
     ([pod(containerStatuses=[exited(0, "Completed", "sidecar"), exited(4)])], Failure(False, "Error (exit code 4)")),
     ([pod(phase="Failed")], Failure(False, "BackoffLimitExceeded")),
+    # what pods say is quoted as any peer's text: one line, credentials redacted
+    ([pod(phase="Failed", reason="Evicted", message="evicted\nby admin with password=hunter2")],
+     Failure(True, "pod Evicted: evicted by admin with password=[redacted]")),
 ])
 def test_failure_tells_a_disruption_from_the_services_own_failure(pods, expected):
     assert failure("BackoffLimitExceeded", pods) == expected

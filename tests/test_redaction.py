@@ -1,5 +1,8 @@
 """Peer texts quoted into status and Events: one line, capped, nothing credential-shaped left."""
+import pathlib
+
 import pytest
+import yaml
 
 from oscar_batch.core.redaction import MESSAGE_LIMIT, PEER_TEXT_LIMIT, cap, quote, redact
 
@@ -76,3 +79,10 @@ def test_quote_caps_after_redacting_the_whole_token():
 ])
 def test_cap(message, limit, expected):
     assert cap(message, limit) == expected
+
+
+def test_the_crd_bounds_messages_as_the_operator_caps_them():
+    crd = yaml.safe_load((pathlib.Path(__file__).parent.parent / "crds" / "batchjob.yaml").read_text())
+    status = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["message"]["maxLength"] == MESSAGE_LIMIT
+    assert status["conditions"]["items"]["properties"]["message"]["maxLength"] == MESSAGE_LIMIT

@@ -209,6 +209,13 @@ def test_spec_errors_name_the_field(path, value, named):
     assert named in str(raised.value)
 
 
+def test_a_refused_endpoint_is_shown_without_its_password():
+    with pytest.raises(SpecError) as raised:
+        parse_spec(minimal(oscar={"endpoint": "https://oscar:s3cr3t@oscar.example.org", "credentialsSecret": "o"}))
+    assert "'https://[redacted]@oscar.example.org' is invalid" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
+
+
 def test_keys_may_be_as_long_as_s3_allows():
     longest = minimal(manifestKey="m" * 1024, resultsKey="r" * 1024)
     longest["storage"]["prefix"] = "p" * 1024

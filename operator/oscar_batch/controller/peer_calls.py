@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -38,7 +39,11 @@ class PeerCalls:
             raise
         # Released when the thread is done (or the call was cancelled before it started), not when the caller
         # stops waiting: a caller's cancellation does not stop a call already running.
-        future.add_done_callback(lambda _: loop.call_soon_threadsafe(share.release))
+        def release(_: object) -> None:
+            with contextlib.suppress(RuntimeError):   # the loop has ended: nobody waits for the share any more
+                loop.call_soon_threadsafe(share.release)
+
+        future.add_done_callback(release)
         return await asyncio.wrap_future(future)
 
     def shutdown(self) -> None:

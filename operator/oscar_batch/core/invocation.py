@@ -70,8 +70,10 @@ def identify(job: Mapping[str, Any]) -> Identity | None:
                             int(marker.get("redrive") or 0))
     except (KeyError, TypeError, ValueError):
         return None
-    named = name_identity(job.get("metadata", {}).get("name", ""))
-    if named is not None and named != dataclasses.replace(identity, batch_uid=uid_prefix(identity.batch_uid)):
+    named = JOB_NAME.fullmatch(job.get("metadata", {}).get("name", ""))
+    if named and (named["uid"] != uid_prefix(identity.batch_uid) or int(named["start"]) != identity.start
+                  or int(named["end"]) != identity.end or int(named["attempt"]) != identity.attempt
+                  or int(named["redrive"] or 0) != identity.redrive):
         return None
     return identity
 

@@ -12,16 +12,19 @@ import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
+from oscar_batch.core.redaction import redact
+
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # Bucket names the minio client refuses whatever the endpoint, with a ValueError before any request.
 BUCKET_IP_ADDRESS = re.compile(r"^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$")
 BUCKET_FORBIDDEN_RUNS = ("..", ".-", "-.")
 BUCKET_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3")
-# No user info (credentials come from Secrets only, and `user@` hides the real host from a reader), no query or
-# fragment (the client appends paths to the endpoint: a `?` or `#` would swallow them).
-ENDPOINT = re.compile(r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
-S3_ENDPOINT = re.compile(r"^https?://[^\s/?#@]+/?$")  # the S3 client takes a host, not a path
+ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
+S3_ENDPOINT = re.compile(r"^https?://[^\s/]+/?$")  # the S3 client takes a host, not a path
+# Beyond the CRD's patterns: no user info (credentials come from Secrets only, and `user@` hides the real host
+# from a reader), no query or fragment (the clients append paths to the endpoint: a `?` or `#` would swallow them).
+ENDPOINT_EXTRAS = re.compile(r"^[^/]*//[^/]*@|[?#]")
 # Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
@@ -89,14 +92,12 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     return BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
-        oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, max_length=MAX_URL_LENGTH,
-                                 rule="an http(s) URL without user info, query or fragment"),
+        oscar_endpoint=_endpoint(oscar, "oscar.endpoint", ENDPOINT, "an http(s) URL"),
         oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
         if oscar.get("servicesNamespace") is not None else None,
-        s3_endpoint=_matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
-                              rule="an http(s) URL with no user info, path, query or fragment"),
+        s3_endpoint=_endpoint(storage, "storage.endpoint", S3_ENDPOINT, "an http(s) URL with no path"),
         s3_region=_string(storage, "region", "storage.region", max_length=64, default="us-east-1"),
         s3_secret=_string(storage, "credentialsSecret", "storage.credentialsSecret",
                           max_length=MAX_SECRET_NAME_LENGTH),
@@ -198,6 +199,15 @@ def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Patter
     value = _string(spec, field, path, max_length=max_length, default=default)
     if not pattern.fullmatch(value):  # `$` alone lets a trailing newline in
         raise SpecError(f"spec.{path} {value!r} is invalid: it must be {rule}")
+    return value
+
+
+def _endpoint(section: Mapping[str, Any], path: str, pattern: re.Pattern[str], rule: str) -> str:
+    value = _string(section, "endpoint", path, max_length=MAX_URL_LENGTH)
+    if not pattern.fullmatch(value) or ENDPOINT_EXTRAS.search(value):
+        # A refused URL may carry a password (`https://user:password@…`): status and Events show it redacted.
+        raise SpecError(f"spec.{path} {redact(value)!r} is invalid: it must be {rule} without user info, query "
+                        "or fragment")
     return value
 
 
