@@ -56,7 +56,7 @@ from oscar_batch.core.quantity import cpu_millicores, whole_units
 from oscar_batch.core.status import FINISHED_PHASES
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod, control_plane, workers
-from oscar_batch_sandbox.handoff import batch_manifests
+from oscar_batch_sandbox.handoff import OPERATOR_ARGS, batch_manifests
 from oscar_batch_sandbox.runner import JOBS, is_finished, item_seconds
 
 BIN = pathlib.Path(sys.executable).parent
@@ -469,7 +469,7 @@ def operator_problems(log_path: pathlib.Path) -> dict[str, int]:
 def operator_args(scale: float) -> list[str]:
     return ["--tick", f"{TICK * scale:g}", "--status-interval", f"{STATUS_INTERVAL * scale:g}",
             "--plan-interval", f"{PLAN_INTERVAL * scale:g}", "--retry-delay", f"{RETRY_DELAY * scale:g}",
-            "--unseen-job-timeout", f"{UNSEEN_JOB_TIMEOUT * scale:g}"]
+            "--unseen-job-timeout", f"{UNSEEN_JOB_TIMEOUT * scale:g}", *OPERATOR_ARGS]
 
 
 def wait_for_operator(sandbox: SandboxThread) -> None:

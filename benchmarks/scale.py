@@ -64,7 +64,7 @@ from oscar_batch.clients.manifest import BATCH_META, ITEMS_META, UID_META
 from oscar_batch.core import invocation, items
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, control_plane
-from oscar_batch_sandbox.handoff import batch_manifests
+from oscar_batch_sandbox.handoff import OPERATOR_ARGS, batch_manifests
 from oscar_batch_sandbox.kube import now_iso
 from oscar_batch_sandbox.runner import JOBS, succeeded_job_status
 
@@ -76,9 +76,6 @@ BATCHES = "batch.oscarbatch.dev/v1alpha1/oscarbatchjobs"
 NAMESPACE = "default"
 FINISHED = ("Succeeded", "Failed")
 
-# The operator runs with its production timing (tick 1 s, status at most every 2 s, plan every 15 s): the
-# latency target is about what a user sees, and a shorter tick would multiply every daemon's idle cost.
-OPERATOR_ARGS: tuple[str, ...] = ()
 OPERATOR_READY_SECONDS = 60.0
 SAMPLE_SECONDS = 0.1
 # The stand-in Job controller: a Job OSCAR created is started this long after, and Complete this long after
@@ -164,7 +161,7 @@ class JobDriver:
                 self._finishing.append((now + JOB_RUN_SECONDS, namespace, name))
         while self._finishing and self._finishing[0][0] <= now:
             _, namespace, name = self._finishing.popleft()
-            identity = invocation.identify({"metadata": {"name": name}})
+            identity = invocation.name_identity(name)
             if identity is not None:
                 # Taken before the patch: the latency includes the patch and the watch that carries it.
                 self.completed_at[(identity.batch_uid, identity.start)] = time.monotonic()
@@ -258,6 +255,8 @@ class OperatorProcess:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self._metrics = f"127.0.0.1:{probe.getsockname()[1]}"
+        # Its production timing (tick 1 s, status at most every 2 s, plan every 15 s): the latency target is about
+        # what a user sees, and a shorter tick would multiply every daemon's idle cost.
         with log.open("wb") as output:
             self._process = subprocess.Popen([str(BIN / "oscar-batch"), "run", "--kubeconfig", str(kubeconfig),
                                               "--metrics", self._metrics, *OPERATOR_ARGS],

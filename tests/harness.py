@@ -14,7 +14,7 @@ import yaml
 
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import SandboxConfig
-from oscar_batch_sandbox.handoff import batch_manifests
+from oscar_batch_sandbox.handoff import OPERATOR_ARGS, batch_manifests
 from support import BIN, kubectl, wait_until
 
 FAST_TIMING = ("--tick", "0.05", "--plan-interval", "0.5", "--status-interval", "0.1", "--retry-delay", "0.5",
@@ -35,7 +35,7 @@ class OperatorProcess:
         with self.log.open("ab") as log:
             self._process = subprocess.Popen(
                 [*self.wrapper, str(BIN / "oscar-batch"), "run", "--kubeconfig", str(self.kubeconfig), *FAST_TIMING,
-                 *self.args],
+                 *OPERATOR_ARGS, *self.args],
                 stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self) -> None:

@@ -15,8 +15,9 @@ import yaml
 
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
+from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.reconciler import BatchController
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobSeen, JobStore, Timing
+from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core import invocation
 from oscar_batch.core.ranges import Outcome
@@ -27,6 +28,8 @@ CRD = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "crds" / "ba
 STATUS_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
+OTHER_UID = "ffffffff-0000-4000-8000-000000000000"
+KEY, OTHER_KEY = BatchKey(UID, "oscar-svc", "fish"), BatchKey(OTHER_UID, "oscar-svc", "fish")
 TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,
                 unseen_job_timeout=60, cancel_timeout=60)
 
@@ -36,13 +39,16 @@ def name(start: int, end: int, attempt: int = 1, uid: str = UID) -> str:
 
 
 def seen(job: str, outcome: Outcome = Outcome.RUNNING) -> JobSeen:
-    return JobSeen(job, "oscar-svc", invocation.identify({"metadata": {"name": job}}), outcome, ready=False,
+    """The Job OSCAR made of the operator's invocation `job`, as the watch files it (its EVENT has the full UID)."""
+    named = invocation.name_identity(job)
+    uid = next(uid for uid in (UID, OTHER_UID) if invocation.uid_prefix(uid) == named.batch_uid)
+    return JobSeen(job, "oscar-svc", "fish", dataclasses.replace(named, batch_uid=uid), outcome, ready=False,
                    started=None, finished=None,
                    failed_reason="BackoffLimitExceeded" if outcome == Outcome.FAILED else "")
 
 
 def lines_of(job: str) -> tuple[int, int]:
-    identity = invocation.identify({"metadata": {"name": job}})
+    identity = invocation.name_identity(job)
     return identity.start, identity.end
 
 
@@ -143,7 +149,7 @@ class FakeOscar:
             self.refuse_once.discard(job_name)
             raise OscarError("invocation: 503 Service Unavailable", 503)
         if job_name in self.jobs or job_name in self.accepted:
-            raise OscarError(f'jobs.batch "{job_name}" already exists', 500)
+            raise OscarError("invocation: OSCAR answered 500: …", 500, body=f'jobs.batch "{job_name}" already exists')
         self.accepted.append(job_name)
         if job_name not in self.swallow:
             self._set(dataclasses.replace(seen(job_name), queue=self.kueue_queue, queued=bool(self.kueue_queue)))
@@ -257,11 +263,12 @@ class World:
         self.on_tick = lambda world: None
         self.succeeded_jobs: list[str] = []
         self._stopped = False
+        self.peer_calls = PeerCalls(threads=8, per_peer=4)
         self.controller = BatchController(
             body=self.body, jobs=self.store, batches=ActiveBatches(),
             cluster_view=ClusterView(self.kube, max_age=TIMING.min_replan, clock=self.clock), stopped=self,
             kube=self.kube, emit=lambda *event: self.events.append(event), timing=TIMING, clock=self.clock,
-            resolver=FakeResolver(self.oscar, self.s3))
+            resolver=FakeResolver(self.oscar, self.s3), peer_calls=self.peer_calls)
 
     # the `Stopped` protocol, on the fake clock
     async def wait(self, timeout: float | None = None) -> bool:
@@ -497,7 +504,7 @@ async def test_finished_jobs_are_deleted_once_status_holds_their_outcome_and_kep
         assert client.deleted == [] and len(world.oscar.jobs) == 6
     else:
         assert sorted(client.deleted) == sorted(world.oscar.accepted) and world.oscar.jobs == {}
-        assert world.store.names(UID) == set()
+        assert world.store.names(KEY) == set()
 
 
 # ---- cancel on delete ------------------------------------------------------------------------------------
@@ -507,7 +514,7 @@ class DeletingOscar(FakeOscarClient):
         pass
 
 
-def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
+def cancel_world(oscar_down: bool, ran_here: bool = True) -> tuple[World, DeletingOscar, list[float]]:
     world = World(items=8)
     for index in range(3):
         world.oscar._set(seen(name(1 + 2 * index, 3 + 2 * index)))
@@ -523,10 +530,11 @@ def cancel_world(oscar_down: bool) -> tuple[World, DeletingOscar, list[float]]:
 
     resolver = FakeResolver(world.oscar, world.s3)
     object.__setattr__(resolver, "oscar_client", lambda spec: client)
+    if ran_here:
+        world.store.everything(KEY)               # the batch's daemon ran in this process
     world.cancel = lambda: cancel.cancel(
-        body=world.body, kube=world.kube, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
-        timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver,
-        in_flight=lambda: world.store.in_flight(UID), every_job=lambda: world.store.names(UID))
+        body=world.body, jobs=world.store, emit=lambda *event: world.events.append(event), batches=ActiveBatches(),
+        timing=TIMING, clock=world.clock, sleep=sleep, resolver=resolver, peer_calls=world.peer_calls)
     return world, client, slept
 
 
@@ -538,6 +546,14 @@ async def test_cancel_deletes_the_jobs_in_flight_and_the_manifest_it_wrote():
     assert "input/index.txt" not in world.s3.objects and "input/index.txt.results.json" in world.s3.objects
     assert world.events == [("Normal", "Cancelled", "stopped dispatching; deleted 3 Job(s); "
                                                     "removed the manifest s3://bkt/input/index.txt")]
+
+
+async def test_cancel_after_a_restart_finds_the_jobs_by_the_service_and_leaves_jobs_that_only_claim_the_batch():
+    world, client, _ = cancel_world(oscar_down=False, ran_here=False)
+    elsewhere = dataclasses.replace(seen(name(7, 9)), namespace="team-a")     # the batch's UID, another namespace
+    world.store.record(elsewhere.name, elsewhere)
+    await world.cancel()
+    assert sorted(client.deleted) == sorted(name(1 + 2 * i, 3 + 2 * i) for i in range(3))
 
 
 async def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it_left():
@@ -555,31 +571,31 @@ async def test_cancel_with_oscar_down_gives_up_in_bounded_time_and_names_what_it
 
 def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     store = JobStore()
-    other_uid = "ffffffff-0000-4000-8000-000000000000"
-    for uid, count in ((UID, 3), (other_uid, 2)):
+    for uid, count in ((UID, 3), (OTHER_UID, 2)):
         for index in range(count):
             job = name(1 + 2 * index, 3 + 2 * index, uid=uid)
             store.record(job, seen(job))
-    assert len(store.everything(UID)) == 3 and store.changes(UID) == []   # a (re)start takes everything
-    assert len(store.changes(other_uid)) == 2 and store.changes(other_uid) == []
+    assert len(store.everything(KEY)) == 3 and store.changes(KEY) == []   # a (re)start takes everything
+    assert len(store.changes(OTHER_KEY)) == 2 and store.changes(OTHER_KEY) == []
     done = name(3, 5)
     store.record(done, seen(done, Outcome.SUCCEEDED))
-    assert [job.name for job in store.changes(UID)] == [done]             # only what changed
-    assert len(store.in_flight(UID)) == 2 and len(store.all_names()) == 5
-    store.record(done, store.everything(UID)[1], deleted=True)
-    assert done not in store.names(UID) and store.changes(UID) == []
+    assert [job.name for job in store.changes(KEY)] == [done]             # only what changed
+    store.everything(OTHER_KEY)
+    assert len(store.in_flight(KEY)) == 2 and len(store.all_names()) == 5
+    store.record(done, store.everything(KEY)[1], deleted=True)
+    assert done not in store.names(KEY) and store.changes(KEY) == []
 
 
 def test_the_store_counts_the_jobs_kueue_holds_back_as_they_change():
     store = JobStore()
     first, second = name(1, 3), name(3, 5)
-    assert store.kueue(UID) is None
+    assert store.kueue(KEY) is None
     for job in (first, second):
         store.record(job, dataclasses.replace(seen(job), queue="oscar-lq-fish", queued=True))
-    assert store.kueue(UID) == ("oscar-svc", "oscar-lq-fish", 2)
+    assert store.kueue(KEY) == ("oscar-lq-fish", 2)
     store.record(first, dataclasses.replace(seen(first), queue="oscar-lq-fish"))          # admitted
     store.record(second, dataclasses.replace(seen(second), queue="oscar-lq-fish", queued=True), deleted=True)
-    assert store.kueue(UID) == ("oscar-svc", "oscar-lq-fish", 0)
+    assert store.kueue(KEY) == ("oscar-lq-fish", 0)
 
 
 def test_a_fresh_listing_forgets_the_jobs_deleted_while_nobody_watched():
@@ -589,13 +605,14 @@ def test_a_fresh_listing_forgets_the_jobs_deleted_while_nobody_watched():
     store.record(kept, seen(kept))
     store.record(gone, seen(gone))
     store.record(elsewhere, dataclasses.replace(seen(elsewhere), namespace="team-a"))
-    store.everything(UID)
+    in_team_a = KEY._replace(namespace="team-a")
+    store.everything(KEY)
     store.replace("oscar-svc", [seen(kept, Outcome.SUCCEEDED)])
     assert not store.synced                                               # team-a was not listed yet
-    assert store.names(UID) == {kept, elsewhere}                          # another namespace's listing is its own
-    assert [(job.name, job.outcome) for job in store.changes(UID)] == [(kept, Outcome.SUCCEEDED)]
+    assert store.names(KEY) == {kept} and store.names(in_team_a) == {elsewhere}   # its listing is its own
+    assert [(job.name, job.outcome) for job in store.changes(KEY)] == [(kept, Outcome.SUCCEEDED)]
     store.replace("team-a", [])
-    assert store.synced and store.names(UID) == {kept}
+    assert store.synced and store.names(KEY) == {kept} and store.names(in_team_a) == set()
 
 
 async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it():
@@ -663,7 +680,7 @@ def restart(world: World) -> None:
         body=world.body, jobs=world.store, batches=ActiveBatches(),
         cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
         kube=world.kube, emit=lambda *event: world.events.append(event), timing=TIMING, clock=world.clock,
-        resolver=FakeResolver(world.oscar, world.s3))
+        resolver=FakeResolver(world.oscar, world.s3), peer_calls=world.peer_calls)
 
 
 async def test_a_redriven_batch_is_not_redriven_again_after_a_restart():

@@ -15,7 +15,9 @@ import urllib3
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.controller.resolver import IO_THREADS, storage_waiting
+from oscar_batch.controller.resolver import IO_THREADS, Resolver, Waiting, storage_waiting
+from oscar_batch.core.credentials import OPT_IN_LABEL
+from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import parse_spec
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import SandboxConfig
@@ -273,11 +275,31 @@ def test_kube_reads_nodes_pods_and_secrets(kube):
     assert any(p["metadata"]["name"] == "tenant-db" for p in kube.pods())
     kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "k", "namespace": "default"},
                             "data": {"accessKey": base64.b64encode(b"AK").decode()}})
-    assert kube.secret("default", "k", ("accessKey", "secretKey")) == {"accessKey": "AK"}
+    assert kube.secret("default", "k")["data"] == {"accessKey": base64.b64encode(b"AK").decode()}
     with pytest.raises(cluster.KubeError) as missing:
-        kube.secret("default", "absent", ("accessKey",))
+        kube.secret("default", "absent")
     assert missing.value.code == 404
     assert kube.batch("default", "absent") is None
+
+
+@pytest.mark.parametrize(("name", "labels", "kind", "reason"), [
+    ("opted-in", {OPT_IN_LABEL: "true"}, "Opaque", None),
+    ("not-opted-in", {}, "Opaque", "SecretNotAllowed"),
+    ("sa-token", {OPT_IN_LABEL: "true"}, "kubernetes.io/service-account-token", "SecretNotAllowed"),
+    ("absent", None, None, "SecretNotFound"),
+])
+def test_the_resolver_uses_only_secrets_that_opted_in(kube, name, labels, kind, reason):
+    if labels is not None:
+        kube.create("secrets", {"apiVersion": "v1", "kind": "Secret", "type": kind,
+                                "metadata": {"name": name, "namespace": "default", "labels": labels},
+                                "data": {"token": base64.b64encode(b"sa-token-value").decode()}})
+    resolver = Resolver(kube, "default", EndpointPolicy((), ()))
+    if reason is None:
+        assert resolver.secret(name, ("token",)) == {"token": "sa-token-value"}
+        return
+    with pytest.raises(Waiting) as refused:
+        resolver.secret(name, ("token",))
+    assert refused.value.reason == reason and "sa-token-value" not in refused.value.message
 
 
 def test_seeding_makes_the_bucket_hold_exactly_the_inputs_and_decoys(sandbox):

@@ -1,11 +1,23 @@
 """One invocation: the Job name the operator asks for, the payload, how a Job maps back to its lines, and what
 a failed Job's pods say about why it failed."""
+import base64
 import json
 import re
 
 import pytest
 
-from oscar_batch.core.invocation import Failure, Identity, failed_reason, failure, identify, job_name, outcome, payload
+from oscar_batch.core.invocation import (
+    Failure,
+    Identity,
+    already_exists,
+    failed_reason,
+    failure,
+    identify,
+    job_name,
+    name_identity,
+    outcome,
+    payload,
+)
 from oscar_batch.core.ranges import Outcome
 
 UID = "3f2a9c1b-7d4e-4b8a-9f01-23456789abcd"
@@ -21,9 +33,15 @@ def job(name, *, event=None, container="oscar-container", extra_env=()):
             "spec": {"template": {"spec": {"containers": [{"name": container, "env": env}]}}}}
 
 
-def an_event(uid=UID, start=71, end=81, attempt=2):
+def an_event(uid=UID, start=71, end=81, attempt=2, redrive=0):
     return payload(start=start, end=end, bucket="fish", manifest_key="input/index.txt", batch_uid=uid,
-                   batch="default/fish", attempt=attempt)
+                   batch="default/fish", attempt=attempt, redrive=redrive)
+
+
+def invoked(uid, start, end, attempt, redrive=0, service="fish-detector"):
+    """A Job as OSCAR makes it from the operator's invocation: the name asked for, the EVENT sent."""
+    return job(job_name(service, uid, start, end, attempt, redrive),
+               event=an_event(uid, start, end, attempt, redrive))
 
 
 # --- names -----------------------------------------------------------------------------------------------------
@@ -43,7 +61,8 @@ def test_job_name(service, uid, lines, attempt, expected):
 def test_a_redriven_attempt_names_its_round():
     name = job_name("fish-detector", UID, 41, 42, 4, redrive=2)
     assert name == "fish-detector-3f2a9c1b7d4e-l41-42-a4-d2"
-    assert identify(job(name)) == Identity("3f2a9c1b7d4e", 41, 42, 4, redrive=2)
+    assert name_identity(name) == Identity("3f2a9c1b7d4e", 41, 42, 4, redrive=2)
+    assert identify(invoked(UID, 41, 42, 4, redrive=2)) == Identity(UID, 41, 42, 4, redrive=2)
     assert identify(job("fish-detector-abc", event=an_event() | {"oscarBatch": {
         "uid": UID, "batch": "default/fish", "attempt": 5, "redrive": 1}})) == Identity(UID, 71, 81, 5, 1)
 
@@ -56,7 +75,9 @@ def test_job_name_is_a_valid_dns_label_up_to_a_hundred_million_lines(service, st
     name = job_name(service, UID, start, end, attempt, redrive)
     assert len(name) <= 63
     assert DNS_LABEL.fullmatch(name), name
-    assert identify(job(name)) == Identity(UID.replace("-", "")[:12], start, end, attempt, redrive)
+    assert name_identity(name) == Identity(UID.replace("-", "")[:12], start, end, attempt, redrive)
+    assert identify(invoked(UID, start, end, attempt, redrive, service)) == Identity(UID, start, end, attempt,
+                                                                                       redrive)
 
 
 # --- payload ---------------------------------------------------------------------------------------------------
@@ -73,27 +94,34 @@ def test_payload_keeps_start_and_end_and_adds_identity():
 # --- identify --------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("the_job", "expected"), [
-    (job(job_name("fish-detector", UID, 12, 20, 1)), Identity("3f2a9c1b7d4e", 12, 20, 1)),
-    # the name wins over the EVENT when both are there
-    (job(job_name("fish-detector", UID, 12, 20, 1), event=an_event(start=3, attempt=9)),
-     Identity("3f2a9c1b7d4e", 12, 20, 1)),
+    # the operator's Job: the name it asked for and the EVENT it sent agree; the EVENT has the full UID
+    (invoked(UID, 12, 20, 1), Identity(UID, 12, 20, 1)),
+    (invoked(UID, 12, 20, 3, redrive=2), Identity(UID, 12, 20, 3, 2)),
     # an OSCAR that names Jobs `<service>-<uuid>`: the EVENT says which lines
     (job("fish-detector-5d1c0a9e-1111-2222-3333-444455556666", event=an_event()), Identity(UID, 71, 81, 2)),
     (job("fish-detector-abc", event=an_event(), extra_env=[{"name": "OTHER", "value": "x"}]),
      Identity(UID, 71, 81, 2)),
+    # an interLink service's EVENT is base64 (OSCAR's SetInterlinkJob)
+    (job("fish-detector-abc", event=base64.b64encode(json.dumps(an_event()).encode()).decode()),
+     Identity(UID, 71, 81, 2)),
+    # a name that claims an invocation of the operator, and an EVENT that disagrees or is missing: forged
+    (job(job_name("fish-detector", UID, 12, 20, 1)), None),
+    (job(job_name("fish-detector", UID, 12, 20, 1), event=an_event(start=3, attempt=9)), None),
+    (job(job_name("fish-detector", UID, 12, 20, 1), event=an_event(OTHER_UID, 12, 20, 1)), None),
+    (job(job_name("fish-detector", UID, 12, 20, 1, redrive=1), event=an_event(UID, 12, 20, 1)), None),
+    (job(job_name("fish-detector", UID, 12, 20, 1), event=an_event(UID[:-1] + "e", 12, 20, 1)),
+     Identity(UID[:-1] + "e", 12, 20, 1)),                       # same prefix: the EVENT's UID is the batch's
     # foreign or unreadable Jobs
     (job("fish-detector-5d1c0a9e"), None),
     (job("other-job", event={"start": 1, "end": 5}), None),                     # an invocation not ours
     (job("other-job", event="not json"), None),
+    (job("other-job", event="bm90IGpzb24="), None),                             # base64, not of JSON
     (job("other-job", event="[1, 2]"), None),
     (job("other-job", event={"oscarBatch": "x"}), None),
     (job("other-job", event={"start": 1, "end": 5, "oscarBatch": {"uid": UID}}), None),   # no attempt
+    (job("other-job", event={"start": 1, "end": 5, "oscarBatch": {"uid": 7, "attempt": 1}}), None),
     (job("other-job", event={"start": "one", "end": 5, "oscarBatch": {"uid": UID, "attempt": 1}}), None),
     (job("other-job", event=an_event(), container="sidecar"), None),            # not OSCAR's container
-    (job("FISH-3f2a9c1b7d4e-l1-2-a1"), None),
-    (job("fish-3f2a9c1b7d4-l1-2-a1"), None),                                    # 11 hex chars
-    (job("fish-3f2a9c1b7d4e-l1-2-a"), None),
-    (job("fish-3f2a9c1b7d4e-r1-a1"), None),                                     # no lines
     ({}, None),
     ({"metadata": {}, "spec": {}}, None),
 ])
@@ -101,15 +129,34 @@ def test_identify(the_job, expected):
     assert identify(the_job) == expected
 
 
-@pytest.mark.parametrize(("the_job", "uid", "belongs"), [
-    (job(job_name("fish", UID, 1, 2, 1)), UID, True),
-    (job(job_name("fish", UID, 1, 2, 1)), UID.replace("-", ""), True),
-    (job(job_name("fish", UID, 1, 2, 1)), OTHER_UID, False),
-    (job("fish-x", event=an_event(uid=UID)), UID, True),
-    (job("fish-x", event=an_event(uid=UID)), OTHER_UID, False),
+@pytest.mark.parametrize(("name", "expected"), [
+    (job_name("fish", UID, 12, 20, 1), Identity("3f2a9c1b7d4e", 12, 20, 1)),
+    ("fish-detector-5d1c0a9e", None),
+    ("FISH-3f2a9c1b7d4e-l1-2-a1", None),
+    ("fish-3f2a9c1b7d4-l1-2-a1", None),                                         # 11 hex chars
+    ("fish-3f2a9c1b7d4e-l1-2-a", None),
+    ("fish-3f2a9c1b7d4e-r1-a1", None),                                          # no lines
+    ("fish-3f2a9c1b7d4e-l1-2-a1\n", None),
 ])
-def test_identity_belongs_to_its_batch(the_job, uid, belongs):
-    assert identify(the_job).belongs_to(uid) is belongs
+def test_name_identity(name, expected):
+    assert name_identity(name) == expected
+
+
+@pytest.mark.parametrize(("status", "body", "name", "exists"), [
+    # OSCAR passes client-go's AlreadyExists text on, as a 500
+    (500, 'jobs.batch "fish-3f2a9c1b7d4e-l1-2-a1" already exists', "fish-3f2a9c1b7d4e-l1-2-a1", True),
+    (500, 'jobs.batch "fish-3f2a9c1b7d4e-l1-2-a1" already exists\n', "fish-3f2a9c1b7d4e-l1-2-a1", True),
+    (500, 'jobs.batch "fish-3f2a9c1b7d4e-l1-2-a2" already exists', "fish-3f2a9c1b7d4e-l1-2-a1", False),
+    (409, 'jobs.batch "fish-3f2a9c1b7d4e-l1-2-a1" already exists', "fish-3f2a9c1b7d4e-l1-2-a1", False),
+    # any other 500, however it is worded
+    (500, "", "exist-fish-3f2a9c1b7d4e-l1-2-a1", False),
+    (500, "internal error invoking service exist-fish", "exist-fish-3f2a9c1b7d4e-l1-2-a1", False),
+    (500, "error ensuring credentials: the secret already exists", "fish-3f2a9c1b7d4e-l1-2-a1", False),
+    (500, 'Job.batch "exist-x-3f2a9c1b7d4e-l1-2-a1" is invalid', "exist-x-3f2a9c1b7d4e-l1-2-a1", False),
+    (None, 'jobs.batch "x" already exists', "x", False),
+])
+def test_already_exists_is_oscars_exact_answer(status, body, name, exists):
+    assert already_exists(status, body, name) is exists
 
 
 # --- outcome ---------------------------------------------------------------------------------------------------
@@ -181,6 +228,9 @@ def exited(code, reason="Error", name="oscar-container"):
      Failure(False, "Error (exit code 3)")),
     ([pod(containerStatuses=[exited(0, "Completed", "sidecar"), exited(4)])], Failure(False, "Error (exit code 4)")),
     ([pod(phase="Failed")], Failure(False, "BackoffLimitExceeded")),
+    # what pods say is quoted as any peer's text: one line, credentials redacted
+    ([pod(phase="Failed", reason="Evicted", message="evicted\nby admin with password=hunter2")],
+     Failure(True, "pod Evicted: evicted by admin with password=[redacted]")),
 ])
 def test_failure_tells_a_disruption_from_the_services_own_failure(pods, expected):
     assert failure("BackoffLimitExceeded", pods) == expected

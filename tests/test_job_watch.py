@@ -13,18 +13,25 @@ import pytest
 
 from oscar_batch.clients import cluster
 from oscar_batch.controller.job_watch import JobWatch
-from oscar_batch.controller.registry import JobStore
+from oscar_batch.controller.registry import BatchKey, JobStore
+from oscar_batch.core import invocation
 from oscar_batch.core.ranges import Outcome
 from support import wait_until
 
 UID = "0123456789abcdef0123456789abcdef"
+KEY, SCRIPTED_KEY = BatchKey(UID, "watch-test", "fish"), BatchKey(UID, "svc", "fish")
 
 
 def job(name: str, namespace: str, labels: dict[str, str] | None = None, **status: Any) -> dict[str, Any]:
+    """A Job as OSCAR makes it: a name the operator chose carries lines the EVENT repeats, with the full UID."""
+    named = invocation.name_identity(name)
+    env = [] if named is None else [{"name": "EVENT", "value": json.dumps(invocation.payload(
+        start=named.start, end=named.end, bucket="b", manifest_key="index.txt", batch_uid=UID, batch="default/b",
+        attempt=named.attempt))}]
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1",
                          "labels": {"oscar_service": "fish"} if labels is None else labels},
-            "spec": {"template": {"spec": {"containers": [{"name": "oscar-container", "image": "fish"}]}}},
+            "spec": {"template": {"spec": {"containers": [{"name": "oscar-container", "image": "fish", "env": env}]}}},
             "status": status}
 
 
@@ -48,9 +55,9 @@ def test_the_watch_files_each_change_of_oscars_jobs_and_nothing_else(watched):
     first = batch_job(1, "watch-test")
     sandbox.call(lambda: sandbox.kube.create("batch/v1/jobs", first))
     sandbox.call(lambda: sandbox.kube.create("batch/v1/jobs", job("someone-elses", "watch-test", labels={})))
-    wait_until(lambda: store.synced and store.names(UID), message="the first Job listed")
-    assert store.all_names() == {first["metadata"]["name"]}
-    store.changes(UID)
+    wait_until(lambda: store.synced and store.names(KEY), message="the first Job listed")
+    store.everything(KEY)
+    assert store.all_names() == {("watch-test", first["metadata"]["name"])}
 
     second = batch_job(3, "watch-test")
     sandbox.call(lambda: sandbox.kube.create("batch/v1/jobs", second))
@@ -59,11 +66,11 @@ def test_the_watch_files_each_change_of_oscars_jobs_and_nothing_else(watched):
                                                 {"type": "Complete", "status": "True"}]}}))
     expected = {first["metadata"]["name"]: Outcome.SUCCEEDED, second["metadata"]["name"]: Outcome.RUNNING}
     seen: dict[str, Outcome] = {}
-    wait_until(lambda: seen.update({j.name: j.outcome for j in store.changes(UID)}) or seen == expected,
+    wait_until(lambda: seen.update({j.name: j.outcome for j in store.changes(KEY)}) or seen == expected,
                timeout=15, message="both changes, the watch having timed out and resumed")
 
     sandbox.call(lambda: sandbox.kube.delete("batch/v1/jobs", "watch-test", second["metadata"]["name"]))
-    wait_until(lambda: store.names(UID) == {first["metadata"]["name"]}, timeout=15, message="the deletion")
+    wait_until(lambda: store.names(KEY) == {first["metadata"]["name"]}, timeout=15, message="the deletion")
 
 
 class ScriptedApiServer(http.server.ThreadingHTTPServer):
@@ -142,9 +149,10 @@ def test_an_expired_version_and_a_dropped_connection_each_lead_to_a_fresh_list_t
     try:
         wait_until(lambda: server.answers.count("list") == 2, message="a list after the dropped connection")
         assert server.answers[:3] == ["list", "dropped", "list"]
-        assert [j.outcome for j in store.changes(UID) if j.name == first["metadata"]["name"]] == [Outcome.SUCCEEDED]
+        assert [j.outcome for j in store.changes(SCRIPTED_KEY)
+                if j.name == first["metadata"]["name"]] == [Outcome.SUCCEEDED]
         server.jobs, server.version = [done], 20   # `second` was deleted while nobody watched
-        wait_until(lambda: "410" in server.answers and store.names(UID) == {first["metadata"]["name"]},
+        wait_until(lambda: "410" in server.answers and store.names(SCRIPTED_KEY) == {first["metadata"]["name"]},
                    message="a list after the 410 that forgets the deleted Job")
         assert server.answers.index("410") < len(server.answers) - 1
     finally:

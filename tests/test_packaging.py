@@ -18,6 +18,7 @@ from oscar_batch_sandbox import CRD_PATH
 from support import BIN, kubectl
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+ENDPOINTS_CONFIG_MAP = "oscar-batch-endpoints"
 MINIMAL_SPEC = {"service": "s", "oscar": {"endpoint": "http://o", "credentialsSecret": "o"},
                 "storage": {"endpoint": "http://s", "credentialsSecret": "s", "bucket": "bkt"}}
 
@@ -343,6 +344,22 @@ def _granted(role: dict) -> set[tuple[str, str, str]]:
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
+@pytest.mark.parametrize("install", [ROOT / "manifests", ROOT / "manifests" / "overlays" / "namespaced"])
+def test_the_deployment_allows_https_only_to_the_hosts_of_its_config_map_none_by_default(install):
+    documents = _render(install)
+    container = _container(documents)
+    config = next(d for (kind, name, _), d in documents.items() if kind == "ConfigMap"
+                  and name.startswith(f"{ENDPOINTS_CONFIG_MAP}-"))      # kustomize's hash: a change rolls the pods
+    assert config["data"] == {"oscar": "", "s3": ""}
+    args = container["args"]
+    assert "--allow-http" not in args
+    variables = {variable["name"]: variable["valueFrom"]["configMapKeyRef"] for variable in container["env"]
+                 if "configMapKeyRef" in variable.get("valueFrom", {})}
+    for flag, key in (("--allow-oscar", "oscar"), ("--allow-s3", "s3")):
+        variable = args[args.index(flag) + 1].removeprefix("$(").removesuffix(")")
+        assert variables[variable] == {"name": config["metadata"]["name"], "key": key}
+
+
 def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_and_a_disruption_budget():
     documents = _render(ROOT / "manifests")
     deployment = documents[("Deployment", "oscar-batch-operator", "oscar-batch-system")]
@@ -367,7 +384,9 @@ def test_the_deployment_runs_two_peering_replicas_with_a_readiness_probe_and_a_d
 def test_the_namespaced_overlay_grants_roles_in_two_namespaces_and_nothing_cluster_wide():
     documents = _render(ROOT / "manifests" / "overlays" / "namespaced")
     kinds = {kind for kind, _, _ in documents}
-    assert not kinds & {"ClusterRole", "ClusterRoleBinding", "ConfigMap"}, kinds
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, kinds
+    # The namespaces' ConfigMap is for the replacements only; the endpoints' one is the operator's.
+    assert [name.rsplit("-", 1)[0] for kind, name, _ in documents if kind == "ConfigMap"] == [ENDPOINTS_CONFIG_MAP]
     batches = _granted(documents[("Role", "oscar-batch-operator", "default")])
     services = _granted(documents[("Role", "oscar-batch-operator-jobs", "oscar-svc")])
     assert ("", "secrets", "get") in batches and not any(resource == "secrets" for _, resource, _ in services)

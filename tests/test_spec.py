@@ -126,6 +126,15 @@ def test_fields(path, value, field, expected):
     ("oscar.endpoint", "oscar.example.org", "spec.oscar.endpoint"),
     ("oscar.endpoint", "ftp://oscar.example.org", "spec.oscar.endpoint"),
     ("oscar.endpoint", "https://oscar.example.org\n", "spec.oscar.endpoint"),
+    # credentials come from Secrets only, and a `?` or `#` would swallow the paths the client appends
+    ("oscar.endpoint", "https://user:pass@oscar.example.org", "spec.oscar.endpoint"),
+    ("oscar.endpoint", "https://oscar.example.org@evil.example", "spec.oscar.endpoint"),
+    ("oscar.endpoint", "https://evil.example?oscar.example.org", "spec.oscar.endpoint"),
+    ("oscar.endpoint", "https://evil.example/#oscar.example.org", "spec.oscar.endpoint"),
+    ("oscar.endpoint", "https://oscar.example.org/api?x=1", "spec.oscar.endpoint"),
+    ("storage.endpoint", "https://ak:sk@minio.example.org", "spec.storage.endpoint"),
+    ("storage.endpoint", "https://minio.example.org?", "spec.storage.endpoint"),
+    ("storage.endpoint", "https://minio.example.org#x", "spec.storage.endpoint"),
     ("oscar.credentialsSecret", DELETE, "spec.oscar.credentialsSecret"),
     ("oscar.servicesNamespace", "", "spec.oscar.servicesNamespace"),
     ("storage", DELETE, "spec.storage"),
@@ -213,6 +222,13 @@ def test_spec_errors_name_the_field(path, value, named):
     with pytest.raises(SpecError) as raised:
         parse_spec(changed(path, value))
     assert named in str(raised.value)
+
+
+def test_a_refused_endpoint_is_shown_without_its_password():
+    with pytest.raises(SpecError) as raised:
+        parse_spec(minimal(oscar={"endpoint": "https://oscar:s3cr3t@oscar.example.org", "credentialsSecret": "o"}))
+    assert "'https://[redacted]@oscar.example.org' is invalid" in str(raised.value)
+    assert "s3cr3t" not in str(raised.value)
 
 
 def test_keys_may_be_as_long_as_s3_allows():

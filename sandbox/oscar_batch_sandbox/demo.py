@@ -20,7 +20,7 @@ from oscar_batch.clients import cluster
 from oscar_batch.core.status import FINISHED_PHASES, SUCCEEDED
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
-from oscar_batch_sandbox.handoff import BATCH_NAME, batch_manifests
+from oscar_batch_sandbox.handoff import BATCH_NAME, OPERATOR_ARGS, batch_manifests
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.2
@@ -79,7 +79,7 @@ def _start_operator(kubeconfig: pathlib.Path, log_path: pathlib.Path) -> subproc
     with log_path.open("wb") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "oscar_batch", "run", "--kubeconfig", str(kubeconfig),
-             "--tick", "0.1", "--plan-interval", "1", "--status-interval", "0.2"],
+             "--tick", "0.1", "--plan-interval", "1", "--status-interval", "0.2", *OPERATOR_ARGS],
             stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -1,4 +1,5 @@
-"""Ready-to-apply manifests for a running sandbox: its Secrets and an OscarBatchJob over its bucket."""
+"""Ready-to-apply manifests for a running sandbox: its Secrets and an OscarBatchJob over its bucket, and the flags
+an operator needs to work with it."""
 from __future__ import annotations
 
 import pathlib
@@ -8,6 +9,10 @@ import yaml
 
 BATCH_NAME = "fish-detector-batch"
 OSCAR_SECRET, S3_SECRET = "oscar-credentials", "minio-credentials"
+# The operator uses a Secret only when its owner opted in with this label (the operator's core.credentials).
+CREDENTIALS_LABELS = {"batch.oscarbatch.dev/credentials": "true"}
+# The sandbox serves OSCAR and S3 over plain http on the loopback interface, on ports chosen at start.
+OPERATOR_ARGS = ("--allow-oscar", "127.0.0.1:*", "--allow-s3", "127.0.0.1:*", "--allow-http")
 
 
 def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str = BATCH_NAME,
@@ -49,4 +54,5 @@ def write_batch_manifests(directory: pathlib.Path, info: dict[str, Any]) -> list
 
 def _secret(name: str, namespace: str, values: dict[str, str]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": name, "namespace": namespace}, "stringData": values}
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(CREDENTIALS_LABELS)},
+            "stringData": values}

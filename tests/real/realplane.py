@@ -27,6 +27,8 @@ from typing import Any, NoReturn
 import pytest
 import yaml
 
+from oscar_batch_sandbox.handoff import CREDENTIALS_LABELS, OPERATOR_ARGS
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN_DIR = pathlib.Path(os.environ.get("OSCAR_REAL_BIN") or pathlib.Path(
     os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache") / "oscar-batch" / "real" / "bin")
@@ -406,9 +408,16 @@ def start_operator(plane: ControlPlane, directory: pathlib.Path, *extra: str,
     executable = pathlib.Path(sys.executable).parent / "oscar-batch"
     # Nothing of the admin's may leak in: no KUBECONFIG, no in-cluster variables.
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG" and not k.startswith("KUBERNETES_")}
+    # OSCAR (the real one and the simulator), MinIO and the discard port all listen on the loopback, in plain http.
     return Process("oscar-batch run", [str(executable), "run", "--kubeconfig", str(kubeconfig),
-                                       "--retry-delay", "1", "--verbose", *extra],
+                                       "--retry-delay", "1", "--verbose", *OPERATOR_ARGS, *extra],
                    directory / "operator.log", env=env)
+
+
+def create_credentials(plane: ControlPlane, namespace: str, name: str, values: dict[str, str]) -> None:
+    """A Secret a batch may take its credentials from: labelled as opted in from its creation on."""
+    plane.apply({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                 "metadata": {"name": name, "labels": CREDENTIALS_LABELS}, "stringData": values}, "-n", namespace)
 
 
 def subject(account_namespace: str = OPERATOR_NS) -> str:

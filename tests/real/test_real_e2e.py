@@ -29,7 +29,7 @@ import kmock
 import minio.error
 import pytest
 from realoscar import RealOscar, sync_node_metrics
-from realplane import ControlPlane, Minio, Process, rbac_denials, start_operator, wait_for
+from realplane import ControlPlane, Minio, Process, create_credentials, rbac_denials, start_operator, wait_for
 from test_real_scheduling import add_nodes, node, remove_nodes
 
 from oscar_batch.core.invocation import identify
@@ -321,10 +321,10 @@ def start_batch(stack: dict[str, Any], namespace: str, name: str = "e2e", oscar_
     """The credential Secrets and an OscarBatchJob over the stack's bucket (OSCAR at `oscar_endpoint`, by
     default the simulator itself); `spec` adds to or overrides the batch's spec."""
     plane, config, minio = stack["plane"], stack["config"], stack["minio"]
-    plane.kubectl("create", "secret", "generic", "oscar-credentials", "-n", namespace,
-                  f"--from-literal=username={config.oscar_user}", f"--from-literal=password={config.oscar_password}")
-    plane.kubectl("create", "secret", "generic", "minio-credentials", "-n", namespace,
-                  f"--from-literal=accessKey={minio.access_key}", f"--from-literal=secretKey={minio.secret_key}")
+    create_credentials(plane, namespace, "oscar-credentials",
+                       {"username": config.oscar_user, "password": config.oscar_password})
+    create_credentials(plane, namespace, "minio-credentials",
+                       {"accessKey": minio.access_key, "secretKey": minio.secret_key})
     plane.apply({
         "apiVersion": "batch.oscarbatch.dev/v1alpha1", "kind": "OscarBatchJob", "metadata": {"name": name},
         "spec": {"service": config.service,

@@ -18,7 +18,18 @@ from typing import Any
 
 import pytest
 import yaml
-from realplane import KUBECTL, OPERATOR_NS, ROOT, ControlPlane, Process, rbac_denials, start_operator, subject, wait_for
+from realplane import (
+    KUBECTL,
+    OPERATOR_NS,
+    ROOT,
+    ControlPlane,
+    Process,
+    create_credentials,
+    rbac_denials,
+    start_operator,
+    subject,
+    wait_for,
+)
 from test_real_crd import batch
 
 ACCOUNT_NS = "oscar-batch-namespaced"   # where this test's operator ServiceAccount lives
@@ -108,12 +119,13 @@ def test_the_namespaced_operator_reports_a_batch_and_cannot_read_secrets_elsewhe
     batches, services, elsewhere = scopes
     obj = batch("namespaced-install")
     obj["spec"]["oscar"]["endpoint"] = "http://127.0.0.1:9"   # the discard port: nothing listens there
+    obj["spec"]["storage"]["endpoint"] = "http://127.0.0.1:9"
     plane.apply(obj, "-n", batches)
     assert wait_for(lambda: _reason(plane, batches, "namespaced-install")
                     == "SecretNotFound", 60, "the operator to report the missing Secret", alive=[operator])
     for namespace in (batches, elsewhere):
-        plane.kubectl("create", "secret", "generic", "oscar-credentials", "-n", namespace,
-                      "--from-literal=username=oscar", "--from-literal=password=secret")
+        create_credentials(plane, namespace, "oscar-credentials", {"username": "oscar", "password": "secret"})
+        create_credentials(plane, namespace, "minio-credentials", {"accessKey": "ak", "secretKey": "sk"})
     assert wait_for(lambda: _reason(plane, batches, "namespaced-install") == "OscarUnavailable", 60,
                     "the operator to report OSCAR unreachable", alive=[operator])
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from realplane import OPERATOR_SUBJECT as SUBJECT
-from realplane import ControlPlane, Process, rbac_denials, start_operator, wait_for
+from realplane import ControlPlane, Process, create_credentials, rbac_denials, start_operator, wait_for
 from test_real_crd import batch
 
 from oscar_batch_sandbox import kueue
@@ -117,6 +117,7 @@ def test_operator_works_under_its_own_service_account(installed: ControlPlane, o
     plane = installed
     obj = batch("least-privilege")
     obj["spec"]["oscar"]["endpoint"] = "http://127.0.0.1:9"  # the discard port: nothing listens there
+    obj["spec"]["storage"]["endpoint"] = "http://127.0.0.1:9"
     plane.apply(obj, "-n", namespace)
 
     def reason() -> str | None:
@@ -133,8 +134,9 @@ def test_operator_works_under_its_own_service_account(installed: ControlPlane, o
     finalizers = plane.get_json("oscarbatchjobs", "least-privilege", "-n", namespace)["metadata"].get("finalizers")
     assert finalizers, "no finalizer: kopf could not patch the batch"
 
-    plane.kubectl("create", "secret", "generic", "oscar-credentials", "-n", namespace,
-                  "--from-literal=username=oscar", "--from-literal=password=secret")
+    # Both Secrets: nothing is sent to OSCAR before the S3 credentials are known to be usable too.
+    create_credentials(plane, namespace, "oscar-credentials", {"username": "oscar", "password": "secret"})
+    create_credentials(plane, namespace, "minio-credentials", {"accessKey": "ak", "secretKey": "sk"})
     assert wait_for(lambda: reason() == "OscarUnavailable", 60, "the operator to report OSCAR unreachable",
                     alive=[operator])
 

@@ -10,6 +10,7 @@ import kopf
 from oscar_batch.controller import handlers, readiness
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.registry import Timing
+from oscar_batch.core.endpoints import EndpointPolicy, parse_patterns
 
 PEERING_LIFETIME = 60   # kopf's default
 
@@ -22,6 +23,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--namespace", action="append", default=[],
                         help="watch only this namespace (repeatable; include the OSCAR services namespace); "
                              "default: all namespaces")
+    parser.add_argument("--allow-oscar", metavar="HOSTS", type=_patterns, action="append", default=[],
+                        help="OSCAR hosts a batch may name in spec.oscar.endpoint, comma-separated patterns (HOST or "
+                             "HOST:PORT, '*' as wildcard: oscar.example.org, *.example.org, 127.0.0.1:*; without a "
+                             "port only the scheme's default); repeatable. Default: none, so no batch runs")
+    parser.add_argument("--allow-s3", metavar="HOSTS", type=_patterns, action="append", default=[],
+                        help="S3 hosts a batch may name in spec.storage.endpoint, as --allow-oscar. Default: none")
+    parser.add_argument("--allow-http", action="store_true",
+                        help="let batches name plain http:// endpoints among the allowed hosts (their credentials "
+                             "then cross the network readable); default: https only")
     parser.add_argument("--verbose", action="store_true", help="log debug messages")
     parser.add_argument("--log-format", choices=("plain", "json"), default="plain",
                         help="plain text, or one JSON object per line (default plain)")
@@ -73,8 +83,11 @@ def run_operator(args: argparse.Namespace) -> int:
     metrics = Metrics()
     if args.metrics:
         metrics.serve(*args.metrics)
-    memo = handlers.memo(timing, args.namespace, metrics, kubeconfig=args.kubeconfig, peering=args.peering,
-                         peering_lifetime=args.peering_lifetime)
+    endpoints = EndpointPolicy(oscar_hosts=tuple(host for hosts in args.allow_oscar for host in hosts),
+                               s3_hosts=tuple(host for hosts in args.allow_s3 for host in hosts),
+                               allow_http=args.allow_http)
+    memo = handlers.memo(timing, args.namespace, metrics, endpoints, kubeconfig=args.kubeconfig,
+                         peering=args.peering, peering_lifetime=args.peering_lifetime)
     if args.readiness:
         host, port = args.readiness
         readiness.serve(host, port, ready=lambda: memo.jobs.synced)
@@ -83,6 +96,13 @@ def run_operator(args: argparse.Namespace) -> int:
     kopf.run(standalone=not args.peering, peering_name=args.peering, priority=-time.time_ns() // 1000,
              clusterwide=not args.namespace, namespaces=args.namespace, liveness_endpoint=args.liveness, memo=memo)
     return 0
+
+
+def _patterns(value: str) -> tuple[str, ...]:
+    try:
+        return parse_patterns(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _address(value: str) -> tuple[str, int]:

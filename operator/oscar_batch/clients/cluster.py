@@ -5,7 +5,6 @@ kopf watches the OscarBatchJobs and reacts; everything else the operator reads o
 """
 from __future__ import annotations
 
-import base64
 import json
 import os
 import pathlib
@@ -14,6 +13,8 @@ from typing import Any
 
 import pykube
 import requests
+
+from oscar_batch.core.redaction import quote
 
 GROUP, VERSION, PLURAL = "batch.oscarbatch.dev", "v1alpha1", "oscarbatchjobs"
 LIST_PAGE = 500
@@ -108,7 +109,7 @@ class Kube:
                     kind, obj = event.get("type", ""), event.get("object") or {}
                     if kind == "ERROR":
                         error_class = Expired if obj.get("code") == 410 else KubeError
-                        raise error_class(f"watching Jobs: {obj.get('message', '')}", obj.get("code"))
+                        raise error_class(f"watching Jobs: {quote(obj.get('message'))}", obj.get("code"))
                     yield kind, obj
         except requests.RequestException as error:
             raise KubeError(f"watching Jobs: the connection ended ({type(error).__name__})") from None
@@ -127,11 +128,10 @@ class Kube:
                 return None
             raise
 
-    def secret(self, namespace: str, name: str, keys: Iterable[str]) -> dict[str, str]:
-        """The named keys of a Secret, decoded. Absent keys are left out; the values never reach a message."""
-        secret = self._get(f"secrets/{name}", namespace=namespace, what=f"Secret {namespace}/{name}")
-        data = secret.get("data") or {}
-        return {key: base64.b64decode(data[key]).decode() for key in keys if key in data}
+    def secret(self, namespace: str, name: str) -> dict[str, Any]:
+        """A Secret as the API server gives it: whether it may be used is the caller's decision
+        (`core.credentials`), made before any value is decoded; the values never reach a message."""
+        return self._get(f"secrets/{name}", namespace=namespace, what=f"Secret {namespace}/{name}")
 
     def batch(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
@@ -185,8 +185,8 @@ class Kube:
         if response.ok:
             return
         try:
-            message = response.json().get("message", "")
-        except ValueError:
-            message = response.text[:200]
+            message = quote(str(response.json().get("message", "")))
+        except (ValueError, AttributeError):
+            message = quote(response.text)
         error_class = {403: Forbidden, 410: Expired}.get(response.status_code, KubeError)
         raise error_class(f"{doing}: Kubernetes answered {response.status_code}: {message}", response.status_code)

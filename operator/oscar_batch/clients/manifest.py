@@ -27,13 +27,17 @@ from minio.error import S3Error
 
 from oscar_batch.core import keys
 from oscar_batch.core.keys import Listing, Unlisted
+from oscar_batch.core.redaction import quote
 from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 UNLISTED_META = "oscar-batch-unlisted"
 SPOOL_BYTES = 16 * 1024 * 1024
 PROGRESS_EVERY = 10_000
-MINIO_POOL_SIZE, MINIO_TIMEOUT = 10, 300   # minio's own defaults
+# Seconds to connect and to wait for each read (the OSCAR client waits 15 s too), and further tries of a request
+# that failed to connect or got a 5xx.
+CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES = 5.0, 15.0, 2
+MINIO_POOL_SIZE = 10   # minio's own default
 
 
 class StorageError(Exception):
@@ -49,16 +53,21 @@ class ObjectOwner:
     unlisted: int = 0   # inputs the manifest leaves out
 
 
-def client(spec: BatchSpec, access_key: str, secret_key: str, pool_size: int = MINIO_POOL_SIZE) -> minio.Minio:
-    """`pool_size`: the threads that may call this client at once. minio's own pool manager, but for its size
-    (minio fixes it at 10; urllib3 discards the connections beyond it, "Connection pool is full")."""
+def client(spec: BatchSpec, access_key: str, secret_key: str, *, pool_size: int = MINIO_POOL_SIZE,
+           read_timeout: float = READ_TIMEOUT) -> minio.Minio:
+    """A client of the batch's S3 endpoint that gives up in bounded time: minio's own defaults wait 5 minutes for
+    a connection and for each read, 5 times over, and a stalled endpoint would hold an I/O thread all that
+    while. It follows no redirect: a batch's S3 is the allow-listed endpoint, not wherever that points to.
+    `pool_size`: the threads that may call this client at once (minio fixes it at 10; urllib3 discards the
+    connections beyond it, "Connection pool is full")."""
     url = urllib.parse.urlsplit(spec.s3_endpoint)
-    pool = urllib3.PoolManager(
-        timeout=urllib3.Timeout(connect=MINIO_TIMEOUT, read=MINIO_TIMEOUT), maxsize=pool_size,
-        cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-        retries=urllib3.Retry(total=5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]))
+    http = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=min(CONNECT_TIMEOUT, read_timeout), read=read_timeout),
+        maxsize=pool_size, cert_reqs="CERT_REQUIRED", ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(total=RETRIES, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504), redirect=0,
+                              raise_on_redirect=False))
     return minio.Minio(url.netloc, access_key=access_key, secret_key=secret_key,
-                       secure=url.scheme == "https", region=spec.s3_region, http_client=pool)
+                       secure=url.scheme == "https", region=spec.s3_region, http_client=http)
 
 
 def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:
@@ -206,4 +215,4 @@ def _put(s3: minio.Minio, spec: BatchSpec, key: str, data: Any, size: int, conte
 
 
 def _storage_error(error: S3Error, doing: str) -> StorageError:
-    return StorageError(f"{doing}: S3 answered {error.code}: {error.message}")
+    return StorageError(f"{doing}: S3 answered {quote(error.code, limit=64)}: {quote(error.message)}")

@@ -15,14 +15,17 @@ from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from oscar_batch.clients.errors import connection_problem
+from oscar_batch.core.redaction import quote
 
 DEFAULT_TIMEOUT = 15.0
+BODY_KEPT = 512   # characters of an error answer kept in OscarError.body
 
 
 class OscarError(Exception):
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, body: str = "") -> None:
         super().__init__(message)
         self.status = status
+        self.body = body    # the start of OSCAR's answer, to compare with what OSCAR says; the message quotes it
 
 
 class OscarClient:
@@ -114,8 +117,9 @@ class OscarClient:
         # /job is authorised by the service token alone; everything else by the cluster credentials.
         headers = headers or {"Authorization": self._system_authorization}
         try:
+            # No redirect is followed: the endpoint is the allow-listed one, not wherever it points to.
             return self._session.request(method, self.endpoint + path, headers=headers,
-                                         timeout=timeout or self.timeout, **kwargs)
+                                         timeout=timeout or self.timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as error:
             raise OscarError(f"{what}: cannot reach OSCAR at {self.endpoint} ({connection_problem(error)})") from None
 
@@ -126,5 +130,5 @@ class OscarClient:
         elif status == 404:
             reason = "not found"
         else:
-            reason = f"OSCAR answered {status}: {response.text.strip()[:200]}"
-        return OscarError(f"{what}: {reason}", status)
+            reason = f"OSCAR answered {status}: {quote(response.text)}"
+        return OscarError(f"{what}: {reason}", status, body=response.text[:BODY_KEPT])

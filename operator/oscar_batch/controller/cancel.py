@@ -8,29 +8,29 @@ left behind and why, so a dead OSCAR never keeps an object from being deleted.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from oscar_batch.clients import cluster, manifest
-from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarError
-from oscar_batch.controller.registry import ActiveBatches, Timing
+from oscar_batch.clients import manifest
+from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarClient, OscarError
+from oscar_batch.controller.peer_calls import PeerCalls
+from oscar_batch.controller.registry import ActiveBatches, BatchKey, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink
 from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
 from oscar_batch.core import status
-from oscar_batch.core.spec import SpecError, apply_pinned, parse_spec
+from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
 SHOWN_JOBS = 5
 
 
-async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], every_job: Callable[[], Iterable[str]],
-                 kube: cluster.Kube, emit: EventSink,
-                 batches: ActiveBatches, timing: Timing, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, resolver: Resolver | None = None) -> None:
-    metadata = body["metadata"]
-    uid, namespace = metadata["uid"], metadata["namespace"]
+async def cancel(*, body: Any, jobs: JobStore, emit: EventSink, batches: ActiveBatches,
+                 timing: Timing, resolver: Resolver, peer_calls: PeerCalls, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+    uid = body["metadata"]["uid"]
     deadline = clock() + timing.cancel_timeout
     # The controller checks the deletion mark before each invocation; once it has exited nothing new starts.
     await batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
@@ -44,12 +44,10 @@ async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], every_job
         else:
             emit("Normal", "Cancelled", "nothing had started: nothing to clean up")
         return
-    resolver = resolver or Resolver(kube, namespace)
     done: list[str] = []
     left: list[str] = []
 
-    deleted, problem = await _delete_jobs(resolver, spec, in_flight if spec.keep_jobs else every_job,
-                                          deadline, clock, sleep)
+    deleted, problem = await _delete_jobs(resolver, peer_calls, spec, jobs, uid, deadline, clock, sleep)
     if deleted:
         done.append(f"deleted {deleted} Job(s) in flight" if spec.keep_jobs else f"deleted {deleted} Job(s)")
     if problem:
@@ -58,7 +56,7 @@ async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], every_job
     if spec.keep_manifest:
         done.append(f"kept the manifest {spec.uri(spec.manifest_key)} (spec.keepManifest)")
     else:
-        removed, problem = await asyncio.to_thread(_remove_manifest, resolver, spec, uid)
+        removed, problem = await peer_calls.run(spec.s3_endpoint, _remove_manifest, resolver, spec, uid)
         if removed:
             done.append(f"removed the manifest {spec.uri(spec.manifest_key)}")
         if problem:
@@ -73,44 +71,67 @@ async def cancel(*, body: Any, in_flight: Callable[[], Iterable[str]], every_job
         emit("Normal", "CleanedUp" if finished else "Cancelled", f"{stopped}{summary}")
 
 
-async def _delete_jobs(resolver: Resolver, spec, in_flight: Callable[[], Iterable[str]], deadline: float,
-                       clock: Callable[[], float],
+async def _delete_jobs(resolver: Resolver, peer_calls: PeerCalls, spec: BatchSpec, jobs: JobStore, uid: str,
+                       deadline: float, clock: Callable[[], float],
                        sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
-    """(Jobs deleted, what was left and why). Each pass re-reads the Jobs index: an invocation accepted just
-    before dispatch stopped shows up there a moment later."""
-    remaining = set(in_flight())
-    if not remaining:
+    """(Jobs deleted, what was left and why): every Job of the batch, or those in flight with keepJobs. Each pass
+    re-reads the Jobs index: an invocation accepted just before dispatch stopped shows up there a moment later."""
+    key = jobs.key_read(uid)
+    if not (jobs.claimed(uid) if key is None else set(_jobs_to_delete(jobs, key, spec))):
         return 0, None
     try:
         oscar = await asyncio.to_thread(resolver.oscar_client, spec)
     except Waiting as waiting:
-        return 0, _left_jobs(remaining, waiting.message)
+        return 0, _left_jobs(set(_jobs_to_delete(jobs, key, spec)), waiting.message) if key else \
+            f"its Jobs in OSCAR: {waiting.message}"
+    try:
+        if key is None:
+            # This process never ran the batch (it finished before a restart): which Jobs are its own follows
+            # from its service, as when the batch ran.
+            try:
+                service = await peer_calls.run(spec.oscar_endpoint, resolver.service, oscar, spec)
+            except Waiting as waiting:
+                return 0, f"its Jobs in OSCAR: {waiting.message}"
+            key = BatchKey(uid, resolver.jobs_namespace(spec, service), spec.service)
+        return await _delete_each(oscar, peer_calls, spec, functools.partial(_jobs_to_delete, jobs, key, spec),
+                                  deadline, clock, sleep)
+    finally:
+        oscar.close()
+
+
+async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpec,
+                       in_flight: Callable[[], Iterable[str]], deadline: float, clock: Callable[[], float],
+                       sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
+    remaining = set(in_flight())
+    if not remaining:
+        return 0, None
     deleted: set[str] = set()
     error: OscarError | None = None
     delay = 0.5
-    try:
-        while True:
-            for name in sorted(remaining - deleted):
-                left = deadline - clock()
-                if left <= 0:
-                    break
-                try:
-                    # One request, retries included, must not outlast the deadline either.
-                    await asyncio.to_thread(oscar.delete_job, spec.service, name,
-                                            timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
-                    deleted.add(name)
-                except OscarError as failure:
-                    error = failure
-                    if failure.status is None:
-                        break  # unreachable: the rest of this pass would only fail the same way
-            remaining = (set(in_flight()) | remaining) - deleted
-            if not remaining or clock() + delay > deadline:
+    while True:
+        for name in sorted(remaining - deleted):
+            left = deadline - clock()
+            if left <= 0:
                 break
-            await sleep(delay)
-            delay = min(delay * 2, 5.0)
-    finally:
-        oscar.close()
+            try:
+                # One request, retries included, must not outlast the deadline either.
+                await peer_calls.run(spec.oscar_endpoint, oscar.delete_job, spec.service, name,
+                                     timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
+                deleted.add(name)
+            except OscarError as failure:
+                error = failure
+                if failure.status is None:
+                    break  # unreachable: the rest of this pass would only fail the same way
+        remaining = (set(in_flight()) | remaining) - deleted
+        if not remaining or clock() + delay > deadline:
+            break
+        await sleep(delay)
+        delay = min(delay * 2, 5.0)
     return len(deleted), (_left_jobs(remaining, str(error)) if remaining else None)
+
+
+def _jobs_to_delete(jobs: JobStore, key: BatchKey, spec: BatchSpec) -> Iterable[str]:
+    return jobs.in_flight(key) if spec.keep_jobs else jobs.names(key)
 
 
 def _left_jobs(names: set[str], why: str | None) -> str:
@@ -119,7 +140,7 @@ def _left_jobs(names: set[str], why: str | None) -> str:
     return f"{len(names)} Job(s) still in OSCAR ({shown}): {why or 'they did not go away in time'}"
 
 
-def _remove_manifest(resolver: Resolver, spec, uid: str) -> tuple[bool, str | None]:
+def _remove_manifest(resolver: Resolver, spec: BatchSpec, uid: str) -> tuple[bool, str | None]:
     """Only a manifest this very batch wrote is removed (with the object naming the inputs it left out);
     anybody else's object stays."""
     where = spec.uri(spec.manifest_key)

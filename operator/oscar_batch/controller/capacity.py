@@ -11,7 +11,7 @@ from typing import Any
 
 from oscar_batch.clients import cluster
 from oscar_batch.clients.oscar import OscarError
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore
+from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobStore
 from oscar_batch.controller.resolver import Peers
 from oscar_batch.core import kueue, planner
 from oscar_batch.core.ranges import RangeBook
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 KUEUE_WAITING = "waiting for Kueue admission"
 
 
-async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs: JobStore,
+async def parallelism(*, key: BatchKey, ref: str, peers: Peers, book: RangeBook, jobs: JobStore,
                       batches: ActiveBatches, cluster_view: ClusterView, kube: cluster.Kube) -> tuple[int, str]:
     """(parallelism for this batch, explanation)."""
     spec, needs = peers.spec, peers.needs
@@ -32,11 +32,11 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs
         if snapshot.nodes is None:
             # Without permission to list Nodes, OSCAR's own view is the next best; it counts our running
             # pods as used, so they are added back.
-            oscar_status = await asyncio.to_thread(peers.oscar.cluster_status)
+            oscar_status = await peers.on_oscar(peers.oscar.cluster_status)
             plan = planner.plan_from_oscar_status(oscar_status, needs, policy)
             plan = dataclasses.replace(plan, total=plan.total + running)
         else:
-            own_jobs, mine = jobs.all_names(), jobs.names(uid)
+            own_jobs, mine = jobs.all_names(), {(key.namespace, name) for name in jobs.names(key)}
             plan = planner.plan_capacity(snapshot.nodes, snapshot.pods, needs, policy,
                                          ignore_pod=lambda pod: _job_of(pod) in own_jobs)
             own_pending = sum(1 for pod in snapshot.pods if _job_of(pod) in mine and _unschedulable(pod))
@@ -46,13 +46,13 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs
     # Headroom must not starve a batch forever: when the cluster has a free slot but the share rounds to
     # none (one slot × 0.8), the batch still takes one.
     usable = plan.total or min(plan.cluster_slots, 1)
-    slots, sharing = batches.share(uid, usable)
+    slots, sharing = batches.share(key.uid, usable)
     if spec.max_parallelism:
         slots = min(slots, spec.max_parallelism)
     if own_pending:
         # Pods of ours that the scheduler cannot place prove the plan optimistic: keep what runs.
         slots = min(slots, max(running - own_pending, 0))
-    slots, waiting = await _kueue_bound(uid, ref, peers, kube, jobs, running, slots)
+    slots, waiting = await _kueue_bound(key, ref, peers, kube, jobs, running, slots)
     message = f"{slots} range(s) in flight allowed; the cluster fits {plan.cluster_slots} invocation(s)"
     if sharing > 1:
         message += f", shared by {sharing} dispatching batches"
@@ -63,14 +63,15 @@ async def parallelism(*, uid: str, ref: str, peers: Peers, book: RangeBook, jobs
     return slots, f"{waiting}; {message}" if waiting else message
 
 
-async def _kueue_bound(uid: str, ref: str, peers: Peers, kube: cluster.Kube, jobs: JobStore, running: int,
+async def _kueue_bound(key: BatchKey, ref: str, peers: Peers, kube: cluster.Kube, jobs: JobStore, running: int,
                        slots: int) -> tuple[int, str]:
     """The owner's ClusterQueue quota bounds what may be in flight, whatever the nodes could take. Without
     Kueue's API to read, what Kueue admits is the bound, as for pods the scheduler cannot place."""
-    managed = jobs.kueue(uid)
+    managed = jobs.kueue(key)
     if managed is None:
         return slots, ""
-    namespace, local_queue, queued = managed
+    local_queue, queued = managed
+    namespace = key.namespace
     try:
         cluster_queue = await asyncio.to_thread(kube.cluster_queue_of, namespace, local_queue)
     except cluster.KubeError as error:
@@ -87,9 +88,11 @@ async def _kueue_bound(uid: str, ref: str, peers: Peers, kube: cluster.Kube, job
     return min(slots, room.slots), waiting
 
 
-def _job_of(pod: Mapping[str, Any]) -> str:
-    labels = pod.get("metadata", {}).get("labels") or {}
-    return labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
+def _job_of(pod: Mapping[str, Any]) -> tuple[str, str]:
+    """(namespace, name) of the Job that made the pod."""
+    metadata = pod.get("metadata", {})
+    labels = metadata.get("labels") or {}
+    return metadata.get("namespace") or "", labels.get("batch.kubernetes.io/job-name") or labels.get("job-name") or ""
 
 
 def _unschedulable(pod: Mapping[str, Any]) -> bool:

@@ -19,10 +19,12 @@ from oscar_batch.clients import cluster
 from oscar_batch.controller import cancel
 from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
+from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 from oscar_batch.controller.reporter import EVENT_NAME_PREFIX, EventPoster
-from oscar_batch.controller.resolver import IO_THREADS, KnownSecrets, Resolver
+from oscar_batch.controller.resolver import IO_THREADS, PEER_SHARE, PEER_THREADS, KnownSecrets, Resolver
+from oscar_batch.core.endpoints import EndpointPolicy
 
 FINALIZER = f"{cluster.GROUP}/finalizer"
 # Who Events say they come from (`kubectl describe`'s "From", an Event's reportingComponent), not "kopf".
@@ -31,17 +33,19 @@ EVENTS_DRAIN_SECONDS = 5.0   # at exit, for the Events still queued (a cancellat
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
-def memo(timing: Timing, namespaces: list[str], metrics: Metrics, *, kubeconfig: pathlib.Path | None = None,
-         peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
+def memo(timing: Timing, namespaces: list[str], metrics: Metrics, endpoints: EndpointPolicy, *,
+         kubeconfig: pathlib.Path | None = None, peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
     """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
-    `kubeconfig`: the file given, None to find credentials as `cluster.kube_config` does; `peering`: the name of
-    the kopf peering object when replicas share the work, None when standalone."""
+    `endpoints`: what batches may name; `kubeconfig`: the file given, None to find credentials as
+    `cluster.kube_config` does; `peering`: the name of the kopf peering object when replicas share the work, None
+    when standalone."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS, kubeconfig=kubeconfig)
     jobs = JobStore()
     jobs.watching(namespaces)
     return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
                      metrics=metrics, secrets=KnownSecrets(),
                      events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
+                     endpoints=endpoints, peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
                      namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
                      cluster_view=ClusterView(kube, max_age=timing.min_replan),
                      job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
@@ -117,6 +121,7 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
         watch.stop()
     await memo.events.drain(timeout=EVENTS_DRAIN_SECONDS)
     memo.event_posting.cancel()
+    memo.peer_calls.shutdown()
 
 
 # One daemon per batch for the batch's whole life; a finished batch's daemon idles (a coroutine, no thread)
@@ -126,10 +131,11 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 @kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
 async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
     meta = body["metadata"]
-    resolver = Resolver(memo.kube, meta["namespace"], known=memo.secrets, uid=meta["uid"])
+    # Secrets are read in the batch's own namespace only.
+    resolver = Resolver(memo.kube, meta["namespace"], memo.endpoints, known=memo.secrets, uid=meta["uid"])
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
                           stopped=stopped, kube=memo.kube, emit=memo.events.emitter(body), timing=memo.timing,
-                          resolver=resolver, metrics=memo.metrics).run()
+                          resolver=resolver, peer_calls=memo.peer_calls, metrics=memo.metrics).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
@@ -139,11 +145,10 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
         return
     # Its Secrets may be gone already (its namespace is being deleted): what the batch last read from them will do.
-    resolver = Resolver(memo.kube, body["metadata"]["namespace"], known=memo.secrets, uid=uid, recall_missing=True)
-    await cancel.cancel(body=body, in_flight=lambda: memo.jobs.in_flight(uid),
-                        every_job=lambda: memo.jobs.names(uid), kube=memo.kube, emit=memo.events.emitter(body),
-                        batches=memo.batches, timing=memo.timing, resolver=resolver)
+    resolver = Resolver(memo.kube, body["metadata"]["namespace"], memo.endpoints, known=memo.secrets, uid=uid,
+                        recall_missing=True)
+    await cancel.cancel(body=body, jobs=memo.jobs, emit=memo.events.emitter(body), batches=memo.batches,
+                        timing=memo.timing, resolver=resolver, peer_calls=memo.peer_calls)
+    memo.jobs.forget_batch(uid)
     memo["cancelled"] = True
     memo.secrets.forget(uid)
-
-

@@ -62,10 +62,10 @@ class Invoker:
                                        attempt=work.attempt, redrive=book.redrive_round)
             sent = time.monotonic()
             try:
-                await asyncio.to_thread(peers.oscar.invoke, spec.service, peers.service_token, event, name)
+                await peers.on_oscar(peers.oscar.invoke, spec.service, peers.service_token, event, name)
                 self.metrics.invoked(time.monotonic() - sent)
             except OscarError as error:
-                if not (error.status == 500 and "exist" in str(error).lower()):
+                if not invocation.already_exists(error.status, error.body, name):
                     raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
             book.invoked(work, name, started=now_iso(), now=self.clock())
@@ -96,7 +96,7 @@ class Invoker:
         if not overdue:
             return
         try:
-            listed = dict(await asyncio.to_thread(lambda: list(peers.oscar.jobs(peers.spec.service))))
+            listed = dict(await peers.on_oscar(lambda: list(peers.oscar.jobs(peers.spec.service))))
         except OscarError as error:
             log.warning("batch %s: cannot list the jobs of %s: %s", self.report.ref, peers.spec.service, error)
             backoff.failed(now)
@@ -136,7 +136,7 @@ class Invoker:
             chunk = self._deletable[-CONCURRENT_CALLS:]
             del self._deletable[-len(chunk):]
             try:
-                outcomes = await asyncio.gather(*(asyncio.to_thread(peers.oscar.delete_job, peers.spec.service, name)
+                outcomes = await asyncio.gather(*(peers.on_oscar(peers.oscar.delete_job, peers.spec.service, name)
                                                   for name in chunk), return_exceptions=True)
             except asyncio.CancelledError:
                 self._deletable.extend(chunk)  # the daemon is stopping: what was not confirmed stays to delete

@@ -13,11 +13,10 @@ import threading
 import time
 
 from oscar_batch.clients import cluster
-from oscar_batch.controller.registry import JobStore, job_seen
+from oscar_batch.controller.registry import SERVICE_LABEL, JobStore, job_seen
 
 log = logging.getLogger(__name__)
 
-OSCAR_JOBS = "oscar_service"   # OSCAR labels every Job it creates with its service's name
 WATCH_SECONDS = 300            # the API server ends a watch after this; the next one resumes where it stopped
 
 
@@ -57,13 +56,13 @@ class JobWatch:
                 delay = min(2 * delay, self._max_delay)
 
     def _list(self) -> str:
-        jobs, version = self._kube.jobs(self._namespace, OSCAR_JOBS)
+        jobs, version = self._kube.jobs(self._namespace, SERVICE_LABEL)
         listed = [seen for seen in (job_seen(job["metadata"]["name"], job) for job in jobs) if seen is not None]
         self._store.replace(self._namespace, listed)
         return version
 
     def _watch(self, version: str) -> str:
-        for kind, job in self._kube.watch_jobs(self._namespace, OSCAR_JOBS, version, self._watch_seconds):
+        for kind, job in self._kube.watch_jobs(self._namespace, SERVICE_LABEL, version, self._watch_seconds):
             metadata = job.get("metadata") or {}
             version = metadata.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):

@@ -20,7 +20,8 @@ from oscar_batch.controller import capacity, objects
 from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.jobs_said import JobsSaid
 from oscar_batch.controller.metrics import Metrics
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
+from oscar_batch.controller.peer_calls import PeerCalls
+from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
 from oscar_batch.core import chunking, items, status
@@ -45,8 +46,8 @@ class Stopped(Protocol):
 
 class BatchController:
     def __init__(self, *, body: Any, jobs: JobStore, batches: ActiveBatches, cluster_view: ClusterView,
-                 stopped: Stopped, kube: cluster.Kube, emit: EventSink, timing: Timing,
-                 clock: Callable[[], float] = time.monotonic, resolver: Resolver | None = None,
+                 stopped: Stopped, kube: cluster.Kube, emit: EventSink, timing: Timing, resolver: Resolver,
+                 peer_calls: PeerCalls, clock: Callable[[], float] = time.monotonic,
                  metrics: Metrics | None = None) -> None:
         self.body = body                    # kopf's live view: spec changes (suspend, retries) show up here
         self.jobs = jobs
@@ -59,7 +60,9 @@ class BatchController:
         meta = body["metadata"]
         self.uid: str = meta["uid"]
         self.ref = f"{meta['namespace']}/{meta['name']}"
-        self.resolver = resolver or Resolver(kube, meta["namespace"])
+        self.resolver = resolver
+        self.peer_calls = peer_calls
+        self.key = BatchKey(self.uid, "", "")   # whose Jobs count: known once the service is
         self.metrics = (metrics or Metrics()).batch(meta["namespace"], meta["name"])
         self.report = Reporter(body=body, kube=kube, emit=emit, clock=clock, metrics=self.metrics)
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
@@ -123,16 +126,18 @@ class BatchController:
         return True
 
     async def _resolve(self) -> Peers:
+        """Both endpoints allowed and both Secrets usable before anything is sent to either peer."""
         spec = await self._spec()
         oscar = await asyncio.to_thread(self.resolver.oscar_client, spec)
-        service = await asyncio.to_thread(self.resolver.service, oscar, spec)
         s3 = await asyncio.to_thread(self.resolver.s3_client, spec)
+        service = await self.peer_calls.run(spec.oscar_endpoint, self.resolver.service, oscar, spec)
         namespace = self.resolver.jobs_namespace(spec, service)
         if not self.jobs.watches(namespace):
             raise Waiting("NamespaceNotWatched", f"OSCAR service {spec.service!r} creates its Jobs in namespace "
                                                  f"{namespace!r}, which this operator does not watch: add "
                                                  f"`--namespace {namespace}` to the operator, or run it cluster-wide")
-        return Peers(spec, oscar, service["token"], self.resolver.needs(service), s3, namespace)
+        self.key = BatchKey(self.uid, namespace, spec.service)
+        return Peers(spec, oscar, service["token"], self.resolver.needs(service), s3, namespace, self.peer_calls)
 
     async def _spec(self) -> BatchSpec:
         """The live spec with the fields pinned at start put back; a change to those is reported, not obeyed."""
@@ -162,13 +167,13 @@ class BatchController:
         total = (current.get("items") or {}).get("total")
         if total is not None and current.get("manifest") == spec.uri(spec.manifest_key):
             return Listing.from_status(current)  # S3 may be down: the Jobs still tell how the batch goes
-        listing = await asyncio.to_thread(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
+        listing = await peers.on_s3(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
         if listing is not None:
             return listing
         await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
                                  "pinned": pinned_fields(spec), "conditions": [self.report.condition(
                                      "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}")]})
-        listing = await asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
+        listing = await peers.on_s3(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
         self.report.emit("Normal", "Listed", f"listed {listing.items} input(s) into {spec.uri(spec.manifest_key)}")
         if listing.unlisted:
             self.report.emit("Warning", "InputsUnlisted", f"{listing.message()}; status.unlistedItems names the "
@@ -198,7 +203,7 @@ class BatchController:
                          status.failed_items_from(current))
         except ValueError:
             log.warning("batch %s: unreadable line lists in status; rebuilding them from the Jobs", self.ref)
-        await self.jobs_said.fold(book, self.jobs.everything(self.uid))
+        await self.jobs_said.fold(book, self.jobs.everything(self.key))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.invocations = max(book.invocations, int(counted.get("total") or 0))
@@ -220,7 +225,7 @@ class BatchController:
         if not unnamed:
             return
         try:
-            keys = await asyncio.to_thread(objects.input_keys, peers.s3, peers.spec, unnamed)
+            keys = await peers.on_s3(objects.input_keys, peers.s3, peers.spec, unnamed)
         except Waiting as waiting:
             log.warning("batch %s: cannot name the failed items yet: %s", self.ref, waiting.message)
             return
@@ -251,7 +256,7 @@ class BatchController:
         finishing = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
             while not self.stopped and not self._deleting():
-                ended = await self.jobs_said.fold(book, self.jobs.changes(self.uid))
+                ended = await self.jobs_said.fold(book, self.jobs.changes(self.key))
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
@@ -312,11 +317,11 @@ class BatchController:
         self.batches.claim(Claim(self.uid, created, self.ref, demand))
 
     def _queued(self) -> int:
-        managed = self.jobs.kueue(self.uid)
-        return managed[2] if managed else 0
+        managed = self.jobs.kueue(self.key)
+        return managed[1] if managed else 0
 
     async def _plan(self, peers: Peers, book: RangeBook) -> tuple[int, str]:
-        return await capacity.parallelism(uid=self.uid, ref=self.ref, peers=peers, book=book, jobs=self.jobs,
+        return await capacity.parallelism(key=self.key, ref=self.ref, peers=peers, book=book, jobs=self.jobs,
                                           batches=self.batches, cluster_view=self.cluster_view, kube=self.kube)
 
     # ---- status ------------------------------------------------------------------------------------
@@ -339,12 +344,12 @@ class BatchController:
         await self._name_failed_items(book, peers)
         phase, reason, message = status.verdict(book, spec.tolerated_failures, listing.unlisted)
         try:
-            unlisted = (await asyncio.to_thread(objects.unlisted_inputs, peers.s3, spec)
+            unlisted = (await peers.on_s3(objects.unlisted_inputs, peers.s3, spec)
                         if listing.unlisted else [])
             document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
                                manifest=spec.uri(spec.manifest_key), unlisted=listing.unlisted,
                                unlisted_items=unlisted or listing.sample)
-            await asyncio.to_thread(objects.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
+            await peers.on_s3(objects.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
         except Waiting as waiting:
             delay = backoff.failed(now, cap=None if waiting.needs_a_person else 4 * self.timing.retry_delay)
             counts = book.counts()

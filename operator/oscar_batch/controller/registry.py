@@ -9,12 +9,14 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from oscar_batch.clients import cluster
 from oscar_batch.core import invocation, kueue
 from oscar_batch.core.ranges import Outcome
 from oscar_batch.core.sharing import Claim, fair_shares
+
+SERVICE_LABEL = "oscar_service"   # OSCAR labels every Job it creates with its service's name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +37,7 @@ class JobSeen:
     """What the operator keeps of one Job of a batch."""
     name: str
     namespace: str
+    service: str            # OSCAR's label on it: the service it runs
     identity: invocation.Identity
     outcome: Outcome
     ready: bool             # its pod runs: start-up is over
@@ -45,6 +48,20 @@ class JobSeen:
     queued: bool = False    # suspended until Kueue admits it: in flight, but not running
     seen_at: float = 0.0    # time.monotonic() of the watch event, for the status latency metric
 
+    @property
+    def key(self) -> BatchKey:
+        return BatchKey(self.identity.batch_uid, self.namespace, self.service)
+
+
+class BatchKey(NamedTuple):
+    """Whose Jobs count for a batch: the batch's full UID in their EVENT, in the namespace its service's Jobs are
+    created in, labelled with its service. A Job anywhere else that claims the batch is somebody else's (anyone
+    who may create Jobs in some namespace can write any EVENT), and a Job of the same name in another namespace
+    is another Job."""
+    uid: str
+    namespace: str
+    service: str
+
 
 def job_seen(name: str, body: Any, seen_at: float = 0.0) -> JobSeen | None:
     identity = invocation.identify(body)
@@ -52,7 +69,9 @@ def job_seen(name: str, body: Any, seen_at: float = 0.0) -> JobSeen | None:
         return None
     job_status = body.get("status") or {}
     outcome = invocation.outcome(body)
-    return JobSeen(name=name, namespace=body.get("metadata", {}).get("namespace") or "", identity=identity,
+    metadata = body.get("metadata", {})
+    return JobSeen(name=name, namespace=metadata.get("namespace") or "",
+                   service=(metadata.get("labels") or {}).get(SERVICE_LABEL, ""), identity=identity,
                    outcome=outcome, ready=bool(job_status.get("ready")), started=job_status.get("startTime"),
                    finished=job_status.get("completionTime"),
                    failed_reason=invocation.failed_reason(body) if outcome == Outcome.FAILED else "",
@@ -60,24 +79,21 @@ def job_seen(name: str, body: Any, seen_at: float = 0.0) -> JobSeen | None:
                    seen_at=seen_at)
 
 
-def batch_key(uid: str) -> str:
-    """What a Job's identity keeps of its batch's UID: the name carries only its first 12 hex characters."""
-    return uid.replace("-", "")[:invocation.UID_CHARS]
-
-
 class JobStore:
     """Every Job of every batch, kept current by the Jobs watch (its own thread) and read by the batches (on the
     event loop). Each change is also queued for its batch, which folds only what changed since it last looked: a
-    tick's work does not grow with the Jobs already done."""
+    tick's work does not grow with the Jobs already done. Jobs are filed by `BatchKey`: a batch reads only
+    those of its own key, so a Job that claims it from another namespace or service is never its."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._jobs: dict[str, dict[str, JobSeen]] = {}
-        self._changes: dict[str, dict[str, JobSeen]] = {}
-        self._names: set[str] = set()
+        self._jobs: dict[BatchKey, dict[str, JobSeen]] = {}
+        self._changes: dict[BatchKey, dict[str, JobSeen]] = {}
+        self._keys: dict[str, set[BatchKey]] = {}   # batch UID → the keys its Jobs claim (its own, and forgeries)
+        self._read: dict[str, BatchKey] = {}        # batch UID → the key its controller read Jobs by
         # Kept as changes arrive, so that asking costs nothing however many Jobs a batch has:
-        self._queues: dict[str, tuple[str, str]] = {}     # batch → (namespace, LocalQueue) of its Kueue Jobs
-        self._queued: dict[str, set[str]] = {}            # batch → its Jobs Kueue has not admitted yet
+        self._queues: dict[BatchKey, str] = {}      # LocalQueue of the batch's Kueue Jobs
+        self._queued: dict[BatchKey, set[str]] = {}   # its Jobs Kueue has not admitted yet
         self._listed: set[str | None] = set()
         self._scopes: set[str | None] = {None}
         self.problem = ""   # why the watch cannot list Jobs now, for the batches waiting on it
@@ -101,12 +117,12 @@ class JobStore:
             if deleted:
                 self._forget(name, seen)
             else:
-                key = batch_key(seen.identity.batch_uid)
+                key = seen.key
                 self._jobs.setdefault(key, {})[name] = seen
                 self._changes.setdefault(key, {})[name] = seen
-                self._names.add(name)
+                self._keys.setdefault(key.uid, set()).add(key)
                 if seen.queue:
-                    self._queues[key] = (seen.namespace, seen.queue)
+                    self._queues[key] = seen.queue
                 if seen.queued:
                     self._queued.setdefault(key, set()).add(name)
                 else:
@@ -115,10 +131,11 @@ class JobStore:
     def replace(self, namespace: str | None, listed: list[JobSeen]) -> None:
         """A fresh listing of one watched namespace (None: all): Jobs gone since are forgotten, like deletions
         the watch missed, and every listed Job counts as a change."""
-        current = {job.name for job in listed}
+        current = {(job.namespace, job.name) for job in listed}
         with self._lock:
             vanished = [job for jobs in self._jobs.values() for job in jobs.values()
-                        if job.name not in current and (namespace is None or job.namespace == namespace)]
+                        if (job.namespace, job.name) not in current
+                        and (namespace is None or job.namespace == namespace)]
             for job in vanished:
                 self._forget(job.name, job)
         for job in listed:
@@ -127,47 +144,58 @@ class JobStore:
         self.problem = ""
 
     def _forget(self, name: str, seen: JobSeen) -> None:
-        key = batch_key(seen.identity.batch_uid)
+        key = seen.key
         self._jobs.get(key, {}).pop(name, None)
         self._changes.get(key, {}).pop(name, None)
-        self._names.discard(name)
         self._queued.get(key, set()).discard(name)
 
-    def everything(self, uid: str) -> list[JobSeen]:
-        """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it."""
-        key = batch_key(uid)
+    def everything(self, key: BatchKey) -> list[JobSeen]:
+        """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it. From now on its
+        controller reads Jobs by this key, and so does the clean-up when the batch is deleted."""
         with self._lock:
+            self._read[key.uid] = key
             self._changes.pop(key, None)
-            jobs = list(self._jobs.get(key, {}).values())
-        return [job for job in jobs if job.identity.belongs_to(uid)]
+            return list(self._jobs.get(key, {}).values())
 
-    def changes(self, uid: str) -> list[JobSeen]:
+    def changes(self, key: BatchKey) -> list[JobSeen]:
         """The Jobs of a batch that changed since the last call."""
         with self._lock:
-            changed = self._changes.pop(batch_key(uid), {})
-        return [job for job in changed.values() if job.identity.belongs_to(uid)]
+            return list(self._changes.pop(key, {}).values())
 
-    def names(self, uid: str) -> set[str]:
+    def names(self, key: BatchKey) -> set[str]:
         with self._lock:
-            jobs = list(self._jobs.get(batch_key(uid), {}).values())
-        return {job.name for job in jobs if job.identity.belongs_to(uid)}
+            return set(self._jobs.get(key, {}))
 
-    def in_flight(self, uid: str) -> list[str]:
+    def in_flight(self, key: BatchKey) -> list[str]:
         with self._lock:
-            jobs = list(self._jobs.get(batch_key(uid), {}).values())
-        return [job.name for job in jobs if job.identity.belongs_to(uid) and job.outcome == Outcome.RUNNING]
+            return [job.name for job in self._jobs.get(key, {}).values() if job.outcome == Outcome.RUNNING]
 
-    def kueue(self, uid: str) -> tuple[str, str, int] | None:
-        """(namespace, LocalQueue, Jobs still queued) once Kueue managed a Job of this batch, else None."""
-        key = batch_key(uid)
+    def kueue(self, key: BatchKey) -> tuple[str, int] | None:
+        """(LocalQueue, Jobs still queued) once Kueue managed a Job of this batch, else None."""
         with self._lock:
             queue = self._queues.get(key)
-            return None if queue is None else (*queue, len(self._queued.get(key, ())))
+            return None if queue is None else (queue, len(self._queued.get(key, ())))
 
-    def all_names(self) -> set[str]:
-        """Every Job of every batch: the pods of those are the batches' own capacity, not other tenants'."""
+    def key_read(self, uid: str) -> BatchKey | None:
+        """The key a batch's controller reads its Jobs by, once it has (None before, e.g. after a restart)."""
         with self._lock:
-            return set(self._names)
+            return self._read.get(uid)
+
+    def claimed(self, uid: str) -> bool:
+        """Whether any Job claims this batch, its own or not."""
+        with self._lock:
+            return any(self._jobs.get(key) for key in self._keys.get(uid, ()))
+
+    def forget_batch(self, uid: str) -> None:
+        """A deleted batch: what the store kept of it goes, except its Jobs, which the watch still reports."""
+        with self._lock:
+            self._read.pop(uid, None)
+
+    def all_names(self) -> set[tuple[str, str]]:
+        """(namespace, name) of every Job of every batch being read: the pods of those are the batches' own
+        capacity, not other tenants'. Jobs that claim a batch under another key are not among them."""
+        with self._lock:
+            return {(key.namespace, name) for key in self._read.values() for name in self._jobs.get(key, {})}
 
 
 class ActiveBatches:

@@ -15,6 +15,7 @@ from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.resolver import Waiting
 from oscar_batch.core import status
 from oscar_batch.core.pacing import EventThrottle
+from oscar_batch.core.redaction import cap
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +127,7 @@ class Reporter:
         return int(self.body["metadata"].get("generation") or 1)
 
     def condition(self, kind: str, true: bool, reason: str, message: str) -> dict[str, Any]:
-        return status.condition(kind, true, reason, message, now_iso(), self.generation())
+        return status.condition(kind, true, reason, cap(message), now_iso(), self.generation())
 
     async def patch(self, patch: dict[str, Any]) -> bool:
         """Whether the API server took the patch."""
@@ -137,6 +138,8 @@ class Reporter:
         patch.setdefault("observedGeneration", self.generation())
         if "phase" in patch and patch["phase"] != status.PENDING and "message" not in patch:
             patch["message"] = None
+        if patch.get("message"):
+            patch["message"] = cap(patch["message"])   # the CRD's maxLength: a longer one fails the whole patch
         try:
             await asyncio.to_thread(self.kube.patch_batch_status, self.namespace, self.name, patch)
         except cluster.KubeError as error:

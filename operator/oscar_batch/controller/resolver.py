@@ -2,33 +2,43 @@
 
 Shared by the batch controller and the cancellation on delete. Anything that must change outside the operator
 (a missing Secret, a wrong service, an unreachable peer) comes out as `Waiting` with a reason that becomes the
-batch's condition; no message ever carries a credential.
+batch's condition; no message ever carries a credential. A client is made only for an endpoint the operator's
+allow-list admits and from a Secret that opted in (`core.endpoints`, `core.credentials`): until both hold,
+nothing is sent anywhere.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import minio
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.errors import connection_problem
 from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.core import planner
+from oscar_batch.controller.peer_calls import PeerCalls
+from oscar_batch.core import credentials, planner
+from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
 
 log = logging.getLogger(__name__)
-# Blocking calls (pykube-ng, minio, requests) run off the event loop in a pool of this many threads (the loop's
-# default executor, set by `handlers`): a slow peer holds a thread only for one call, never for a batch's life.
-# Each client's connection pool is sized to be called from all of them at once.
+T = TypeVar("T")
+# Blocking calls (pykube-ng, minio, requests) run off the event loop; a slow call holds a thread only for one
+# call, never for a batch's life. The Kubernetes API's in the loop's default pool of IO_THREADS (set by
+# `handlers`), the batches' peers' (OSCAR, S3) in a pool of their own, of which one endpoint may hold PEER_SHARE:
+# a stalled peer leaves the others, and every batch's status, their threads. Each client's connection pool is
+# sized to the calls it may have in flight at once.
 IO_THREADS = 32
+PEER_THREADS, PEER_SHARE = 32, 16
 # Reasons a person must act on; the others (a peer down) clear by themselves and are retried sooner.
 NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
-    "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease",
+    "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease", "SecretNotAllowed",
+    "EndpointNotAllowed",
 })
 
 
@@ -54,6 +64,14 @@ class Peers:
     needs: planner.Needs
     s3: Any
     namespace: str          # where the service's Jobs are: the spec's override, else the service's own
+    calls: PeerCalls
+
+    async def on_oscar(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """A blocking call to the batch's OSCAR, within that endpoint's share of the peers' threads."""
+        return await self.calls.run(self.spec.oscar_endpoint, call, *args, **kwargs)
+
+    async def on_s3(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return await self.calls.run(self.spec.s3_endpoint, call, *args, **kwargs)
 
 
 class KnownSecrets:
@@ -82,6 +100,7 @@ class KnownSecrets:
 class Resolver:
     kube: cluster.Kube
     namespace: str
+    endpoints: EndpointPolicy
     # With `known`, the values read are remembered for the batch `uid`; with `recall_missing` too (the
     # cancellation), a Secret gone is replaced by what was last read from it.
     known: KnownSecrets | None = None
@@ -90,7 +109,7 @@ class Resolver:
 
     def secret(self, name: str, keys: tuple[str, ...]) -> dict[str, str]:
         try:
-            values = self.kube.secret(self.namespace, name, keys)
+            secret = self.kube.secret(self.namespace, name)
         except cluster.KubeError as error:
             if error.code == 404:
                 recalled = self.known.recall(self.uid, name) if self.known and self.recall_missing else None
@@ -99,18 +118,23 @@ class Resolver:
                     return recalled
                 raise Waiting("SecretNotFound", f"Secret {self.namespace}/{name} does not exist") from None
             raise Waiting("SecretUnreadable", str(error)) from None
+        refused = credentials.refusal(secret)
+        if refused:
+            raise Waiting("SecretNotAllowed", refused)
+        values = credentials.values(secret, keys)
         if self.known:
             self.known.remember(self.uid, name, values)
         return values
 
     def oscar_client(self, spec: BatchSpec) -> OscarClient:
-        credentials = self.secret(spec.oscar_secret, ("username", "password", "token"))
-        if not (credentials.get("token") or (credentials.get("username") and credentials.get("password"))):
+        if refused := self.endpoints.oscar_refusal(spec.oscar_endpoint):
+            raise Waiting("EndpointNotAllowed", refused)
+        login = self.secret(spec.oscar_secret, ("username", "password", "token"))
+        if not (login.get("token") or (login.get("username") and login.get("password"))):
             raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
                                               "`username` and `password`, or `token`")
-        return OscarClient(spec.oscar_endpoint, username=credentials.get("username"),
-                           password=credentials.get("password"), token=credentials.get("token"),
-                           pool_size=IO_THREADS)
+        return OscarClient(spec.oscar_endpoint, username=login.get("username"), password=login.get("password"),
+                           token=login.get("token"), pool_size=PEER_SHARE)
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
         try:
@@ -138,11 +162,13 @@ class Resolver:
                           f"OSCAR service {service.get('name')!r} has unreadable resources: {error}") from None
 
     def s3_client(self, spec: BatchSpec) -> minio.Minio:
+        if refused := self.endpoints.s3_refusal(spec.s3_endpoint):
+            raise Waiting("EndpointNotAllowed", refused)
         keys = self.secret(spec.s3_secret, ("accessKey", "secretKey"))
         if not (keys.get("accessKey") and keys.get("secretKey")):
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
-        return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=IO_THREADS)
+        return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=PEER_SHARE)
 
 
 def storage_waiting(error: Exception, spec: BatchSpec, doing: str = "") -> Waiting:

@@ -2,6 +2,8 @@
 failed Job's pods say about why it failed. Pure."""
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import re
@@ -9,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oscar_batch.core.ranges import Outcome
+from oscar_batch.core.redaction import quote
 
 OSCAR_CONTAINER = "oscar-container"
 # `<service[:20]>-<uid[:12]>-l<start>-<end>-a<attempt>`, and `-d<round>` after a redrive: a valid Job name (at
@@ -20,20 +23,16 @@ UID_CHARS = 12
 
 @dataclasses.dataclass(frozen=True)
 class Identity:
-    batch_uid: str        # the full UID when known from the payload, else its first 12 hex characters
+    batch_uid: str        # the batch's full UID (from the EVENT); from a name alone, its first 12 hex characters
     start: int            # the manifest lines [start, end) of the invocation
     end: int
     attempt: int          # of these very lines
     redrive: int = 0      # the redrive round the attempt belongs to
 
-    def belongs_to(self, batch_uid: str) -> bool:
-        return batch_uid.replace("-", "").startswith(self.batch_uid.replace("-", "")[:UID_CHARS])
-
 
 def job_name(service: str, batch_uid: str, start: int, end: int, attempt: int, redrive: int = 0) -> str:
     round_suffix = f"-d{redrive}" if redrive else ""
-    uid = batch_uid.replace("-", "")[:UID_CHARS]
-    return f"{service[:20].rstrip('-')}-{uid}-l{start}-{end}-a{attempt}{round_suffix}"
+    return f"{service[:20].rstrip('-')}-{uid_prefix(batch_uid)}-l{start}-{end}-a{attempt}{round_suffix}"
 
 
 def payload(*, start: int, end: int, bucket: str, manifest_key: str, batch_uid: str, batch: str,
@@ -48,22 +47,47 @@ def payload(*, start: int, end: int, bucket: str, manifest_key: str, batch_uid: 
     }
 
 
+def name_identity(name: str) -> Identity | None:
+    """What a Job name the operator chose says (OSCAR's job listing gives names only): the batch by the first 12
+    hex characters of its UID, which is not enough to tell batches apart for certain."""
+    match = JOB_NAME.fullmatch(name)
+    if not match:
+        return None
+    return Identity(match["uid"], int(match["start"]), int(match["end"]), int(match["attempt"]),
+                    int(match["redrive"] or 0))
+
+
 def identify(job: Mapping[str, Any]) -> Identity | None:
-    """Which batch, range and attempt a Job runs: from its name, else from the EVENT its container received
-    (OSCAR releases that ignore X-Delegated-Job-ID name Jobs `<service>-<uuid>`)."""
-    match = JOB_NAME.match(job.get("metadata", {}).get("name", ""))
-    if match:
-        return Identity(match["uid"], int(match["start"]), int(match["end"]), int(match["attempt"]),
-                        int(match["redrive"] or 0))
+    """Which batch, range and attempt a Job runs, from the EVENT its container received: OSCAR always sets it,
+    and it carries the batch's full UID. A Job named as the operator names Jobs must agree with its EVENT in
+    every part of the name; one that does not was not made from the operator's invocation, and is nobody's."""
     event = _event(job)
     marker = event.get("oscarBatch") if isinstance(event, dict) else None
-    if not isinstance(marker, dict):
+    if not isinstance(marker, dict) or not isinstance(marker.get("uid"), str):
         return None
     try:
-        return Identity(str(marker["uid"]), int(event["start"]), int(event["end"]), int(marker["attempt"]),
-                        int(marker.get("redrive") or 0))
+        identity = Identity(marker["uid"], int(event["start"]), int(event["end"]), int(marker["attempt"]),
+                            int(marker.get("redrive") or 0))
     except (KeyError, TypeError, ValueError):
         return None
+    named = JOB_NAME.fullmatch(job.get("metadata", {}).get("name", ""))
+    if named and (named["uid"] != uid_prefix(identity.batch_uid) or int(named["start"]) != identity.start
+                  or int(named["end"]) != identity.end or int(named["attempt"]) != identity.attempt
+                  or int(named["redrive"] or 0) != identity.redrive):
+        return None
+    return identity
+
+
+def uid_prefix(batch_uid: str) -> str:
+    """What a Job name keeps of a batch's UID."""
+    return batch_uid.replace("-", "")[:UID_CHARS]
+
+
+def already_exists(status: int | None, body: str, job_name: str) -> bool:
+    """Whether OSCAR's answer to an invocation says that its Job exists already: OSCAR passes the Kubernetes
+    API's error on as a 500 with client-go's text, `jobs.batch "<name>" already exists`. Any other 500 is a
+    failure, whatever its text mentions (a service may well be called `exist-…`)."""
+    return status == 500 and body.strip() == f'jobs.batch "{job_name}" already exists'
 
 
 def _event(job: Mapping[str, Any]) -> Any:
@@ -73,11 +97,23 @@ def _event(job: Mapping[str, Any]) -> Any:
             continue
         for variable in container.get("env", []):
             if variable.get("name") == "EVENT":
-                try:
-                    return json.loads(variable.get("value", ""))
-                except ValueError:
-                    return None
+                return _json(variable.get("value", ""))
     return None
+
+
+def _json(value: Any) -> Any:
+    """The EVENT as JSON; interLink services get it base64-encoded (OSCAR's SetInterlinkJob)."""
+    if not isinstance(value, str):
+        return None
+    if not value.lstrip().startswith(("{", "[")):
+        try:
+            value = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
 
 
 def outcome(job: Mapping[str, Any]) -> Outcome:
@@ -118,17 +154,17 @@ def failure(job_reason: str, pods: Sequence[Mapping[str, Any]] | None) -> Failur
     status = pod.get("status") or {}
     for item in status.get("conditions") or ():
         if item.get("type") == "DisruptionTarget" and item.get("status") == "True":
-            return Failure(True, f"pod disrupted: {item.get('reason') or 'DisruptionTarget'}"
-                                 + (f": {item['message']}" if item.get("message") else ""))
+            return Failure(True, f"pod disrupted: {quote(item.get('reason')) or 'DisruptionTarget'}"
+                                 + (f": {quote(item['message'])}" if item.get("message") else ""))
     if status.get("reason") in ("Evicted", "Preempting", "NodeLost", "Shutdown", "Terminated"):
-        return Failure(True, f"pod {status['reason']}: {status.get('message') or ''}".rstrip(": "))
+        return Failure(True, f"pod {status['reason']}: {quote(status.get('message'))}".rstrip(": "))
     for container in status.get("containerStatuses") or ():
         if container.get("name") != OSCAR_CONTAINER and len(status.get("containerStatuses") or ()) > 1:
             continue
         terminated = (container.get("state") or {}).get("terminated") or {}
         if terminated:
-            return Failure(False, f"{terminated.get('reason') or 'terminated'} (exit code "
-                                  f"{terminated.get('exitCode')})")
+            return Failure(False, f"{quote(terminated.get('reason')) or 'terminated'} (exit code "
+                                  f"{quote(str(terminated.get('exitCode')))})")
     return Failure(False, job_reason)
 
 
@@ -136,5 +172,5 @@ def failed_reason(job: Mapping[str, Any]) -> str:
     """The reason of a failed Job's Failed condition."""
     for item in (job.get("status") or {}).get("conditions") or ():
         if item.get("type") == "Failed" and item.get("status") == "True":
-            return item.get("reason") or "Failed"
+            return quote(item.get("reason")) or "Failed"
     return "Failed"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from oscar_batch.core import keys
+from oscar_batch.core.redaction import redact
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -25,6 +26,9 @@ ENDPOINT = re.compile(r"^https?://[^\s/]+(/.*)?$")
 # The S3 client takes a host (a name, IPv4 or [IPv6]) and a port, nothing else: no path, user, query or fragment.
 S3_ENDPOINT = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[^\s/?#@\[\]:]+)(:[0-9]{1,5})?/?$")
 S3_REGION = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9_-]{0,61}[A-Za-z0-9])?$")  # what the S3 client accepts
+# Beyond the CRD's patterns: no user info (credentials come from Secrets only, and `user@` hides the real host
+# from a reader), no query or fragment (the clients append paths to the endpoint: a `?` or `#` would swallow them).
+ENDPOINT_EXTRAS = re.compile(r"^[^/]*//[^/]*@|[?#]")
 # Where OSCAR creates a service's Jobs when neither the spec nor the service definition names a namespace.
 DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
@@ -102,8 +106,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     return BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
-        oscar_endpoint=_matching(oscar, "endpoint", "oscar.endpoint", ENDPOINT, max_length=MAX_URL_LENGTH,
-                                 rule="an http(s) URL"),
+        oscar_endpoint=_endpoint(oscar, "oscar.endpoint", ENDPOINT, "an http(s) URL"),
         oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
         services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
                                      max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
@@ -218,8 +221,7 @@ def _matching(spec: Mapping[str, Any], field: str, path: str, pattern: re.Patter
 
 
 def _s3_endpoint(storage: Mapping[str, Any]) -> str:
-    endpoint = _matching(storage, "endpoint", "storage.endpoint", S3_ENDPOINT, max_length=MAX_URL_LENGTH,
-                         rule="an http(s) URL of a host and port, with no path")
+    endpoint = _endpoint(storage, "storage.endpoint", S3_ENDPOINT, "an http(s) URL of a host and port, with no path")
     try:
         port = urllib.parse.urlsplit(endpoint).port   # also checks an [IPv6] address
     except ValueError as error:
@@ -227,6 +229,15 @@ def _s3_endpoint(storage: Mapping[str, Any]) -> str:
     if port == 0:
         raise SpecError(f"spec.storage.endpoint {endpoint!r} is invalid: port 0")
     return endpoint
+
+
+def _endpoint(section: Mapping[str, Any], path: str, pattern: re.Pattern[str], rule: str) -> str:
+    value = _string(section, "endpoint", path, max_length=MAX_URL_LENGTH)
+    if not pattern.fullmatch(value) or ENDPOINT_EXTRAS.search(value):
+        # A refused URL may carry a password (`https://user:password@…`): status and Events show it redacted.
+        raise SpecError(f"spec.{path} {redact(value)!r} is invalid: it must be {rule} without user info, query "
+                        "or fragment")
+    return value
 
 
 def _bucket(storage: Mapping[str, Any]) -> str:

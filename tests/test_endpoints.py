@@ -1,0 +1,80 @@
+"""The operator's allow-list of endpoints: https unless plain http is allowed, hosts by pattern."""
+import pytest
+
+from oscar_batch.core.endpoints import EndpointPolicy, origin, parse_patterns
+
+STRICT = EndpointPolicy(oscar_hosts=("oscar.example.org", "*.oscar.example.org", "10.0.0.7:8080"),
+                        s3_hosts=("minio.example.org:9000", "[::1]:*"))
+LOOPBACK = EndpointPolicy(oscar_hosts=("127.0.0.1:*",), s3_hosts=("127.0.0.1:*", "localhost:*"), allow_http=True)
+
+
+@pytest.mark.parametrize(("policy", "endpoint", "allowed"), [
+    (STRICT, "https://oscar.example.org", True),
+    (STRICT, "https://OSCAR.example.org/", True),                  # hosts are case-insensitive
+    (STRICT, "https://oscar.example.org:443/api", True),           # the default port, written out
+    (STRICT, "https://oscar.example.org:8443", False),             # no port in the pattern: the default only
+    (STRICT, "http://oscar.example.org", False),                   # no --allow-http
+    (STRICT, "https://eu.oscar.example.org", True),
+    (STRICT, "https://a.b.oscar.example.org", True),
+    (STRICT, "https://evil-oscar.example.org", False),
+    (STRICT, "https://oscar.example.org.evil.example", False),
+    (STRICT, "https://10.0.0.7:8080", True),
+    (STRICT, "https://10.0.0.7", False),
+    (STRICT, "https://127.0.0.1:8080", False),
+    (STRICT, "https://oscar.example.org:99999", False),            # not a port
+    (EndpointPolicy((), ()), "https://oscar.example.org", False),  # nothing allowed unless named
+    (LOOPBACK, "http://127.0.0.1:34567", True),
+    (LOOPBACK, "https://127.0.0.1:34567", True),
+    (LOOPBACK, "http://127.0.0.2:34567", False),
+    (LOOPBACK, "http://localhost:80", False),                      # only S3 may be named as localhost
+])
+def test_oscar_endpoints(policy, endpoint, allowed):
+    assert (policy.oscar_refusal(endpoint) is None) is allowed
+
+
+@pytest.mark.parametrize(("endpoint", "allowed"), [
+    ("https://minio.example.org:9000", True),
+    ("https://minio.example.org", False),
+    ("https://[::1]:9000", True),
+    ("https://[::2]:9000", False),
+    ("https://oscar.example.org", False),                          # an OSCAR host is not an S3 host
+])
+def test_s3_endpoints(endpoint, allowed):
+    assert (STRICT.s3_refusal(endpoint) is None) is allowed
+
+
+def test_refusals_say_why_and_what_is_allowed():
+    assert STRICT.oscar_refusal("http://oscar.example.org") == (
+        "spec.oscar.endpoint 'http://oscar.example.org' is not https, and this operator allows plain http to no "
+        "endpoint (it runs without --allow-http)")
+    assert STRICT.s3_refusal("https://evil.example") == (
+        "spec.storage.endpoint 'https://evil.example' names a host this operator may not send credentials to "
+        "(its --allow-s3 hosts: minio.example.org:9000, [::1]:*)")
+    assert EndpointPolicy((), ()).oscar_refusal("https://o.example").endswith("(its --allow-oscar hosts: none)")
+
+
+@pytest.mark.parametrize(("text", "patterns"), [
+    ("", ()),
+    ("oscar.example.org", ("oscar.example.org",)),
+    (" A.example.org , *.b.example.org:443,,127.0.0.1:* ", ("a.example.org", "*.b.example.org:443", "127.0.0.1:*")),
+    ("[::1]:9000", ("[::1]:9000",)),
+])
+def test_parse_patterns(text, patterns):
+    assert parse_patterns(text) == patterns
+
+
+@pytest.mark.parametrize("text", ["https://oscar.example.org", "oscar.example.org/api", "host:port", "a b",
+                                  "user@host", "host:123456"])
+def test_parse_patterns_refuses_what_is_not_a_host(text):
+    with pytest.raises(ValueError, match="not a host pattern"):
+        parse_patterns(text)
+
+
+@pytest.mark.parametrize(("endpoint", "expected"), [
+    ("https://oscar.example.org", "https://oscar.example.org:443"),
+    ("https://OSCAR.example.org:443/api/", "https://oscar.example.org:443"),
+    ("http://127.0.0.1:9000/", "http://127.0.0.1:9000"),
+    ("http://[::1]:9000", "http://[::1]:9000"),
+])
+def test_origin(endpoint, expected):
+    assert origin(endpoint) == expected
