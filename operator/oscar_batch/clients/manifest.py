@@ -13,7 +13,7 @@ import io
 import json
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import minio
@@ -23,7 +23,8 @@ from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 SPOOL_BYTES = 16 * 1024 * 1024
-PROGRESS_EVERY = 10_000
+# S3's answers for an object that is not there.
+MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
 
 class StorageError(Exception):
@@ -56,7 +57,7 @@ def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
     try:
         stat = s3.stat_object(spec.bucket, key)
     except S3Error as error:
-        if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+        if error.code in MISSING:
             return None
         raise _storage_error(error, f"reading {spec.uri(key)}") from None
     metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
@@ -75,31 +76,49 @@ def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
         raise _storage_error(error, f"removing {spec.uri(key)}") from None
 
 
-def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
-          on_progress: Callable[[int], None] = lambda listed: None) -> int:
-    """List the inputs into the manifest object. Returns the number of inputs."""
-    items = 0
+class Listing:
+    """How far a listing has got, read from another thread while it runs (plain int assignments, atomic in
+    CPython); `stop()` makes it end at the next key with ListingStopped."""
+
+    def __init__(self) -> None:
+        self.listed = 0       # objects under the prefix, before the filters
+        self.inputs = 0       # of those, the inputs
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+
+class ListingStopped(Exception):
+    """The listing was stopped before it ended (the batch is going away)."""
+
+
+def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, listing: Listing | None = None) -> int:
+    """List the inputs into the manifest object (`listing` tells how far it got meanwhile). Returns the number
+    of inputs."""
+    listing = listing or Listing()
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        for key in inputs(s3, spec, on_progress):
+        for key in inputs(s3, spec, listing):
             spool.write(key.encode() + b"\n")
-            items += 1
         size = spool.tell()
         spool.seek(0)
         metadata: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch,
-                                                             ITEMS_META: str(items)}
+                                                             ITEMS_META: str(listing.inputs)}
         _put(s3, spec, spec.manifest_key, spool, size, "text/plain", metadata)
-    return items
+    return listing.inputs
 
 
-def inputs(s3: minio.Minio, spec: BatchSpec,
-           on_progress: Callable[[int], None] = lambda listed: None) -> Iterator[str]:
+def inputs(s3: minio.Minio, spec: BatchSpec, listing: Listing | None = None) -> Iterator[str]:
     """The keys of the batch's inputs, in listing order: what the manifest lists, line by line."""
+    listing = listing or Listing()
     try:
-        for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
+        for obj in s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True):
+            if listing.stopping:
+                raise ListingStopped(f"listing s3://{spec.bucket}/{spec.prefix} stopped after {listing.listed} keys")
+            listing.listed += 1
             if not obj.is_dir and spec.is_input(obj.object_name):
+                listing.inputs += 1
                 yield obj.object_name
-            if listed % PROGRESS_EVERY == 0:
-                on_progress(listed)
     except S3Error as error:
         raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
 
@@ -133,6 +152,21 @@ def _lines(response: Any) -> Iterator[str]:
             yield line.decode()
     if pending:
         yield pending.decode()
+
+
+def read_results(s3: minio.Minio, spec: BatchSpec, key: str) -> Any:
+    """The results document at `key` (JSON), None when there is none; ValueError when it is not JSON."""
+    try:
+        response = s3.get_object(spec.bucket, key)
+    except S3Error as error:
+        if error.code in MISSING:
+            return None
+        raise _storage_error(error, f"reading {spec.uri(key)}") from None
+    try:
+        return json.loads(response.read())
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, results: dict[str, Any]) -> None:

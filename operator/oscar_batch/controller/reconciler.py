@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from oscar_batch.clients import cluster
+from oscar_batch.clients import cluster, manifest
 from oscar_batch.controller import capacity, objects
 from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.jobs_said import JobsSaid
@@ -81,6 +81,8 @@ class BatchController:
                 try:
                     await self._run()
                     backoff.succeeded()
+                except manifest.ListingStopped:
+                    continue   # stopped or deleted: the loop ends
                 except Waiting as waiting:
                     await self.report.waiting(waiting)
                     cap = None if waiting.needs_a_person else 4 * self.timing.retry_delay
@@ -158,11 +160,33 @@ class BatchController:
         if items is not None:
             return items
         await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
-                                 "pinned": pinned_fields(spec), "conditions": [self.report.condition(
-                                     "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}")]})
-        items = await asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
+                                 "pinned": pinned_fields(spec), **self._listing_progress(spec, manifest.Listing())})
+        listing = manifest.Listing()
+        items = await self._listed(listing, asyncio.ensure_future(
+            asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref, listing)), spec)
         self.report.emit("Normal", "Listed", f"listed {items} input(s) into {spec.uri(spec.manifest_key)}")
         return items
+
+    async def _listed(self, listing: manifest.Listing, listed: asyncio.Future[int], spec: BatchSpec) -> int:
+        """Await the listing, showing in status every status interval how far it got: a bucket of millions of
+        keys takes minutes. A daemon stopping meanwhile stops the listing too (ListingStopped)."""
+        try:
+            while not listed.done():
+                # The listing's own time, not a tick of the loop: nothing else of the batch moves meanwhile.
+                await asyncio.wait((listed,), timeout=self.timing.status_interval)
+                if self.stopped or self._deleting():
+                    listing.stop()
+                elif not listed.done():
+                    await self.report.patch(self._listing_progress(spec, listing))
+            return listed.result()
+        finally:
+            listing.stop()   # cancelled while listing: the thread must not list on for nobody
+
+    def _listing_progress(self, spec: BatchSpec, listing: manifest.Listing) -> dict[str, Any]:
+        return {"progress": f"listed {listing.listed}", "listed": listing.listed,
+                "conditions": [self.report.condition(
+                    "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}: {listing.listed} "
+                                                    f"key(s) listed, {listing.inputs} input(s) so far")]}
 
     async def _jobs_listed(self) -> None:
         """A (re)started batch must know every Job it already has before it carves or invokes anything."""
@@ -183,10 +207,15 @@ class BatchController:
             carves = None
         book = RangeBook(total, spec.retries, carves=carves, redrive_round=int(current.get("redrive") or 0))
         try:
-            book.restore(items.decode(current.get("completedItems")), items.decode(current.get("failedItems")),
-                         status.failed_items_from(current))
-        except ValueError:
-            log.warning("batch %s: unreadable line lists in status; rebuilding them from the Jobs", self.ref)
+            if current.get("itemsAt"):
+                succeeded, failed = await asyncio.to_thread(objects.recorded_line_sets, peers.s3, spec, self.uid,
+                                                            current["itemsAt"])
+            else:
+                succeeded = items.decode(current.get("completedItems"))
+                failed = items.decode(current.get("failedItems"))
+            book.restore(succeeded, failed, status.failed_items_from(current))
+        except ValueError as error:
+            log.warning("batch %s: unreadable line lists (%s); rebuilding them from the Jobs", self.ref, error)
         await self.jobs_said.fold(book, self.jobs.everything(self.uid))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
@@ -198,7 +227,7 @@ class BatchController:
                                  **status.progress(book, current.get("parallelism") or 0, self.jobs_said.sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
-        await self.report.patch(patch)
+        await self.invoker.record(book, patch, peers)
         return book
 
     async def _name_failed_items(self, book: RangeBook, peers: Peers) -> None:
@@ -214,7 +243,8 @@ class BatchController:
         for line, key in keys.items():
             book.failed_items[line].key = key
 
-    async def _redrive(self, book: RangeBook, spec: BatchSpec) -> None:
+    async def _redrive(self, book: RangeBook, peers: Peers) -> None:
+        spec = peers.spec
         again = book.redrive(spec.redrive)
         message = (f"redrive {spec.redrive}: {again} failed item(s) run again with {spec.retries} "
                    "retries each" if again else f"redrive {spec.redrive}: no failed item to run again")
@@ -224,7 +254,7 @@ class BatchController:
             patch.update({"phase": status.RUNNING, "completionTime": None, "conditions": [
                 self.report.condition(kind, kind == "Progressing", "Redriven", message)
                 for kind in ("Progressing", "Complete", "Failed")]})
-        await self.report.patch(patch)
+        await self.invoker.record(book, patch, peers)
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -242,14 +272,14 @@ class BatchController:
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
-                    await self._redrive(book, peers.spec)
+                    await self._redrive(book, peers)
                 now = self.clock()
                 if book.done():
                     self.batches.withdraw(self.uid)
                     if not settled_shown:
                         # The last lines show at once; the results (S3) and the verdict may take longer.
                         settled_shown = await self.invoker.record(
-                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)))
+                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)), peers)
                     if finishing.ready(now) and await self._finish(book, peers, finishing, now):
                         return True
                 else:
@@ -318,7 +348,7 @@ class BatchController:
         progress = status.progress(book, parallelism, self.jobs_said.sizing(spec))
         progress["invocations"]["queued"] = queued
         await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
-            self.report.condition("Progressing", not spec.suspend, reason, planned)]})
+            self.report.condition("Progressing", not spec.suspend, reason, planned)]}, peers)
 
     async def _finish(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
@@ -336,8 +366,10 @@ class BatchController:
                                                               f"succeeded, {counts.failed} failed); writing the "
                                                               f"results waits: {waiting.message}; next try in "
                                                               f"{delay:g}s"),
-                                      progress=status.progress(book, 0, self.jobs_said.sizing(spec)))
+                                      progress=status.without_line_sets(
+                                          status.progress(book, 0, self.jobs_said.sizing(spec))))
             return False
+        self.invoker.results_written(document)
         self.report.events_due(flush=True)
         recorded = await self.invoker.record(book, {
             "phase": phase, "message": message, **status.progress(book, 0, self.jobs_said.sizing(spec)),
@@ -345,7 +377,7 @@ class BatchController:
             "completionTime": now_iso(), "conditions": [
                 self.report.condition("Progressing", False, reason, message),
                 self.report.condition("Complete", phase == status.SUCCEEDED, reason, message),
-                self.report.condition("Failed", phase == status.FAILED, reason, message)]})
+                self.report.condition("Failed", phase == status.FAILED, reason, message)]}, peers)
         succeeded = phase == status.SUCCEEDED
         self.report.emit("Normal" if succeeded else "Warning", "BatchSucceeded" if succeeded else "BatchFailed",
                          message)
