@@ -757,8 +757,13 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         "the emulator's objects they stopped its loop for up to a second, and nothing in a real API server "
         "does that to the operator.",
     ]
+    replace_section(DOCS_HEADING, section)
+
+
+def replace_section(heading: str, section: Sequence[str]) -> None:
+    """Replace the section under `heading` of docs/benchmarks.md (or add it); the rest is left alone."""
     text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(DOCS_HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
     body = "\n".join(section) + "\n\n"
     text = pattern.sub(lambda _: body, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
     DOCS.write_text(text.rstrip("\n") + "\n")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pathlib
 import re
 import subprocess
@@ -9,6 +10,9 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from oscar_batch.core.items import Lines
+from oscar_batch.core.ranges import FailedItem, RangeBook
 
 T = TypeVar("T")
 BIN = pathlib.Path(sys.executable).parent
@@ -65,3 +69,15 @@ def lines_of(job: dict) -> tuple[int, int]:
     identity = identify(job)
     assert identity is not None, job["metadata"]["name"]
     return identity.start, identity.end
+
+
+def a_million_settled(failing: list[int]) -> RangeBook:
+    """1,000,000 lines, all settled: `failing` failed (the first 50 named with long keys), the rest succeeded."""
+    total = 1_000_000
+    book = RangeBook(total, 2)
+    bounds = [0, *failing, total + 1]
+    book.restore(Lines((before + 1, after) for before, after in itertools.pairwise(bounds)),
+                 Lines((line, line + 1) for line in failing),
+                 [FailedItem(line, f"fish-0b5a9c1e-l{line}-{line + 1}-a3", "Error (exit code 1)",
+                             f"input/2026/12/camera-{line % 97:02d}/frame-{line:09d}.jpg") for line in failing[:50]])
+    return book

@@ -1,7 +1,6 @@
 """Status arithmetic: progress speaks of items and stays small, the verdict names failed items, conditions
 keep their times."""
 import datetime
-import itertools
 import json
 import pathlib
 import random
@@ -25,6 +24,7 @@ from oscar_batch.core.status import (
     progress,
     verdict,
 )
+from support import a_million_settled
 
 
 def book_with(total, succeeded=(), failed=(), running=(), retries=2, carves=""):
@@ -85,18 +85,6 @@ def test_progress_stays_small_for_a_million_items(succeeded, failed):
 CRD_STATUS = yaml.safe_load((pathlib.Path(__file__).resolve().parent.parent / "crds" / "batchjob.yaml").read_text())[
     "spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
 STATUS_LIMIT = 256 * 1024   # the issue's bound on a batch's status
-
-
-def a_million_settled(failing: list[int]) -> RangeBook:
-    """1,000,000 lines, all settled: `failing` failed (the first 50 named with long keys), the rest succeeded."""
-    total = 1_000_000
-    book = RangeBook(total, 2)
-    bounds = [0, *failing, total + 1]
-    book.restore(Lines((before + 1, after) for before, after in itertools.pairwise(bounds)),
-                 Lines((line, line + 1) for line in failing),
-                 [FailedItem(line, f"fish-0b5a9c1e-l{line}-{line + 1}-a3", "Error (exit code 1)",
-                             f"input/2026/12/camera-{line % 97:02d}/frame-{line:09d}.jpg") for line in failing[:50]])
-    return book
 
 
 @pytest.mark.parametrize(("failing", "spilled"), [
