@@ -24,7 +24,6 @@ Run: `.venv/bin/python -m benchmarks.listing` (`--help` for sizes); `make bench`
 from __future__ import annotations
 
 import argparse
-import asyncio
 import concurrent.futures
 import dataclasses
 import io
@@ -33,7 +32,6 @@ import json
 import os
 import pathlib
 import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -41,23 +39,17 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
-import minio
 from minio.commonconfig import SnowballObject
 
-from benchmarks.scale import machine, replace_section, revision
-from oscar_batch.clients import manifest
-from oscar_batch.controller.reconciler import BatchController
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
-from oscar_batch.controller.resolver import Peers
+from benchmarks.listing_child import BUCKET, MANIFEST_KEY, PREFIX, Listed
+from benchmarks.report import ROOT, machine, replace_section, revision
 from oscar_batch.core import results, status
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.items import Lines
 from oscar_batch.core.ranges import FailedItem, RangeBook
-from oscar_batch.core.spec import MAX_KEY_LENGTH, parse_spec
+from oscar_batch.core.spec import MAX_KEY_LENGTH
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "real"))
 import realplane  # noqa: E402  (the real tier's MinIO, started as its tests start it)
 
@@ -65,9 +57,6 @@ DOCS_HEADING = "## A million inputs"
 CACHE = (pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
          / "oscar-batch" / "bench-listing")
 LAYOUT = "input/<i // 1000>/frame-<i>.jpg, empty, v1"   # a change here must not reuse an old cache
-BUCKET = "million"
-PREFIX = "input/"
-MANIFEST_KEY = "manifests/million.txt"     # outside the prefix: bare and product list the same keys
 SNOWBALL_OBJECTS = 10_000
 SEED_WORKERS = 4
 
@@ -133,98 +122,13 @@ def seed(server: realplane.Minio, count: int) -> float:
 
 # ---- the two listings, each in a process of its own ---------------------------------------------------------
 
-@dataclasses.dataclass
-class Listed:
-    kind: str                   # bare | product
-    keys: int
-    seconds: float
-    rss_mb: float               # peak RSS of the process
-    rss_before_mb: float        # ... its RSS just before it listed
-    progress_gaps: list[float] = dataclasses.field(default_factory=list)  # product: seconds between progress patches
-
-    @property
-    def rate(self) -> float:
-        return self.keys / self.seconds
-
-
 def list_in_a_process(kind: str, server: realplane.Minio) -> Listed:
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.listing", "--child", kind, "--url", server.url,
-         "--access-key", server.access_key, "--secret-key", server.secret_key],
+        [sys.executable, "-m", "benchmarks.listing_child", kind, server.url, server.access_key, server.secret_key],
         cwd=ROOT, capture_output=True, text=True, check=False)
     if completed.returncode:
         raise RuntimeError(f"the {kind} listing failed:\n{completed.stderr[-4000:]}")
     return Listed(**json.loads(completed.stdout.splitlines()[-1]))
-
-
-def _rss_mb() -> float:
-    status_lines = pathlib.Path("/proc/self/status").read_text().splitlines()
-    return next(int(line.split()[1]) / 1024 for line in status_lines if line.startswith("VmRSS:"))
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # KiB on Linux
-
-
-def bare_listing(url: str, access_key: str, secret_key: str) -> Listed:
-    s3 = minio.Minio(url.removeprefix("http://"), access_key=access_key, secret_key=secret_key, secure=False,
-                     region="us-east-1")
-    before = _rss_mb()
-    began = time.perf_counter()
-    keys = sum(1 for _ in s3.list_objects(BUCKET, prefix=PREFIX, recursive=True))
-    return Listed("bare", keys, time.perf_counter() - began, _peak_rss_mb(), before)
-
-
-class RecordingKube:
-    """The API server as the listing sees it: status patches land in the body and are timed; no other batch."""
-
-    def __init__(self, body: dict[str, Any]) -> None:
-        self.body = body
-        self.patched_at: list[tuple[float, dict[str, Any]]] = []
-
-    def patch_batch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
-        self.patched_at.append((time.monotonic(), patch))
-        current = self.body.setdefault("status", {})
-        for field, value in patch.items():
-            if value is None:
-                current.pop(field, None)
-            else:
-                current[field] = value
-
-    def batch(self, namespace: str, name: str) -> None:
-        return None
-
-
-class NeverStopped:
-    async def wait(self, timeout: float | None = None) -> bool:
-        await asyncio.sleep(timeout or 0)
-        return False
-
-    def __bool__(self) -> bool:
-        return False
-
-
-def product_listing(url: str, access_key: str, secret_key: str) -> Listed:
-    raw_spec = {"service": "fish", "oscar": {"endpoint": "http://oscar.invalid", "credentialsSecret": "o"},
-                "storage": {"endpoint": url, "credentialsSecret": "s", "bucket": BUCKET, "prefix": PREFIX},
-                "manifestKey": MANIFEST_KEY}
-    spec = parse_spec(raw_spec)
-    # A new batch each round: the manifest the last round wrote is another (finished) batch's, listed again.
-    body = {"metadata": {"uid": str(uuid.uuid4()), "namespace": "default", "name": "million", "generation": 1,
-                         "creationTimestamp": "2026-12-01T00:00:00Z"}, "spec": raw_spec}
-    kube = RecordingKube(body)
-    controller = BatchController(body=body, jobs=JobStore(), batches=ActiveBatches(),
-                                 cluster_view=ClusterView(kube, max_age=Timing().min_replan),  # type: ignore[arg-type]
-                                 stopped=NeverStopped(), kube=kube, emit=lambda *event: None,  # type: ignore[arg-type]
-                                 timing=Timing())
-    peers = Peers(spec, None, "", None, manifest.client(spec, access_key, secret_key), "")  # type: ignore[arg-type]
-    before = _rss_mb()
-    began = time.monotonic()
-    inputs = asyncio.run(controller._manifest(peers))
-    ended = time.monotonic()
-    shown = [at for at, patch in kube.patched_at if "listed" in patch]
-    gaps = [later - earlier for earlier, later in itertools.pairwise([*shown, ended])]
-    return Listed("product", body["status"].get("listed") or inputs, ended - began, _peak_rss_mb(), before, gaps)
 
 
 # ---- status for a million items ------------------------------------------------------------------------------
@@ -391,16 +295,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"items of the status sizes (default {ISSUE_KEYS:,})")
     parser.add_argument("--cache", type=pathlib.Path, default=CACHE, help=f"seeded data directories (default {CACHE})")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
-    parser.add_argument("--child", choices=("bare", "product"), help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
-    parser.add_argument("--access-key", help=argparse.SUPPRESS)
-    parser.add_argument("--secret-key", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        listing = (bare_listing if args.child == "bare" else product_listing)(args.url, args.access_key,
-                                                                               args.secret_key)
-        print(json.dumps(dataclasses.asdict(listing)))
-        return 0
     began = time.monotonic()
     load_before = os.getloadavg()[0]
     report = Report(None, [], [], status_sizes(args.items), args.items)

@@ -725,7 +725,8 @@ async def test_listing_shows_how_far_it_got_in_status_even_when_no_key_is_an_inp
     assert [patch["listed"] for patch in shown][:1] == [0]
     assert {10, 20, 30} <= {patch["listed"] for patch in shown}
     assert all(patch["phase"] == "Listing" for patch in world.kube.patches[:1])
-    latest = shown[-1]
+    assert shown[-1] == {"listed": 30, "observedGeneration": 1}             # the final count, once listed
+    latest = shown[-2]
     assert latest["progress"] == f"listed {latest['listed']}"
     [progressing] = [c for c in latest["conditions"] if c["type"] == "Progressing"]
     assert progressing["reason"] == "Listing" and progressing["message"] == (

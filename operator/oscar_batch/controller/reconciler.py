@@ -164,7 +164,9 @@ class BatchController:
         listing = manifest.Listing()
         items = await self._listed(listing, asyncio.ensure_future(
             asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref, listing)), spec)
-        self.report.emit("Normal", "Listed", f"listed {items} input(s) into {spec.uri(spec.manifest_key)}")
+        await self.report.patch({"listed": listing.listed})
+        self.report.emit("Normal", "Listed", f"listed {items} input(s) of {listing.listed} key(s) into "
+                                             f"{spec.uri(spec.manifest_key)}")
         return items
 
     async def _listed(self, listing: manifest.Listing, listed: asyncio.Future[int], spec: BatchSpec) -> int:
