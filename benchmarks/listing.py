@@ -37,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import time
+import tracemalloc
 import uuid
 from collections.abc import Sequence
 
@@ -142,7 +143,8 @@ class StatusSize:
     spilled: bool               # the line sets went to the results object
     status_bytes: int           # the final status as the operator patches it (JSON)
     results_bytes: int          # the results object written while the batch runs (0: none needed)
-    encode_seconds: float       # status.progress: both sets encoded
+    encode_seconds: float       # status.progress: both sets encoded, the first failed items found
+    book_mb: float              # the batch's item bookkeeping (RangeBook), every failed item held
 
 
 def failure_patterns(total: int) -> dict[str, list[int]]:
@@ -154,17 +156,22 @@ def failure_patterns(total: int) -> dict[str, list[int]]:
 
 
 def status_size(pattern: str, failing: list[int], total: int, key_length: int = 60) -> StatusSize:
-    """The final status of `total` settled items, `failing` failed (the first 50 named, with keys of
-    `key_length` characters), as `_finish` patches it."""
+    """The final status of `total` settled items, `failing` failed, as `_finish` patches it. Each failed item is
+    held with its key and Job, as in a live run (the first 50, which status names, with keys of `key_length`
+    characters)."""
     # Carved as for 500 slots: a first wave of 90% of the lines, a second of the rest.
     first_wave = total * 9 // 10 // 500
+    tracemalloc.start()
     book = RangeBook(total, 2, carves=CarveLog.decode(
         total, f"1:500x{first_wave},{500 * first_wave + 1}:500x{(total - 500 * first_wave) // 500}"))
     bounds = [0, *failing, total + 1]
     book.restore(Lines((before + 1, after) for before, after in itertools.pairwise(bounds)),
                  Lines((line, line + 1) for line in failing),
                  [FailedItem(line, f"fish-0b5a9c1e-l{line}-{line + 1}-a3", "Error (exit code 1)",
-                             f"input/{line:09d}/".ljust(key_length - 4, "x") + ".jpg") for line in failing[:50]])
+                             f"input/{line:09d}/".ljust((key_length if named < 50 else 60) - 4, "x") + ".jpg")
+                  for named, line in enumerate(failing)])
+    book_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
     began = time.perf_counter()
     patch = status.progress(book, 0, {"mode": "Adaptive", "startupSeconds": 12.5, "secondsPerItem": 0.8,
                                       "minItems": 16})
@@ -184,7 +191,8 @@ def status_size(pattern: str, failing: list[int], total: int, key_length: int = 
              "conditions": [status.condition(kind, kind == "Failed", reason, message, "2026-12-01T05:00:00Z", 1)
                             for kind in ("Progressing", "Complete", "Failed")]}
     return StatusSize(pattern, len(failing), completed_chars, failed_chars, spilled, len(json.dumps(final)),
-                      len(json.dumps(document, separators=(",", ":"))) if document else 0, encoded)
+                      len(json.dumps(document, separators=(",", ":"))) if document else 0, encoded,
+                      book_bytes / 2**20)
 
 
 def status_sizes(total: int) -> list[StatusSize]:
@@ -231,10 +239,11 @@ def listing_table(report: Report) -> list[str]:
 
 def status_table(sizes: Sequence[StatusSize], total: int) -> list[str]:
     lines = [f"| failed, of {total:,} | items | completedItems chars | failedItems chars | in status? "
-             "| status bytes | results object bytes | encoding s |", "|---|---|---|---|---|---|---|---|"]
+             "| status bytes | results object bytes | encoding s | bookkeeping MiB |",
+             "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {size.pattern} | {size.failed:,} | {size.completed_chars:,} | {size.failed_chars:,} | "
               f"{'no: itemsAt' if size.spilled else 'yes'} | {size.status_bytes:,} | "
-              f"{size.results_bytes:,} | {size.encode_seconds:.2f} |" for size in sizes]
+              f"{size.results_bytes:,} | {size.encode_seconds:.2f} | {size.book_mb:.0f} |" for size in sizes]
     return lines
 
 

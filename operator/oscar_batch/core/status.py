@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,8 +40,9 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
                         "disrupted": counts.disrupted},
         "completedItems": items.encode(book.succeeded),
         "failedItems": items.encode(book.failed),
-        "failedItemDetails": [failed_item_json(item) for item in sorted(
-            book.failed_items.values(), key=lambda item: item.line)[:NAMED_FAILURES]],
+        # The first few of what may be hundreds of thousands: not a sort of them all every status interval.
+        "failedItemDetails": [failed_item_json(item) for item in heapq.nsmallest(
+            NAMED_FAILURES, book.failed_items.values(), key=lambda item: item.line)],
         "rangePlan": book.carves.encode(),
     }
     if sizing is not None:
