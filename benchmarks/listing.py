@@ -10,7 +10,7 @@ Listing (needs the real tier's MinIO, `make real-bin`):
 - product: a fresh process runs the operator's own listing as a batch does (`BatchController._manifest` with
   production timing: ownership checks, the Listing status, the listing thread writing the spooled manifest, its
   PUT, and the progress patches every status interval), against a stand-in for the API server that records each
-  status patch: keys/s and its ratio to bare, peak RSS (ru_maxrss) and the longest wait for a patch showing how
+  status patch: keys/s and its ratio to bare, peak RSS (VmHWM) and the longest wait for a patch showing how
   far the listing got.
 The two alternate, `--rounds` times each; the figures are medians.
 

@@ -159,9 +159,9 @@ class BatchController:
         items = await asyncio.to_thread(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
         if items is not None:
             return items
-        await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
-                                 "pinned": pinned_fields(spec), **self._listing_progress(spec, manifest.Listing())})
         listing = manifest.Listing()
+        await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
+                                 "pinned": pinned_fields(spec), **self._listing_progress(spec, listing)})
         items = await self._listed(listing, asyncio.ensure_future(
             asyncio.to_thread(objects.list_inputs, peers.s3, spec, self.uid, self.ref, listing)), spec)
         await self.report.patch({"listed": listing.listed})
