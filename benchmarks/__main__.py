@@ -2,7 +2,7 @@
 import importlib
 
 # Add a module here to have `make bench` run it.
-BENCHMARKS = ("benchmarks.planner", "benchmarks.makespan", "benchmarks.scale")
+BENCHMARKS = ("benchmarks.planner", "benchmarks.makespan", "benchmarks.scale", "benchmarks.listing")
 
 for name in BENCHMARKS:
     importlib.import_module(name).run()

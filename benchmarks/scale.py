@@ -42,7 +42,6 @@ import io
 import itertools
 import os
 import pathlib
-import platform
 import re
 import signal
 import socket
@@ -60,6 +59,7 @@ import kmock
 import prometheus_client.parser
 
 import oscar_batch_sandbox
+from benchmarks.report import DOCS, ROOT, machine, replace_section, revision
 from oscar_batch.clients.manifest import BATCH_META, ITEMS_META, UID_META
 from oscar_batch.core import invocation, items
 from oscar_batch_sandbox import SandboxThread
@@ -69,8 +69,6 @@ from oscar_batch_sandbox.kube import now_iso
 from oscar_batch_sandbox.runner import JOBS, succeeded_job_status
 
 BIN = pathlib.Path(sys.executable).parent
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "benchmarks.md"
 DOCS_HEADING = "## Controller scale"
 BATCHES = "batch.oscarbatch.dev/v1alpha1/oscarbatchjobs"
 NAMESPACE = "default"
@@ -609,27 +607,6 @@ def _slope(points: list[tuple[float, float]]) -> float | None:
 
 # ---- report ------------------------------------------------------------------------------------------------
 
-def machine() -> str:
-    cpuinfo = pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
-                 platform.processor() or "unknown CPU")
-    memory = next((int(line.split()[1]) / 2**20 for line in pathlib.Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal:")), 0.0)
-    return (f"{os.cpu_count()} × {model}, {memory:.0f} GiB RAM, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}")
-
-
-def revision() -> str:
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "operator"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown revision"
-    return f"{head}{' with uncommitted operator changes' if dirty else ''}"
-
-
 def _seconds(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
@@ -756,11 +733,7 @@ def write_docs(command: str, took: str, args: argparse.Namespace, results: Seque
         "the emulator's objects they stopped its loop for up to a second, and nothing in a real API server "
         "does that to the operator.",
     ]
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(DOCS_HEADING)}\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
-    body = "\n".join(section) + "\n\n"
-    text = pattern.sub(lambda _: body, text, count=1) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
-    DOCS.write_text(text.rstrip("\n") + "\n")
+    replace_section(DOCS_HEADING, section)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

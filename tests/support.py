@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import pathlib
 import re
 import socket
@@ -13,6 +14,9 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+
+from oscar_batch.core.items import Lines
+from oscar_batch.core.ranges import FailedItem, RangeBook
 
 T = TypeVar("T")
 BIN = pathlib.Path(sys.executable).parent
@@ -91,3 +95,15 @@ def value(samples, name: str, **labels: str) -> float | None:
 
 def batch_series(samples, namespace: str = "default", batch: str = "batch") -> list:
     return [key for key in samples if ("batch", batch) in key[1] and ("namespace", namespace) in key[1]]
+
+
+def a_million_settled(failing: list[int]) -> RangeBook:
+    """1,000,000 lines, all settled: `failing` failed (the first 50 named with long keys), the rest succeeded."""
+    total = 1_000_000
+    book = RangeBook(total, 2)
+    bounds = [0, *failing, total + 1]
+    book.restore(Lines((before + 1, after) for before, after in itertools.pairwise(bounds)),
+                 Lines((line, line + 1) for line in failing),
+                 [FailedItem(line, f"fish-0b5a9c1e-l{line}-{line + 1}-a3", "Error (exit code 1)",
+                             f"input/2026/12/camera-{line % 97:02d}/frame-{line:09d}.jpg") for line in failing[:50]])
+    return book

@@ -4,14 +4,18 @@ as the watch would. No sockets and no real time: each `stopped.wait` advances th
 move (blocking client calls still go through `asyncio.to_thread`, as in production)."""
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import io
+import itertools
+import json
 import pathlib
 from typing import Any
 
 import pytest
 import yaml
+from minio.error import S3Error
 
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
@@ -19,10 +23,11 @@ from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.reconciler import BatchController
 from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.controller.resolver import Resolver
-from oscar_batch.core import invocation
+from oscar_batch.core import invocation, status
 from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers
 from oscar_batch_sandbox.kube import prune
+from support import wait_until
 
 CRD = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "crds" / "batchjob.yaml").read_text())
 STATUS_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
@@ -99,6 +104,9 @@ class FakeS3:
         class Response:
             def stream(self, size: int):
                 yield data
+
+            def read(self) -> bytes:
+                return data
 
             def close(self) -> None:
                 pass
@@ -246,7 +254,7 @@ class FakeKube:
 class World:
     """The scripted cluster: `stopped.wait` advances the clock and runs `on_tick` (Jobs finishing and such)."""
 
-    def __init__(self, items: int = 40, **spec: Any) -> None:
+    def __init__(self, items: int = 40, timing: Timing = TIMING, **spec: Any) -> None:
         self.clock = Clock()
         self.store = JobStore()
         self.store.replace(None, [])                  # the watch listed the cluster's Jobs: none yet
@@ -267,7 +275,7 @@ class World:
         self.controller = BatchController(
             body=self.body, jobs=self.store, batches=ActiveBatches(),
             cluster_view=ClusterView(self.kube, max_age=TIMING.min_replan, clock=self.clock), stopped=self,
-            kube=self.kube, emit=lambda *event: self.events.append(event), timing=TIMING, clock=self.clock,
+            kube=self.kube, emit=lambda *event: self.events.append(event), timing=timing, clock=self.clock,
             resolver=FakeResolver(self.oscar, self.s3), peer_calls=self.peer_calls)
 
     # the `Stopped` protocol, on the fake clock
@@ -284,6 +292,18 @@ class World:
     async def run(self) -> dict[str, Any]:
         await self.controller.run()
         return self.body["status"]
+
+
+def restarted(world: World) -> None:
+    """A new operator process: a fresh watch cache that lists every Job left, the status the API server kept."""
+    world._stopped = False
+    world.store = world.oscar.store = JobStore()
+    world.store.replace(None, list(world.oscar.jobs.values()))
+    world.controller = BatchController(
+        body=world.body, jobs=world.store, batches=ActiveBatches(),
+        cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
+        kube=world.kube, emit=lambda *event: world.events.append(event), timing=world.controller.timing,
+        clock=world.clock, resolver=FakeResolver(world.oscar, world.s3), peer_calls=world.peer_calls)
 
 
 def running_counts(world: World) -> list[int]:
@@ -671,18 +691,6 @@ async def test_an_evicted_pod_runs_its_lines_again_without_spending_a_retry():
     assert any(reason == "RangeDisrupted" for _, reason, _ in world.events)
 
 
-def restart(world: World) -> None:
-    """A new operator process: a fresh watch cache that lists every Job, the status as the API server kept it."""
-    world._stopped = False
-    world.store = world.oscar.store = JobStore()
-    world.store.replace(None, list(world.oscar.jobs.values()))
-    world.controller = BatchController(
-        body=world.body, jobs=world.store, batches=ActiveBatches(),
-        cluster_view=ClusterView(world.kube, max_age=TIMING.min_replan, clock=world.clock), stopped=world,
-        kube=world.kube, emit=lambda *event: world.events.append(event), timing=TIMING, clock=world.clock,
-        resolver=FakeResolver(world.oscar, world.s3), peer_calls=world.peer_calls)
-
-
 async def test_a_redriven_batch_is_not_redriven_again_after_a_restart():
     """The round a batch was redriven to lives in status; were it pruned, every restart would redrive again."""
     world = World(items=8, retries=0)             # 4 ranges of 2; line 3 fails once, then is fixed
@@ -692,10 +700,10 @@ async def test_a_redriven_batch_is_not_redriven_again_after_a_restart():
     bad.clear()
     world.body["spec"]["redrive"] = 1
     world.body["metadata"]["generation"] += 1
-    restart(world)
+    restarted(world)
     status = await world.run()
     assert status["phase"] == "Succeeded" and status["redrive"] == 1, status
-    restart(world)
+    restarted(world)
     posts = world.oscar.posts
     await world.run()
     assert [reason for _, reason, _ in world.events].count("Redriven") == 1, world.events
@@ -718,13 +726,155 @@ async def test_a_restart_mid_halving_invokes_nothing_twice():
     await world.controller.run()
     status = world.body["status"]
     assert status["phase"] == "Running" and status["invocations"]["retried"] >= 2, status
-    restart(world)
+    restarted(world)
     status = await world.run()
     assert status["failedItems"] == "5,40" and status["items"]["succeeded"] == 62
     assert len(world.oscar.accepted) == len(set(world.oscar.accepted))          # no name invoked twice
     assert world.oscar.posts == len(world.oscar.accepted)                       # and none refused as a duplicate
     per_line = collections.Counter(line for job_name in world.succeeded_jobs for line in range(*lines_of(job_name)))
     assert len(per_line) == 62 and set(per_line.values()) == {1}
+
+
+# ---- listing ------------------------------------------------------------------------------------------------
+
+# Status every 50 ms of real time: the listing runs in a thread on the real clock.
+LISTING_TIMING = dataclasses.replace(TIMING, status_interval=0.05)
+
+
+def listing_patches(world: World) -> list[dict[str, Any]]:
+    return [patch for patch in world.kube.patches if "listed" in patch]
+
+
+async def test_listing_shows_how_far_it_got_in_status_even_when_no_key_is_an_input():
+    """The listing thread lists a page of 10 keys only once status showed the one before: status follows the
+    listing while it runs, though the filters let nothing through."""
+    world = World(items=30, timing=LISTING_TIMING)
+    world.body["spec"]["storage"]["include"] = ["*.png"]                  # every key is a .jpg
+    list_objects = world.s3.list_objects
+
+    def listed_in_status() -> int:
+        return (world.body.get("status") or {}).get("listed", -1)
+
+    def paged_listing(bucket: str, prefix: str, recursive: bool):
+        for count, obj in enumerate(list_objects(bucket, prefix, recursive), 1):
+            yield obj
+            if count % 10 == 0:
+                wait_until(lambda count=count: listed_in_status() >= count, message=f"status showing {count} listed")
+
+    world.s3.list_objects = paged_listing
+    status = await world.run()
+    assert (status["phase"], status["items"]["total"]) == ("Succeeded", 0), status        # NoInputs
+    shown = listing_patches(world)
+    assert [patch["listed"] for patch in shown][:1] == [0]
+    assert {10, 20, 30} <= {patch["listed"] for patch in shown}
+    assert all(patch["phase"] == "Listing" for patch in world.kube.patches[:1])
+    assert shown[-1] == {"listed": 30, "observedGeneration": 1}             # the final count, once listed
+    latest = shown[-2]
+    assert latest["progress"] == f"listed {latest['listed']}"
+    [progressing] = [c for c in latest["conditions"] if c["type"] == "Progressing"]
+    assert progressing["reason"] == "Listing" and progressing["message"] == (
+        f"listing s3://bkt/input/: {latest['listed']} key(s) listed, 0 input(s) so far")
+
+
+async def test_a_batch_deleted_while_it_lists_stops_the_listing_and_writes_no_manifest():
+    world = World(items=5, timing=LISTING_TIMING)
+    endless = dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])
+
+    def endless_listing(bucket: str, prefix: str, recursive: bool):
+        for count in itertools.count(1):
+            if count == 100:
+                world.body["metadata"]["deletionTimestamp"] = "2026-12-01T00:01:00Z"
+            yield endless(f"input/frame-{count:09d}.jpg", False)
+
+    world.s3.list_objects = endless_listing
+    await asyncio.wait_for(world.controller.run(), timeout=30)
+    assert "input/index.txt" not in world.s3.objects and world.oscar.posts == 0
+    assert world.body["status"]["phase"] == "Listing"
+
+
+# ---- line sets too large for status ------------------------------------------------------------------------
+
+async def test_line_sets_too_large_for_status_live_in_the_results_object_and_a_restart_reads_them_back(monkeypatch):
+    """Status holds at most LINE_SETS_BUDGET characters of line sets (here 4): beyond, they are written to the
+    results object and status points at it. Finished Jobs are deleted once that record exists, so after a restart
+    the lines of deleted Jobs are known from the results object alone: none runs again."""
+    monkeypatch.setattr(status, "LINE_SETS_BUDGET", 4)
+    world = World(items=40, retries=0)                               # 20 ranges of 2 lines, 8 at a time
+    results_key = "input/index.txt.results.json"
+    ticks = 0
+
+    def script(world: World) -> None:
+        nonlocal ticks
+        ticks += 1
+        finish(world, bad={3, 17, 30})
+        if ticks == 4:
+            world._stopped = True
+
+    world.on_tick = script
+    await world.controller.run()
+    before = world.body["status"]
+    assert before["phase"] == "Running" and before["itemsAt"] == f"s3://bkt/{results_key}", before
+    assert "completedItems" not in before and "failedItems" not in before
+    deleted_before = list(world.controller.resolver.client.deleted)
+    assert deleted_before                          # their lines are recorded in the results object only
+    recorded = json.loads(world.s3.objects[results_key][0])
+    assert recorded["uid"] == UID and recorded["phase"] == "Running"
+    assert world.s3.objects[results_key][1]["oscar-batch-uid"] == UID
+    restarted(world)
+    final = await world.run()
+    assert final["phase"] == "Failed" and final["items"]["succeeded"] == 37
+    assert final["itemsAt"] == f"s3://bkt/{results_key}" and "completedItems" not in final
+    document = json.loads(world.s3.objects[results_key][0])
+    assert (document["phase"], document["succeededItems"], document["failedLines"]) == (
+        "Failed", "1-2,4-16,18-29,31-40", "3,17,30")
+    assert [item["line"] for item in document["failedItems"]] == [3, 17, 30]
+    per_line = collections.Counter(line for job_name in world.succeeded_jobs for line in range(*lines_of(job_name)))
+    assert len(per_line) == 37 and set(per_line.values()) == {1}     # no line ran again after the restart
+    assert world.oscar.posts == len(set(world.oscar.accepted))
+
+
+async def test_line_sets_that_fit_again_come_back_into_status(monkeypatch):
+    """A redrive empties failedItems: the line sets fit the budget again and status holds them once more."""
+    monkeypatch.setattr(status, "LINE_SETS_BUDGET", 12)
+    world = World(items=40, retries=0)
+    bad = {3, 17, 30}
+    world.on_tick = lambda world: finish(world, bad=bad)
+    first = await world.run()
+    assert first["phase"] == "Failed" and "itemsAt" in first
+    bad.clear()
+    world.body["spec"]["redrive"] = 1
+    world.body["metadata"]["generation"] = 2
+    world._stopped = False
+    second = await world.run()
+    assert second["phase"] == "Succeeded" and second["completedItems"] == "1-40" and "itemsAt" not in second
+
+
+async def test_line_sets_s3_will_not_take_keep_their_jobs_until_it_does(monkeypatch):
+    """Record, then delete: while the results object cannot be written, status gets the counts but no line sets,
+    and no finished Job is deleted; once S3 takes them, they are."""
+    monkeypatch.setattr(status, "LINE_SETS_BUDGET", 4)
+    world = World(items=40, retries=0)
+    put_object, refused = world.s3.put_object, []
+    client = world.controller.resolver.client
+
+    def put_refusing_results(bucket, key, data, size, content_type, metadata):
+        if key.endswith("results.json") and world.clock.now < 1020:
+            refused.append(world.clock.now)
+            raise S3Error(None, "SlowDown", "please reduce your request rate", key, "request", "host")
+        put_object(bucket, key, data, size, content_type, metadata)
+
+    def script(world: World) -> None:
+        if world.clock.now < 1020:
+            assert client.deleted == []
+            assert "completedItems" not in (world.body.get("status") or {}) or \
+                world.body["status"]["completedItems"] == "", world.body["status"]
+        finish(world, bad={3, 17, 30})
+
+    world.s3.put_object = put_refusing_results
+    world.on_tick = script
+    final = await world.run()
+    assert refused and final["phase"] == "Failed" and final["itemsAt"].endswith("results.json")
+    assert sorted(client.deleted) == sorted(world.oscar.accepted)
 
 
 async def test_status_keeps_its_interval_when_dispatch_makes_passes_longer_than_a_tick():

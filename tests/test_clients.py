@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import http.server
 import socket
 import threading
@@ -205,9 +206,14 @@ def test_manifest_lists_only_inputs_in_order_and_records_its_owner(sandbox):
     assert body.splitlines() == input_keys("input/", 12)
     assert manifest.owner(s3, spec, spec.manifest_key) == manifest.ObjectOwner("uid-1", "default/first", 12)
     # Listing again never lists the manifest (or the results manifest) itself.
+    assert manifest.read_results(s3, spec, spec.results_key) is None
     manifest.write_results(s3, spec, "uid-1", "default/first", {"phase": "Succeeded"})
     assert manifest.owner(s3, spec, spec.results_key).uid == "uid-1"
-    assert manifest.write(s3, spec, "uid-2", "default/second").items == 12
+    assert manifest.read_results(s3, spec, spec.results_key) == {"phase": "Succeeded"}
+    progress = manifest.ListingProgress()
+    assert manifest.write(s3, spec, "uid-2", "default/second", progress).items == 12
+    everything = list(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True))
+    assert (progress.listed, progress.inputs) == (len(everything), 12)      # every key seen, before the filters
 
 
 # What moto stores (it refuses a key with a line feed, which the real tier's MinIO takes).
@@ -239,6 +245,22 @@ def test_every_listed_key_is_one_manifest_line_or_reported_as_unlisted(sandbox):
                                                                                len(listable), len(unlisted))
     assert manifest.owner(s3, spec, spec.unlisted_key).uid == "uid-k"
     assert manifest.keys_at(s3, spec, set(range(1, len(listable) + 2))) == dict(enumerate(listable, 1))
+
+
+def test_a_stopped_listing_ends_at_the_next_key_and_writes_no_manifest(sandbox):
+    spec = dataclasses.replace(spec_for(sandbox), manifest_key="stopped/index.txt")
+    s3 = s3_client(sandbox, spec)
+    progress = manifest.ListingProgress()
+    keys = manifest.inputs(s3, spec, progress)
+    next(keys)
+    progress.stop()
+    with pytest.raises(manifest.ListingStopped, match="stopped after 1 keys"):
+        next(keys)
+    progress = manifest.ListingProgress()
+    progress.stop()
+    with pytest.raises(manifest.ListingStopped):
+        manifest.write(s3, spec, "uid", "default/b", progress)
+    assert manifest.owner(s3, spec, spec.manifest_key) is None
 
 
 def test_an_object_nobody_wrote_has_no_owner_uid_and_a_missing_bucket_is_told_apart(sandbox):

@@ -2,8 +2,11 @@
 keep their times."""
 import datetime
 import json
+import pathlib
+import random
 
 import pytest
+import yaml
 
 from oscar_batch.core import items, status
 from oscar_batch.core.chunking import CarveLog
@@ -21,6 +24,7 @@ from oscar_batch.core.status import (
     progress,
     verdict,
 )
+from support import a_million_settled
 
 
 def book_with(total, succeeded=(), failed=(), running=(), retries=2, carves=""):
@@ -76,6 +80,39 @@ def test_progress_stays_small_for_a_million_items(succeeded, failed):
     assert failed_items_from(patch)[0] == FailedItem(bad[0], f"job-{bad[0]}", "Error (exit code 1)")
     counts = patch["items"]
     assert counts["succeeded"] + counts["failed"] + counts["pending"] == total
+
+
+CRD_STATUS = yaml.safe_load((pathlib.Path(__file__).resolve().parent.parent / "crds" / "batchjob.yaml").read_text())[
+    "spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+STATUS_LIMIT = 256 * 1024   # the issue's bound on a batch's status
+
+
+@pytest.mark.parametrize(("failing", "spilled"), [
+    pytest.param(list(range(2, 1_000_001, 2)), False, id="every-other"),
+    pytest.param(list(range(1000, 1_000_001, 1000)), False, id="one-in-a-thousand"),
+    pytest.param(sorted(random.Random(19).sample(range(1, 1_000_001), 100_000)), True, id="10%-at-random"),
+    pytest.param(sorted(random.Random(19).sample(range(1, 1_000_001), 500_000)), True, id="half-at-random"),
+])
+def test_the_status_of_a_million_items_fits_the_api_server_whatever_fails(failing, spilled):
+    """completedItems and failedItems are up to 1 bit a line each for scattered outcomes (10% at random takes
+    ~93,000 characters each, over the CRD's maxLength, which the API server enforces): past LINE_SETS_BUDGET they
+    are written to the results object and status says where."""
+    book = a_million_settled(failing)
+    patch = progress(book, 0)
+    assert status.line_sets_fit(patch) is not spilled
+    placed = status.line_sets_at(patch, "s3://in/index.txt.results.json") if spilled else status.line_sets_inline(patch)
+    for key in status.LINE_SETS:
+        assert len(placed[key] or "") <= CRD_STATUS[key]["maxLength"]
+    assert len(json.dumps(placed)) <= STATUS_LIMIT
+    assert "itemsAt" in CRD_STATUS
+    if not spilled:
+        assert items.decode(placed["completedItems"]) == book.succeeded and placed["itemsAt"] is None
+
+
+def test_a_patch_without_line_sets_leaves_status_as_it_is():
+    patch = progress(book_with(4, succeeded=[(1, 4)], failed=[4]), 0)
+    assert set(status.without_line_sets(dict(patch, itemsAt="s3://b/k"))) == set(patch) - {"completedItems",
+                                                                                          "failedItems"}
 
 
 @pytest.mark.parametrize(("failed", "tolerated", "phase", "reason", "message"), [

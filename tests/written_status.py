@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from oscar_batch.controller.registry import JobStore
-from test_batch_controller import World, finish, kueue_cluster_queue, restart
+from test_batch_controller import World, finish, kueue_cluster_queue, restarted
 
 
 async def written_status() -> dict[str, Any]:
@@ -60,7 +60,7 @@ async def _failed_then_redriven() -> list[dict[str, Any]]:
     bad.clear()
     world.body["spec"]["redrive"] = 1
     world.body["metadata"]["generation"] += 1
-    restart(world)
+    restarted(world)
     await world.run()
     return world.kube.patches
 

@@ -449,13 +449,15 @@ class Minio:
                            secret_key=secret_key or self.secret_key, secure=False, region="us-east-1")
 
 
-def start_minio(directory: pathlib.Path, wrap: Callable[[list[str]], list[str]] = list) -> Minio:
-    """A single-drive MinIO server on a free loopback port, with random root credentials; `wrap` may run it
-    inside something (a mount namespace)."""
+def start_minio(directory: pathlib.Path, wrap: Callable[[list[str]], list[str]] = list,
+                credentials: tuple[str, str] | None = None) -> Minio:
+    """A single-drive MinIO server on a free loopback port, its data in `directory`/data, with random root
+    credentials unless given (a data directory kept between runs needs the ones it was made with); `wrap` may
+    run it inside something (a mount namespace)."""
     binary = require("minio")["minio"]
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    access_key, secret_key = "oscar" + secrets.token_hex(4), secrets.token_hex(16)
+    access_key, secret_key = credentials or ("oscar" + secrets.token_hex(4), secrets.token_hex(16))
     env = {**os.environ, "MINIO_ROOT_USER": access_key, "MINIO_ROOT_PASSWORD": secret_key,
            "MINIO_BROWSER": "off", "MINIO_UPDATE": "off", "MINIO_REGION": "us-east-1"}
     process = Process("minio", wrap([str(binary), "server", str(directory / "data"), "--quiet",

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import pathlib
+import random
 import re
 from typing import Any
 
@@ -15,7 +17,8 @@ import pytest
 import yaml
 from realplane import ROOT, ControlPlane
 
-from support import table_rows
+from oscar_batch.core import status
+from support import a_million_settled, table_rows
 from written_status import field_paths, written_status
 
 GROUP_VERSION = "batch.oscarbatch.dev/v1alpha1"
@@ -316,3 +319,30 @@ def test_deletion_waits_for_finalizers(real_plane: ControlPlane, real_crd: str, 
                        "-p", json.dumps({"metadata": {"finalizers": None}}))
     gone = real_plane.kubectl("get", "oscarbatchjobs", "finalized", "-n", namespace, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr, gone.stderr
+
+
+def test_a_million_items_status_fits_once_scattered_line_sets_live_in_the_results_object(
+        real_plane: ControlPlane, real_crd: str, namespace: str, tmp_path: pathlib.Path) -> None:
+    """10% of 1,000,000 items failed at random: with the line sets in status (~93,000 characters each) the API
+    server refuses the whole patch; as the operator sends it (`itemsAt` instead of them) it is taken."""
+    real_plane.apply(batch("million"), "-n", namespace)
+    listing = {"phase": "Listing", "listed": 230_000, "progress": "listed 230000"}
+    patch_status(real_plane, namespace, "million", listing)
+    assert {key: get(real_plane, namespace, "million")["status"].get(key) for key in listing} == listing
+    book = a_million_settled(sorted(random.Random(19).sample(range(1, 1_000_001), 100_000)))
+    inline = status.progress(book, 0)
+
+    def patched(body: dict[str, Any]) -> Any:
+        patch_file = tmp_path / "status.json"        # too long for a command-line argument
+        patch_file.write_text(json.dumps({"status": body}))
+        return real_plane.kubectl("patch", "oscarbatchjobs", "million", "-n", namespace, "--subresource=status",
+                                  "--type=merge", "--patch-file", str(patch_file), check=False)
+
+    refused = patched(inline)
+    assert refused.returncode != 0 and "status.completedItems: Too long" in refused.stderr, refused.stderr
+    where = "s3://fish-detector/index.txt.results.json"
+    taken = patched(status.line_sets_at(status.progress(book, 0), where))
+    assert taken.returncode == 0, taken.stderr
+    stored = get(real_plane, namespace, "million")["status"]
+    assert stored["itemsAt"] == where and "completedItems" not in stored and "failedItems" not in stored
+    assert stored["items"]["failed"] == 100_000 and len(json.dumps(stored)) < 256 * 1024

@@ -17,7 +17,7 @@ import json
 import os
 import tempfile
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import certifi
@@ -33,11 +33,12 @@ from oscar_batch.core.spec import BatchSpec
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
 UNLISTED_META = "oscar-batch-unlisted"
 SPOOL_BYTES = 16 * 1024 * 1024
-PROGRESS_EVERY = 10_000
 # Seconds to connect and to wait for each read (the OSCAR client waits 15 s too), and further tries of a request
 # that failed to connect or got a 5xx.
 CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES = 5.0, 15.0, 2
 MINIO_POOL_SIZE = 10   # minio's own default
+# S3's answers for an object that is not there.
+MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
 
 class StorageError(Exception):
@@ -82,7 +83,7 @@ def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
     try:
         stat = s3.stat_object(spec.bucket, key)
     except S3Error as error:
-        if error.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+        if error.code in MISSING:
             return None
         raise _storage_error(error, f"reading {spec.uri(key)}") from None
     metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
@@ -105,14 +106,32 @@ def remove(s3: minio.Minio, spec: BatchSpec, key: str) -> None:
         raise _storage_error(error, f"removing {spec.uri(key)}") from None
 
 
+class ListingProgress:
+    """How far a listing has got, read from another thread while it runs (plain int assignments, atomic in
+    CPython); `stop()` makes it end at the next key with ListingStopped."""
+
+    def __init__(self) -> None:
+        self.listed = 0       # objects under the prefix, before the filters
+        self.inputs = 0       # of those, the inputs (manifest lines and inputs left out)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+
+
+class ListingStopped(Exception):
+    """The listing was stopped before it ended (the batch is going away)."""
+
+
 def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
-          on_progress: Callable[[int], None] = lambda listed: None) -> Listing:
-    """List the inputs into the manifest object, and those that cannot be a line into the unlisted-keys object."""
+          progress: ListingProgress | None = None) -> Listing:
+    """List the inputs into the manifest object, and those that cannot be a line into the unlisted-keys object
+    (`progress` tells how far it got meanwhile)."""
     listing = Listing()
     marks: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch}
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as lines, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as unlisted:
-        for key, reason in inputs(s3, spec, on_progress):
+        for key, reason in inputs(s3, spec, progress):
             if reason is None:
                 lines.write(keys.manifest_line(key))
                 listing.items += 1
@@ -130,15 +149,18 @@ def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
 
 
 def inputs(s3: minio.Minio, spec: BatchSpec,
-           on_progress: Callable[[int], None] = lambda listed: None) -> Iterator[tuple[str, str | None]]:
+           progress: ListingProgress | None = None) -> Iterator[tuple[str, str | None]]:
     """The keys of the batch's inputs in listing order, each with the reason it cannot be a manifest line
     (None: it is the next line)."""
+    progress = progress or ListingProgress()
     try:
-        for listed, obj in enumerate(s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True), 1):
+        for obj in s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True):
+            if progress.stopping:
+                raise ListingStopped(f"listing s3://{spec.bucket}/{spec.prefix} stopped after {progress.listed} keys")
+            progress.listed += 1
             if spec.is_input(obj.object_name):
+                progress.inputs += 1
                 yield obj.object_name, keys.unlistable(obj.object_name)
-            if listed % PROGRESS_EVERY == 0:
-                on_progress(listed)
     except S3Error as error:
         raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
 
@@ -148,7 +170,7 @@ def unlisted_keys(s3: minio.Minio, spec: BatchSpec) -> list[Unlisted]:
     try:
         response = s3.get_object(spec.bucket, spec.unlisted_key)
     except S3Error as error:
-        if error.code in ("NoSuchKey", "NoSuchObject"):
+        if error.code in MISSING:
             return []
         raise _storage_error(error, f"reading {spec.uri(spec.unlisted_key)}") from None
     try:
@@ -191,6 +213,21 @@ def _lines(response: Any) -> Iterator[str]:
             yield keys.key_of_line(line)
     if pending:
         yield keys.key_of_line(pending)
+
+
+def read_results(s3: minio.Minio, spec: BatchSpec, key: str) -> Any:
+    """The results document at `key` (JSON), None when there is none; ValueError when it is not JSON."""
+    try:
+        response = s3.get_object(spec.bucket, key)
+    except S3Error as error:
+        if error.code in MISSING:
+            return None
+        raise _storage_error(error, f"reading {spec.uri(key)}") from None
+    try:
+        return json.loads(response.read())
+    finally:
+        response.close()
+        response.release_conn()
 
 
 def write_results(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str, results: dict[str, Any]) -> None:

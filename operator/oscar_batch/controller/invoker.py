@@ -1,5 +1,6 @@
 """What one batch asks of OSCAR: invoke ranges (carving new ones when needed), look up invocations whose Job
-never appeared, and delete finished Jobs once status records their lines' outcomes."""
+never appeared, and delete finished Jobs once their lines' outcomes are recorded: in status, or — line sets too
+large for status — in the results object status points at."""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +10,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oscar_batch.clients.oscar import OscarError
+from oscar_batch.controller import objects
 from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.registry import Timing
 from oscar_batch.controller.reporter import Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Waiting
-from oscar_batch.core import invocation
+from oscar_batch.core import invocation, results, status
 from oscar_batch.core.pacing import Backoff
 from oscar_batch.core.ranges import Outcome, RangeBook, Work
 
@@ -38,6 +40,8 @@ class Invoker:
         self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
         self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
         self.accepted_at: dict[tuple[int, int], float] = {}   # range in flight -> when OSCAR accepted it
+        self._results_hold: tuple[str, str] | None = None   # line sets this run last wrote to the results object
+        self._writing_sets = Backoff(timing.tick, timing.max_backoff)
 
     async def dispatch(self, book: RangeBook, peers: Peers, free: int, sizes: Callable[[int], list[int]],
                        backoff: Backoff, now: float, seconds: float) -> None:
@@ -116,14 +120,51 @@ class Invoker:
             else:
                 book.still_unseen(work, now)
 
-    async def record(self, book: RangeBook, patch: dict[str, Any]) -> bool:
-        """Patch status; the Jobs of the ranges it records as settled may then be deleted."""
+    async def record(self, book: RangeBook, patch: dict[str, Any], peers: Peers) -> bool:
+        """Patch status; the Jobs of the ranges it records as settled may then be deleted. Line sets too large for
+        status are written to the results object first, and the patch says where instead. False when the
+        patch or those line sets did not get through."""
         self._unrecorded.extend(book.take_cleanable())
-        recorded = await self.report.patch(patch)
+        durable = await self._place_line_sets(book, patch, peers)
+        recorded = await self.report.patch(patch) and durable
         if recorded:
             self._deletable.extend(self._unrecorded)
             self._unrecorded.clear()
         return recorded
+
+    def results_written(self, document: dict[str, Any]) -> None:
+        """The results object now holds these line sets (the final results): status may point at them."""
+        self._results_hold = (document["succeededItems"], document["failedLines"])
+
+    async def _place_line_sets(self, book: RangeBook, patch: dict[str, Any], peers: Peers) -> bool:
+        if "completedItems" not in patch:
+            return True
+        if status.line_sets_fit(patch):
+            status.line_sets_inline(patch)
+            return True
+        spec, line_sets = peers.spec, (patch["completedItems"], patch["failedItems"])
+        if line_sets != self._results_hold:
+            now = self.clock()
+            if not self._writing_sets.ready(now):
+                status.without_line_sets(patch)
+                return False
+            document = results.line_sets(book, batch=self.report.ref, uid=self.uid, service=spec.service,
+                                         phase=patch.get("phase") or self.report.status().get("phase") or "",
+                                         manifest=spec.uri(spec.manifest_key), succeeded=line_sets[0],
+                                         failed=line_sets[1])
+            try:
+                await asyncio.to_thread(objects.write_results, peers.s3, spec, self.uid, self.report.ref, document,
+                                        self.report.kube)
+            except Waiting as waiting:
+                log.warning("batch %s: line sets too large for status, and the results object cannot take them "
+                            "either: %s", self.report.ref, waiting.message)
+                self._writing_sets.failed(now)
+                status.without_line_sets(patch)
+                return False
+            self._writing_sets.succeeded()
+            self._results_hold = line_sets
+        status.line_sets_at(patch, spec.uri(spec.results_key))
+        return True
 
     async def clean_up(self, peers: Peers, backoff: Backoff, now: float, seconds: float | None = None) -> int:
         """Delete finished Jobs through OSCAR (unless spec.keepJobs), CONCURRENT_CALLS at a time, for about

@@ -8,7 +8,8 @@ from typing import Any
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.controller.resolver import Waiting, storage_waiting
-from oscar_batch.core import status
+from oscar_batch.core import results, status
+from oscar_batch.core.items import Lines
 from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing, Unlisted
 from oscar_batch.core.spec import BatchSpec
 
@@ -52,9 +53,11 @@ def refuse_foreign(owner: manifest.ObjectOwner | None, spec: BatchSpec, key: str
                                           f"{owner.batch}; set spec.manifestKey or wait for it")
 
 
-def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str) -> Listing:
+def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str, progress: manifest.ListingProgress) -> Listing:
     try:
-        return manifest.write(s3, spec, uid, batch)
+        return manifest.write(s3, spec, uid, batch, progress)
+    except manifest.ListingStopped:
+        raise
     except Exception as error:  # noqa: BLE001
         raise storage_waiting(error, spec) from None
 
@@ -82,3 +85,20 @@ def write_results(s3: Any, spec: BatchSpec, uid: str, batch: str, results: dict[
         raise
     except Exception as error:  # noqa: BLE001
         raise storage_waiting(error, spec) from None
+
+
+def recorded_line_sets(s3: Any, spec: BatchSpec, uid: str, where: str) -> tuple[Lines, Lines]:
+    """(succeeded, failed) lines from the results object status points at (`status.itemsAt`). Raises Waiting
+    when S3 cannot give it, ValueError when it is not this batch's results."""
+    bucket = f"s3://{spec.bucket}/"
+    if not where.startswith(bucket):
+        raise ValueError(f"{where} is not in the batch's bucket {spec.bucket}")
+    try:
+        document = manifest.read_results(s3, spec, where.removeprefix(bucket))
+    except ValueError:
+        raise
+    except Exception as error:  # noqa: BLE001
+        raise storage_waiting(error, spec) from None
+    if not isinstance(document, dict):
+        raise ValueError(f"{where} holds no results")
+    return results.line_sets_from(document, uid)

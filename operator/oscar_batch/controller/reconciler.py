@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from oscar_batch.clients import cluster
+from oscar_batch.clients import cluster, manifest
 from oscar_batch.controller import capacity, objects
 from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.jobs_said import JobsSaid
@@ -86,6 +86,8 @@ class BatchController:
                     if await self._run():
                         self.metrics.forget()   # a finished batch has no series (BatchMetrics.forget)
                     backoff.succeeded()
+                except manifest.ListingStopped:
+                    continue   # stopped or deleted: the loop ends
                 except Waiting as waiting:
                     await self.report.waiting(waiting)
                     cap = None if waiting.needs_a_person else 4 * self.timing.retry_delay
@@ -170,15 +172,40 @@ class BatchController:
         listing = await peers.on_s3(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
         if listing is not None:
             return listing
+        progress = manifest.ListingProgress()
         await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
-                                 "pinned": pinned_fields(spec), "conditions": [self.report.condition(
-                                     "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}")]})
-        listing = await peers.on_s3(objects.list_inputs, peers.s3, spec, self.uid, self.ref)
-        self.report.emit("Normal", "Listed", f"listed {listing.items} input(s) into {spec.uri(spec.manifest_key)}")
+                                 "pinned": pinned_fields(spec), **self._listing_progress(spec, progress)})
+        listing = await self._listed(progress, asyncio.ensure_future(
+            peers.on_s3(objects.list_inputs, peers.s3, spec, self.uid, self.ref, progress)), spec)
+        await self.report.patch({"listed": progress.listed})
+        self.report.emit("Normal", "Listed", f"listed {listing.items} input(s) of {progress.listed} key(s) into "
+                                             f"{spec.uri(spec.manifest_key)}")
         if listing.unlisted:
             self.report.emit("Warning", "InputsUnlisted", f"{listing.message()}; status.unlistedItems names the "
                                                           f"first {UNLISTED_SAMPLE}, the results all of them")
         return listing
+
+    async def _listed(self, progress: manifest.ListingProgress, listed: asyncio.Future[Listing],
+                      spec: BatchSpec) -> Listing:
+        """Await the listing, showing in status every status interval how far it got: a bucket of millions of
+        keys takes minutes. A daemon stopping meanwhile stops the listing too (ListingStopped)."""
+        try:
+            while not listed.done():
+                # The listing's own time, not a tick of the loop: nothing else of the batch moves meanwhile.
+                await asyncio.wait((listed,), timeout=self.timing.status_interval)
+                if self.stopped or self._deleting():
+                    progress.stop()
+                elif not listed.done():
+                    await self.report.patch(self._listing_progress(spec, progress))
+            return listed.result()
+        finally:
+            progress.stop()   # cancelled while listing: the thread must not list on for nobody
+
+    def _listing_progress(self, spec: BatchSpec, progress: manifest.ListingProgress) -> dict[str, Any]:
+        return {"progress": f"listed {progress.listed}", "listed": progress.listed,
+                "conditions": [self.report.condition(
+                    "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}: {progress.listed} "
+                                                    f"key(s) listed, {progress.inputs} input(s) so far")]}
 
     async def _jobs_listed(self) -> None:
         """A (re)started batch must know every Job it already has before it carves or invokes anything."""
@@ -199,10 +226,15 @@ class BatchController:
             carves = None
         book = RangeBook(total, spec.retries, carves=carves, redrive_round=int(current.get("redrive") or 0))
         try:
-            book.restore(items.decode(current.get("completedItems")), items.decode(current.get("failedItems")),
-                         status.failed_items_from(current))
-        except ValueError:
-            log.warning("batch %s: unreadable line lists in status; rebuilding them from the Jobs", self.ref)
+            if current.get("itemsAt"):
+                succeeded, failed = await peers.on_s3(objects.recorded_line_sets, peers.s3, spec, self.uid,
+                                                      current["itemsAt"])
+            else:
+                succeeded = items.decode(current.get("completedItems"))
+                failed = items.decode(current.get("failedItems"))
+            book.restore(succeeded, failed, status.failed_items_from(current))
+        except ValueError as error:
+            log.warning("batch %s: unreadable line lists (%s); rebuilding them from the Jobs", self.ref, error)
         await self.jobs_said.fold(book, self.jobs.everything(self.key))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
@@ -216,7 +248,7 @@ class BatchController:
             patch["phase"] = status.RUNNING
         patch["items"]["unlisted"] = listing.unlisted
         patch["unlistedItems"] = [entry.json() for entry in listing.sample]
-        await self.report.patch(patch)
+        await self.invoker.record(book, patch, peers)
         return book
 
     async def _name_failed_items(self, book: RangeBook, peers: Peers) -> None:
@@ -232,7 +264,8 @@ class BatchController:
         for line, key in keys.items():
             book.failed_items[line].key = key
 
-    async def _redrive(self, book: RangeBook, spec: BatchSpec) -> None:
+    async def _redrive(self, book: RangeBook, peers: Peers) -> None:
+        spec = peers.spec
         again = book.redrive(spec.redrive)
         message = (f"redrive {spec.redrive}: {again} failed item(s) run again with {spec.retries} "
                    "retries each" if again else f"redrive {spec.redrive}: no failed item to run again")
@@ -242,7 +275,7 @@ class BatchController:
             patch.update({"phase": status.RUNNING, "completionTime": None, "conditions": [
                 self.report.condition(kind, kind == "Progressing", "Redriven", message)
                 for kind in ("Progressing", "Complete", "Failed")]})
-        await self.report.patch(patch)
+        await self.invoker.record(book, patch, peers)
 
     # ---- the loop -----------------------------------------------------------------------------------
 
@@ -260,14 +293,14 @@ class BatchController:
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
-                    await self._redrive(book, peers.spec)
+                    await self._redrive(book, peers)
                 now = self.clock()
                 if book.done():
                     self.batches.withdraw(self.uid)
                     if not settled_shown:
                         # The last lines show at once; the results (S3) and the verdict may take longer.
                         settled_shown = await self.invoker.record(
-                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)))
+                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)), peers)
                     if finishing.ready(now) and await self._finish(book, peers, listing, finishing, now):
                         return True
                 else:
@@ -336,7 +369,7 @@ class BatchController:
         progress = status.progress(book, parallelism, self.jobs_said.sizing(spec))
         progress["invocations"]["queued"] = queued
         await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
-            self.report.condition("Progressing", not spec.suspend, reason, planned)]})
+            self.report.condition("Progressing", not spec.suspend, reason, planned)]}, peers)
 
     async def _finish(self, book: RangeBook, peers: Peers, listing: Listing, backoff: Backoff, now: float) -> bool:
         """Write the results and the verdict. False when S3 would not take the results: try again later."""
@@ -357,8 +390,10 @@ class BatchController:
                                                               f"succeeded, {counts.failed} failed); writing the "
                                                               f"results waits: {waiting.message}; next try in "
                                                               f"{delay:g}s"),
-                                      progress=status.progress(book, 0, self.jobs_said.sizing(spec)))
+                                      progress=status.without_line_sets(
+                                          status.progress(book, 0, self.jobs_said.sizing(spec))))
             return False
+        self.invoker.results_written(document)
         self.report.events_due(flush=True)
         recorded = await self.invoker.record(book, {
             "phase": phase, "message": message, **status.progress(book, 0, self.jobs_said.sizing(spec)),
@@ -366,7 +401,7 @@ class BatchController:
             "completionTime": now_iso(), "conditions": [
                 self.report.condition("Progressing", False, reason, message),
                 self.report.condition("Complete", phase == status.SUCCEEDED, reason, message),
-                self.report.condition("Failed", phase == status.FAILED, reason, message)]})
+                self.report.condition("Failed", phase == status.FAILED, reason, message)]}, peers)
         succeeded = phase == status.SUCCEEDED
         self.report.emit("Normal" if succeeded else "Warning", "BatchSucceeded" if succeeded else "BatchFailed",
                          message)

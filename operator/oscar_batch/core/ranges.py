@@ -60,7 +60,7 @@ class Work:
         return self.start, self.end
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)   # one per failed line: a million inputs may have hundreds of thousands
 class FailedItem:
     line: int
     job: str

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,6 +20,12 @@ NAMED_FAILURES = 50
 NAMED_IN_MESSAGE = 5
 # Progressing reasons that say no more than the phase: `status.reason` is absent with them.
 PLAIN_REASONS = frozenset({"RangesRunning", "Listing", "Suspended", "Redriven", "AllItemsSucceeded"})
+# Characters `completedItems` and `failedItems` may take together in status (each also has the CRD's maxLength of
+# 65536). Sets that need more — scattered outcomes over many lines: 10% of 1,000,000 lines failing at random
+# takes ~93,000 characters each — are written to the results object, and `itemsAt` says where. With them inline
+# the rest of status (rangePlan ≤ 64 KiB, 50 failed items named with keys of ≤ 1 KiB) stays under 256 KiB.
+LINE_SETS_BUDGET = 65536
+LINE_SETS = ("completedItems", "failedItems")
 
 
 # A batch started by the release that ran a fixed grid of ranges: `status.items` was the item count, the ranges
@@ -50,12 +57,37 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
                         "disrupted": counts.disrupted},
         "completedItems": items.encode(book.succeeded),
         "failedItems": items.encode(book.failed),
-        "failedItemDetails": [failed_item_json(item) for item in sorted(
-            book.failed_items.values(), key=lambda item: item.line)[:NAMED_FAILURES]],
+        # The first few of what may be hundreds of thousands: not a sort of them all every status interval.
+        "failedItemDetails": [failed_item_json(item) for item in heapq.nsmallest(
+            NAMED_FAILURES, book.failed_items.values(), key=lambda item: item.line)],
         "rangePlan": book.carves.encode(),
     }
     if sizing is not None:
         patch["sizing"] = dict(sizing)
+    return patch
+
+
+def line_sets_fit(patch: Mapping[str, Any]) -> bool:
+    """Whether the patch's `completedItems` and `failedItems` may go into status as they are."""
+    return sum(len(patch.get(key) or "") for key in LINE_SETS) <= LINE_SETS_BUDGET
+
+
+def line_sets_inline(patch: dict[str, Any]) -> dict[str, Any]:
+    """The patch with its line sets in status (and no reference to an older copy elsewhere)."""
+    patch["itemsAt"] = None
+    return patch
+
+
+def line_sets_at(patch: dict[str, Any], where: str) -> dict[str, Any]:
+    """The patch with its line sets replaced by where they were written (removed from status by the merge)."""
+    patch.update({key: None for key in LINE_SETS}, itemsAt=where)
+    return patch
+
+
+def without_line_sets(patch: dict[str, Any]) -> dict[str, Any]:
+    """The patch leaving the line sets status holds (or points at) as they are: these could not be recorded."""
+    for key in (*LINE_SETS, "itemsAt"):
+        patch.pop(key, None)
     return patch
 
 
