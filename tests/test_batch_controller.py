@@ -604,6 +604,12 @@ def test_the_store_routes_each_change_to_its_batch_and_hands_it_over_once():
     assert len(store.in_flight(KEY)) == 2 and len(store.all_names()) == 5
     store.record(done, store.everything(KEY)[1], deleted=True)
     assert done not in store.names(KEY) and store.changes(KEY) == []
+    # The batches' own Jobs (their pods are not other tenants'), kept as Jobs come and go and batches are read.
+    assert store.all_names() == {("oscar-svc", job) for job in store.names(KEY) | store.names(OTHER_KEY)}
+    later = name(9, 11)
+    store.record(later, seen(later))
+    store.forget_batch(OTHER_UID)
+    assert store.all_names() == {("oscar-svc", job) for job in store.names(KEY)} and len(store.all_names()) == 3
 
 
 def test_the_store_counts_the_jobs_kueue_holds_back_as_they_change():

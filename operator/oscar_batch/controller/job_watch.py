@@ -11,9 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import Any
 
 from oscar_batch.clients import cluster
 from oscar_batch.controller.registry import SERVICE_LABEL, JobStore, job_seen
+from oscar_batch.core import invocation
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +31,9 @@ class JobWatch:
         self._first_delay, self._max_delay = first_delay, max_delay
         self._watch_seconds = watch_seconds
         self._stopping = threading.Event()
+        # What each Job's EVENT says, by the Job's UID: a Job's pod template cannot change, so its EVENT is parsed
+        # once, not at each of its status changes.
+        self._identities: dict[str, invocation.Identity | None] = {}
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"oscar-batch-jobs-{namespace or 'all'}")
 
@@ -57,17 +62,30 @@ class JobWatch:
 
     def _list(self) -> str:
         jobs, version = self._kube.jobs(self._namespace, SERVICE_LABEL)
-        listed = [seen for seen in (job_seen(job["metadata"]["name"], job) for job in jobs) if seen is not None]
+        known, self._identities = self._identities, {}
+        listed = [seen for seen in (job_seen(job["metadata"]["name"], job, identity=self._identity(job, known))
+                                    for job in jobs) if seen is not None]
         self._store.replace(self._namespace, listed)
         return version
+
+    def _identity(self, job: dict[str, Any],
+                  known: dict[str, invocation.Identity | None]) -> invocation.Identity | None:
+        uid = (job.get("metadata") or {}).get("uid") or ""
+        identity = known[uid] if uid in known else invocation.identify(job)
+        if uid:
+            self._identities[uid] = identity
+        return identity
 
     def _watch(self, version: str) -> str:
         for kind, job in self._kube.watch_jobs(self._namespace, SERVICE_LABEL, version, self._watch_seconds):
             metadata = job.get("metadata") or {}
             version = metadata.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):
-                self._store.record(metadata["name"], job_seen(metadata["name"], job, seen_at=time.monotonic()),
-                                   deleted=kind == "DELETED")
+                identity = self._identity(job, self._identities)
+                self._store.record(metadata["name"], job_seen(metadata["name"], job, seen_at=time.monotonic(),
+                                                              identity=identity), deleted=kind == "DELETED")
+                if kind == "DELETED":
+                    self._identities.pop(metadata.get("uid") or "", None)
             if self._stopping.is_set():
                 break
         return version

@@ -63,8 +63,13 @@ class BatchKey(NamedTuple):
     service: str
 
 
-def job_seen(name: str, body: Any, seen_at: float = 0.0) -> JobSeen | None:
-    identity = invocation.identify(body)
+_UNKNOWN = object()
+
+
+def job_seen(name: str, body: Any, seen_at: float = 0.0, identity: Any = _UNKNOWN) -> JobSeen | None:
+    """`identity`: what `invocation.identify(body)` says, when the caller knows it already."""
+    if identity is _UNKNOWN:
+        identity = invocation.identify(body)
     if identity is None:
         return None
     job_status = body.get("status") or {}
@@ -91,6 +96,7 @@ class JobStore:
         self._changes: dict[BatchKey, dict[str, JobSeen]] = {}
         self._keys: dict[str, set[BatchKey]] = {}   # batch UID → the keys its Jobs claim (its own, and forgeries)
         self._read: dict[str, BatchKey] = {}        # batch UID → the key its controller read Jobs by
+        self._own: set[tuple[str, str]] = set()     # (namespace, name) of the Jobs filed under a key being read
         # Kept as changes arrive, so that asking costs nothing however many Jobs a batch has:
         self._queues: dict[BatchKey, str] = {}      # LocalQueue of the batch's Kueue Jobs
         self._queued: dict[BatchKey, set[str]] = {}   # its Jobs Kueue has not admitted yet
@@ -121,6 +127,8 @@ class JobStore:
                 self._jobs.setdefault(key, {})[name] = seen
                 self._changes.setdefault(key, {})[name] = seen
                 self._keys.setdefault(key.uid, set()).add(key)
+                if self._read.get(key.uid) == key:
+                    self._own.add((key.namespace, name))
                 if seen.queue:
                     self._queues[key] = seen.queue
                 if seen.queued:
@@ -145,15 +153,25 @@ class JobStore:
 
     def _forget(self, name: str, seen: JobSeen) -> None:
         key = seen.key
-        self._jobs.get(key, {}).pop(name, None)
+        if self._jobs.get(key, {}).pop(name, None) is not None and self._read.get(key.uid) == key:
+            self._own.discard((key.namespace, name))
         self._changes.get(key, {}).pop(name, None)
         self._queued.get(key, set()).discard(name)
+
+    def _reading(self, uid: str, key: BatchKey | None) -> None:
+        """The key a batch's Jobs are read by (None: none any more), and so whose Jobs are the batches' own."""
+        previous = self._read.pop(uid, None)
+        if previous is not None:
+            self._own.difference_update((previous.namespace, name) for name in self._jobs.get(previous, {}))
+        if key is not None:
+            self._read[uid] = key
+            self._own.update((key.namespace, name) for name in self._jobs.get(key, {}))
 
     def everything(self, key: BatchKey) -> list[JobSeen]:
         """All Jobs of a batch, for a batch (re)starting; its queued changes are part of it. From now on its
         controller reads Jobs by this key, and so does the clean-up when the batch is deleted."""
         with self._lock:
-            self._read[key.uid] = key
+            self._reading(key.uid, key)
             self._changes.pop(key, None)
             return list(self._jobs.get(key, {}).values())
 
@@ -189,13 +207,13 @@ class JobStore:
     def forget_batch(self, uid: str) -> None:
         """A deleted batch: what the store kept of it goes, except its Jobs, which the watch still reports."""
         with self._lock:
-            self._read.pop(uid, None)
+            self._reading(uid, None)
 
     def all_names(self) -> set[tuple[str, str]]:
         """(namespace, name) of every Job of every batch being read: the pods of those are the batches' own
         capacity, not other tenants'. Jobs that claim a batch under another key are not among them."""
         with self._lock:
-            return {(key.namespace, name) for key in self._read.values() for name in self._jobs.get(key, {})}
+            return set(self._own)
 
 
 class ActiveBatches:
