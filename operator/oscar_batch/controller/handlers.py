@@ -56,11 +56,15 @@ def _scopes(namespaces: list[str]) -> list[str | None]:
 
 
 @kopf.on.login()
-def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
     """kopf's credentials from the same source as the operator's own client (`cluster.kube_config`): kopf's
     default login tries the in-cluster ServiceAccount first and would ignore the kubeconfig given. Read again at
-    each login, so that kopf's re-login after a 401 picks up a rotated token."""
-    config = cluster.kube_config(memo.kubeconfig)
+    each login, so that kopf's re-login after a 401 picks up a rotated token; the files are read off the loop."""
+    return await asyncio.to_thread(_connection_info, memo.kubeconfig)
+
+
+def _connection_info(kubeconfig: pathlib.Path | None) -> kopf.ConnectionInfo:
+    config = cluster.kube_config(kubeconfig)
     ca, cert, key = (config.cluster.get("certificate-authority"), config.user.get("client-certificate"),
                      config.user.get("client-key"))
     return kopf.ConnectionInfo(

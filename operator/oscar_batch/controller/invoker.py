@@ -153,8 +153,8 @@ class Invoker:
                                          manifest=spec.uri(spec.manifest_key), succeeded=line_sets[0],
                                          failed=line_sets[1])
             try:
-                await asyncio.to_thread(objects.write_results, peers.s3, spec, self.uid, self.report.ref, document,
-                                        self.report.kube)
+                await peers.on_s3(objects.write_results, peers.s3, spec, self.uid, self.report.ref, document,
+                                  self.report.kube)
             except Waiting as waiting:
                 log.warning("batch %s: line sets too large for status, and the results object cannot take them "
                             "either: %s", self.report.ref, waiting.message)

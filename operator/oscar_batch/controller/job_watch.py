@@ -63,7 +63,7 @@ class JobWatch:
     def _list(self) -> str:
         jobs, version = self._kube.jobs(self._namespace, SERVICE_LABEL)
         known, self._identities = self._identities, {}
-        listed = [seen for seen in (job_seen(job["metadata"]["name"], job, identity=self._identity(job, known))
+        listed = [seen for seen in (job_seen(job["metadata"]["name"], job, self._identity(job, known))
                                     for job in jobs) if seen is not None]
         self._store.replace(self._namespace, listed)
         return version
@@ -82,8 +82,8 @@ class JobWatch:
             version = metadata.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 identity = self._identity(job, self._identities)
-                self._store.record(metadata["name"], job_seen(metadata["name"], job, seen_at=time.monotonic(),
-                                                              identity=identity), deleted=kind == "DELETED")
+                self._store.record(metadata["name"], job_seen(metadata["name"], job, identity,
+                                                              seen_at=time.monotonic()), deleted=kind == "DELETED")
                 if kind == "DELETED":
                     self._identities.pop(metadata.get("uid") or "", None)
             if self._stopping.is_set():

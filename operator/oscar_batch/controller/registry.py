@@ -63,13 +63,9 @@ class BatchKey(NamedTuple):
     service: str
 
 
-_UNKNOWN = object()
-
-
-def job_seen(name: str, body: Any, seen_at: float = 0.0, identity: Any = _UNKNOWN) -> JobSeen | None:
-    """`identity`: what `invocation.identify(body)` says, when the caller knows it already."""
-    if identity is _UNKNOWN:
-        identity = invocation.identify(body)
+def job_seen(name: str, body: Any, identity: invocation.Identity | None, seen_at: float = 0.0) -> JobSeen | None:
+    """What the store keeps of a Job; `identity`: what its EVENT says (`invocation.identify`), None for a Job of
+    no batch."""
     if identity is None:
         return None
     job_status = body.get("status") or {}
