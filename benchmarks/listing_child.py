@@ -16,10 +16,13 @@ from typing import Any
 import minio
 
 from oscar_batch.clients import manifest
+from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.batch_controller import BatchController
+from oscar_batch.controller.cluster_view import ClusterView
+from oscar_batch.controller.job_store import JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.reconciler import BatchController
-from oscar_batch.controller.registry import ActiveBatches, ClusterView, JobStore, Timing
 from oscar_batch.controller.resolver import PEER_SHARE, PEER_THREADS, Peers, Resolver
+from oscar_batch.controller.timing import Timing
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import parse_spec
 

@@ -19,10 +19,13 @@ from minio.error import S3Error
 
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
+from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.batch_controller import BatchController
+from oscar_batch.controller.cluster_view import ClusterView
+from oscar_batch.controller.job_store import BatchKey, JobSeen, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.reconciler import BatchController
-from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobSeen, JobStore, Timing
 from oscar_batch.controller.resolver import Resolver
+from oscar_batch.controller.timing import Timing
 from oscar_batch.core import invocation, status
 from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers

@@ -12,8 +12,8 @@ import pykube
 import pytest
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.job_watch import JobWatch
-from oscar_batch.controller.registry import BatchKey, JobStore
 from oscar_batch.core import invocation
 from oscar_batch.core.ranges import Outcome
 from support import wait_until

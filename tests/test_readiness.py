@@ -5,7 +5,7 @@ import urllib.error
 import urllib.request
 
 from oscar_batch.controller import readiness
-from oscar_batch.controller.registry import JobStore
+from oscar_batch.controller.job_store import JobStore
 
 
 def _status(url: str) -> int:

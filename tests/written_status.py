@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oscar_batch.controller.registry import JobStore
+from oscar_batch.controller.job_store import JobStore
 from test_batch_controller import World, finish, kueue_cluster_queue, restarted
 
 

@@ -9,8 +9,8 @@ import pykube
 from realplane import ControlPlane, wait_for
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.job_watch import JobWatch
-from oscar_batch.controller.registry import BatchKey, JobStore
 from oscar_batch.core import invocation
 
 UID = "0123456789abcdef0123456789abcdef"

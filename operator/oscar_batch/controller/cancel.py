@@ -16,10 +16,12 @@ from typing import Any
 
 from oscar_batch.clients import manifest
 from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarClient, OscarError
+from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.registry import ActiveBatches, BatchKey, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink
 from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
+from oscar_batch.controller.timing import Timing
 from oscar_batch.core import status
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
 

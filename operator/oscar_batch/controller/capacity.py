@@ -11,7 +11,9 @@ from typing import Any
 
 from oscar_batch.clients import cluster
 from oscar_batch.clients.oscar import OscarError
-from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobStore
+from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.cluster_view import ClusterView
+from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.resolver import Peers
 from oscar_batch.core import kueue, planner
 from oscar_batch.core.ranges import RangeBook

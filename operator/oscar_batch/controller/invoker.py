@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from oscar_batch.clients.oscar import OscarError
-from oscar_batch.controller import objects
+from oscar_batch.controller import batch_storage
 from oscar_batch.controller.metrics import BatchMetrics
-from oscar_batch.controller.registry import Timing
 from oscar_batch.controller.reporter import Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Waiting
+from oscar_batch.controller.timing import Timing
 from oscar_batch.core import invocation, results, status
 from oscar_batch.core.pacing import Backoff
 from oscar_batch.core.ranges import Outcome, RangeBook, Work
@@ -153,7 +153,7 @@ class Invoker:
                                          manifest=spec.uri(spec.manifest_key), succeeded=line_sets[0],
                                          failed=line_sets[1])
             try:
-                await peers.on_s3(objects.write_results, peers.s3, spec, self.uid, self.report.ref, document,
+                await peers.on_s3(batch_storage.write_results, peers.s3, spec, self.uid, self.report.ref, document,
                                   self.report.kube)
             except Waiting as waiting:
                 log.warning("batch %s: line sets too large for status, and the results object cannot take them "

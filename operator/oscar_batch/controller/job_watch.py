@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from oscar_batch.clients import cluster
-from oscar_batch.controller.registry import SERVICE_LABEL, JobStore, job_seen
+from oscar_batch.controller.job_store import SERVICE_LABEL, JobStore, job_seen
 from oscar_batch.core import invocation
 
 log = logging.getLogger(__name__)

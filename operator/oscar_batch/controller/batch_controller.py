@@ -16,14 +16,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from oscar_batch.clients import cluster, manifest
-from oscar_batch.controller import capacity, objects
+from oscar_batch.controller import batch_storage, capacity
+from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.cluster_view import ClusterView
 from oscar_batch.controller.invoker import Invoker
-from oscar_batch.controller.jobs_said import JobsSaid
+from oscar_batch.controller.job_outcomes import JobOutcomes
+from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.registry import ActiveBatches, BatchKey, ClusterView, JobStore, Timing
 from oscar_batch.controller.reporter import EventSink, Reporter, now_iso
 from oscar_batch.controller.resolver import Peers, Resolver, Waiting
+from oscar_batch.controller.timing import Timing
 from oscar_batch.core import chunking, items, status
 from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing
 from oscar_batch.core.pacing import Backoff
@@ -68,8 +71,8 @@ class BatchController:
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
         self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock, metrics=self.metrics,
                                may_dispatch=lambda: not self.stopped and not self._deleting())
-        self.jobs_said = JobsSaid(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at, clock=clock,
-                                  metrics=self.metrics)
+        self.job_outcomes = JobOutcomes(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at,
+                                        clock=clock, metrics=self.metrics)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -169,14 +172,14 @@ class BatchController:
         total = (current.get("items") or {}).get("total")
         if total is not None and current.get("manifest") == spec.uri(spec.manifest_key):
             return Listing.from_status(current)  # S3 may be down: the Jobs still tell how the batch goes
-        listing = await peers.on_s3(objects.existing_manifest, peers.s3, spec, self.uid, self.kube)
+        listing = await peers.on_s3(batch_storage.existing_manifest, peers.s3, spec, self.uid, self.kube)
         if listing is not None:
             return listing
         progress = manifest.ListingProgress()
         await self.report.patch({"phase": status.LISTING, "startTime": self._start_time(),
                                  "pinned": pinned_fields(spec), **self._listing_progress(spec, progress)})
         listing = await self._listed(progress, asyncio.ensure_future(
-            peers.on_s3(objects.list_inputs, peers.s3, spec, self.uid, self.ref, progress)), spec)
+            peers.on_s3(batch_storage.list_inputs, peers.s3, spec, self.uid, self.ref, progress)), spec)
         await self.report.patch({"listed": progress.listed})
         self.report.emit("Normal", "Listed", f"listed {listing.items} input(s) of {progress.listed} key(s) into "
                                              f"{spec.uri(spec.manifest_key)}")
@@ -227,7 +230,7 @@ class BatchController:
         book = RangeBook(total, spec.retries, carves=carves, redrive_round=int(current.get("redrive") or 0))
         try:
             if current.get("itemsAt"):
-                succeeded, failed = await peers.on_s3(objects.recorded_line_sets, peers.s3, spec, self.uid,
+                succeeded, failed = await peers.on_s3(batch_storage.recorded_line_sets, peers.s3, spec, self.uid,
                                                       current["itemsAt"])
             else:
                 succeeded = items.decode(current.get("completedItems"))
@@ -235,7 +238,7 @@ class BatchController:
             book.restore(succeeded, failed, status.failed_items_from(current))
         except ValueError as error:
             log.warning("batch %s: unreadable line lists (%s); rebuilding them from the Jobs", self.ref, error)
-        await self.jobs_said.fold(book, self.jobs.everything(self.key))
+        await self.job_outcomes.fold(book, self.jobs.everything(self.key))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.invocations = max(book.invocations, int(counted.get("total") or 0))
@@ -243,7 +246,8 @@ class BatchController:
         book.disrupted = max(book.disrupted, int(counted.get("disrupted") or 0))
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
-                                 **status.progress(book, current.get("parallelism") or 0, self.jobs_said.sizing(spec))}
+                                 **status.progress(book, current.get("parallelism") or 0,
+                                                   self.job_outcomes.sizing(spec))}
         if not book.done():
             patch["phase"] = status.RUNNING
         patch["items"]["unlisted"] = listing.unlisted
@@ -257,7 +261,7 @@ class BatchController:
         if not unnamed:
             return
         try:
-            keys = await peers.on_s3(objects.input_keys, peers.s3, peers.spec, unnamed)
+            keys = await peers.on_s3(batch_storage.input_keys, peers.s3, peers.spec, unnamed)
         except Waiting as waiting:
             log.warning("batch %s: cannot name the failed items yet: %s", self.ref, waiting.message)
             return
@@ -270,7 +274,7 @@ class BatchController:
         message = (f"redrive {spec.redrive}: {again} failed item(s) run again with {spec.retries} "
                    "retries each" if again else f"redrive {spec.redrive}: no failed item to run again")
         self.report.emit("Normal", "Redriven", message)
-        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0, self.jobs_said.sizing(spec))}
+        patch: dict[str, Any] = {"redrive": spec.redrive, **status.progress(book, 0, self.job_outcomes.sizing(spec))}
         if again:
             patch.update({"phase": status.RUNNING, "completionTime": None, "conditions": [
                 self.report.condition(kind, kind == "Progressing", "Redriven", message)
@@ -289,7 +293,7 @@ class BatchController:
         finishing = Backoff(self.timing.retry_delay, self.timing.max_backoff)
         try:
             while not self.stopped and not self._deleting():
-                ended = await self.jobs_said.fold(book, self.jobs.changes(self.key))
+                ended = await self.job_outcomes.fold(book, self.jobs.changes(self.key))
                 previous, peers.spec = peers.spec, await self._current_spec(peers.spec)
                 book.retries = peers.spec.retries
                 if peers.spec.redrive > book.redrive_round:
@@ -300,7 +304,7 @@ class BatchController:
                     if not settled_shown:
                         # The last lines show at once; the results (S3) and the verdict may take longer.
                         settled_shown = await self.invoker.record(
-                            book, status.progress(book, 0, self.jobs_said.sizing(peers.spec)), peers)
+                            book, status.progress(book, 0, self.job_outcomes.sizing(peers.spec)), peers)
                     if finishing.ready(now) and await self._finish(book, peers, listing, finishing, now):
                         return True
                 else:
@@ -320,7 +324,7 @@ class BatchController:
                         last_status = now
                     if not peers.spec.suspend and dispatching.ready(now):
                         await self.invoker.dispatch(book, peers, parallelism - book.counts().in_flight,
-                                                    self.jobs_said.sizes(book, peers.spec, parallelism),
+                                                    self.job_outcomes.sizes(book, peers.spec, parallelism),
                                                     dispatching, now, seconds=DISPATCH_SHARE * self.timing.tick)
                     if rechecking.ready(now):
                         await self.invoker.recheck_unseen(book, peers, rechecking, now)
@@ -366,7 +370,7 @@ class BatchController:
         reason = ("Suspended" if spec.suspend else "WaitingForKueue" if planned.startswith(capacity.KUEUE_WAITING)
                   else "RangesRunning")
         await self._name_failed_items(book, peers)
-        progress = status.progress(book, parallelism, self.jobs_said.sizing(spec))
+        progress = status.progress(book, parallelism, self.job_outcomes.sizing(spec))
         progress["invocations"]["queued"] = queued
         await self.invoker.record(book, {"phase": phase, **progress, "conditions": [
             self.report.condition("Progressing", not spec.suspend, reason, planned)]}, peers)
@@ -377,12 +381,12 @@ class BatchController:
         await self._name_failed_items(book, peers)
         phase, reason, message = status.verdict(book, spec.tolerated_failures, listing.unlisted)
         try:
-            unlisted = (await peers.on_s3(objects.unlisted_inputs, peers.s3, spec)
+            unlisted = (await peers.on_s3(batch_storage.unlisted_inputs, peers.s3, spec)
                         if listing.unlisted else [])
             document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
                                manifest=spec.uri(spec.manifest_key), unlisted=listing.unlisted,
                                unlisted_items=unlisted or listing.sample)
-            await peers.on_s3(objects.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
+            await peers.on_s3(batch_storage.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
         except Waiting as waiting:
             delay = backoff.failed(now, cap=None if waiting.needs_a_person else 4 * self.timing.retry_delay)
             counts = book.counts()
@@ -391,12 +395,12 @@ class BatchController:
                                                               f"results waits: {waiting.message}; next try in "
                                                               f"{delay:g}s"),
                                       progress=status.without_line_sets(
-                                          status.progress(book, 0, self.jobs_said.sizing(spec))))
+                                          status.progress(book, 0, self.job_outcomes.sizing(spec))))
             return False
         self.invoker.results_written(document)
         self.report.events_due(flush=True)
         recorded = await self.invoker.record(book, {
-            "phase": phase, "message": message, **status.progress(book, 0, self.jobs_said.sizing(spec)),
+            "phase": phase, "message": message, **status.progress(book, 0, self.job_outcomes.sizing(spec)),
             "results": spec.uri(spec.results_key),
             "completionTime": now_iso(), "conditions": [
                 self.report.condition("Progressing", False, reason, message),

@@ -9,8 +9,8 @@ from collections.abc import Callable
 from typing import Any
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
-from oscar_batch.controller.registry import JobSeen
 from oscar_batch.controller.reporter import Reporter
 from oscar_batch.core import chunking, invocation
 from oscar_batch.core.ranges import Change, Outcome, RangeBook
@@ -19,7 +19,7 @@ from oscar_batch.core.spec import BatchSpec
 log = logging.getLogger(__name__)
 
 
-class JobsSaid:
+class JobOutcomes:
     def __init__(self, *, kube: cluster.Kube, report: Reporter, accepted_at: dict[tuple[int, int], float],
                  clock: Callable[[], float], metrics: BatchMetrics) -> None:
         self.kube = kube

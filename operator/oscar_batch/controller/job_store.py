@@ -1,36 +1,15 @@
-"""What the operator shares between its batches: the Jobs from the watch routed to the batch each belongs to (the
-Job controller's informer cache plus per-object work queue), the batches that are dispatching and so share the
-cluster's slots, and one snapshot of Nodes and Pods for everybody's plan.
-"""
+"""The Jobs from the watch, routed to the batch each belongs to: the Job controller's informer cache plus its
+per-object work queue. Written by the Jobs watch (its own thread), read by the batches (on the event loop)."""
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import threading
-import time
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from oscar_batch.clients import cluster
 from oscar_batch.core import invocation, kueue
 from oscar_batch.core.ranges import Outcome
-from oscar_batch.core.sharing import Claim, fair_shares
 
 SERVICE_LABEL = "oscar_service"   # OSCAR labels every Job it creates with its service's name
-
-
-@dataclasses.dataclass(frozen=True)
-class Timing:
-    """How often the loop looks, plans and reports. Tests shorten these; production keeps the defaults."""
-    tick: float = 1.0              # fold in Job changes and dispatch
-    plan_interval: float = 15.0    # re-plan even when nothing ended
-    min_replan: float = 2.0        # re-plan at most this often when ranges end; also the snapshot's age
-    status_interval: float = 2.0   # patch status at most this often while running (the Job controller: 1 s)
-    retry_delay: float = 15.0      # first delay after a condition that may fix itself (Secret missing, OSCAR down)
-    max_backoff: float = 300.0     # longest delay between two tries of something that needs a person
-    unseen_job_timeout: float = 60.0  # an accepted invocation whose Job has not appeared is re-checked after this
-    cancel_timeout: float = 60.0   # how long deleting a batch may spend cleaning up behind the finalizer
-
 
 @dataclasses.dataclass(frozen=True)
 class JobSeen:
@@ -210,81 +189,3 @@ class JobStore:
         capacity, not other tenants'. Jobs that claim a batch under another key are not among them."""
         with self._lock:
             return set(self._own)
-
-
-class ActiveBatches:
-    """The batches this operator runs: which are dispatching (and so share the cluster's slots), and which
-    controllers are alive (so that deletion waits for dispatch to stop)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._claims: dict[str, Claim] = {}
-        self._alive: dict[str, asyncio.Event] = {}
-        self.membership = 0  # changes whenever a batch starts or stops dispatching: time to re-plan
-
-    def started(self, uid: str) -> None:
-        self._alive[uid] = asyncio.Event()
-
-    def exited(self, uid: str) -> None:
-        with self._lock:
-            self.membership += self._claims.pop(uid, None) is not None
-        done = self._alive.pop(uid, None)
-        if done is not None:
-            done.set()
-
-    async def wait_exited(self, uid: str, timeout: float) -> bool:
-        done = self._alive.get(uid)
-        if done is None:
-            return True
-        try:
-            await asyncio.wait_for(done.wait(), timeout)
-            return True
-        except TimeoutError:
-            return False
-
-    def claim(self, claim: Claim) -> None:
-        with self._lock:
-            self.membership += claim.uid not in self._claims
-            self._claims[claim.uid] = claim
-
-    def withdraw(self, uid: str) -> None:
-        with self._lock:
-            self.membership += self._claims.pop(uid, None) is not None
-
-    def share(self, uid: str, slots: int) -> tuple[int, int]:
-        """(this batch's slots, number of batches dispatching) under max-min fairness, leftovers to the oldest."""
-        with self._lock:
-            claims = list(self._claims.values())
-        return fair_shares(slots, claims).get(uid, 0), len(claims)
-
-
-@dataclasses.dataclass(frozen=True)
-class Snapshot:
-    nodes: list[dict[str, Any]] | None      # None: the operator may not list Nodes
-    pods: list[dict[str, Any]]
-    taken: float
-
-
-class ClusterView:
-    """One listing of Nodes and Pods at a time for the whole operator, reused while younger than `max_age`:
-    a hundred batches re-planning cost one listing, not a hundred."""
-
-    def __init__(self, kube: cluster.Kube, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._kube = kube
-        self._max_age = max_age
-        self._clock = clock
-        self._lock = asyncio.Lock()
-        self._snapshot: Snapshot | None = None
-
-    async def snapshot(self) -> Snapshot:
-        async with self._lock:
-            now = self._clock()
-            if self._snapshot is None or now - self._snapshot.taken >= self._max_age:
-                self._snapshot = await asyncio.to_thread(self._list, now)
-            return self._snapshot
-
-    def _list(self, now: float) -> Snapshot:
-        try:
-            return Snapshot(nodes=self._kube.nodes(), pods=list(self._kube.pods()), taken=now)
-        except cluster.Forbidden:
-            return Snapshot(nodes=None, pods=[], taken=now)  # plan from OSCAR's /system/status instead
