@@ -22,7 +22,7 @@ from oscar_batch.controller.cluster_view import ClusterView
 from oscar_batch.controller.job_store import JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import PEER_SHARE, PEER_THREADS, Peers, Resolver
-from oscar_batch.controller.timing import Timing
+from oscar_batch.core.cadence import Timing
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import parse_spec
 

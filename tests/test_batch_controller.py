@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
+import datetime
 import io
 import itertools
 import json
@@ -25,8 +26,8 @@ from oscar_batch.controller.cluster_view import ClusterView
 from oscar_batch.controller.job_store import BatchKey, JobSeen, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver
-from oscar_batch.controller.timing import Timing
 from oscar_batch.core import invocation, status
+from oscar_batch.core.cadence import Timing
 from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers
 from oscar_batch_sandbox.kube import prune
@@ -69,11 +70,17 @@ EVICTED_POD = {"metadata": {"creationTimestamp": "2026-12-01T00:00:02Z"}, "statu
 
 
 class Clock:
+    """Monotonic seconds from 1000, moved by the test; the wall clock moves with them."""
+    EPOCH = datetime.datetime(2026, 12, 1, tzinfo=datetime.UTC)
+
     def __init__(self) -> None:
         self.now = 1000.0
 
-    def __call__(self) -> float:
+    def monotonic(self) -> float:
         return self.now
+
+    def wall(self) -> datetime.datetime:
+        return self.EPOCH + datetime.timedelta(seconds=self.now)
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from oscar_batch.controller.reporter import EventPoster
+from oscar_batch.controller.events import EventPoster
 
 BATCHES, EVENTS_EACH = 200, 50
 DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")

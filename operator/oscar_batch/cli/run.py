@@ -9,7 +9,7 @@ import kopf
 
 from oscar_batch.controller import handlers, readiness
 from oscar_batch.controller.metrics import Metrics
-from oscar_batch.controller.timing import Timing
+from oscar_batch.core.cadence import Timing
 from oscar_batch.core.endpoints import EndpointPolicy, parse_patterns
 
 PEERING_LIFETIME = 60   # kopf's default

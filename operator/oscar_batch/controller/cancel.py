@@ -10,19 +10,19 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from oscar_batch.clients import manifest
 from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarClient, OscarError
 from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
+from oscar_batch.controller.events import EventSink
 from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.reporter import EventSink
 from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
-from oscar_batch.controller.timing import Timing
 from oscar_batch.core import status
+from oscar_batch.core.cadence import Timing
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ SHOWN_JOBS = 5
 
 
 async def cancel(*, body: Any, jobs: JobStore, emit: EventSink, batches: ActiveBatches,
-                 timing: Timing, resolver: Resolver, peer_calls: PeerCalls, clock: Callable[[], float] = time.monotonic,
+                 timing: Timing, resolver: Resolver, peer_calls: PeerCalls, clock: Clock = SYSTEM_CLOCK,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
     uid = body["metadata"]["uid"]
-    deadline = clock() + timing.cancel_timeout
+    deadline = clock.monotonic() + timing.cancel_timeout
     # The controller checks the deletion mark before each invocation; once it has exited nothing new starts.
     await batches.wait_exited(uid, timeout=timing.cancel_timeout / 2)
     current = body.get("status") or {}
@@ -74,7 +74,7 @@ async def cancel(*, body: Any, jobs: JobStore, emit: EventSink, batches: ActiveB
 
 
 async def _delete_jobs(resolver: Resolver, peer_calls: PeerCalls, spec: BatchSpec, jobs: JobStore, uid: str,
-                       deadline: float, clock: Callable[[], float],
+                       deadline: float, clock: Clock,
                        sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
     """(Jobs deleted, what was left and why): every Job of the batch, or those in flight with keepJobs. Each pass
     re-reads the Jobs index: an invocation accepted just before dispatch stopped shows up there a moment later."""
@@ -102,7 +102,7 @@ async def _delete_jobs(resolver: Resolver, peer_calls: PeerCalls, spec: BatchSpe
 
 
 async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpec,
-                       in_flight: Callable[[], Iterable[str]], deadline: float, clock: Callable[[], float],
+                       in_flight: Callable[[], Iterable[str]], deadline: float, clock: Clock,
                        sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
     remaining = set(in_flight())
     if not remaining:
@@ -112,7 +112,7 @@ async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpe
     delay = 0.5
     while True:
         for name in sorted(remaining - deleted):
-            left = deadline - clock()
+            left = deadline - clock.monotonic()
             if left <= 0:
                 break
             try:
@@ -125,7 +125,7 @@ async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpe
                 if failure.status is None:
                     break  # unreachable: the rest of this pass would only fail the same way
         remaining = (set(in_flight()) | remaining) - deleted
-        if not remaining or clock() + delay > deadline:
+        if not remaining or clock.monotonic() + delay > deadline:
             break
         await sleep(delay)
         delay = min(delay * 2, 5.0)

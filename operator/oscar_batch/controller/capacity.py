@@ -12,21 +12,20 @@ from typing import Any
 from oscar_batch.clients import cluster
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.batch_state import BatchState
 from oscar_batch.controller.cluster_view import ClusterView
 from oscar_batch.controller.job_store import BatchKey, JobStore
-from oscar_batch.controller.resolver import Peers
 from oscar_batch.core import kueue, planner
-from oscar_batch.core.ranges import RangeBook
 
 log = logging.getLogger(__name__)
 KUEUE_WAITING = "waiting for Kueue admission"
 
 
-async def parallelism(*, key: BatchKey, ref: str, peers: Peers, book: RangeBook, jobs: JobStore,
-                      batches: ActiveBatches, cluster_view: ClusterView, kube: cluster.Kube) -> tuple[int, str]:
+async def parallelism(*, state: BatchState, ref: str, jobs: JobStore, batches: ActiveBatches,
+                      cluster_view: ClusterView, kube: cluster.Kube) -> tuple[int, str]:
     """(parallelism for this batch, explanation)."""
-    spec, needs = peers.spec, peers.needs
-    running = book.counts().in_flight
+    spec, needs, peers, key = state.spec, state.service.needs, state.peers, state.key
+    running = state.book.counts().in_flight
     policy = planner.Policy(headroom=spec.headroom)
     own_pending = 0
     try:
@@ -54,7 +53,7 @@ async def parallelism(*, key: BatchKey, ref: str, peers: Peers, book: RangeBook,
     if own_pending:
         # Pods of ours that the scheduler cannot place prove the plan optimistic: keep what runs.
         slots = min(slots, max(running - own_pending, 0))
-    slots, waiting = await _kueue_bound(key, ref, peers, kube, jobs, running, slots)
+    slots, waiting = await _kueue_bound(key, ref, needs, kube, jobs, running, slots)
     message = f"{slots} range(s) in flight allowed; the cluster fits {plan.cluster_slots} invocation(s)"
     if sharing > 1:
         message += f", shared by {sharing} dispatching batches"
@@ -65,7 +64,7 @@ async def parallelism(*, key: BatchKey, ref: str, peers: Peers, book: RangeBook,
     return slots, f"{waiting}; {message}" if waiting else message
 
 
-async def _kueue_bound(key: BatchKey, ref: str, peers: Peers, kube: cluster.Kube, jobs: JobStore, running: int,
+async def _kueue_bound(key: BatchKey, ref: str, needs: planner.Needs, kube: cluster.Kube, jobs: JobStore, running: int,
                        slots: int) -> tuple[int, str]:
     """The owner's ClusterQueue quota bounds what may be in flight, whatever the nodes could take. Without
     Kueue's API to read, what Kueue admits is the bound, as for pods the scheduler cannot place."""
@@ -85,7 +84,7 @@ async def _kueue_bound(key: BatchKey, ref: str, peers: Peers, kube: cluster.Kube
         return (min(slots, max(running - queued, 0)),
                 f"{KUEUE_WAITING}: {queued} Job(s) queued in {namespace}/{local_queue} "
                 "(its ClusterQueue is not readable)")
-    room = kueue.room(cluster_queue, peers.needs, admitted=running - queued)
+    room = kueue.room(cluster_queue, needs, admitted=running - queued)
     waiting = f"{KUEUE_WAITING}: {room.describe()}" if queued else ""
     return min(slots, room.slots), waiting
 

@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import time
-from collections.abc import Callable
 from typing import Any
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +20,7 @@ class ClusterView:
     """One listing of Nodes and Pods at a time for the whole operator, reused while younger than `max_age`:
     a hundred batches re-planning cost one listing, not a hundred."""
 
-    def __init__(self, kube: cluster.Kube, max_age: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, kube: cluster.Kube, max_age: float, clock: Clock = SYSTEM_CLOCK) -> None:
         self._kube = kube
         self._max_age = max_age
         self._clock = clock
@@ -30,7 +29,7 @@ class ClusterView:
 
     async def snapshot(self) -> Snapshot:
         async with self._lock:
-            now = self._clock()
+            now = self._clock.monotonic()
             if self._snapshot is None or now - self._snapshot.taken >= self._max_age:
                 self._snapshot = await asyncio.to_thread(self._list, now)
             return self._snapshot

@@ -20,13 +20,13 @@ from oscar_batch.controller import cancel
 from oscar_batch.controller.active_batches import ActiveBatches
 from oscar_batch.controller.batch_controller import BatchController
 from oscar_batch.controller.cluster_view import ClusterView
+from oscar_batch.controller.events import EVENT_NAME_PREFIX, EventPoster
 from oscar_batch.controller.job_store import JobStore
 from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.reporter import EVENT_NAME_PREFIX, EventPoster
 from oscar_batch.controller.resolver import IO_THREADS, PEER_SHARE, PEER_THREADS, KnownSecrets, Resolver
-from oscar_batch.controller.timing import Timing
+from oscar_batch.core.cadence import Timing
 from oscar_batch.core.endpoints import EndpointPolicy
 
 FINALIZER = f"{cluster.GROUP}/finalizer"

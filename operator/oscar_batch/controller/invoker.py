@@ -1,23 +1,22 @@
-"""What one batch asks of OSCAR: invoke ranges (carving new ones when needed), look up invocations whose Job
-never appeared, and delete finished Jobs once their lines' outcomes are recorded: in status, or — line sets too
-large for status — in the results object status points at."""
+"""What one batch asks of OSCAR: invoke ranges, look up invocations whose Job never appeared, and delete the Jobs
+whose lines' outcome status records (`StatusWriter.deletable`)."""
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from oscar_batch.clients.oscar import OscarError
-from oscar_batch.controller import batch_storage
+from oscar_batch.controller.batch_state import BatchState
+from oscar_batch.controller.clock import Clock
+from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.metrics import BatchMetrics
-from oscar_batch.controller.reporter import Reporter, now_iso
-from oscar_batch.controller.resolver import Peers, Waiting
-from oscar_batch.controller.timing import Timing
-from oscar_batch.core import invocation, results, status
-from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import Outcome, RangeBook, Work
+from oscar_batch.controller.resolver import Waiting
+from oscar_batch.controller.status_writer import StatusWriter
+from oscar_batch.core import invocation
+from oscar_batch.core.cadence import Timing
+from oscar_batch.core.pacing import Backoff, Retry
+from oscar_batch.core.ranges import Outcome, Work
 
 log = logging.getLogger(__name__)
 
@@ -26,54 +25,41 @@ LISTED_OUTCOMES = {"Succeeded": Outcome.SUCCEEDED, "Failed": Outcome.FAILED}
 # Calls to OSCAR one batch has in flight at once: one at a time, a round trip of a few milliseconds caps a
 # batch at a few hundred invocations a second and keeps its loop from folding and reporting meanwhile.
 CONCURRENT_CALLS = 8
+# OSCAR's answers that a person must act on (credentials, the service gone); the others clear by themselves.
+REFUSALS_NEEDING_A_PERSON = (401, 403, 404)
 
 
 class Invoker:
-    def __init__(self, *, uid: str, report: Reporter, timing: Timing, clock: Callable[[], float],
+    def __init__(self, *, events: BatchEvents, writer: StatusWriter, timing: Timing, clock: Clock,
                  may_dispatch: Callable[[], bool], metrics: BatchMetrics) -> None:
-        self.uid = uid
-        self.metrics = metrics
-        self.report = report
+        self.events = events
+        self.writer = writer
         self.timing = timing
         self.clock = clock
         self.may_dispatch = may_dispatch
-        self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
-        self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
-        self.accepted_at: dict[tuple[int, int], float] = {}   # range in flight -> when OSCAR accepted it
-        self._results_hold: tuple[str, str] | None = None   # line sets this run last wrote to the results object
-        self._writing_sets = Backoff(timing.tick, timing.max_backoff)
+        self.metrics = metrics
 
-    async def dispatch(self, book: RangeBook, peers: Peers, free: int, sizes: Callable[[int], list[int]],
-                       backoff: Backoff, now: float, seconds: float) -> None:
-        """Invoke up to `free` ranges, CONCURRENT_CALLS at a time and for about `seconds` at most: the loop must
-        come back to fold Job changes and report them. Ranges carved for this (`sizes(count)`) are recorded
-        in status first, so that a restart finds them. A range runs only once OSCAR accepted it."""
-        spec = peers.spec
-        deadline = self.clock() + seconds
-        pending = book.next_to_dispatch(max(free, 0))
-        if len(pending) < free and book.can_carve():
-            book.carve(sizes(free - len(pending)))
-            if not await self.report.patch({"rangePlan": book.carves.encode()}):
-                return
-            book.carving_recorded(book.carves.frontier)
-            pending = book.next_to_dispatch(max(free, 0))
+    async def invoke(self, state: BatchState, pending: list[Work], *, seconds: float) -> None:
+        """Invoke these ranges, CONCURRENT_CALLS at a time and for about `seconds` at most: the loop must come
+        back to fold Job changes and report them. A range runs only once OSCAR accepted it."""
+        spec, book, peers, backoff = state.spec, state.book, state.peers, state.cadence.dispatching
+        uid, deadline = self.writer.uid, self.clock.monotonic() + seconds
 
         async def invoke(work: Work) -> None:
-            name = invocation.job_name(spec.service, self.uid, work.start, work.end, work.attempt,
-                                       book.redrive_round)
+            name = invocation.job_name(spec.service, uid, work.start, work.end, work.attempt, book.redrive_round)
             event = invocation.payload(start=work.start, end=work.end, bucket=spec.bucket,
-                                       manifest_key=spec.manifest_key, batch_uid=self.uid, batch=self.report.ref,
+                                       manifest_key=spec.manifest_key, batch_uid=uid, batch=self.writer.ref,
                                        attempt=work.attempt, redrive=book.redrive_round)
-            sent = time.monotonic()
+            sent = self.clock.monotonic()
             try:
                 await peers.on_oscar(peers.oscar.invoke, spec.service, peers.service_token, event, name)
-                self.metrics.invoked(time.monotonic() - sent)
+                self.metrics.invoked(self.clock.monotonic() - sent)
             except OscarError as error:
                 if not invocation.already_exists(error.status, error.body, name):
                     raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
-            book.invoked(work, name, started=now_iso(), now=self.clock())
-            self.accepted_at[work.key] = self.clock()
+            book.invoked(work, name, started=self.writer.timestamp(), now=self.clock.monotonic())
+            state.accepted_at[work.key] = self.clock.monotonic()
 
         # The first call goes alone: while OSCAR refuses, each try of the backoff costs one request, not a burst.
         chunks = [pending[:1]] + [pending[first:first + CONCURRENT_CALLS]
@@ -81,28 +67,30 @@ class Invoker:
         for chunk in chunks:
             if not chunk:
                 break
-            if not self.may_dispatch() or self.clock() > deadline:
+            if not self.may_dispatch() or self.clock.monotonic() > deadline:
                 return
             errors = _oscar_errors(await asyncio.gather(*(invoke(work) for work in chunk), return_exceptions=True))
             if errors:
                 # Not invoked: these ranges and the rest stay pending with their attempts unspent.
                 error = errors[0]
-                permanent = error.status in (401, 403, 404)
-                delay = backoff.failed(now, cap=None if permanent else 4 * self.timing.retry_delay)
-                await self.report.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
+                retry = (Retry.NEEDS_A_PERSON if error.status in REFUSALS_NEEDING_A_PERSON
+                         else Retry.CLEARS_BY_ITSELF)
+                delay = backoff.failed(self.clock.monotonic(), retry)
+                await self.writer.waiting(Waiting("InvocationFailed", f"{error}; trying again in {delay:g}s"))
                 return
         backoff.succeeded()
-        self.report.resumed()
+        self.writer.resumed()
 
-    async def recheck_unseen(self, book: RangeBook, peers: Peers, backoff: Backoff, now: float) -> None:
+    async def recheck_unseen(self, state: BatchState) -> None:
         """Invocations OSCAR accepted whose Job never reached the watch: ask OSCAR what became of them."""
+        book, peers, backoff, now = state.book, state.peers, state.cadence.rechecking, self.clock.monotonic()
         overdue = book.unseen_since(now - self.timing.unseen_job_timeout)
         if not overdue:
             return
         try:
-            listed = dict(await peers.on_oscar(lambda: list(peers.oscar.jobs(peers.spec.service))))
+            listed = dict(await peers.on_oscar(lambda: list(peers.oscar.jobs(state.spec.service))))
         except OscarError as error:
-            log.warning("batch %s: cannot list the jobs of %s: %s", self.report.ref, peers.spec.service, error)
+            log.warning("batch %s: cannot list the jobs of %s: %s", self.writer.ref, state.spec.service, error)
             backoff.failed(now)
             return
         backoff.succeeded()
@@ -110,9 +98,9 @@ class Invoker:
             info = listed.get(name)
             if info is None:
                 book.lost_invocation(work)
-                self.report.event("Warning", "InvocationLost", f"OSCAR accepted lines {work.start}-{work.end - 1} "
-                                                               f"(attempt {work.attempt}) but has no Job {name}; "
-                                                               "invoking them again")
+                self.events.post_throttled(
+                    "Warning", "InvocationLost", f"OSCAR accepted lines {work.start}-{work.end - 1} (attempt "
+                                                 f"{work.attempt}) but has no Job {name}; invoking them again")
             elif info.get("status") in LISTED_OUTCOMES:
                 book.observe(work.start, work.end, work.attempt, LISTED_OUTCOMES[info["status"]], name,
                              info.get("start_time"), info.get("finish_time"), redrive_round=book.redrive_round,
@@ -120,77 +108,34 @@ class Invoker:
             else:
                 book.still_unseen(work, now)
 
-    async def record(self, book: RangeBook, patch: dict[str, Any], peers: Peers) -> bool:
-        """Patch status; the Jobs of the ranges it records as settled may then be deleted. Line sets too large for
-        status are written to the results object first, and the patch says where instead. False when the
-        patch or those line sets did not get through."""
-        self._unrecorded.extend(book.take_cleanable())
-        durable = await self._place_line_sets(book, patch, peers)
-        recorded = await self.report.patch(patch) and durable
-        if recorded:
-            self._deletable.extend(self._unrecorded)
-            self._unrecorded.clear()
-        return recorded
-
-    def results_written(self, document: dict[str, Any]) -> None:
-        """The results object now holds these line sets (the final results): status may point at them."""
-        self._results_hold = (document["succeededItems"], document["failedLines"])
-
-    async def _place_line_sets(self, book: RangeBook, patch: dict[str, Any], peers: Peers) -> bool:
-        if "completedItems" not in patch:
-            return True
-        if status.line_sets_fit(patch):
-            status.line_sets_inline(patch)
-            return True
-        spec, line_sets = peers.spec, (patch["completedItems"], patch["failedItems"])
-        if line_sets != self._results_hold:
-            now = self.clock()
-            if not self._writing_sets.ready(now):
-                status.without_line_sets(patch)
-                return False
-            document = results.line_sets(book, batch=self.report.ref, uid=self.uid, service=spec.service,
-                                         phase=patch.get("phase") or self.report.status().get("phase") or "",
-                                         manifest=spec.uri(spec.manifest_key), succeeded=line_sets[0],
-                                         failed=line_sets[1])
-            try:
-                await peers.on_s3(batch_storage.write_results, peers.s3, spec, self.uid, self.report.ref, document,
-                                  self.report.kube)
-            except Waiting as waiting:
-                log.warning("batch %s: line sets too large for status, and the results object cannot take them "
-                            "either: %s", self.report.ref, waiting.message)
-                self._writing_sets.failed(now)
-                status.without_line_sets(patch)
-                return False
-            self._writing_sets.succeeded()
-            self._results_hold = line_sets
-        status.line_sets_at(patch, spec.uri(spec.results_key))
-        return True
-
-    async def clean_up(self, peers: Peers, backoff: Backoff, now: float, seconds: float | None = None) -> int:
-        """Delete finished Jobs through OSCAR (unless spec.keepJobs), CONCURRENT_CALLS at a time, for about
-        `seconds` at most (None: all of them). Returns how many are left."""
-        if peers.spec.keep_jobs:
-            self._deletable.clear()
+    async def clean_up(self, state: BatchState, backoff: Backoff, seconds: float | None = None) -> int:
+        """Delete through OSCAR the Jobs status records (unless spec.keepJobs), CONCURRENT_CALLS at a time, for
+        about `seconds` at most (None: all of them). Returns how many are left."""
+        deletable, peers, service = self.writer.deletable, state.peers, state.spec.service
+        if state.spec.keep_jobs:
+            deletable.clear()
             return 0
-        deadline = None if seconds is None else self.clock() + seconds
-        while self._deletable and (deadline is None or self.clock() < deadline):
-            chunk = self._deletable[-CONCURRENT_CALLS:]
-            del self._deletable[-len(chunk):]
+        now = self.clock.monotonic()
+        deadline = None if seconds is None else now + seconds
+        while deletable and (deadline is None or self.clock.monotonic() < deadline):
+            chunk = deletable[-CONCURRENT_CALLS:]
+            del deletable[-len(chunk):]
             try:
-                outcomes = await asyncio.gather(*(peers.on_oscar(peers.oscar.delete_job, peers.spec.service, name)
+                outcomes = await asyncio.gather(*(peers.on_oscar(peers.oscar.delete_job, service, name)
                                                   for name in chunk), return_exceptions=True)
             except asyncio.CancelledError:
-                self._deletable.extend(chunk)  # the daemon is stopping: what was not confirmed stays to delete
+                deletable.extend(chunk)  # the daemon is stopping: what was not confirmed stays to delete
                 raise
-            self._deletable.extend(name for name, outcome in zip(chunk, outcomes, strict=True) if outcome is not None)
+            deletable.extend(name for name, outcome in zip(chunk, outcomes, strict=True) if outcome is not None)
             errors = _oscar_errors(outcomes)
             if errors:
-                log.warning("batch %s: cannot delete %d finished Job(s): %s", self.report.ref, len(errors), errors[0])
+                log.warning("batch %s: cannot delete %d finished Job(s): %s", self.writer.ref, len(errors),
+                            errors[0])
                 backoff.failed(now)
                 break
         else:
             backoff.succeeded()
-        return len(self._deletable)
+        return len(deletable)
 
 
 def _oscar_errors(outcomes: Sequence[object]) -> list[OscarError]:

@@ -5,39 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from typing import Any
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.batch_state import BatchState
+from oscar_batch.controller.clock import Clock
+from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
-from oscar_batch.controller.reporter import Reporter
-from oscar_batch.core import chunking, invocation
-from oscar_batch.core.ranges import Change, Outcome, RangeBook
-from oscar_batch.core.spec import BatchSpec
+from oscar_batch.core import invocation
+from oscar_batch.core.ranges import Change, Outcome
 
 log = logging.getLogger(__name__)
 
 
 class JobOutcomes:
-    def __init__(self, *, kube: cluster.Kube, report: Reporter, accepted_at: dict[tuple[int, int], float],
-                 clock: Callable[[], float], metrics: BatchMetrics) -> None:
+    def __init__(self, *, kube: cluster.Kube, ref: str, events: BatchEvents, clock: Clock,
+                 metrics: BatchMetrics) -> None:
         self.kube = kube
-        self.metrics = metrics
-        self.report = report
-        self.accepted_at = accepted_at      # range in flight -> when OSCAR accepted it (the invoker's)
+        self.ref = ref
+        self.events = events
         self.clock = clock
-        self.timings = chunking.Timings()
+        self.metrics = metrics
         self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
 
-    async def fold(self, book: RangeBook, jobs: list[JobSeen]) -> bool:
+    async def fold(self, state: BatchState, jobs: list[JobSeen]) -> bool:
         """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
-        ended = False
+        book, ended = state.book, False
         for job in jobs:
             identity = job.identity
             key = (identity.start, identity.end)
-            if job.ready and key in self.accepted_at:
-                self._ready_at.setdefault(key, self.clock())
+            if job.ready and key in state.accepted_at:
+                self._ready_at.setdefault(key, self.clock.monotonic())
             failure = invocation.Failure(False, "")
             if job.outcome == Outcome.FAILED:
                 failure = await self._why_failed(job)
@@ -48,10 +46,10 @@ class JobOutcomes:
                 continue
             ended = True
             self.metrics.ended(change, job.seen_at)
-            accepted, ready = self.accepted_at.pop(key, None), self._ready_at.pop(key, None)
+            accepted, ready = state.accepted_at.pop(key, None), self._ready_at.pop(key, None)
             if change == Change.SUCCEEDED and accepted is not None:
-                self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),
-                                    lines=identity.end - identity.start)
+                state.timings.record(accepted=accepted, ready=ready, finished=self.clock.monotonic(),
+                                     lines=identity.end - identity.start)
             if change is not None and change != Change.SUCCEEDED:
                 self._tell(change, job, failure)
         return ended
@@ -60,7 +58,7 @@ class JobOutcomes:
         try:
             pods = await asyncio.to_thread(self.kube.job_pods, job.namespace, job.name)
         except cluster.KubeError as error:
-            log.warning("batch %s: cannot read the pods of failed Job %s: %s", self.report.ref, job.name, error)
+            log.warning("batch %s: cannot read the pods of failed Job %s: %s", self.ref, job.name, error)
             pods = None
         return invocation.failure(job.failed_reason, pods)
 
@@ -76,24 +74,4 @@ class JobOutcomes:
                 Change.ITEM_FAILED: ("ItemFailed", f"{lines} failed in Job {job.name} after "
                                                    f"{job.identity.attempt} attempt(s): {failure.reason}")}
         reason, message = what[change]
-        self.report.event("Warning", reason, message)
-
-    def sizing(self, spec: BatchSpec) -> dict[str, Any]:
-        sizing: dict[str, Any] = {"mode": "Fixed" if spec.items_per_invocation else "Adaptive"}
-        if self.timings.startup is not None:
-            sizing["startupSeconds"] = round(self.timings.startup, 3)
-        if self.timings.per_item is not None:
-            sizing["secondsPerItem"] = round(self.timings.per_item, 4)
-        if not spec.items_per_invocation:
-            sizing["minItems"] = chunking.min_items(self.timings.startup, self.timings.per_item)
-        return sizing
-
-    def sizes(self, book: RangeBook, spec: BatchSpec, parallelism: int) -> Callable[[int], list[int]]:
-        def sizes(count: int) -> list[int]:
-            carved = book.carves.frontier - 1
-            return chunking.carve_sizes(remaining=book.items - carved, free=count, slots=parallelism,
-                                        items=book.items,
-                                        first_wave=carved < chunking.FIRST_WAVE_SHARE * book.items,
-                                        min_items=chunking.min_items(self.timings.startup, self.timings.per_item),
-                                        fixed=spec.items_per_invocation)
-        return sizes
+        self.events.post_throttled("Warning", reason, message)

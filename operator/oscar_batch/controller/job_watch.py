@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Any
 
 from oscar_batch.clients import cluster
+from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
 from oscar_batch.controller.job_store import SERVICE_LABEL, JobStore, job_seen
 from oscar_batch.core import invocation
 
@@ -24,12 +24,14 @@ WATCH_SECONDS = 300            # the API server ends a watch after this; the nex
 
 class JobWatch:
     def __init__(self, kube: cluster.Kube, store: JobStore, namespace: str | None, *,
-                 first_delay: float = 1.0, max_delay: float = 30.0, watch_seconds: int = WATCH_SECONDS) -> None:
+                 first_delay: float = 1.0, max_delay: float = 30.0, watch_seconds: int = WATCH_SECONDS,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self._kube = kube
         self._store = store
         self._namespace = namespace
         self._first_delay, self._max_delay = first_delay, max_delay
         self._watch_seconds = watch_seconds
+        self._clock = clock
         self._stopping = threading.Event()
         # What each Job's EVENT says, by the Job's UID: a Job's pod template cannot change, so its EVENT is parsed
         # once, not at each of its status changes.
@@ -82,8 +84,8 @@ class JobWatch:
             version = metadata.get("resourceVersion") or version
             if kind in ("ADDED", "MODIFIED", "DELETED"):
                 identity = self._identity(job, self._identities)
-                self._store.record(metadata["name"], job_seen(metadata["name"], job, identity,
-                                                              seen_at=time.monotonic()), deleted=kind == "DELETED")
+                seen = job_seen(metadata["name"], job, identity, seen_at=self._clock.monotonic())
+                self._store.record(metadata["name"], seen, deleted=kind == "DELETED")
                 if kind == "DELETED":
                     self._identities.pop(metadata.get("uid") or "", None)
             if self._stopping.is_set():

@@ -8,12 +8,12 @@ it. For the operator: OSCAR round trips of `POST /job`, and problems with OSCAR,
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
 from oscar_batch.core.ranges import Change
 
 BATCH = ("namespace", "batch")
@@ -29,8 +29,9 @@ OUTCOME_OF_CHANGE = {Change.SUCCEEDED: "succeeded", Change.SPLIT: "failed", Chan
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(self, registry: CollectorRegistry | None = None, clock: Clock = SYSTEM_CLOCK) -> None:
         self.registry = registry or CollectorRegistry()
+        self.clock = clock
         r = self.registry
         self.items = Gauge("oscar_batch_items", "Items (manifest lines) of a batch by state: pending, running, "
                            "succeeded, failed", [*BATCH, "state"], registry=r)
@@ -71,7 +72,7 @@ class BatchMetrics:
     def __init__(self, metrics: Metrics, namespace: str, name: str) -> None:
         self.metrics = metrics
         self.labels = (namespace, name)
-        self._ended_at: list[float] = []    # time.monotonic() the watch saw each
+        self._ended_at: list[float] = []    # when the watch saw each (the clock's monotonic seconds)
         self._settled = -1
 
     def status_taken(self, patch: Mapping[str, Any]) -> None:
@@ -82,7 +83,7 @@ class BatchMetrics:
             settled = patch["items"].get("succeeded", 0) + patch["items"].get("failed", 0)
             if settled != self._settled:
                 self._settled = settled
-                m.last_progress.labels(*labels).set(time.time())
+                m.last_progress.labels(*labels).set(m.clock.wall().timestamp())
         if "invocations" in patch:
             for state in ("running", "queued"):
                 m.in_flight.labels(*labels, state).set(patch["invocations"].get(state, 0))
@@ -90,7 +91,7 @@ class BatchMetrics:
         if "parallelism" in patch:
             m.slots.labels(*labels, "planned").set(patch["parallelism"])
         if "completedItems" in patch:
-            now = time.monotonic()
+            now = m.clock.monotonic()
             for seen in self._ended_at:
                 m.status_seconds.observe(max(now - seen, 0.0))
             self._ended_at.clear()

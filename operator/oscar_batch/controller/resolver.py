@@ -22,6 +22,7 @@ from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.core import credentials, planner
 from oscar_batch.core.endpoints import EndpointPolicy
+from oscar_batch.core.pacing import Retry
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
 
 log = logging.getLogger(__name__)
@@ -51,27 +52,34 @@ class Waiting(Exception):
         self.message = message
 
     @property
-    def needs_a_person(self) -> bool:
-        return self.reason in NEEDS_A_PERSON
+    def retry(self) -> Retry:
+        return Retry.NEEDS_A_PERSON if self.reason in NEEDS_A_PERSON else Retry.CLEARS_BY_ITSELF
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Peers:
-    """What one run of the batch talks to, resolved from its spec and Secrets."""
-    spec: BatchSpec
+    """The batch's clients for its OSCAR and its S3, resolved from its spec and Secrets, and the peers' thread
+    pool their blocking calls run in."""
     oscar: OscarClient
-    service_token: str
-    needs: planner.Needs
+    oscar_endpoint: str
+    service_token: str      # the OSCAR service's own, for invoking it
     s3: Any
-    namespace: str          # where the service's Jobs are: the spec's override, else the service's own
+    s3_endpoint: str
     calls: PeerCalls
 
     async def on_oscar(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """A blocking call to the batch's OSCAR, within that endpoint's share of the peers' threads."""
-        return await self.calls.run(self.spec.oscar_endpoint, call, *args, **kwargs)
+        return await self.calls.run(self.oscar_endpoint, call, *args, **kwargs)
 
     async def on_s3(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return await self.calls.run(self.spec.s3_endpoint, call, *args, **kwargs)
+        return await self.calls.run(self.s3_endpoint, call, *args, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Service:
+    """What the batch's OSCAR service says of its invocations: what one needs, and where their Jobs are."""
+    needs: planner.Needs
+    jobs_namespace: str     # the spec's override, else the service's own
 
 
 class KnownSecrets:

@@ -56,6 +56,14 @@ def carve_sizes(*, remaining: int, free: int, slots: int, first_wave: bool, item
     return sizes
 
 
+def next_carve(carves: CarveLog, *, free: int, slots: int, timings: Timings, fixed: int = 0) -> list[int]:
+    """Sizes of the ranges to carve at the frontier for `free` slots, `slots` being the batch's parallelism."""
+    carved = carves.frontier - 1
+    return carve_sizes(remaining=carves.items - carved, free=free, slots=slots, items=carves.items,
+                       first_wave=carved < FIRST_WAVE_SHARE * carves.items,
+                       min_items=min_items(timings.startup, timings.per_item), fixed=fixed)
+
+
 def min_items(startup: float | None, per_item: float | None) -> int:
     """The fewest lines a range may have so that start-up stays a STARTUP_SHARE of its run."""
     if not startup or not per_item:

@@ -6,23 +6,32 @@ batch with many retries must not flood `kubectl describe` with one Event each.
 from __future__ import annotations
 
 import dataclasses
+import enum
+
+
+class Retry(enum.Enum):
+    """How soon something that failed is tried again."""
+    CLEARS_BY_ITSELF = "clears by itself"   # a peer down, a conflict: soon, whatever the failures so far
+    NEEDS_A_PERSON = "needs a person"       # a missing Secret, a wrong service: up to the longest backoff
 
 
 @dataclasses.dataclass
 class Backoff:
-    """Delays base, 2·base, 4·base … up to cap after consecutive failures; a success resets them."""
+    """Delays base, 2·base, 4·base … after consecutive failures, up to `cap`, or up to `soon_cap` for what
+    clears by itself; a success resets them."""
     base: float
     cap: float
+    soon_cap: float | None = None   # None: `cap` for both kinds
     failures: int = 0
     not_before: float = float("-inf")
 
     def ready(self, now: float) -> bool:
         return now >= self.not_before
 
-    def failed(self, now: float, cap: float | None = None) -> float:
-        """Record a failure at `now`; returns the delay before the next try. `cap` lowers the ceiling for
-        this failure, e.g. for a peer that is down rather than a mistake that needs a person."""
-        delay = min(self.cap if cap is None else min(cap, self.cap), self.base * 2 ** min(self.failures, 64))
+    def failed(self, now: float, retry: Retry = Retry.NEEDS_A_PERSON) -> float:
+        """Record a failure at `now`; returns the delay before the next try."""
+        cap = self.cap if retry is Retry.NEEDS_A_PERSON or self.soon_cap is None else min(self.soon_cap, self.cap)
+        delay = min(cap, self.base * 2 ** min(self.failures, 64))
         self.failures += 1
         self.not_before = now + delay
         return delay

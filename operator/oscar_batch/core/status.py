@@ -7,7 +7,7 @@ import heapq
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oscar_batch.core import items
+from oscar_batch.core import chunking, items
 from oscar_batch.core.ranges import FailedItem, RangeBook
 
 # Phases, as in the CRD's enum.
@@ -65,6 +65,18 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
     if sizing is not None:
         patch["sizing"] = dict(sizing)
     return patch
+
+
+def sizing(timings: chunking.Timings, fixed: int) -> dict[str, Any]:
+    """`status.sizing`: how ranges are sized, and what the batch's own Jobs measured so far."""
+    described: dict[str, Any] = {"mode": "Fixed" if fixed else "Adaptive"}
+    if timings.startup is not None:
+        described["startupSeconds"] = round(timings.startup, 3)
+    if timings.per_item is not None:
+        described["secondsPerItem"] = round(timings.per_item, 4)
+    if not fixed:
+        described["minItems"] = chunking.min_items(timings.startup, timings.per_item)
+    return described
 
 
 def line_sets_fit(patch: Mapping[str, Any]) -> bool:
