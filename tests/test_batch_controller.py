@@ -18,6 +18,7 @@ import pytest
 import yaml
 from minio.error import S3Error
 
+from oscar_batch.clients.cluster import KubeError
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller import cancel
 from oscar_batch.controller.active_batches import ActiveBatches
@@ -238,6 +239,7 @@ class FakeKube:
         self.patches: list[dict[str, Any]] = []
         self.pods_of: dict[str, list[dict[str, Any]]] = {}   # a failed Job's pods; by default one that exited 1
         self.cluster_queue: dict[str, Any] | None = None      # what Kueue's API says of the owner's quota
+        self.refuse = False                                   # answer every status patch with an error
 
     def cluster_queue_of(self, namespace: str, local_queue: str) -> dict[str, Any] | None:
         return self.cluster_queue
@@ -252,6 +254,8 @@ class FakeKube:
         return []
 
     def patch_batch_status(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        if self.refuse:
+            raise KubeError("Kubernetes answered 503: the server is currently unable to handle the request", 503)
         self.patches.append(patch)
         status = self.body.setdefault("status", {})
         for key, value in prune(STATUS_SCHEMA, patch).items():
@@ -929,3 +933,59 @@ async def test_status_keeps_its_interval_when_dispatch_makes_passes_longer_than_
     latencies = [shown_at[lines] - at for lines, at in finished_at.items()]
     assert len(latencies) == 200
     assert max(latencies) <= TIMING.status_interval + 0.05 * TIMING.tick, max(latencies)
+
+
+# --- one pass at a time, as job_controller_test.go calls syncJob once per case ------------------------------
+
+def failed(world: World, job: str) -> None:
+    world.oscar._set(dataclasses.replace(world.oscar.jobs[job], outcome=Outcome.FAILED,
+                                         failed_reason="BackoffLimitExceeded"))
+
+
+def succeeded(world: World, job: str) -> None:
+    world.oscar._set(dataclasses.replace(world.oscar.jobs[job], outcome=Outcome.SUCCEEDED))
+
+
+@pytest.mark.parametrize(("end_first_range", "then_invoked", "event"), [
+    (succeeded, [], None),                                            # capacity freed, nothing left to carve
+    (failed, [name(1, 3), name(3, 5)], "RangeSplit"),                 # the service failed it: its halves run
+])
+async def test_one_pass_folds_what_a_job_said_and_invokes_what_follows(end_first_range, then_invoked, event):
+    world = World(items=8, itemsPerInvocation=4)                      # 2 ranges of 4 lines, 8 slots
+    state = await world.controller.start()
+    assert not await world.controller.sync(state)
+    assert world.oscar.accepted == [name(1, 5), name(5, 9)] and state.parallelism == 8   # a slot per line
+    world.clock.now += TIMING.tick
+    end_first_range(world, name(1, 5))
+    patches = len(world.kube.patches)
+    assert not await world.controller.sync(state)
+    assert world.oscar.accepted[2:] == then_invoked
+    assert [reason for _, reason, _ in world.events if reason == event] == ([event] if event else [])
+    assert len(world.kube.patches) == patches   # the status interval has not come round: nothing patched
+
+
+async def test_a_pass_records_the_carve_log_before_it_invokes_the_ranges_carved():
+    world = World(items=8, itemsPerInvocation=4)
+    state = await world.controller.start()
+    await world.controller.sync(state)
+    carve_patch = next(index for index, patch in enumerate(world.kube.patches) if set(patch) >= {"rangePlan"}
+                       and "items" not in patch)
+    assert world.kube.patches[carve_patch]["rangePlan"] == "1:2x4"   # 2 ranges of 4 lines from line 1
+    assert world.oscar.posts == 2
+
+
+async def test_jobs_are_deleted_and_the_verdict_given_only_once_a_patch_records_them():
+    world = World(items=4, itemsPerInvocation=4)
+    state = await world.controller.start()
+    await world.controller.sync(state)
+    succeeded(world, name(1, 5))
+    world.kube.refuse = True                       # the API server takes no patch
+    world.clock.now += TIMING.status_interval
+    assert not await world.controller.sync(state)  # the results are written, but the verdict is not recorded
+    assert world.controller.resolver.client.deleted == []
+    assert "BatchSucceeded" not in [reason for _, reason, _ in world.events]
+    world.kube.refuse = False
+    world.clock.now += TIMING.retry_delay
+    assert await world.controller.sync(state)      # the last lines recorded, the results and the verdict written
+    assert world.controller.resolver.client.deleted == [name(1, 5)]
+    assert world.body["status"]["phase"] == "Succeeded"

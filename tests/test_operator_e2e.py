@@ -138,7 +138,8 @@ def test_a_missing_secret_is_reported_and_the_batch_starts_once_it_exists(tmp_pa
 
         condition = wait_until(reported, timeout=30, message="the SecretNotFound condition")
         assert condition["status"] == "False" and "oscar-credentials" in condition["message"]
-        assert harness.events("SecretNotFound")
+        # The Event is posted by a task of its own: it may land a moment after the condition.
+        wait_until(lambda: harness.events("SecretNotFound"), timeout=10, message="the SecretNotFound Event")
         # kubectl says why at a glance; a describe's Events are from the operator.
         assert harness.batch()["status"]["reason"] == "SecretNotFound"
         [row] = table_rows(kubectl(harness.kubeconfig, "get", "oscarbatchjobs").stdout)[1]

@@ -33,6 +33,7 @@ from oscar_batch.controller.status_writer import StatusWriter
 from oscar_batch.core import chunking, items, status
 from oscar_batch.core.cadence import CLEAN_UP_SHARE, DISPATCH_SHARE, Cadence, Signals, Timing
 from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing
+from oscar_batch.core.pacing import Retry
 from oscar_batch.core.ranges import RangeBook
 from oscar_batch.core.results import results
 from oscar_batch.core.sharing import Claim
@@ -389,7 +390,8 @@ class BatchController:
             book.failed_items[line].key = key
 
     async def _finish(self, state: BatchState, now: float) -> bool:
-        """Write the results and the verdict. False when S3 would not take the results: try again later."""
+        """Write the results and the verdict. False when S3 would not take the results, or the API server the
+        verdict: try again later."""
         spec, book, peers, listing, backoff = state.spec, state.book, state.peers, state.listing, \
             state.cadence.finishing
         await self._name_failed_items(state)
@@ -418,10 +420,14 @@ class BatchController:
                 self.writer.condition("Progressing", False, reason, message),
                 self.writer.condition("Complete", phase == status.SUCCEEDED, reason, message),
                 self.writer.condition("Failed", phase == status.FAILED, reason, message)]})
+        if not recorded:
+            # The API server is away: the run must not end with a verdict that status does not hold.
+            backoff.failed(now, Retry.CLEARS_BY_ITSELF)
+            return False
         succeeded = phase == status.SUCCEEDED
         self.events.post("Normal" if succeeded else "Warning", "BatchSucceeded" if succeeded else "BatchFailed",
                          message)
-        if recorded and (left := await self.invoker.clean_up(state, backoff)):
+        if left := await self.invoker.clean_up(state, backoff):
             self.events.post("Warning", "JobsLeft", f"{left} finished Job(s) could not be deleted through OSCAR; "
                                                     "OSCAR removes them after its TTL")
         return True
