@@ -25,7 +25,7 @@ class JobSeen:
     failed_reason: str      # the Job's own word on a failure; its pods tell more
     queue: str = ""         # the Kueue LocalQueue it waits in, "" when Kueue does not manage it
     queued: bool = False    # suspended until Kueue admits it: in flight, but not running
-    seen_at: float = 0.0    # time.monotonic() of the watch event, for the status latency metric
+    seen_at: float = 0.0    # the clock's monotonic seconds at the watch event, for the status latency metric
 
     @property
     def key(self) -> BatchKey:
