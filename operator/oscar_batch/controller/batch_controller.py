@@ -71,8 +71,7 @@ class BatchController:
         self._settled_at: tuple[int, int] | None = None  # (generation, redrive) this run brought to an end
         self.invoker = Invoker(uid=self.uid, report=self.report, timing=timing, clock=clock, metrics=self.metrics,
                                may_dispatch=lambda: not self.stopped and not self._deleting())
-        self.job_outcomes = JobOutcomes(kube=kube, report=self.report, accepted_at=self.invoker.accepted_at,
-                                        clock=clock, metrics=self.metrics)
+        self.job_outcomes = JobOutcomes(kube=kube, report=self.report, clock=clock, metrics=self.metrics)
 
     # ---- lifecycle --------------------------------------------------------------------------------
 
@@ -241,9 +240,8 @@ class BatchController:
         await self.job_outcomes.fold(book, self.jobs.everything(self.key))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
-        book.invocations = max(book.invocations, int(counted.get("total") or 0))
-        book.retried = max(book.retried, int(counted.get("retried") or 0))
-        book.disrupted = max(book.disrupted, int(counted.get("disrupted") or 0))
+        book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
+                            disrupted=int(counted.get("disrupted") or 0))
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
                                  **status.progress(book, current.get("parallelism") or 0,

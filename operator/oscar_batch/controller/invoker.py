@@ -17,7 +17,7 @@ from oscar_batch.controller.resolver import Peers, Waiting
 from oscar_batch.controller.timing import Timing
 from oscar_batch.core import invocation, results, status
 from oscar_batch.core.pacing import Backoff
-from oscar_batch.core.ranges import Outcome, RangeBook, Work
+from oscar_batch.core.ranges import Observation, Outcome, RangeBook, Work
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ class Invoker:
         self.may_dispatch = may_dispatch
         self._unrecorded: list[str] = []  # Jobs of settled ranges, until status records the settling
         self._deletable: list[str] = []   # Jobs whose outcome status holds: deleted through OSCAR
-        self.accepted_at: dict[tuple[int, int], float] = {}   # range in flight -> when OSCAR accepted it
         self._results_hold: tuple[str, str] | None = None   # line sets this run last wrote to the results object
         self._writing_sets = Backoff(timing.tick, timing.max_backoff)
 
@@ -72,8 +71,7 @@ class Invoker:
                 if not invocation.already_exists(error.status, error.body, name):
                     raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
-            book.invoked(work, name, started=now_iso(), now=self.clock())
-            self.accepted_at[work.key] = self.clock()
+            book.invoked(work, job=name, started=now_iso(), now=self.clock())
 
         # The first call goes alone: while OSCAR refuses, each try of the backoff costs one request, not a burst.
         chunks = [pending[:1]] + [pending[first:first + CONCURRENT_CALLS]
@@ -114,9 +112,11 @@ class Invoker:
                                                                f"(attempt {work.attempt}) but has no Job {name}; "
                                                                "invoking them again")
             elif info.get("status") in LISTED_OUTCOMES:
-                book.observe(work.start, work.end, work.attempt, LISTED_OUTCOMES[info["status"]], name,
-                             info.get("start_time"), info.get("finish_time"), redrive_round=book.redrive_round,
-                             failure_reason="Failed (from OSCAR's job listing)")
+                book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt,
+                                         outcome=LISTED_OUTCOMES[info["status"]], job=name,
+                                         started=info.get("start_time"), finished=info.get("finish_time"),
+                                         redrive_round=book.redrive_round,
+                                         failure_reason="Failed (from OSCAR's job listing)"))
             else:
                 book.still_unseen(work, now)
 

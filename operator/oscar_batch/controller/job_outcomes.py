@@ -13,19 +13,18 @@ from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.controller.reporter import Reporter
 from oscar_batch.core import chunking, invocation
-from oscar_batch.core.ranges import Change, Outcome, RangeBook
+from oscar_batch.core.ranges import Change, Observation, Outcome, RangeBook
 from oscar_batch.core.spec import BatchSpec
 
 log = logging.getLogger(__name__)
 
 
 class JobOutcomes:
-    def __init__(self, *, kube: cluster.Kube, report: Reporter, accepted_at: dict[tuple[int, int], float],
-                 clock: Callable[[], float], metrics: BatchMetrics) -> None:
+    def __init__(self, *, kube: cluster.Kube, report: Reporter, clock: Callable[[], float],
+                 metrics: BatchMetrics) -> None:
         self.kube = kube
         self.metrics = metrics
         self.report = report
-        self.accepted_at = accepted_at      # range in flight -> when OSCAR accepted it (the invoker's)
         self.clock = clock
         self.timings = chunking.Timings()
         self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
@@ -36,19 +35,21 @@ class JobOutcomes:
         for job in jobs:
             identity = job.identity
             key = (identity.start, identity.end)
-            if job.ready and key in self.accepted_at:
+            accepted = book.accepted_at(key)   # read before the end is folded in: the range then stops
+            if job.ready and accepted is not None:
                 self._ready_at.setdefault(key, self.clock())
             failure = invocation.Failure(False, "")
             if job.outcome == Outcome.FAILED:
                 failure = await self._why_failed(job)
-            change = book.observe(identity.start, identity.end, identity.attempt, job.outcome, job.name,
-                                  job.started, job.finished, redrive_round=identity.redrive,
-                                  failure_reason=failure.reason, disruption=failure.disruption)
+            change = book.observe(Observation(start=identity.start, end=identity.end, attempt=identity.attempt,
+                                              outcome=job.outcome, job=job.name, started=job.started,
+                                              finished=job.finished, redrive_round=identity.redrive,
+                                              failure_reason=failure.reason, disruption=failure.disruption))
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
             self.metrics.ended(change, job.seen_at)
-            accepted, ready = self.accepted_at.pop(key, None), self._ready_at.pop(key, None)
+            ready = self._ready_at.pop(key, None)
             if change == Change.SUCCEEDED and accepted is not None:
                 self.timings.record(accepted=accepted, ready=ready, finished=self.clock(),
                                     lines=identity.end - identity.start)
