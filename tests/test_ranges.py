@@ -232,3 +232,31 @@ def test_redrive_runs_only_the_failed_items_again_with_fresh_retries():
     cluster.bad = set()
     cluster.run()
     assert len(book.succeeded) == 100 and not book.failed_items
+
+
+# --- invocations whose Job has not shown -------------------------------------------------------------------
+
+def test_an_accepted_invocation_is_overdue_until_its_job_shows_and_lost_ones_run_again_at_no_cost():
+    book = RangeBook(4, retries=0, carves=CarveLog.decode(4, "1:2x2"))
+    first, second = book.next_to_dispatch(2)
+    book.invoked(first, job="a1", started="t", now=10.0)
+    book.invoked(second, job="b1", started="t", now=20.0)
+    assert book.accepted_at(first.key) == 10.0 and book.accepted_at((9, 10)) is None
+    assert book.unseen_since(15.0) == [(first, "a1")]
+    book.still_unseen(first, 30.0)                         # OSCAR still knows it: its Job gets more time
+    assert book.unseen_since(25.0) == [(second, "b1")]
+    book.observe(Observation(start=3, end=5, attempt=1, outcome=R, job="b1"))
+    assert book.unseen_since(99.0) == [(first, "a1")] and book.accepted_at(second.key) == 20.0
+    book.lost_invocation(second)                           # its Job showed: not lost
+    book.lost_invocation(first)
+    assert book.running() == {second.key: 1} and book.accepted_at(first.key) is None
+    assert book.next_to_dispatch(9) == [Work(1, 3, 2)]
+    assert book.counts().retried == 0 and book.counts().invocations == 2
+
+
+def test_counts_restored_after_a_restart_never_go_back():
+    book = RangeBook(4, retries=0)
+    book.restore_counts(invocations=7, retried=2, disrupted=1)
+    book.restore_counts(invocations=3, retried=5, disrupted=0)
+    counts = book.counts()
+    assert (counts.invocations, counts.retried, counts.disrupted) == (7, 5, 1)

@@ -90,13 +90,8 @@ def decide(ending: Ending, history: History, *, retries: int, sibling_failed: bo
     if ending.kind == Kind.LOST:
         return Decision(next=Next.REINVOKE, history=history, breaker=breaker, attempt=ending.attempt + 1)
     if ending.kind == Kind.DISRUPTED:
-        history = dataclasses.replace(history, disrupted=_noted(history.disrupted, ending))
-        if len(history.disrupted) <= MAX_DISRUPTIONS:
-            return _disrupted(ending, history, breaker)
-        ending = dataclasses.replace(ending, reason=f"disrupted {len(history.disrupted)} times, last: {ending.reason}")
-    if ending.width > 1:
-        return _split(ending, history, sibling_failed=sibling_failed, breaker=breaker)
-    return _retry(ending, history, retries=retries, breaker=breaker)
+        return _disrupted(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
+    return _failed(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
 
 
 def _noted(attempts: frozenset[int], ending: Ending) -> frozenset[int]:
@@ -104,7 +99,12 @@ def _noted(attempts: frozenset[int], ending: Ending) -> frozenset[int]:
     return attempts | {ending.attempt} if ending.this_round else attempts
 
 
-def _disrupted(ending: Ending, history: History, breaker: Breaker) -> Decision:
+def _disrupted(ending: Ending, history: History, *, retries: int, sibling_failed: bool,
+               breaker: Breaker) -> Decision:
+    history = dataclasses.replace(history, disrupted=_noted(history.disrupted, ending))
+    if len(history.disrupted) > MAX_DISRUPTIONS:
+        ending = dataclasses.replace(ending, reason=f"disrupted {len(history.disrupted)} times, last: {ending.reason}")
+        return _failed(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
     counted = ending.first_end and ending.this_round
     if ending.width > 1 and not history.split:
         # Its work so far is lost either way: two slots redo it in half the time.
@@ -112,6 +112,12 @@ def _disrupted(ending: Ending, history: History, breaker: Breaker) -> Decision:
                         halves=True, counted=counted)
     return Decision(next=Next.DISRUPTED, history=history, breaker=breaker, attempt=ending.attempt + 1,
                     counted=counted)
+
+
+def _failed(ending: Ending, history: History, *, retries: int, sibling_failed: bool, breaker: Breaker) -> Decision:
+    if ending.width > 1:
+        return _split(ending, history, sibling_failed=sibling_failed, breaker=breaker)
+    return _retry(ending, history, retries=retries, breaker=breaker)
 
 
 def _split(ending: Ending, history: History, *, sibling_failed: bool, breaker: Breaker) -> Decision:

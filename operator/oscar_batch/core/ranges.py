@@ -112,6 +112,13 @@ class Tally:
     retried: int = 0
     disrupted: int = 0
 
+    def count(self, what: Next) -> None:
+        """One more disruption, or one more invocation made again after a failure."""
+        if what == Next.DISRUPTED:
+            self.disrupted += 1
+        else:
+            self.retried += 1
+
 
 @dataclasses.dataclass(frozen=True)
 class Counts:
@@ -194,6 +201,9 @@ class RangeBook:
             if newest and key not in self._in_flight and not self._settled(key):
                 self._run(key, observation.attempt)
             return None
+        return self._end(key, observation, newest=newest)
+
+    def _end(self, key: Span, observation: Observation, *, newest: bool) -> Change | None:
         in_flight = self._in_flight.get(key)
         if in_flight is not None and (in_flight.attempt == observation.attempt or newest):
             self._stop(key)
@@ -267,10 +277,8 @@ class RangeBook:
             self.failed_items[key[0]] = FailedItem(key[0], job, decision.reason)
             self._queue.drop_within(key)
             self._lines_settled(key)
-        if decision.counted and decision.next == Next.DISRUPTED:
-            self._tally.disrupted += 1
-        elif decision.counted:
-            self._tally.retried += 1
+        if decision.counted:
+            self._tally.count(decision.next)
         return CHANGES.get(decision.next)
 
     def _split_in_halves(self, key: Span) -> None:
