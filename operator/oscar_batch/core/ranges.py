@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from oscar_batch.core import failure_policy
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.dispatch_queue import DispatchQueue
-from oscar_batch.core.failure_policy import Breaker, Decision, Ending, History, Kind, Next
+from oscar_batch.core.failure_policy import Breaker, Ending, History, Kind, Next
 from oscar_batch.core.items import Lines, Span, overlap
 from oscar_batch.core.job_cleanup import JobsToClean
 
@@ -240,7 +240,7 @@ class RangeBook:
         for line in [line for line in self.failed_items if key[0] <= line < key[1]]:
             del self.failed_items[line]
         self._queue.drop_within(key)
-        self._lines_settled(key)
+        self._jobs_to_clean.settled(key, self.records[key].jobs)
         return Change.SUCCEEDED if fresh else None
 
     def _fail(self, key: Span, observation: Observation, *, newest: bool, first_end: bool) -> Change | None:
@@ -249,22 +249,21 @@ class RangeBook:
             record.outcome = Outcome.FAILED
         if observation.job:
             self._jobs_to_clean.failed(key, observation.job)
-        if self._settled(key):
-            self._lines_settled(key)   # seen again after a restart: nothing left to do for it
+        if self._settled(key):   # seen again after a restart: nothing left to do for it
+            self._jobs_to_clean.settled(key, record.jobs)
             return None
         ending = Ending(kind=Kind.DISRUPTED if observation.disruption else Kind.FAILED, attempt=observation.attempt,
                         width=key[1] - key[0], reason=observation.failure_reason, job=observation.job or "",
                         this_round=observation.redrive_round in (None, self.redrive_round), first_end=first_end,
                         superseded=not newest or key in self._in_flight)
-        return self._apply(key, self._decide(key, ending), job=ending.job)
+        return self._follow_policy(key, ending)
 
-    def _decide(self, key: Span, ending: Ending) -> Decision:
+    def _follow_policy(self, key: Span, ending: Ending) -> Change | None:
+        """Do what the failure policy says comes after this ending."""
         sibling = self._sibling.get(key)
-        sibling_failed = sibling is not None and self._histories.get(sibling, History()).service_failed
-        return failure_policy.decide(ending, self._histories.get(key, History()), retries=self.retries,
-                                     sibling_failed=sibling_failed, breaker=self._breaker)
-
-    def _apply(self, key: Span, decision: Decision, *, job: str) -> Change | None:
+        decision = failure_policy.decide(
+            ending, self._histories.get(key, History()), retries=self.retries, breaker=self._breaker,
+            sibling_failed=sibling is not None and self._histories.get(sibling, History()).service_failed)
         self._histories[key] = decision.history
         self._breaker = decision.breaker
         self.broken = decision.broken or self.broken
@@ -274,9 +273,9 @@ class RangeBook:
             self._queue.push(key, decision.attempt)
         if decision.next == Next.ITEM_FAILED:
             self.failed.add(*key)
-            self.failed_items[key[0]] = FailedItem(key[0], job, decision.reason)
+            self.failed_items[key[0]] = FailedItem(key[0], ending.job, decision.reason)
             self._queue.drop_within(key)
-            self._lines_settled(key)
+            self._jobs_to_clean.settled(key, self.records[key].jobs)
         if decision.counted:
             self._tally.count(decision.next)
         return CHANGES.get(decision.next)
@@ -351,8 +350,7 @@ class RangeBook:
         if in_flight is None or in_flight.attempt != work.attempt or in_flight.unseen_since() is None:
             return
         self._stop(key)
-        self._apply(key, self._decide(key, Ending(kind=Kind.LOST, attempt=work.attempt, width=key[1] - key[0])),
-                    job="")
+        self._follow_policy(key, Ending(kind=Kind.LOST, attempt=work.attempt, width=key[1] - key[0]))
 
     def redrive(self, redrive_round: int) -> int:
         """Give every failed line a fresh round of retries. Returns how many lines run again."""
@@ -395,10 +393,6 @@ class RangeBook:
 
     def _settled(self, key: Span) -> bool:
         return self.succeeded.first_missing(*key, self.failed) is None
-
-    def _lines_settled(self, key: Span) -> None:
-        record = self.records.get(key)
-        self._jobs_to_clean.settled(key, record.jobs if record is not None else ())
 
     def _run(self, key: Span, attempt: int, *, accepted_at: float | None = None) -> None:
         if key not in self._in_flight:
