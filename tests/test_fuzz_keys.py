@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from oscar_batch.clients import manifest
 from oscar_batch.core import items
 from oscar_batch.core.keys import LINE_BREAKS, is_directory_marker, unlistable
-from oscar_batch.core.ranges import Outcome, RangeBook
+from oscar_batch.core.ranges import Observation, Outcome, RangeBook
 from oscar_batch.core.results import results
 from oscar_batch.core.spec import parse_spec
 from oscar_batch_sandbox.runner import manifest_entries
@@ -70,9 +70,10 @@ def test_every_key_is_one_line_or_accounted_for_and_nothing_shifts(sandbox, tail
     book.carving_recorded(book.carves.frontier)
     processed = []
     for work in book.next_to_dispatch(len(listable) + 1):
-        book.invoked(work, f"job-{work.start}", started="t", now=0.0)
+        book.invoked(work, job=f"job-{work.start}", started="t", now=0.0)
         processed += [key for _, key in manifest_entries(body.decode(), work.start, work.end)]
-        book.observe(work.start, work.end, work.attempt, Outcome.SUCCEEDED, f"job-{work.start}")
+        book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt, outcome=Outcome.SUCCEEDED,
+                                 job=f"job-{work.start}"))
     assert processed == listable                                    # each exactly once, in its own line
     assert manifest.keys_at(s3, spec, set(range(1, len(listable) + 1))) == dict(enumerate(listable, 1))
 

@@ -6,8 +6,9 @@ import random
 import pytest
 
 from oscar_batch.core.chunking import CarveLog, carve_sizes
+from oscar_batch.core.failure_policy import BROKEN_AFTER, MAX_DISRUPTIONS
 from oscar_batch.core.items import Lines
-from oscar_batch.core.ranges import BROKEN_AFTER, MAX_DISRUPTIONS, Change, Outcome, RangeBook, Work
+from oscar_batch.core.ranges import Change, Observation, Outcome, RangeBook, Work
 
 S, F, R = Outcome.SUCCEEDED, Outcome.FAILED, Outcome.RUNNING
 
@@ -46,19 +47,21 @@ class Cluster:
             work = book.next_to_dispatch(free)
         for item in work:
             self.invoked[job(item)] += 1
-            book.invoked(item, job(item), "t", 0.0)
+            book.invoked(item, job=job(item), started="t", now=0.0)
         return work
 
     def end_oldest(self):
         (start, end), attempt = min(self.book.running().items())
         key = (start, end)
         if (start, end, attempt) in self.disrupted:
-            return self.book.observe(start, end, attempt, F, job(key, attempt), disruption=True,
-                                     failure_reason="pod Evicted")
+            return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=F,
+                                                 job=job(key, attempt), disruption=True,
+                                                 failure_reason="pod Evicted"))
         if any(start <= line < end for line in self.bad):
-            return self.book.observe(start, end, attempt, F, job(key, attempt), failure_reason="Error (exit code 1)")
+            return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=F,
+                                                 job=job(key, attempt), failure_reason="Error (exit code 1)"))
         self.succeeded_jobs.append(key)
-        return self.book.observe(start, end, attempt, S, job(key, attempt))
+        return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=S, job=job(key, attempt)))
 
     def run(self, steps=10_000):
         for _ in range(steps):
@@ -144,20 +147,21 @@ def test_observations_repeat_and_come_out_of_order_and_count_once():
     book = RangeBook(4, retries=1, carves=CarveLog(4))
     book.carve([2, 2])
     book.carving_recorded(5)
-    assert book.observe(1, 3, 2, S, "a2") == Change.SUCCEEDED
-    assert book.observe(1, 3, 1, F, "a1") is None                          # an older failure changes nothing
-    assert book.observe(1, 3, 2, S, "a2") is None
-    assert book.observe(3, 5, 1, F, "b1") == Change.SPLIT
-    assert book.observe(3, 5, 1, F, "b1") is None
+    assert book.observe(Observation(start=1, end=3, attempt=2, outcome=S, job="a2")) == Change.SUCCEEDED
+    # an older failure changes nothing
+    assert book.observe(Observation(start=1, end=3, attempt=1, outcome=F, job="a1")) is None
+    assert book.observe(Observation(start=1, end=3, attempt=2, outcome=S, job="a2")) is None
+    assert book.observe(Observation(start=3, end=5, attempt=1, outcome=F, job="b1")) == Change.SPLIT
+    assert book.observe(Observation(start=3, end=5, attempt=1, outcome=F, job="b1")) is None
     assert [work.key for work in book.next_to_dispatch(9)] == [(3, 4), (4, 5)]
     assert book.counts().retried == 1
 
 
 def test_a_success_of_any_attempt_wins_over_a_failed_item():
     book = RangeBook(2, retries=0)
-    book.observe(1, 2, 1, F, "a1")
+    book.observe(Observation(start=1, end=2, attempt=1, outcome=F, job="a1"))
     assert 1 in book.failed_items
-    book.observe(1, 2, 2, S, "a2")
+    book.observe(Observation(start=1, end=2, attempt=2, outcome=S, job="a2"))
     assert len(book.failed) == 0 and not book.failed_items and len(book.succeeded) == 1
 
 
@@ -166,7 +170,8 @@ def restart(book, jobs, seen):
     again = RangeBook(book.items, book.retries, carves=CarveLog.decode(book.items, book.carves.encode()))
     again.restore(Lines(book.succeeded), Lines(book.failed), list(book.failed_items.values()))
     for (start, end, attempt), outcome in list(jobs.items())[:seen]:
-        again.observe(start, end, attempt, outcome, job((start, end), attempt))
+        again.observe(Observation(start=start, end=end, attempt=attempt, outcome=outcome,
+                                  job=job((start, end), attempt)))
     return again
 
 
@@ -202,7 +207,7 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
     cluster2.succeeded_jobs = list(cluster.succeeded_jobs)
     for work in proposed:
         if job(work) in names:        # "already exists": the Job runs, and its end is seen
-            again.invoked(work, job(work), "t", 0.0)
+            again.invoked(work, job=job(work), started="t", now=0.0)
     cluster2.run()
     assert len(again.succeeded) == items - len(bad)
     assert each_line_succeeded_once(cluster2)
@@ -211,7 +216,7 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
 def test_the_cursor_skips_what_is_settled_and_finds_what_nothing_accounts_for():
     book = RangeBook(40, retries=0, carves=CarveLog.decode(40, "1:4x10"))
     book.restore(Lines([(1, 11), (21, 26)]), Lines(), [])
-    book.observe(11, 21, 1, R, "r")
+    book.observe(Observation(start=11, end=21, attempt=1, outcome=R, job="r"))
     assert [work.key for work in book.next_to_dispatch(10)] == [(26, 31), (31, 41)]   # halving-tree nodes
 
 
@@ -227,3 +232,31 @@ def test_redrive_runs_only_the_failed_items_again_with_fresh_retries():
     cluster.bad = set()
     cluster.run()
     assert len(book.succeeded) == 100 and not book.failed_items
+
+
+# --- invocations whose Job has not shown -------------------------------------------------------------------
+
+def test_an_accepted_invocation_is_overdue_until_its_job_shows_and_lost_ones_run_again_at_no_cost():
+    book = RangeBook(4, retries=0, carves=CarveLog.decode(4, "1:2x2"))
+    first, second = book.next_to_dispatch(2)
+    book.invoked(first, job="a1", started="t", now=10.0)
+    book.invoked(second, job="b1", started="t", now=20.0)
+    assert book.accepted_at(first.key) == 10.0 and book.accepted_at((9, 10)) is None
+    assert book.unseen_since(15.0) == [(first, "a1")]
+    book.still_unseen(first, 30.0)                         # OSCAR still knows it: its Job gets more time
+    assert book.unseen_since(25.0) == [(second, "b1")]
+    book.observe(Observation(start=3, end=5, attempt=1, outcome=R, job="b1"))
+    assert book.unseen_since(99.0) == [(first, "a1")] and book.accepted_at(second.key) == 20.0
+    book.lost_invocation(second)                           # its Job showed: not lost
+    book.lost_invocation(first)
+    assert book.running() == {second.key: 1} and book.accepted_at(first.key) is None
+    assert book.next_to_dispatch(9) == [Work(1, 3, 2)]
+    assert book.counts().retried == 0 and book.counts().invocations == 2
+
+
+def test_counts_restored_after_a_restart_never_go_back():
+    book = RangeBook(4, retries=0)
+    book.restore_counts(invocations=7, retried=2, disrupted=1)
+    book.restore_counts(invocations=3, retried=5, disrupted=0)
+    counts = book.counts()
+    assert (counts.invocations, counts.retried, counts.disrupted) == (7, 5, 1)

@@ -5,7 +5,7 @@ import pytest
 from oscar_batch.core import results
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.items import Lines
-from oscar_batch.core.ranges import FailedItem, Outcome, RangeBook
+from oscar_batch.core.ranges import FailedItem, Observation, Outcome, RangeBook
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
 
@@ -13,7 +13,8 @@ UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
 def a_book() -> RangeBook:
     book = RangeBook(10, 0, carves=CarveLog.decode(10, "1:2x5"))
     book.restore(Lines([(1, 4), (5, 9)]), Lines([(4, 5)]), [FailedItem(4, "job-4", "Error (exit code 1)", "in/4.jpg")])
-    book.observe(9, 11, 1, Outcome.SUCCEEDED, "job-9", "t0", "t1")
+    book.observe(Observation(start=9, end=11, attempt=1, outcome=Outcome.SUCCEEDED, job="job-9", started="t0",
+                             finished="t1"))
     return book
 
 

@@ -11,7 +11,7 @@ import yaml
 from oscar_batch.core import items, status
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.items import Lines
-from oscar_batch.core.ranges import FailedItem, Outcome, RangeBook, Work
+from oscar_batch.core.ranges import FailedItem, Observation, Outcome, RangeBook, Work
 from oscar_batch.core.status import (
     FAILED,
     NAMED_FAILURES,
@@ -32,13 +32,13 @@ def book_with(total, succeeded=(), failed=(), running=(), retries=2, carves=""):
     book.restore(Lines(succeeded), Lines((line, line + 1) for line in failed),
                  [FailedItem(line, f"job-{line}", "Error (exit code 1)") for line in failed])
     for start, end in running:
-        book.invoked(Work(start, end, 1), f"job-{start}", started="t", now=0.0)
+        book.invoked(Work(start, end, 1), job=f"job-{start}", started="t", now=0.0)
     return book
 
 
 def test_progress_shape():
     book = book_with(20, succeeded=[(1, 7), (11, 13)], failed=[15], running=[(7, 9)], carves="1:10x2")
-    book.observe(9, 11, 1, Outcome.FAILED, "j")                     # split: its halves are pending
+    book.observe(Observation(start=9, end=11, attempt=1, outcome=Outcome.FAILED, job="j"))   # split: halves pending
     book.failed_items[15].key = "input/frame-15.jpg"
     assert progress(book, 6, {"mode": "Adaptive"}) == {
         "progress": "8/20",

@@ -263,9 +263,8 @@ class BatchController:
         await self.job_outcomes.fold(state, self.jobs.everything(state.key))
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
-        book.invocations = max(book.invocations, int(counted.get("total") or 0))
-        book.retried = max(book.retried, int(counted.get("retried") or 0))
-        book.disrupted = max(book.disrupted, int(counted.get("disrupted") or 0))
+        book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
+                            disrupted=int(counted.get("disrupted") or 0))
         spec = state.spec
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),

@@ -24,7 +24,6 @@ class BatchState:
     book: RangeBook
     cadence: Cadence
     timings: chunking.Timings = dataclasses.field(default_factory=chunking.Timings)
-    accepted_at: dict[tuple[int, int], float] = dataclasses.field(default_factory=dict)  # range → OSCAR took it
     parallelism: int = 0         # ranges it may have in flight, as last planned
     planned: str = ""            # why: the Progressing message
     settled_shown: bool = False  # status shows every line settled: only the results and the verdict are left

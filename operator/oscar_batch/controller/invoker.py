@@ -16,7 +16,7 @@ from oscar_batch.controller.status_writer import StatusWriter
 from oscar_batch.core import invocation
 from oscar_batch.core.cadence import Timing
 from oscar_batch.core.pacing import Backoff, Retry
-from oscar_batch.core.ranges import Outcome, Work
+from oscar_batch.core.ranges import Observation, Outcome, Work
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,7 @@ class Invoker:
                 if not invocation.already_exists(error.status, error.body, name):
                     raise
                 # A previous run of the operator invoked this very attempt: its Job exists.
-            book.invoked(work, name, started=self.writer.timestamp(), now=self.clock.monotonic())
-            state.accepted_at[work.key] = self.clock.monotonic()
+            book.invoked(work, job=name, started=self.writer.timestamp(), now=self.clock.monotonic())
 
         # The first call goes alone: while OSCAR refuses, each try of the backoff costs one request, not a burst.
         chunks = [pending[:1]] + [pending[first:first + CONCURRENT_CALLS]
@@ -102,9 +101,11 @@ class Invoker:
                     "Warning", "InvocationLost", f"OSCAR accepted lines {work.start}-{work.end - 1} (attempt "
                                                  f"{work.attempt}) but has no Job {name}; invoking them again")
             elif info.get("status") in LISTED_OUTCOMES:
-                book.observe(work.start, work.end, work.attempt, LISTED_OUTCOMES[info["status"]], name,
-                             info.get("start_time"), info.get("finish_time"), redrive_round=book.redrive_round,
-                             failure_reason="Failed (from OSCAR's job listing)")
+                book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt,
+                                         outcome=LISTED_OUTCOMES[info["status"]], job=name,
+                                         started=info.get("start_time"), finished=info.get("finish_time"),
+                                         redrive_round=book.redrive_round,
+                                         failure_reason="Failed (from OSCAR's job listing)"))
             else:
                 book.still_unseen(work, now)
 

@@ -13,7 +13,7 @@ from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.core import invocation
-from oscar_batch.core.ranges import Change, Outcome
+from oscar_batch.core.ranges import Change, Observation, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -34,19 +34,21 @@ class JobOutcomes:
         for job in jobs:
             identity = job.identity
             key = (identity.start, identity.end)
-            if job.ready and key in state.accepted_at:
+            accepted = book.accepted_at(key)   # read before the end is folded in: the range then stops
+            if job.ready and accepted is not None:
                 self._ready_at.setdefault(key, self.clock.monotonic())
             failure = invocation.Failure(False, "")
             if job.outcome == Outcome.FAILED:
                 failure = await self._why_failed(job)
-            change = book.observe(identity.start, identity.end, identity.attempt, job.outcome, job.name,
-                                  job.started, job.finished, redrive_round=identity.redrive,
-                                  failure_reason=failure.reason, disruption=failure.disruption)
+            change = book.observe(Observation(start=identity.start, end=identity.end, attempt=identity.attempt,
+                                              outcome=job.outcome, job=job.name, started=job.started,
+                                              finished=job.finished, redrive_round=identity.redrive,
+                                              failure_reason=failure.reason, disruption=failure.disruption))
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
             self.metrics.ended(change, job.seen_at)
-            accepted, ready = state.accepted_at.pop(key, None), self._ready_at.pop(key, None)
+            ready = self._ready_at.pop(key, None)
             if change == Change.SUCCEEDED and accepted is not None:
                 state.timings.record(accepted=accepted, ready=ready, finished=self.clock.monotonic(),
                                      lines=identity.end - identity.start)

@@ -19,6 +19,12 @@ BITMAP_PREFIX = "z:"
 MAX_BITMAP_BYTES = 1 << 21   # 16,777,216 lines: a bound on what decoding inflates
 ONES = re.compile("1+")
 
+Span = tuple[int, int]   # lines [start, end): a range of the manifest
+
+
+def overlap(a: Span, b: Span) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
 
 class Lines:
     """A set of lines kept as disjoint, non-adjacent intervals, sorted: memory grows with the runs, not the lines."""

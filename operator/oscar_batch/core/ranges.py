@@ -3,10 +3,9 @@ Pure, no I/O.
 
 A range is lines [start, end) of the manifest, 1-based and end-exclusive: exactly the `start`/`end` the original
 OSCAR-Batch coordinator sent, so existing service scripts keep working. Ranges are carved from the frontier by
-the chunking policy (`chunking.CarveLog`). A range that the service fails is retried as its two halves, and
-those halves as theirs, down to single lines; a single line is retried `retries` times and then recorded as a
-failed item. A disrupted attempt (pod evicted, node lost) spends nothing: its lines run again, as two halves
-when there are several (the work it had done is lost either way; two slots redo it in half the time).
+the chunking policy (`chunking.CarveLog`). What happens to a range that did not succeed (halves, retries, a
+failed item, disruptions, a broken service) is `failure_policy.decide`; the book applies its decisions, keeps
+the ranges waiting to run again in a `DispatchQueue` and the Jobs that may be deleted in `JobsToClean`.
 
 Every range to invoke is a node of its carved range's halving tree, so that a restarted operator, knowing only
 the lines settled (from status), the carve log (from status) and the Jobs it sees, proposes the very ranges —
@@ -16,20 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import heapq
 from collections.abc import Iterator
 
+from oscar_batch.core import failure_policy
 from oscar_batch.core.chunking import CarveLog
-from oscar_batch.core.items import Lines
-
-# A range disrupted this often is treated as failing: a pod that is always evicted is the service's problem.
-MAX_DISRUPTIONS = 3
-# A service that fails everywhere is broken, not fed a few bad inputs: halving that down to every single line
-# would invoke it twice per line. Bad inputs leave one half of a split range good; when, before any success,
-# both halves of this many splits failed too, dispatch stops and the batch says so.
-BROKEN_AFTER = 4
-
-Key = tuple[int, int]   # [start, end)
+from oscar_batch.core.dispatch_queue import DispatchQueue
+from oscar_batch.core.failure_policy import Breaker, Ending, History, Kind, Next
+from oscar_batch.core.items import Lines, Span, overlap
+from oscar_batch.core.job_cleanup import JobsToClean
 
 
 class Outcome(enum.Enum):
@@ -56,8 +49,42 @@ class Work:
     attempt: int
 
     @property
-    def key(self) -> Key:
+    def key(self) -> Span:
         return self.start, self.end
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Observation:
+    """What a Job (or OSCAR's job listing) says of one attempt of lines [start, end)."""
+    start: int
+    end: int
+    attempt: int
+    outcome: Outcome
+    job: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    redrive_round: int | None = None   # the round the attempt belongs to; None: the current one
+    failure_reason: str = ""
+    disruption: bool = False           # the pod was disrupted (evicted, node lost): not the service's failure
+
+    @property
+    def key(self) -> Span:
+        return self.start, self.end
+
+
+@dataclasses.dataclass(slots=True)
+class InFlight:
+    """A running attempt of a range."""
+    attempt: int
+    accepted_at: float | None = None    # when OSCAR accepted it, if this run invoked it
+    job_seen: bool = True               # its Job has shown (to the watch, or OSCAR's listing)
+    rechecked_at: float | None = None   # when OSCAR last said it knows the invocation whose Job has not shown
+
+    def unseen_since(self) -> float | None:
+        """Since when its Job is overdue, counting from acceptance or OSCAR's last word; None once it showed."""
+        if self.job_seen or self.accepted_at is None:
+            return None
+        return self.rechecked_at if self.rechecked_at is not None else self.accepted_at
 
 
 @dataclasses.dataclass(slots=True)   # one per failed line: a million inputs may have hundreds of thousands
@@ -78,6 +105,21 @@ class RangeRecord:
     finished: str | None = None
 
 
+@dataclasses.dataclass
+class Tally:
+    """The invocation counters of `Counts`: what settled before a restart left no other trace."""
+    invocations: int = 0
+    retried: int = 0
+    disrupted: int = 0
+
+    def count(self, what: Next) -> None:
+        """One more disruption, or one more invocation made again after a failure."""
+        if what == Next.DISRUPTED:
+            self.disrupted += 1
+        else:
+            self.retried += 1
+
+
 @dataclasses.dataclass(frozen=True)
 class Counts:
     total: int            # items
@@ -91,7 +133,17 @@ class Counts:
     disrupted: int        # attempts lost to disruptions, run again at no cost
 
 
+
+
+# What a decision changed, for Events (a lost invocation is told by the invoker).
+CHANGES = {Next.SPLIT: Change.SPLIT, Next.RETRY: Change.RETRIED, Next.DISRUPTED: Change.DISRUPTED,
+           Next.ITEM_FAILED: Change.ITEM_FAILED}
+
+
 class RangeBook:
+    """The facts of one batch's items: which lines succeeded, failed, run or wait, the attempts made and the
+    records of every range invoked. It applies the failure policy's decisions and proposes what to invoke."""
+
     def __init__(self, items: int, retries: int, carves: CarveLog | None = None, redrive_round: int = 0) -> None:
         self.items = items
         self.retries = retries
@@ -101,29 +153,19 @@ class RangeBook:
         self.succeeded = Lines()
         self.failed = Lines()
         self.failed_items: dict[int, FailedItem] = {}
-        self._running: dict[Key, int] = {}        # range -> attempt in flight
+        self._in_flight: dict[Span, InFlight] = {}
         self._running_lines = Lines()
         self._running_sum = 0                     # lines of the running ranges counted one by one
-        self._queue: dict[Key, int] = {}          # range -> attempt to invoke next
-        self._queue_order: list[Key] = []         # heap of the queue's ranges, by start line
-        self._queued_lines = Lines()
-        self._attempts: dict[Key, int] = {}       # range -> newest attempt invoked or seen
-        self._failures: dict[Key, set[int]] = {}  # single line -> attempts failed in this round
-        self._disruptions: dict[Key, set[int]] = {}
-        self._split: set[Key] = set()             # ranges whose halves run instead
-        self._service_failed: set[Key] = set()    # ... of those, the ones the service failed (not a disruption)
-        self._sibling: dict[Key, Key] = {}        # half -> the other half of the same split
-        self._unseen: dict[Key, float] = {}       # invoked range -> when OSCAR accepted it, until its Job shows
+        self._queue = DispatchQueue()
+        self._attempts: dict[Span, int] = {}      # range -> newest attempt invoked or seen
+        self._histories: dict[Span, History] = {}  # range -> what this redrive round did to it
+        self._sibling: dict[Span, Span] = {}      # half -> the other half of the same split
+        self._breaker = Breaker()
         self._cursor = 1                          # carved ranges before this line are all accounted for
-        self.records: dict[Key, RangeRecord] = {}
-        self._evidence: dict[Key, list[str]] = {}  # failed Jobs kept until every line of theirs settles
-        self._cleanable: dict[str, None] = {}      # an ordered set
-        self.invocations = 0
-        self.retried = 0
-        self.disrupted = 0
+        self.records: dict[Span, RangeRecord] = {}
+        self._jobs_to_clean = JobsToClean(self._settled)
+        self._tally = Tally()
         self.broken: str | None = None            # why dispatch stopped: the service fails everything
-        self._successes = 0                       # invocations that succeeded this round
-        self._both_halves_failed = 0              # splits of this round whose halves both failed too
 
     # ---- restoring ------------------------------------------------------------------------------------
 
@@ -139,116 +181,112 @@ class RangeBook:
             if self.failed.covers(item.line, item.line + 1):
                 self.failed_items[item.line] = item
 
+    def restore_counts(self, *, invocations: int, retried: int, disrupted: int) -> None:
+        """Take back the counts status held: the Jobs of what settled before a restart may be gone."""
+        self._tally.invocations = max(self._tally.invocations, invocations)
+        self._tally.retried = max(self._tally.retried, retried)
+        self._tally.disrupted = max(self._tally.disrupted, disrupted)
+
     # ---- observing Jobs ---------------------------------------------------------------------------------
 
-    def observe(self, start: int, end: int, attempt: int, outcome: Outcome, job: str | None = None,
-                started: str | None = None, finished: str | None = None, redrive_round: int | None = None,
-                failure_reason: str = "", disruption: bool = False) -> Change | None:
-        """Fold in what a Job says of one attempt of lines [start, end). Observations may repeat and arrive
-        out of order (a restart sees every Job again): each counts once, a success of any attempt wins its
-        lines, and only the newest attempt of a range decides what runs next."""
-        if not 1 <= start < end <= self.items + 1 or attempt < 1:
+    def observe(self, observation: Observation) -> Change | None:
+        """Fold in what a Job says of one attempt of a range. Observations may repeat and arrive out of order (a
+        restart sees every Job again): each counts once, a success of any attempt wins its lines, and only the
+        newest attempt of a range decides what runs next."""
+        if not 1 <= observation.start < observation.end <= self.items + 1 or observation.attempt < 1:
             return None
-        key = (start, end)
-        record = self.records.setdefault(key, RangeRecord())
-        new_job = job is not None and job not in record.jobs
-        if job is not None and new_job:
-            record.jobs.append(job)
-        record.started = record.started or started
-        newest = attempt >= self._attempts.get(key, 0)
-        if attempt > self._attempts.get(key, 0):
-            self._attempts[key] = attempt
-            self._unqueue(key)
-        if self._running.get(key) == attempt:
-            self._unseen.pop(key, None)
-        if outcome == Outcome.RUNNING:
-            if newest and key not in self._running and not self._settled(key):
-                self._run(key, attempt)
+        key = observation.key
+        newest = self._note(key, observation)
+        if observation.outcome == Outcome.RUNNING:
+            if newest and key not in self._in_flight and not self._settled(key):
+                self._run(key, observation.attempt)
             return None
-        if self._running.get(key) == attempt or (newest and key in self._running):
-            self._stop(key)
-        record.finished = finished or record.finished
-        first_end = attempt > record.finished_attempt
-        record.finished_attempt = max(record.finished_attempt, attempt)
-        if outcome == Outcome.SUCCEEDED:
-            record.outcome = Outcome.SUCCEEDED
-            self._successes += int(first_end)
-            return self._succeed(key)
-        return self._fail(key, attempt, job or "", failure_reason, disruption, newest, first_end, redrive_round)
+        return self._end(key, observation, newest=newest)
 
-    def _succeed(self, key: Key) -> Change | None:
+    def _end(self, key: Span, observation: Observation, *, newest: bool) -> Change | None:
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None and (in_flight.attempt == observation.attempt or newest):
+            self._stop(key)
+        record = self.records[key]
+        record.finished = observation.finished or record.finished
+        first_end = observation.attempt > record.finished_attempt
+        record.finished_attempt = max(record.finished_attempt, observation.attempt)
+        if observation.outcome == Outcome.SUCCEEDED:
+            record.outcome = Outcome.SUCCEEDED
+            if first_end:
+                self._breaker = self._breaker.succeeded()
+            return self._succeed(key)
+        return self._fail(key, observation, newest=newest, first_end=first_end)
+
+    def _note(self, key: Span, observation: Observation) -> bool:
+        """Record the Job of this attempt; whether the attempt is the newest of its range."""
+        record = self.records.setdefault(key, RangeRecord())
+        if observation.job is not None and observation.job not in record.jobs:
+            record.jobs.append(observation.job)
+        record.started = record.started or observation.started
+        newest = observation.attempt >= self._attempts.get(key, 0)
+        if observation.attempt > self._attempts.get(key, 0):
+            self._attempts[key] = observation.attempt
+            self._queue.remove(key)
+        in_flight = self._in_flight.get(key)
+        if in_flight is not None and in_flight.attempt == observation.attempt:
+            in_flight.job_seen = True
+        return newest
+
+    def _succeed(self, key: Span) -> Change | None:
         fresh = not self.succeeded.covers(*key)
         self.succeeded.add(*key)
         self.failed.remove(*key)
         for line in [line for line in self.failed_items if key[0] <= line < key[1]]:
             del self.failed_items[line]
-        self._drop_queued_within(key)
-        self._settled_lines(key)
+        self._queue.drop_within(key)
+        self._jobs_to_clean.settled(key, self.records[key].jobs)
         return Change.SUCCEEDED if fresh else None
 
-    def _fail(self, key: Key, attempt: int, job: str, reason: str, disruption: bool, newest: bool,
-              first_end: bool, redrive_round: int | None) -> Change | None:
+    def _fail(self, key: Span, observation: Observation, *, newest: bool, first_end: bool) -> Change | None:
         record = self.records[key]
         if record.outcome != Outcome.SUCCEEDED:
             record.outcome = Outcome.FAILED
-        if job:
-            self._evidence.setdefault(key, [])
-            if job not in self._evidence[key]:
-                self._evidence[key].append(job)
-        if self._settled(key):
-            self._settled_lines(key)   # seen again after a restart: nothing left to do for it
+        if observation.job:
+            self._jobs_to_clean.failed(key, observation.job)
+        if self._settled(key):   # seen again after a restart: nothing left to do for it
+            self._jobs_to_clean.settled(key, record.jobs)
             return None
-        if not newest or key in self._running:
-            return None                # a newer attempt of these lines decides
-        this_round = redrive_round is None or redrive_round == self.redrive_round
-        if disruption:
-            disruptions = self._disruptions.setdefault(key, set())
-            if this_round:
-                disruptions.add(attempt)
-            if len(disruptions) <= MAX_DISRUPTIONS:
-                self.disrupted += int(first_end and this_round)
-                if key[1] - key[0] > 1 and key not in self._split:
-                    # Its work so far is lost either way: two slots redo it in half the time.
-                    self._split_in_halves(key)
-                else:
-                    self._enqueue(key, attempt + 1)
-                return Change.DISRUPTED
-            reason = f"disrupted {len(disruptions)} times, last: {reason}"
-        if key[1] - key[0] > 1:
-            if key in self._split:
-                return None
-            self._service_failed.add(key)
-            if this_round and self._sibling.get(key) in self._service_failed:
-                self._both_halves_failed += 1
-                if self._both_halves_failed >= BROKEN_AFTER and not self._successes:
-                    self.broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, "
-                                   f"the last in Job {job}: {reason}; nothing more is invoked: fix the service, "
-                                   "then redrive the batch")
-            self._split_in_halves(key)
-            self.retried += int(first_end and this_round)
-            return Change.SPLIT
-        failures = self._failures.setdefault(key, set())
-        counted = this_round and attempt not in failures
-        if this_round:
-            failures.add(attempt)
-        if len(failures) > self.retries:
-            self.failed.add(*key)
-            self.failed_items[key[0]] = FailedItem(key[0], job, reason)
-            self._drop_queued_within(key)
-            self._settled_lines(key)
-            return Change.ITEM_FAILED
-        self._enqueue(key, attempt + 1)
-        self.retried += int(counted and first_end)
-        return Change.RETRIED
+        ending = Ending(kind=Kind.DISRUPTED if observation.disruption else Kind.FAILED, attempt=observation.attempt,
+                        width=key[1] - key[0], reason=observation.failure_reason, job=observation.job or "",
+                        this_round=observation.redrive_round in (None, self.redrive_round), first_end=first_end,
+                        superseded=not newest or key in self._in_flight)
+        return self._follow_policy(key, ending)
 
-    def _split_in_halves(self, key: Key) -> None:
-        self._split.add(key)
+    def _follow_policy(self, key: Span, ending: Ending) -> Change | None:
+        """Do what the failure policy says comes after this ending."""
+        sibling = self._sibling.get(key)
+        decision = failure_policy.decide(
+            ending, self._histories.get(key, History()), retries=self.retries, breaker=self._breaker,
+            sibling_failed=sibling is not None and self._histories.get(sibling, History()).service_failed)
+        self._histories[key] = decision.history
+        self._breaker = decision.breaker
+        self.broken = decision.broken or self.broken
+        if decision.halves:
+            self._split_in_halves(key)
+        if decision.attempt is not None:
+            self._queue.push(key, decision.attempt)
+        if decision.next == Next.ITEM_FAILED:
+            self.failed.add(*key)
+            self.failed_items[key[0]] = FailedItem(key[0], ending.job, decision.reason)
+            self._queue.drop_within(key)
+            self._jobs_to_clean.settled(key, self.records[key].jobs)
+        if decision.counted:
+            self._tally.count(decision.next)
+        return CHANGES.get(decision.next)
+
+    def _split_in_halves(self, key: Span) -> None:
         middle = (key[0] + key[1]) // 2
         halves = (key[0], middle), (middle, key[1])
         self._sibling[halves[0]], self._sibling[halves[1]] = halves[1], halves[0]
         for half in halves:
             if not self._attempts.get(half) and not self._settled(half):
-                self._enqueue(half, 1)
+                self._queue.push(half, 1)
 
     # ---- dispatching ----------------------------------------------------------------------------------
 
@@ -258,11 +296,7 @@ class RangeBook:
         accepts. `carve` makes new ranges when these run out."""
         if self.broken or limit <= 0:
             return []
-        chosen: list[Work] = []
-        for key in heapq.nsmallest(len(self._queue_order), self._queue_order):
-            if len(chosen) >= limit:
-                break
-            chosen.append(Work(key[0], key[1], self._queue[key]))
+        chosen = [Work(key[0], key[1], attempt) for key, attempt in self._queue.first(limit)]
         if len(chosen) < limit:
             chosen.extend(self._unaccounted(limit - len(chosen), {work.key for work in chosen}))
         return chosen
@@ -278,57 +312,58 @@ class RangeBook:
     def carving_recorded(self, frontier: int) -> None:
         self.confirmed_frontier = max(self.confirmed_frontier, frontier)
 
-    def invoked(self, work: Work, job: str, started: str, now: float) -> None:
-        """OSCAR accepted this attempt: the lines run, and their Job is expected to appear."""
+    def invoked(self, work: Work, *, job: str, started: str, now: float) -> None:
+        """OSCAR accepted this attempt (at `now`): the lines run, and their Job is expected to appear."""
         key = work.key
         if work.attempt <= self._attempts.get(key, 0) or self._settled(key):
             return
         self._attempts[key] = work.attempt
-        self._unqueue(key)
-        self._run(key, work.attempt)
-        self._unseen[key] = now
-        self.invocations += 1
+        self._queue.remove(key)
+        self._run(key, work.attempt, accepted_at=now)
+        self._tally.invocations += 1
         record = self.records.setdefault(key, RangeRecord())
         if job not in record.jobs:
             record.jobs.append(job)
         record.started = record.started or started
 
+    def accepted_at(self, key: Span) -> float | None:
+        """When OSCAR accepted the running attempt of this range, if this run invoked it."""
+        in_flight = self._in_flight.get(key)
+        return in_flight.accepted_at if in_flight is not None else None
+
     def unseen_since(self, deadline: float) -> list[tuple[Work, str]]:
         """The invocations OSCAR accepted before `deadline` whose Job never showed, with the Job's name."""
-        return [(Work(key[0], key[1], self._running[key]), self.records[key].jobs[-1])
-                for key, accepted in self._unseen.items() if accepted <= deadline]
+        return [(Work(key[0], key[1], in_flight.attempt), self.records[key].jobs[-1])
+                for key, in_flight in self._in_flight.items()
+                if (since := in_flight.unseen_since()) is not None and since <= deadline]
 
     def still_unseen(self, work: Work, now: float) -> None:
         """OSCAR still knows the invocation: give its Job more time to reach us."""
-        if work.key in self._unseen:
-            self._unseen[work.key] = now
+        in_flight = self._in_flight.get(work.key)
+        if in_flight is not None and in_flight.unseen_since() is not None:
+            in_flight.rechecked_at = now
 
     def lost_invocation(self, work: Work) -> None:
-        """OSCAR accepted the attempt but has no Job for it (delegated, or lost): invoke the lines again under
-        a new attempt. The service never ran them, so no retry is spent."""
+        """OSCAR accepted the attempt but has no Job for it (delegated, or lost): the policy says what runs."""
         key = work.key
-        if self._running.get(key) != work.attempt or key not in self._unseen:
+        in_flight = self._in_flight.get(key)
+        if in_flight is None or in_flight.attempt != work.attempt or in_flight.unseen_since() is None:
             return
         self._stop(key)
-        self._enqueue(key, work.attempt + 1)
+        self._follow_policy(key, Ending(kind=Kind.LOST, attempt=work.attempt, width=key[1] - key[0]))
 
     def redrive(self, redrive_round: int) -> int:
         """Give every failed line a fresh round of retries. Returns how many lines run again."""
         self.redrive_round = redrive_round
         self.broken = None
-        self._successes = self._both_halves_failed = 0
+        self._breaker = Breaker()
         again = len(self.failed)
         for start, end in list(self.failed):
             self.failed.remove(start, end)
             for line in range(start, end):
-                key = (line, line + 1)
                 self.failed_items.pop(line, None)
-                self._failures.pop(key, None)
-                self._enqueue(key, self._attempts.get(key, 0) + 1)
-        self._failures.clear()
-        self._disruptions.clear()
-        self._split.clear()
-        self._service_failed.clear()
+                self._queue.push((line, line + 1), self._attempts.get((line, line + 1), 0) + 1)
+        self._histories.clear()
         self._cursor = 1
         return again
 
@@ -338,82 +373,49 @@ class RangeBook:
         running = len(self._running_lines)
         succeeded, failed = len(self.succeeded), len(self.failed)
         return Counts(total=self.items, pending=max(self.items - running - succeeded - failed, 0), running=running,
-                      succeeded=succeeded, failed=failed, invocations=self.invocations,
-                      in_flight=len(self._running), retried=self.retried, disrupted=self.disrupted)
+                      succeeded=succeeded, failed=failed, invocations=self._tally.invocations,
+                      in_flight=len(self._in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted)
 
-    def running(self) -> dict[Key, int]:
-        return dict(self._running)
+    def running(self) -> dict[Span, int]:
+        return {key: in_flight.attempt for key, in_flight in self._in_flight.items()}
 
     def done(self) -> bool:
         """Nothing runs, and nothing more will: every line settled, or dispatch stopped."""
-        if self._running:
+        if self._in_flight:
             return False
         return bool(self.broken) or len(self.succeeded) + len(self.failed) >= self.items
 
     def take_cleanable(self) -> list[str]:
         """Jobs every line of which settled since the last call: once status records that, they can go."""
-        taken, self._cleanable = list(self._cleanable), {}
-        return taken
+        return self._jobs_to_clean.take()
 
     # ---- internals ----------------------------------------------------------------------------------
 
-    def _settled(self, key: Key) -> bool:
+    def _settled(self, key: Span) -> bool:
         return self.succeeded.first_missing(*key, self.failed) is None
 
-    def _settled_lines(self, key: Key) -> None:
-        """Lines of `key` settled: the Jobs of every range now wholly settled may be deleted."""
-        done = [other for other in self._evidence if _overlap(other, key) and self._settled(other)]
-        for other in done:
-            self._cleanable.update(dict.fromkeys(self._evidence.pop(other)))
-        record = self.records.get(key)
-        if record is not None and self._settled(key):
-            self._cleanable.update(dict.fromkeys(record.jobs))
-
-    def _run(self, key: Key, attempt: int) -> None:
-        if key not in self._running:
+    def _run(self, key: Span, attempt: int, *, accepted_at: float | None = None) -> None:
+        if key not in self._in_flight:
             self._running_sum += key[1] - key[0]
-        self._running[key] = attempt
+        self._in_flight[key] = InFlight(attempt, accepted_at=accepted_at, job_seen=accepted_at is None)
         self._running_lines.add(*key)
 
-    def _stop(self, key: Key) -> None:
+    def _stop(self, key: Span) -> None:
         overlapping = len(self._running_lines) != self._running_sum
-        if self._running.pop(key, None) is not None:
+        if self._in_flight.pop(key, None) is not None:
             self._running_sum -= key[1] - key[0]
-        self._unseen.pop(key, None)
         self._running_lines.remove(*key)
         if overlapping:   # ranges overlapping after a restart: keep the lines still running
-            for other in self._running:
-                if _overlap(other, key):
+            for other in self._in_flight:
+                if overlap(other, key):
                     self._running_lines.add(*other)
-
-    def _enqueue(self, key: Key, attempt: int) -> None:
-        if self._queue.get(key, 0) >= attempt:
-            return
-        if key not in self._queue:
-            heapq.heappush(self._queue_order, key)
-        self._queue[key] = attempt
-        self._queued_lines.add(*key)
-
-    def _unqueue(self, key: Key) -> None:
-        if self._queue.pop(key, None) is None:
-            return
-        self._queue_order.remove(key)
-        heapq.heapify(self._queue_order)
-        self._queued_lines.remove(*key)
-        for other in self._queue:
-            if _overlap(other, key):
-                self._queued_lines.add(*other)
-
-    def _drop_queued_within(self, key: Key) -> None:
-        for other in [other for other in self._queue if key[0] <= other[0] and other[1] <= key[1]]:
-            self._unqueue(other)
 
     def _accounted(self, start: int, end: int) -> bool:
         """Some line of [start, end) settled, running or queued."""
         return any(lines.overlaps(start, end)
-                   for lines in (self.succeeded, self.failed, self._running_lines, self._queued_lines))
+                   for lines in (self.succeeded, self.failed, self._running_lines, self._queue.lines))
 
-    def _unaccounted(self, limit: int, taken: set[Key]) -> list[Work]:
+    def _unaccounted(self, limit: int, taken: set[Span]) -> list[Work]:
         """Carved ranges (or halving-tree nodes of them) none of whose lines is settled, running or queued."""
         found: list[Work] = []
         advancing = True
@@ -430,17 +432,13 @@ class RangeBook:
                     found.append(Work(node[0], node[1], self._attempts.get(node, 0) + 1))
         return found
 
-    def _free_nodes(self, start: int, end: int) -> Iterator[Key]:
+    def _free_nodes(self, start: int, end: int) -> Iterator[Span]:
         if not self._accounted(start, end):
             yield start, end
             return
         if end - start == 1 or self.succeeded.first_missing(start, end, self.failed, self._running_lines,
-                                                             self._queued_lines) is None:
+                                                             self._queue.lines) is None:
             return
         middle = (start + end) // 2
         yield from self._free_nodes(start, middle)
         yield from self._free_nodes(middle, end)
-
-
-def _overlap(a: Key, b: Key) -> bool:
-    return a[0] < b[1] and b[0] < a[1]

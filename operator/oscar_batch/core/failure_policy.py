@@ -1,0 +1,142 @@
+"""What happens to a range whose attempt ended without succeeding: split, retry, item failed, run again after a
+disruption, or nothing. One pure function over typed values, no I/O.
+
+A range the service fails runs again as its two halves, and those as theirs, down to single lines; a single line
+is retried `retries` times and then recorded as a failed item. A disrupted attempt (pod evicted, node lost) spends
+nothing: its lines run again, as two halves when there are several (the work it had done is lost either way; two
+slots redo it in half the time), until a range disrupted more than MAX_DISRUPTIONS times counts as failing. An
+invocation OSCAR accepted but never ran (no Job) runs again under the next attempt, nothing spent. Only what
+ended in the current redrive round moves the counters: a restart sees the old rounds' Jobs again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+# A range disrupted this often is treated as failing: a pod that is always evicted is the service's problem.
+MAX_DISRUPTIONS = 3
+# A service that fails everywhere is broken, not fed a few bad inputs: halving that down to every single line
+# would invoke it twice per line. Bad inputs leave one half of a split range good; when, before any success,
+# both halves of this many splits failed too, dispatch stops and the batch says so.
+BROKEN_AFTER = 4
+
+
+class Kind(enum.Enum):
+    """How an attempt ended, short of succeeding."""
+    FAILED = "failed"            # the service failed it
+    DISRUPTED = "disrupted"      # its pod was evicted, its node lost
+    LOST = "lost"                # OSCAR accepted it, but no Job ever ran it
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Ending:
+    """One attempt of a range that ended without succeeding."""
+    kind: Kind
+    attempt: int
+    width: int                   # lines in the range
+    reason: str = ""             # why, in the words of the Job's pods
+    job: str = ""
+    this_round: bool = True      # ended in the current redrive round
+    first_end: bool = True       # the first end of this attempt folded in: each end counts once
+    superseded: bool = False     # a newer attempt of these lines was seen or runs: it decides
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class History:
+    """What the current redrive round did to one range."""
+    disrupted: frozenset[int] = frozenset()   # attempts disrupted
+    failed: frozenset[int] = frozenset()      # attempts failed (of a single line)
+    split: bool = False                       # its halves run instead
+    service_failed: bool = False              # the service failed it (not a disruption): its halves run
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Breaker:
+    """The broken-service breaker of the current redrive round."""
+    successes: int = 0            # invocations that succeeded
+    both_halves_failed: int = 0   # splits whose halves both failed too
+
+    def succeeded(self) -> Breaker:
+        return dataclasses.replace(self, successes=self.successes + 1)
+
+
+class Next(enum.Enum):
+    """What happens next to the range."""
+    NOTHING = "nothing"           # a newer attempt decides, or its halves run already
+    SPLIT = "split"               # the service failed several lines: its two halves run instead
+    RETRY = "retry"               # the service failed one line: it runs again, a retry spent
+    ITEM_FAILED = "item failed"   # ... for the last time: the line failed
+    DISRUPTED = "disrupted"       # the pod was disrupted: the lines run again (as halves), no retry spent
+    REINVOKE = "reinvoke"         # never ran: the same lines under the next attempt, nothing spent
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Decision:
+    next: Next
+    history: History                  # what the book keeps of the range from now on
+    breaker: Breaker
+    halves: bool = False              # its two halves run next
+    attempt: int | None = None        # ... or the same lines, as this attempt
+    counted: bool = False             # the retried (split, retry) or disrupted counter moves by one
+    reason: str = ""                  # why the item failed
+    broken: str | None = None         # the service fails everything: dispatch stops, and why
+
+
+def decide(ending: Ending, history: History, *, retries: int, sibling_failed: bool, breaker: Breaker) -> Decision:
+    """What happens next to a range whose attempt ended so. `sibling_failed`: the service failed the other half of
+    the split this range is a half of."""
+    if ending.superseded:
+        return Decision(next=Next.NOTHING, history=history, breaker=breaker)
+    if ending.kind == Kind.LOST:
+        return Decision(next=Next.REINVOKE, history=history, breaker=breaker, attempt=ending.attempt + 1)
+    if ending.kind == Kind.DISRUPTED:
+        return _disrupted(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
+    return _failed(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
+
+
+def _noted(attempts: frozenset[int], ending: Ending) -> frozenset[int]:
+    """These attempts and the one that ended, if it ended in this round (an older round's changes nothing)."""
+    return attempts | {ending.attempt} if ending.this_round else attempts
+
+
+def _disrupted(ending: Ending, history: History, *, retries: int, sibling_failed: bool,
+               breaker: Breaker) -> Decision:
+    history = dataclasses.replace(history, disrupted=_noted(history.disrupted, ending))
+    if len(history.disrupted) > MAX_DISRUPTIONS:
+        ending = dataclasses.replace(ending, reason=f"disrupted {len(history.disrupted)} times, last: {ending.reason}")
+        return _failed(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
+    counted = ending.first_end and ending.this_round
+    if ending.width > 1 and not history.split:
+        # Its work so far is lost either way: two slots redo it in half the time.
+        return Decision(next=Next.DISRUPTED, history=dataclasses.replace(history, split=True), breaker=breaker,
+                        halves=True, counted=counted)
+    return Decision(next=Next.DISRUPTED, history=history, breaker=breaker, attempt=ending.attempt + 1,
+                    counted=counted)
+
+
+def _failed(ending: Ending, history: History, *, retries: int, sibling_failed: bool, breaker: Breaker) -> Decision:
+    if ending.width > 1:
+        return _split(ending, history, sibling_failed=sibling_failed, breaker=breaker)
+    return _retry(ending, history, retries=retries, breaker=breaker)
+
+
+def _split(ending: Ending, history: History, *, sibling_failed: bool, breaker: Breaker) -> Decision:
+    if history.split:
+        return Decision(next=Next.NOTHING, history=history, breaker=breaker)
+    broken = None
+    if ending.this_round and sibling_failed:
+        breaker = dataclasses.replace(breaker, both_halves_failed=breaker.both_halves_failed + 1)
+        if breaker.both_halves_failed >= BROKEN_AFTER and not breaker.successes:
+            broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, the last in "
+                      f"Job {ending.job}: {ending.reason}; nothing more is invoked: fix the service, then redrive "
+                      "the batch")
+    return Decision(next=Next.SPLIT, history=dataclasses.replace(history, split=True, service_failed=True),
+                    breaker=breaker, halves=True, counted=ending.first_end and ending.this_round, broken=broken)
+
+
+def _retry(ending: Ending, history: History, *, retries: int, breaker: Breaker) -> Decision:
+    counted = ending.this_round and ending.first_end and ending.attempt not in history.failed
+    history = dataclasses.replace(history, failed=_noted(history.failed, ending))
+    if len(history.failed) > retries:
+        return Decision(next=Next.ITEM_FAILED, history=history, breaker=breaker, reason=ending.reason)
+    return Decision(next=Next.RETRY, history=history, breaker=breaker, attempt=ending.attempt + 1, counted=counted)

@@ -1,0 +1,152 @@
+"""The failure policy on its own: for each way a range's attempt can end short of success, and each history, what
+happens next — halves, a retry, a failed item, lines run again after a disruption or a lost invocation, the
+broken-service breaker — and which counters move."""
+import dataclasses
+
+import pytest
+
+from oscar_batch.core.failure_policy import (
+    BROKEN_AFTER,
+    MAX_DISRUPTIONS,
+    Breaker,
+    Decision,
+    Ending,
+    History,
+    Kind,
+    Next,
+    decide,
+)
+
+FAILED, DISRUPTED, LOST = Kind.FAILED, Kind.DISRUPTED, Kind.LOST
+NONE = History()
+SPLIT = History(split=True)
+SERVICE_SPLIT = History(split=True, service_failed=True)
+FRESH = Breaker()
+
+
+def ending(kind=FAILED, *, attempt=1, width=8, **more):
+    return Ending(kind=kind, attempt=attempt, width=width, reason="Error (exit code 1)", job="j", **more)
+
+
+def disrupted(*attempts):
+    return History(disrupted=frozenset(attempts))
+
+
+def failed(*attempts):
+    return History(failed=frozenset(attempts))
+
+
+BROKEN = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, the last in Job j: "
+          "Error (exit code 1); nothing more is invoked: fix the service, then redrive the batch")
+TOO_DISRUPTED = f"disrupted {MAX_DISRUPTIONS + 1} times, last: Error (exit code 1)"
+
+# (what ended, the range's history, retries, its sibling half failed too, the breaker) -> the decision
+ROWS = {
+    # a newer attempt of the lines decides: an older attempt's end, or one ending while a newer one runs
+    "superseded": ((ending(superseded=True), NONE, 2, False, FRESH),
+                   Decision(next=Next.NOTHING, history=NONE, breaker=FRESH)),
+    "superseded disruption": ((ending(DISRUPTED, superseded=True), NONE, 2, False, FRESH),
+                              Decision(next=Next.NOTHING, history=NONE, breaker=FRESH)),
+    # OSCAR accepted it, no Job ran it: the same lines, next attempt, nothing spent
+    "lost": ((ending(LOST, attempt=3), failed(1, 2), 2, False, FRESH),
+             Decision(next=Next.REINVOKE, history=failed(1, 2), breaker=FRESH, attempt=4)),
+    # disrupted: its lines run again, as halves when several, at no cost
+    "disrupted range": ((ending(DISRUPTED), NONE, 0, False, FRESH),
+                        Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({1}), split=True),
+                                 breaker=FRESH, halves=True, counted=True)),
+    "disrupted range already split": ((ending(DISRUPTED, attempt=2), SPLIT, 0, False, FRESH),
+                                      Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({2}),
+                                                                                    split=True),
+                                               breaker=FRESH, attempt=3, counted=True)),
+    "disrupted line": ((ending(DISRUPTED, width=1, attempt=2), disrupted(1), 0, False, FRESH),
+                       Decision(next=Next.DISRUPTED, history=disrupted(1, 2), breaker=FRESH, attempt=3,
+                                counted=True)),
+    "disrupted line, its end seen before": ((ending(DISRUPTED, width=1, first_end=False), disrupted(1), 0, False,
+                                             FRESH),
+                                            Decision(next=Next.DISRUPTED, history=disrupted(1), breaker=FRESH,
+                                                     attempt=2)),
+    "disrupted line of an older redrive round": ((ending(DISRUPTED, width=1, this_round=False), NONE, 0, False,
+                                                  FRESH),
+                                                 Decision(next=Next.DISRUPTED, history=NONE, breaker=FRESH,
+                                                          attempt=2)),
+    "disrupted MAX_DISRUPTIONS times": ((ending(DISRUPTED, width=1, attempt=MAX_DISRUPTIONS),
+                                         disrupted(*range(1, MAX_DISRUPTIONS)), 0, False, FRESH),
+                                        Decision(next=Next.DISRUPTED,
+                                                 history=disrupted(*range(1, MAX_DISRUPTIONS + 1)), breaker=FRESH,
+                                                 attempt=MAX_DISRUPTIONS + 1, counted=True)),
+    # disrupted once too often: it counts as failing, the reason says so
+    "line disrupted too often, no retries": ((ending(DISRUPTED, width=1, attempt=4), disrupted(1, 2, 3), 0, False,
+                                              FRESH),
+                                             Decision(next=Next.ITEM_FAILED,
+                                                      history=History(disrupted=frozenset({1, 2, 3, 4}),
+                                                                      failed=frozenset({4})),
+                                                      breaker=FRESH, reason=TOO_DISRUPTED)),
+    "line disrupted too often, a retry left": ((ending(DISRUPTED, width=1, attempt=4), disrupted(1, 2, 3), 1,
+                                                False, FRESH),
+                                               Decision(next=Next.RETRY,
+                                                        history=History(disrupted=frozenset({1, 2, 3, 4}),
+                                                                        failed=frozenset({4})),
+                                                        breaker=FRESH, attempt=5, counted=True)),
+    "range disrupted too often": ((ending(DISRUPTED, attempt=4), disrupted(1, 2, 3), 0, False, FRESH),
+                                  Decision(next=Next.SPLIT, history=History(disrupted=frozenset({1, 2, 3, 4}),
+                                                                            split=True, service_failed=True),
+                                           breaker=FRESH, halves=True, counted=True)),
+    # the service failed several lines: its halves run instead
+    "failed range": ((ending(), NONE, 2, False, FRESH),
+                     Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH, halves=True, counted=True)),
+    "failed range already split": ((ending(), SPLIT, 2, True, FRESH),
+                                   Decision(next=Next.NOTHING, history=SPLIT, breaker=FRESH)),
+    "failed range, its end seen before": ((ending(first_end=False), NONE, 2, False, FRESH),
+                                          Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH,
+                                                   halves=True)),
+    "failed range of an older redrive round": ((ending(this_round=False), NONE, 2, True, FRESH),
+                                               Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH,
+                                                        halves=True)),
+    # both halves of a split failed: the breaker counts, and trips before any success
+    "both halves failed": ((ending(), NONE, 2, True, FRESH),
+                           Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=Breaker(both_halves_failed=1),
+                                    halves=True, counted=True)),
+    "both halves failed, breaker trips": ((ending(), NONE, 2, True, Breaker(both_halves_failed=BROKEN_AFTER - 1)),
+                                          Decision(next=Next.SPLIT, history=SERVICE_SPLIT,
+                                                   breaker=Breaker(both_halves_failed=BROKEN_AFTER), halves=True,
+                                                   counted=True, broken=BROKEN)),
+    "both halves failed after a success": ((ending(), NONE, 2, True,
+                                            Breaker(successes=1, both_halves_failed=BROKEN_AFTER - 1)),
+                                           Decision(next=Next.SPLIT, history=SERVICE_SPLIT,
+                                                    breaker=Breaker(successes=1, both_halves_failed=BROKEN_AFTER),
+                                                    halves=True, counted=True)),
+    # a single line: retried `retries` times, then a failed item
+    "failed line": ((ending(width=1), NONE, 2, True, FRESH),
+                    Decision(next=Next.RETRY, history=failed(1), breaker=FRESH, attempt=2, counted=True)),
+    "failed line, last retry": ((ending(width=1, attempt=2), failed(1), 2, False, FRESH),
+                                Decision(next=Next.RETRY, history=failed(1, 2), breaker=FRESH, attempt=3,
+                                         counted=True)),
+    "failed line, retries spent": ((ending(width=1, attempt=2), failed(1), 1, False, FRESH),
+                                   Decision(next=Next.ITEM_FAILED, history=failed(1, 2), breaker=FRESH,
+                                            reason="Error (exit code 1)")),
+    "failed line, no retries": ((ending(width=1), NONE, 0, False, FRESH),
+                                Decision(next=Next.ITEM_FAILED, history=failed(1), breaker=FRESH,
+                                         reason="Error (exit code 1)")),
+    "failed line, the same attempt again": ((ending(width=1), failed(1), 2, False, FRESH),
+                                            Decision(next=Next.RETRY, history=failed(1), breaker=FRESH, attempt=2)),
+    "failed line of an older redrive round": ((ending(width=1, this_round=False), NONE, 0, False, FRESH),
+                                              Decision(next=Next.RETRY, history=NONE, breaker=FRESH, attempt=2)),
+}
+
+
+@pytest.mark.parametrize(("given", "expected"), ROWS.values(), ids=ROWS.keys())
+def test_what_happens_next(given, expected):
+    what, history, retries, sibling_failed, breaker = given
+    assert decide(what, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker) == expected
+
+
+def test_a_success_counts_for_the_breaker_and_nothing_else():
+    assert Breaker(both_halves_failed=2).succeeded() == Breaker(successes=1, both_halves_failed=2)
+
+
+def test_decisions_leave_their_inputs_alone():
+    history, breaker = disrupted(1), Breaker(both_halves_failed=1)
+    before = dataclasses.replace(history), dataclasses.replace(breaker)
+    decide(ending(DISRUPTED, attempt=2), history, retries=0, sibling_failed=True, breaker=breaker)
+    decide(ending(), history, retries=0, sibling_failed=True, breaker=breaker)
+    assert (history, breaker) == before
