@@ -16,7 +16,8 @@ import urllib3
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.controller.resolver import IO_THREADS, Resolver, Waiting, storage_waiting
+from oscar_batch.controller.batch_storage import storage_waiting
+from oscar_batch.controller.resolver import IO_THREADS, Resolver, Waiting
 from oscar_batch.core.credentials import OPT_IN_LABEL
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import parse_spec

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from oscar_batch.clients import manifest
+from oscar_batch.controller.batch_storage import storage_waiting
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.resolver import storage_waiting
 from oscar_batch.core.spec import parse_spec
 from stub_peer import StubPeer
 from support import wait_until_async

@@ -16,11 +16,12 @@ from typing import Any
 from oscar_batch.clients import manifest
 from oscar_batch.clients.oscar import DEFAULT_TIMEOUT, OscarClient, OscarError
 from oscar_batch.controller.active_batches import ActiveBatches
+from oscar_batch.controller.batch_storage import s3_errors
 from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
 from oscar_batch.controller.events import EventSink
 from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.controller.resolver import Resolver, Waiting, storage_waiting
+from oscar_batch.controller.resolver import Resolver, Waiting
 from oscar_batch.core import status
 from oscar_batch.core.cadence import Timing
 from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
@@ -147,15 +148,14 @@ def _remove_manifest(resolver: Resolver, spec: BatchSpec, uid: str) -> tuple[boo
     anybody else's object stays."""
     where = spec.uri(spec.manifest_key)
     try:
-        s3 = resolver.s3_client(spec)
-        owner = manifest.owner(s3, spec, spec.manifest_key)
-        if owner is None or owner.uid != uid:
-            return False, None
-        if (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
-            manifest.remove(s3, spec, spec.unlisted_key)
-        manifest.remove(s3, spec, spec.manifest_key)
-        return True, None
-    except Waiting as waiting:
+        with s3_errors(spec):
+            s3 = resolver.s3_client(spec)
+            owner = manifest.owner(s3, spec, spec.manifest_key)
+            if owner is None or owner.uid != uid:
+                return False, None
+            if (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
+                manifest.remove(s3, spec, spec.unlisted_key)
+            manifest.remove(s3, spec, spec.manifest_key)
+            return True, None
+    except Waiting as waiting:   # S3 down or refusing: say so and let the deletion go on
         return False, f"the manifest {where}: {waiting.message}"
-    except Exception as error:  # noqa: BLE001 - S3 down or refusing: say so and let the deletion go on
-        return False, f"the manifest {where}: {storage_waiting(error, spec).message}"

@@ -1,5 +1,6 @@
 """kopf wiring: settings, the start and stop of the Jobs watch, one async daemon per unfinished OscarBatchJob and
-the cancellation on delete. Thin on purpose; what they share is in `memo` (see `cli.run`), not in globals.
+the cancellation on delete. Thin on purpose; what they share is in an `OperatorMemo` (see `cli.run`), not in
+globals.
 
 The operator writes nothing under `kopf.zalando.org`: its finalizer and any handler progress use the
 project's own names, and progress lives in `status.kopf`.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import pathlib
 import socket
@@ -36,22 +38,43 @@ EVENTS_DRAIN_SECONDS = 5.0   # at exit, for the Events still queued (a cancellat
 PEERING_API = "kopf.dev/v1"   # the group and version of crds/peering.yaml (kopf also knows zalando.org/v1)
 
 
+@dataclasses.dataclass(kw_only=True)
+class OperatorMemo:
+    """Everything the handlers share, given to `kopf.run(memo=…)`. kopf hands each object's handlers a shallow
+    copy of it (`copy.copy`, made when the object is first seen): the objects below stay shared by all, while a
+    field assigned in a handler (`cancelled`) belongs to that one object."""
+    timing: Timing
+    namespaces: list[str]             # those watched, none for all
+    kubeconfig: pathlib.Path | None   # the file given, None to find credentials as `cluster.kube_config` does
+    peering: str | None               # the kopf peering object when replicas share the work, None standalone
+    peering_lifetime: int
+    endpoints: EndpointPolicy         # what batches may name
+    metrics: Metrics
+    kube: cluster.Kube
+    jobs: JobStore
+    batches: ActiveBatches
+    secrets: KnownSecrets
+    events: EventPoster
+    peer_calls: PeerCalls
+    cluster_view: ClusterView
+    job_watches: list[JobWatch]
+    event_posting: asyncio.Task[None] | None = None   # the EventPoster's task, from start-up to clean-up
+    cancelled: bool = False   # this object's copy only: its cancellation ran
+
+
 def memo(timing: Timing, namespaces: list[str], metrics: Metrics, endpoints: EndpointPolicy, *,
-         kubeconfig: pathlib.Path | None = None, peering: str | None = None, peering_lifetime: int = 60) -> kopf.Memo:
-    """Everything the handlers share, for `kopf.run(memo=…)`; `namespaces`: those watched, none for all;
-    `endpoints`: what batches may name; `kubeconfig`: the file given, None to find credentials as
-    `cluster.kube_config` does; `peering`: the name of the kopf peering object when replicas share the work, None
-    when standalone."""
+         kubeconfig: pathlib.Path | None = None, peering: str | None = None,
+         peering_lifetime: int = 60) -> OperatorMemo:
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS, kubeconfig=kubeconfig)
     jobs = JobStore()
     jobs.watching(namespaces)
-    return kopf.Memo(timing=timing, kubeconfig=kubeconfig, kube=kube, jobs=jobs, batches=ActiveBatches(),
-                     metrics=metrics, secrets=KnownSecrets(),
-                     events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
-                     endpoints=endpoints, peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
-                     namespaces=list(namespaces), peering=peering, peering_lifetime=peering_lifetime,
-                     cluster_view=ClusterView(kube, max_age=timing.min_replan),
-                     job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
+    return OperatorMemo(timing=timing, namespaces=list(namespaces), kubeconfig=kubeconfig, peering=peering,
+                        peering_lifetime=peering_lifetime, endpoints=endpoints, metrics=metrics, kube=kube,
+                        jobs=jobs, batches=ActiveBatches(), secrets=KnownSecrets(),
+                        events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
+                        peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
+                        cluster_view=ClusterView(kube, max_age=timing.min_replan),
+                        job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
 
 
 def _scopes(namespaces: list[str]) -> list[str | None]:
@@ -59,7 +82,7 @@ def _scopes(namespaces: list[str]) -> list[str | None]:
 
 
 @kopf.on.login()
-async def login(memo: kopf.Memo, **_: Any) -> kopf.ConnectionInfo:
+async def login(memo: OperatorMemo, **_: Any) -> kopf.ConnectionInfo:
     """kopf's credentials from the same source as the operator's own client (`cluster.kube_config`): kopf's
     default login tries the in-cluster ServiceAccount first and would ignore the kubeconfig given. Read again at
     each login, so that kopf's re-login after a 401 picks up a rotated token; the files are read off the loop."""
@@ -79,7 +102,7 @@ def _connection_info(kubeconfig: pathlib.Path | None) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup()
-async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: OperatorMemo, **_: Any) -> None:
     settings.persistence.finalizer = FINALIZER
     settings.persistence.progress_storage = kopf.StatusProgressStorage()  # status.kopf, not annotations
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -123,11 +146,12 @@ def _ensure_peerings(kube: cluster.Kube, name: str, namespaces: list[str]) -> No
 
 
 @kopf.on.cleanup()
-async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
+async def stop_watching(memo: OperatorMemo, **_: Any) -> None:
     for watch in memo.job_watches:
         watch.stop()
     await memo.events.drain(timeout=EVENTS_DRAIN_SECONDS)
-    memo.event_posting.cancel()
+    if memo.event_posting is not None:
+        memo.event_posting.cancel()
     memo.peer_calls.shutdown()
 
 
@@ -136,7 +160,7 @@ async def stop_watching(memo: kopf.Memo, **_: Any) -> None:
 # filter stopped is still exiting, and a batch edited at that moment would then never be picked up. The
 # daemon never returns by itself either: kopf would never start it again.
 @kopf.daemon(cluster.GROUP, cluster.VERSION, cluster.PLURAL, cancellation_timeout=30)
-async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Memo, **_: Any) -> None:
+async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: OperatorMemo, **_: Any) -> None:
     meta = body["metadata"]
     # Secrets are read in the batch's own namespace only.
     resolver = Resolver(memo.kube, meta["namespace"], memo.endpoints, known=memo.secrets, uid=meta["uid"])
@@ -146,9 +170,9 @@ async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: kopf.Mem
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)
-async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def cancel_batch(body: kopf.Body, memo: OperatorMemo, **_: Any) -> None:
     uid = body["metadata"]["uid"]
-    if memo.get("cancelled"):
+    if memo.cancelled:
         # kopf calls a deletion handler again when the daemon took longer to exit than it waited; once is enough.
         return
     # Its Secrets may be gone already (its namespace is being deleted): what the batch last read from them will do.
@@ -157,5 +181,5 @@ async def cancel_batch(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     await cancel.cancel(body=body, jobs=memo.jobs, emit=memo.events.emitter(body), batches=memo.batches,
                         timing=memo.timing, resolver=resolver, peer_calls=memo.peer_calls)
     memo.jobs.forget_batch(uid)
-    memo["cancelled"] = True
+    memo.cancelled = True
     memo.secrets.forget(uid)

@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 import minio
 
 from oscar_batch.clients import cluster, manifest
-from oscar_batch.clients.errors import connection_problem
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.core import credentials, planner
@@ -177,13 +176,3 @@ class Resolver:
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
         return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=PEER_SHARE)
-
-
-def storage_waiting(error: Exception, spec: BatchSpec, doing: str = "") -> Waiting:
-    """The condition for a failed S3 call: S3's own answer when it gave one, else why it could not be reached."""
-    if isinstance(error, manifest.StorageError):
-        if "NoSuchBucket" in str(error):
-            return Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
-        return Waiting("StorageUnavailable", f"{doing}{error} (S3 at {spec.s3_endpoint})")
-    return Waiting("StorageUnavailable",
-                   f"{doing}cannot reach S3 at {spec.s3_endpoint} ({connection_problem(error)})")
