@@ -5,7 +5,7 @@ import json
 import pathlib
 import re
 
-from oscar_batch_sandbox.kube import sees
+from oscar_batch_sandbox.kmock_extension import sees
 from support import kubectl, table_rows, wait_until
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -50,6 +50,14 @@ def test_get_nodes_lists_the_simulated_nodes(kubeconfig):
     nodes = json.loads(kubectl(kubeconfig, "get", "--raw", "/api/v1/nodes").stdout)
     assert nodes["kind"] == "NodeList" and nodes["apiVersion"] == "v1"
     assert {n["metadata"]["name"] for n in nodes["items"]} >= {"worker-1", "control-plane"}
+
+
+def test_namespaces_are_served_as_a_cluster_wide_resource(kubeconfig):
+    """`/api/v1/namespaces[/NAME]` names the namespaces resource (kmock alone reads it as a namespace prefix)."""
+    assert {"namespace/default", "namespace/oscar"} <= set(kubectl(kubeconfig, "get", "namespaces", "-o", "name")
+                                                           .stdout.split())
+    namespace = json.loads(kubectl(kubeconfig, "get", "namespace", "oscar", "-o", "json").stdout)
+    assert namespace["kind"] == "Namespace" and namespace["metadata"]["name"] == "oscar"
 
 
 def test_other_tenants_pods_are_there_with_their_requests(kubeconfig):
@@ -132,6 +140,7 @@ def test_the_emulator_matches_each_request_to_the_reactions_kmock_would(sandbox,
     kubectl(kubeconfig, "delete", "obatch", "matching")
 
     async def compare() -> tuple[int, list[tuple[str, str, bool]]]:
+        # kmock's own answer, from its internals as `kmock_extension` reads them (it has no public ones).
         kube = sandbox.sandbox.kube
         requests = list(kube._requests)
         disagreements = [(f"{request.method} {request.url}", repr(payload._source), sees(payload._source, request))

@@ -5,7 +5,8 @@ resourceVersion, generation, creationTimestamp), keeps `status` apart when a res
 subresource, serves CRDs it is given, names the kind of a list, filters lists and watches by selector, ends a
 watch after its `timeoutSeconds` and answers `kubectl get` with a Table. Those are added here, with two lookups
 made to cost the same however long the sandbox runs (an object by its key, a request's reaction by its filters);
-everything else is kmock's.
+everything else is kmock's. It uses kmock's public API and overrides the methods kmock's emulator serves through
+(`_handle`, `_serve_*`); what kmock has no public API for is in `kmock_extension`.
 
 The sandbox's own controllers (OSCAR simulator, job runner) change objects in-process through
 `create`/`patch`/`delete`, which emit the same watch events as HTTP requests do.
@@ -27,8 +28,9 @@ import aiohttp.web
 import attrs
 import jsonpatch
 import kmock
-from kmock._internal import apps, dsl, enums, parsing, rendering
 from typing_extensions import override
+
+from oscar_batch_sandbox import kmock_extension
 
 CRD_RESOURCE = kmock.resource("apiextensions.k8s.io", "v1", "customresourcedefinitions")
 PODS_RESOURCE = kmock.resource("", "v1", "pods")
@@ -43,20 +45,6 @@ TABLE_ACCEPT = "as=Table"
 GENERATED_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
-def _parse_path(path: str) -> parsing.ParsedPath:
-    """kmock reads `/api/v1/namespaces[/NAME[/status]]` as a namespace prefix: read it as the namespaces resource."""
-    parts = path.strip("/").split("/")
-    if parts[:3] == ["api", "v1", "namespaces"] and (len(parts) <= 4 or parts[4] in ("status", "finalize")):
-        return parsing.ParsedPath("", "v1", "namespaces", None,
-                                  parts[3] if len(parts) > 3 else None, parts[4] if len(parts) > 4 else None)
-    return _kmock_parse_path(path)
-
-
-_kmock_parse_path = parsing.parse_path
-_kmock_get_obj = kmock.KubernetesEmulator._KubernetesEmulator__get_obj  # type: ignore[attr-defined]
-parsing.parse_path = _parse_path
-
-
 def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -67,52 +55,8 @@ def as_resource(resource: str | kmock.resource) -> kmock.resource:
     return resource if isinstance(resource, kmock.resource) else kmock.resource(resource)
 
 
-def sees(view: dsl.View, request: rendering.Request) -> bool:
-    """Whether `request` is among the requests `view` lets through: `request in view`, without listing them.
-
-    kmock finds a request's reaction by listing, for each reaction in turn, every recorded request its view
-    lets through and looking for this one among them: reactions × recorded requests criteria checks per
-    request, a sixth of the sandbox's time under load. The emulator's reactions see the root through filters
-    and priorities, for which applying the filters to this one request gives the same answer; other views
-    (groups, slices, exclusions) are asked as kmock asks them."""
-    while True:
-        if isinstance(view, dsl.Filter):
-            if not view.criteria(request):
-                return False
-        elif type(view) is not dsl.Priority:
-            break
-        view = view._source
-    if isinstance(view, dsl.Root):
-        return any(recorded is request for recorded in reversed(view._requests))
-    return request in view
-
-
-class _MatchesOneRequest(apps.RawHandler):
-    """`RawHandler._handle` with `sees` for its `request in payload._source`: the class sits between kmock's
-    emulator and its request handler, whose reaction loop the emulator calls last."""
-    __slots__ = ()
-
-    @override
-    async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
-        # As kmock orders them: by priority, highest first, shorter priorities padded with zeros; ties as added.
-        width = max((len(payload.priorities) for payload in self._payloads), default=0)
-
-        def rank(payload: dsl.Reaction) -> tuple[float, ...]:
-            return tuple(-p for p in payload.priorities) + (0,) * (width - len(payload.priorities))
-
-        for payload in sorted(self._payloads, key=rank):
-            if sees(payload._source, request) and not payload._disabled.is_set():
-                try:
-                    return await payload(request)
-                except rendering.ReactionMismatchError:
-                    payload._disabled.set()
-                except NotImplementedError:
-                    pass
-        raise NotImplementedError("no reaction matches the request")
-
-
 @attrs.define(kw_only=True)
-class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
+class SandboxKubernetes(kmock.KubernetesEmulator, kmock_extension.ConstantTimeReactions):
     _revisions: Iterable[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _printer_columns: dict[kmock.resource, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _schemas: dict[kmock.resource, dict[str, Any]] = attrs.field(factory=dict, init=False)
@@ -151,38 +95,38 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         key = (resource, namespace, obj["metadata"]["name"])
         if resource == CRD_RESOURCE:
             self.register_crd(obj)
-        async with self._lock:
+        async with kmock_extension.write_lock(self):
             if key in self.objects and not self.objects[key].deleted:
                 raise kmock.KubernetesError(409, "AlreadyExists", f"{resource.plural} {key[2]!r} already exists")
             if key in self.objects:
                 self.objects[key].create(obj)
             else:
                 self.objects[key] = obj
-            await self._buses[resource].put({"type": "ADDED", "object": self.objects[key].raw})
+            await kmock_extension.event_bus(self, resource).put({"type": "ADDED", "object": self.objects[key].raw})
         self._notify_change()
 
     async def patch(self, resource: str | kmock.resource, namespace: str | None, name: str,
                     patch: Mapping[str, Any]) -> None:
         resource = as_resource(resource)
         key = (resource, namespace, name)
-        async with self._lock:
+        async with kmock_extension.write_lock(self):
             if key not in self.objects or self.objects[key].deleted:
                 raise kmock.KubernetesObjectNotFoundError()
             patch = dict(patch)
             patch["metadata"] = dict(patch.get("metadata") or {}, resourceVersion=self._next_revision())
             self.objects[key].patch(patch)
-            await self._buses[resource].put({"type": "MODIFIED", "object": self.objects[key].raw})
+            await kmock_extension.event_bus(self, resource).put({"type": "MODIFIED", "object": self.objects[key].raw})
         self._notify_change()
 
     async def delete(self, resource: str | kmock.resource, namespace: str | None, name: str) -> None:
         resource = as_resource(resource)
         key = (resource, namespace, name)
-        async with self._lock:
+        async with kmock_extension.write_lock(self):
             if key not in self.objects or self.objects[key].deleted:
                 return
             raw = self.objects[key].raw
             self.objects[key].delete()
-            await self._buses[resource].put({"type": "DELETED", "object": raw})
+            await kmock_extension.event_bus(self, resource).put({"type": "DELETED", "object": raw})
         self._notify_change()
 
     async def evict(self, namespace: str, name: str) -> None:
@@ -268,15 +212,13 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         """Drop recorded requests and past object versions: kmock keeps them for assertions, a long run must not.
         The last few requests stay: one may be between being recorded and being matched. Each reaction keeps
         the requests it served as well."""
-        del self._requests[:max(len(self._requests) - keep_requests, 0)]
-        for payload in self._payloads:
-            del payload._requests[:]
+        kmock_extension.forget_requests(self, keep_requests)
         for obj in self.objects.values():
             if len(obj.history) > 1:
                 del obj.history[:-1]
 
     @override
-    async def _handle(self, request: rendering.Request):
+    async def _handle(self, request: kmock.Request):
         if request.resource in self.forbidden:
             raise kmock.KubernetesError(403, "Forbidden", f"{request.resource.plural} is forbidden: the sandbox "
                                                           f"denies {request.resource.plural} to every client")
@@ -288,16 +230,16 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         if request.resource == PODS_RESOURCE and request.subresource == "eviction" and request.name:
             return await self._serve_eviction(request)
         if request.resource is not None and isinstance(request.data, dict):
-            if request.resource in self._schemas and request.action in (enums.action.CREATE, enums.action.UPDATE):
+            if request.resource in self._schemas and request.action in (kmock.action.CREATE, kmock.action.UPDATE):
                 kept = prune_object(self._schemas[request.resource], request.data)
                 request.data.clear()
                 request.data.update(kept)
-            if request.action == enums.action.CREATE:
+            if request.action == kmock.action.CREATE:
                 namespace = request.namespace or request.data.get("metadata", {}).get("namespace")
                 self._stamp_created(request.resource, namespace, request.data)
                 if request.resource == CRD_RESOURCE:
                     self.register_crd(request.data)
-            elif request.action == enums.action.UPDATE and request.name is not None:
+            elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._stamp_updated(request)
         try:
             return await super()._handle(request)
@@ -306,10 +248,10 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
             raise kmock.KubernetesError(422, "Invalid", f"the server rejected our request due to an error in our "
                                                         f"request: {error}") from None
         finally:
-            if request.action in (enums.action.CREATE, enums.action.UPDATE, enums.action.DELETE):
+            if request.action in (kmock.action.CREATE, kmock.action.UPDATE, kmock.action.DELETE):
                 self._notify_change()
 
-    async def _serve_eviction(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+    async def _serve_eviction(self, request: kmock.Request) -> aiohttp.web.StreamResponse:
         """POST an `policy/v1` Eviction for a Pod: 201 with a Status of Success, as the API server answers."""
         if request.method != kmock.method.POST:
             raise kmock.KubernetesError(405, "MethodNotAllowed", "the server does not allow this method on the "
@@ -340,7 +282,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
             obj.setdefault("kind", info.kind)
             obj.setdefault("apiVersion", f"{resource.group}/{resource.version}".lstrip("/"))
 
-    def _stamp_updated(self, request: rendering.Request) -> None:
+    def _stamp_updated(self, request: kmock.Request) -> None:
         """Keep status and the rest apart, as a real API server does for resources with /status."""
         patch = request.data
         resource = request.resource
@@ -363,21 +305,19 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
             if current is not None and _merged(current.get("spec", {}), patch["spec"]) != current.get("spec", {}):
                 metadata["generation"] = current["metadata"].get("generation", 1) + 1
 
-    def _KubernetesEmulator__get_obj(self, request: rendering.Request, strict: bool) -> Any:
-        """The one object a request names. kmock scans every object it ever held for that (deleted ones
+    def _stored(self, resource: kmock.resource | None, namespace: str | None, name: str | None) -> kmock.Object:
+        """The one object a request names, by its key. kmock scans every object it ever held for it (deleted ones
         included), which made each status patch cost as much as the Jobs of every batch that ran before."""
-        if not strict or request.resource is None or request.name is None:
-            return _kmock_get_obj(self, request, strict)
-        key = (request.resource, request.namespace, request.name)
+        key = (resource, namespace, name)
         if key not in self.objects:   # an ObjectsArray, which has no get()
-            return None
+            raise kmock.KubernetesObjectNotFoundError()
         return self.objects[key]
 
     def _next_revision(self) -> str:
         return str(next(self._revisions))
 
     @override
-    async def _serve_version(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_version(self, request: kmock.Request) -> kmock.Payload:
         discovery = await super()._serve_version(request)
         discovery["groupVersion"] = discovery["groupVersion"].lstrip("/")  # the core group is "v1", not "/v1"
         for entry in discovery["resources"]:
@@ -386,7 +326,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         return discovery
 
     @override
-    async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
+    async def _serve_list(self, request: kmock.Request) -> kmock.Payload:
         listing = await super()._serve_list(request)
         items = listing["items"]
         selector = request.params.get("labelSelector")
@@ -407,7 +347,7 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         }
 
     @override
-    async def _serve_watch(self, request: rendering.Request) -> AsyncIterator[rendering.Payload]:
+    async def _serve_watch(self, request: kmock.Request) -> AsyncIterator[kmock.Payload]:
         """A real API server's watch: the objects changed since the `resourceVersion` asked for, then every change,
         both through the selectors, until `timeoutSeconds`. kmock's replays every object and joins its event bus
         only after streaming them, so a change made meanwhile was never sent; here the bus is joined under the
@@ -420,18 +360,17 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
         timeout = request.params.get("timeoutSeconds")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + float(timeout) if timeout else None
-        check = self._KubernetesEmulator__check  # type: ignore[attr-defined]
 
         def wanted(obj: dict[str, Any]) -> bool:
             return (matches_labels(obj.get("metadata", {}).get("labels") or {}, requirements)
                     and (not fields or matches_fields(obj, fields)))
 
-        bus = self._buses[request.resource]
-        async with self._lock:
+        bus = kmock_extension.event_bus(self, request.resource)
+        async with kmock_extension.write_lock(self):
             marker = await bus.mark()
             changed = [{"type": "ADDED", "object": copy.deepcopy(obj.raw)}
                        for (resource, namespace, name), obj in self.objects.items()
-                       if not obj.deleted and check(request, resource, namespace, name, strict=False)
+                       if not obj.deleted and _in_scope(request, resource, namespace, name)
                        and _revision(obj.raw.get("metadata", {}).get("resourceVersion")) > since]
         try:
             for event in changed:
@@ -447,18 +386,36 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
                 except TimeoutError:
                     return
                 metadata = event.get("object", {}).get("metadata", {})
-                if check(request, request.resource, metadata.get("namespace"), metadata.get("name"), strict=False) \
+                if _in_scope(request, request.resource, metadata.get("namespace"), metadata.get("name")) \
                         and wanted(event["object"]):
                     yield event
         finally:
             await bus.unmark(marker)
 
     @override
-    async def _serve_fetch(self, request: rendering.Request) -> rendering.Payload:
-        obj = await super()._serve_fetch(request)
+    async def _serve_fetch(self, request: kmock.Request) -> kmock.Payload:
+        obj = self._stored(request.resource, request.namespace, request.name)
+        if obj.deleted:
+            raise kmock.KubernetesObjectNotFoundError()
         if TABLE_ACCEPT in request.headers.get("Accept", ""):
-            return self._table(request.resource, [obj])
-        return obj
+            return self._table(request.resource, [obj.raw])
+        return obj.raw
+
+    @override
+    async def _serve_create(self, request: kmock.Request) -> kmock.Payload:
+        # Stored by kmock's `_handle` under the namespace and name of the body when the path has none.
+        metadata = request.data.get("metadata", {})
+        return self._stored(request.resource, request.namespace or metadata.get("namespace"),
+                            request.name or metadata.get("name")).raw
+
+    @override
+    async def _serve_update(self, request: kmock.Request) -> kmock.Payload:
+        # The state the object was left in, even when the update released it (its last finalizer removed).
+        return self._stored(request.resource, request.namespace, request.name).last.raw
+
+    @override
+    async def _serve_delete(self, request: kmock.Request) -> kmock.Payload:
+        return self._stored(request.resource, request.namespace, request.name).last.raw
 
     def _table(self, resource: kmock.resource, objs: list[dict[str, Any]]) -> dict[str, Any]:
         columns, cells = table_columns(resource, self._printer_columns.get(resource))
@@ -478,6 +435,13 @@ class SandboxKubernetes(kmock.KubernetesEmulator, _MatchesOneRequest):
                 for obj in objs
             ],
         }
+
+
+def _in_scope(request: kmock.Request, resource: kmock.resource, namespace: str | None, name: str | None) -> bool:
+    """Whether a list or watch request covers an object: its resource, in its namespace unless the request is
+    cluster-wide, by its name if the request names one."""
+    return (resource == request.resource and (request.namespace is None or namespace == request.namespace)
+            and (request.name is None or name == request.name))
 
 
 def _revision(version: str | None) -> int:
