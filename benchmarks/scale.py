@@ -62,7 +62,7 @@ import oscar_batch_sandbox
 from benchmarks.report import DOCS, ROOT, machine, replace_section, revision
 from oscar_batch.clients.manifest import BATCH_META, ITEMS_META, UID_META
 from oscar_batch.core import invocation, items
-from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox import SandboxThread, kmock_extension
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, control_plane
 from oscar_batch_sandbox.handoff import OPERATOR_ARGS, batch_manifests
 from oscar_batch_sandbox.kube import now_iso
@@ -130,11 +130,11 @@ class JobDriver:
 
     async def run(self) -> None:
         # The emulator's watch bus: the very events the operator's Job watch streams, seen in-process.
-        watching = asyncio.create_task(self._watch(self._kube._buses[kmock.resource(JOBS)]))
+        watching = asyncio.create_task(self._watch(kmock_extension.event_bus(self._kube, kmock.resource(JOBS))))
         try:
             while True:
                 await self._advance(time.monotonic())
-                del self._kube._requests[:-REQUEST_LOG_KEEP]
+                kmock_extension.forget_requests(self._kube, keep=REQUEST_LOG_KEEP)
                 await asyncio.sleep(DRIVER_STEP_SECONDS)
         finally:
             watching.cancel()
