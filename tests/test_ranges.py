@@ -51,7 +51,7 @@ class Cluster:
         return work
 
     def end_oldest(self):
-        (start, end), attempt = min(self.book.running().items())
+        (start, end), attempt = min(self.book.in_flight.attempts().items())
         key = (start, end)
         if (start, end, attempt) in self.disrupted:
             return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=F,
@@ -69,7 +69,7 @@ class Cluster:
                 return
             self.dispatch()
             assert_consistent(self.book)
-            if self.book.running():
+            if self.book.in_flight.attempts():
                 self.end_oldest()
         raise AssertionError("the batch did not end")
 
@@ -186,8 +186,8 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
     for _ in range(rng.randint(5, 60)):
         for work in cluster.dispatch():
             jobs[(work.start, work.end, work.attempt)] = R
-        if book.running():
-            (start, end), attempt = min(book.running().items())
+        if book.in_flight.attempts():
+            (start, end), attempt = min(book.in_flight.attempts().items())
             cluster.end_oldest()
             jobs[(start, end, attempt)] = S if book.succeeded.covers(start, end) else F
     # status may be behind: what it holds is what the book held at some earlier patch; here: all of it,
@@ -241,15 +241,15 @@ def test_an_accepted_invocation_is_overdue_until_its_job_shows_and_lost_ones_run
     first, second = book.next_to_dispatch(2)
     book.invoked(first, job="a1", started="t", now=10.0)
     book.invoked(second, job="b1", started="t", now=20.0)
-    assert book.accepted_at(first.key) == 10.0 and book.accepted_at((9, 10)) is None
+    assert book.in_flight.accepted_at(first.key) == 10.0 and book.in_flight.accepted_at((9, 10)) is None
     assert book.unseen_since(15.0) == [(first, "a1")]
-    book.still_unseen(first, 30.0)                         # OSCAR still knows it: its Job gets more time
+    book.in_flight.still_unseen(first.key, 30.0)                         # OSCAR still knows it: its Job gets more time
     assert book.unseen_since(25.0) == [(second, "b1")]
     book.observe(Observation(start=3, end=5, attempt=1, outcome=R, job="b1"))
-    assert book.unseen_since(99.0) == [(first, "a1")] and book.accepted_at(second.key) == 20.0
+    assert book.unseen_since(99.0) == [(first, "a1")] and book.in_flight.accepted_at(second.key) == 20.0
     book.lost_invocation(second)                           # its Job showed: not lost
     book.lost_invocation(first)
-    assert book.running() == {second.key: 1} and book.accepted_at(first.key) is None
+    assert book.in_flight.attempts() == {second.key: 1} and book.in_flight.accepted_at(first.key) is None
     assert book.next_to_dispatch(9) == [Work(1, 3, 2)]
     assert book.counts().retried == 0 and book.counts().invocations == 2
 

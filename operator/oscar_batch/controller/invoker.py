@@ -107,7 +107,7 @@ class Invoker:
                                          redrive_round=book.redrive_round,
                                          failure_reason="Failed (from OSCAR's job listing)"))
             else:
-                book.still_unseen(work, now)
+                book.in_flight.still_unseen(work.key, now)
 
     async def clean_up(self, state: BatchState, backoff: Backoff, seconds: float | None = None) -> int:
         """Delete through OSCAR the Jobs status records (unless spec.keepJobs), CONCURRENT_CALLS at a time, for

@@ -34,7 +34,7 @@ class JobOutcomes:
         for job in jobs:
             identity = job.identity
             key = (identity.start, identity.end)
-            accepted = book.accepted_at(key)   # read before the end is folded in: the range then stops
+            accepted = book.in_flight.accepted_at(key)   # read before the end is folded in: the range then stops
             if job.ready and accepted is not None:
                 self._ready_at.setdefault(key, self.clock.monotonic())
             failure = invocation.Failure(False, "")

@@ -21,7 +21,8 @@ from oscar_batch.core import failure_policy
 from oscar_batch.core.chunking import CarveLog
 from oscar_batch.core.dispatch_queue import DispatchQueue
 from oscar_batch.core.failure_policy import Breaker, Ending, History, Kind, Next
-from oscar_batch.core.items import Lines, Span, overlap
+from oscar_batch.core.in_flight import InFlightRanges
+from oscar_batch.core.items import Lines, Span
 from oscar_batch.core.job_cleanup import JobsToClean
 
 
@@ -70,21 +71,6 @@ class Observation:
     @property
     def key(self) -> Span:
         return self.start, self.end
-
-
-@dataclasses.dataclass(slots=True)
-class InFlight:
-    """A running attempt of a range."""
-    attempt: int
-    accepted_at: float | None = None    # when OSCAR accepted it, if this run invoked it
-    job_seen: bool = True               # its Job has shown (to the watch, or OSCAR's listing)
-    rechecked_at: float | None = None   # when OSCAR last said it knows the invocation whose Job has not shown
-
-    def unseen_since(self) -> float | None:
-        """Since when its Job is overdue, counting from acceptance or OSCAR's last word; None once it showed."""
-        if self.job_seen or self.accepted_at is None:
-            return None
-        return self.rechecked_at if self.rechecked_at is not None else self.accepted_at
 
 
 @dataclasses.dataclass(slots=True)   # one per failed line: a million inputs may have hundreds of thousands
@@ -153,9 +139,7 @@ class RangeBook:
         self.succeeded = Lines()
         self.failed = Lines()
         self.failed_items: dict[int, FailedItem] = {}
-        self._in_flight: dict[Span, InFlight] = {}
-        self._running_lines = Lines()
-        self._running_sum = 0                     # lines of the running ranges counted one by one
+        self.in_flight = InFlightRanges()
         self._queue = DispatchQueue()
         self._attempts: dict[Span, int] = {}      # range -> newest attempt invoked or seen
         self._histories: dict[Span, History] = {}  # range -> what this redrive round did to it
@@ -198,15 +182,15 @@ class RangeBook:
         key = observation.key
         newest = self._note(key, observation)
         if observation.outcome == Outcome.RUNNING:
-            if newest and key not in self._in_flight and not self._settled(key):
-                self._run(key, observation.attempt)
+            if newest and key not in self.in_flight and not self._settled(key):
+                self.in_flight.start(key, observation.attempt)
             return None
         return self._end(key, observation, newest=newest)
 
     def _end(self, key: Span, observation: Observation, *, newest: bool) -> Change | None:
-        in_flight = self._in_flight.get(key)
+        in_flight = self.in_flight.get(key)
         if in_flight is not None and (in_flight.attempt == observation.attempt or newest):
-            self._stop(key)
+            self.in_flight.stop(key)
         record = self.records[key]
         record.finished = observation.finished or record.finished
         first_end = observation.attempt > record.finished_attempt
@@ -228,9 +212,7 @@ class RangeBook:
         if observation.attempt > self._attempts.get(key, 0):
             self._attempts[key] = observation.attempt
             self._queue.remove(key)
-        in_flight = self._in_flight.get(key)
-        if in_flight is not None and in_flight.attempt == observation.attempt:
-            in_flight.job_seen = True
+        self.in_flight.seen(key, observation.attempt)
         return newest
 
     def _succeed(self, key: Span) -> Change | None:
@@ -255,7 +237,7 @@ class RangeBook:
         ending = Ending(kind=Kind.DISRUPTED if observation.disruption else Kind.FAILED, attempt=observation.attempt,
                         width=key[1] - key[0], reason=observation.failure_reason, job=observation.job or "",
                         this_round=observation.redrive_round in (None, self.redrive_round), first_end=first_end,
-                        superseded=not newest or key in self._in_flight)
+                        superseded=not newest or key in self.in_flight)
         return self._follow_policy(key, ending)
 
     def _follow_policy(self, key: Span, ending: Ending) -> Change | None:
@@ -319,37 +301,25 @@ class RangeBook:
             return
         self._attempts[key] = work.attempt
         self._queue.remove(key)
-        self._run(key, work.attempt, accepted_at=now)
+        self.in_flight.start(key, work.attempt, accepted_at=now)
         self._tally.invocations += 1
         record = self.records.setdefault(key, RangeRecord())
         if job not in record.jobs:
             record.jobs.append(job)
         record.started = record.started or started
 
-    def accepted_at(self, key: Span) -> float | None:
-        """When OSCAR accepted the running attempt of this range, if this run invoked it."""
-        in_flight = self._in_flight.get(key)
-        return in_flight.accepted_at if in_flight is not None else None
-
     def unseen_since(self, deadline: float) -> list[tuple[Work, str]]:
         """The invocations OSCAR accepted before `deadline` whose Job never showed, with the Job's name."""
-        return [(Work(key[0], key[1], in_flight.attempt), self.records[key].jobs[-1])
-                for key, in_flight in self._in_flight.items()
-                if (since := in_flight.unseen_since()) is not None and since <= deadline]
-
-    def still_unseen(self, work: Work, now: float) -> None:
-        """OSCAR still knows the invocation: give its Job more time to reach us."""
-        in_flight = self._in_flight.get(work.key)
-        if in_flight is not None and in_flight.unseen_since() is not None:
-            in_flight.rechecked_at = now
+        return [(Work(key[0], key[1], attempt), self.records[key].jobs[-1])
+                for key, attempt in self.in_flight.overdue(deadline)]
 
     def lost_invocation(self, work: Work) -> None:
         """OSCAR accepted the attempt but has no Job for it (delegated, or lost): the policy says what runs."""
         key = work.key
-        in_flight = self._in_flight.get(key)
+        in_flight = self.in_flight.get(key)
         if in_flight is None or in_flight.attempt != work.attempt or in_flight.unseen_since() is None:
             return
-        self._stop(key)
+        self.in_flight.stop(key)
         self._follow_policy(key, Ending(kind=Kind.LOST, attempt=work.attempt, width=key[1] - key[0]))
 
     def redrive(self, redrive_round: int) -> int:
@@ -370,18 +340,15 @@ class RangeBook:
     # ---- reading ----------------------------------------------------------------------------------
 
     def counts(self) -> Counts:
-        running = len(self._running_lines)
+        running = len(self.in_flight.lines)
         succeeded, failed = len(self.succeeded), len(self.failed)
         return Counts(total=self.items, pending=max(self.items - running - succeeded - failed, 0), running=running,
                       succeeded=succeeded, failed=failed, invocations=self._tally.invocations,
-                      in_flight=len(self._in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted)
-
-    def running(self) -> dict[Span, int]:
-        return {key: in_flight.attempt for key, in_flight in self._in_flight.items()}
+                      in_flight=len(self.in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted)
 
     def done(self) -> bool:
         """Nothing runs, and nothing more will: every line settled, or dispatch stopped."""
-        if self._in_flight:
+        if len(self.in_flight):
             return False
         return bool(self.broken) or len(self.succeeded) + len(self.failed) >= self.items
 
@@ -394,26 +361,10 @@ class RangeBook:
     def _settled(self, key: Span) -> bool:
         return self.succeeded.first_missing(*key, self.failed) is None
 
-    def _run(self, key: Span, attempt: int, *, accepted_at: float | None = None) -> None:
-        if key not in self._in_flight:
-            self._running_sum += key[1] - key[0]
-        self._in_flight[key] = InFlight(attempt, accepted_at=accepted_at, job_seen=accepted_at is None)
-        self._running_lines.add(*key)
-
-    def _stop(self, key: Span) -> None:
-        overlapping = len(self._running_lines) != self._running_sum
-        if self._in_flight.pop(key, None) is not None:
-            self._running_sum -= key[1] - key[0]
-        self._running_lines.remove(*key)
-        if overlapping:   # ranges overlapping after a restart: keep the lines still running
-            for other in self._in_flight:
-                if overlap(other, key):
-                    self._running_lines.add(*other)
-
     def _accounted(self, start: int, end: int) -> bool:
         """Some line of [start, end) settled, running or queued."""
         return any(lines.overlaps(start, end)
-                   for lines in (self.succeeded, self.failed, self._running_lines, self._queue.lines))
+                   for lines in (self.succeeded, self.failed, self.in_flight.lines, self._queue.lines))
 
     def _unaccounted(self, limit: int, taken: set[Span]) -> list[Work]:
         """Carved ranges (or halving-tree nodes of them) none of whose lines is settled, running or queued."""
@@ -436,7 +387,7 @@ class RangeBook:
         if not self._accounted(start, end):
             yield start, end
             return
-        if end - start == 1 or self.succeeded.first_missing(start, end, self.failed, self._running_lines,
+        if end - start == 1 or self.succeeded.first_missing(start, end, self.failed, self.in_flight.lines,
                                                              self._queue.lines) is None:
             return
         middle = (start + end) // 2
