@@ -27,6 +27,10 @@ FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCh
 def from_schema(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
     """Values the API server's structural validation accepts for `schema` (unknown fields it would prune are
     never generated)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields") and "type" not in schema:
+        leaves = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=40))
+        return st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
+                            | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
     kind = schema["type"]
     if kind == "object":
         properties, required = schema.get("properties", {}), set(schema.get("required", ()))

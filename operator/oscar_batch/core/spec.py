@@ -7,6 +7,7 @@ that cannot change once a batch has started, for API servers that do not run the
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import fnmatch
 import re
 import urllib.parse
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from oscar_batch.core import keys
+from oscar_batch.core.outputs import MAX_TEMPLATES, OutputsSpec, sample_outputs, template_problem
 from oscar_batch.core.redaction import redact
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -38,6 +40,8 @@ MAX_KEY_LENGTH = 1024  # S3 object keys
 MAX_SECRET_NAME_LENGTH = 253  # a DNS subdomain
 MAX_URL_LENGTH = 2048
 MAX_PATTERNS = 64
+# Input names the outputs' placement is checked with (relative to storage.prefix).
+OUTPUT_CHECK_SAMPLES = ("frame.jpg", "frame.png", "frame", "day/frame.jpg", "frame.tar.gz")
 
 
 class SpecError(ValueError):
@@ -68,6 +72,7 @@ class BatchSpec:
     redrive: int
     keep_manifest: bool
     keep_jobs: bool
+    outputs: OutputsSpec | None = None   # declared outputs: inputs with theirs are done
 
     def uri(self, key: str) -> str:
         """`s3://bucket/key` of an object of this batch's bucket, for messages and status."""
@@ -77,6 +82,20 @@ class BatchSpec:
     def unlisted_key(self) -> str:
         """The object naming every input left out of the manifest (`keys.unlistable`), written only if any is."""
         return self.manifest_key + UNLISTED_SUFFIX
+
+    def outputs_problem(self, outputs_prefix: str) -> str | None:
+        """Why the declared outputs cannot go under `outputs_prefix`: outputs the input filters would take for
+        inputs would be processed by the next run. None when they can."""
+        if self.outputs is None or self.outputs.bucket != self.bucket:
+            return None
+        for sample in OUTPUT_CHECK_SAMPLES:
+            for output in sample_outputs(self.outputs, sample):
+                key = outputs_prefix + output
+                if key.startswith(self.prefix) and self.is_input(key):
+                    return (f"spec.outputs would write {self.uri(key)} (for an input {sample!r}), which the input "
+                            f"prefix {self.prefix!r} and filters take for an input: outputs must never become the "
+                            "next run's inputs; set spec.outputs.prefix outside the inputs, or exclude them")
+        return None
 
     def is_input(self, key: str) -> bool:
         """Whether an object listed under the prefix is an input. The batch's own objects and directory markers
@@ -103,7 +122,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     if results_key == manifest_key + UNLISTED_SUFFIX:
         raise SpecError(f"spec.resultsKey cannot be {results_key!r}: the batch writes the inputs it leaves out of "
                         "the manifest there")
-    return BatchSpec(
+    parsed = BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
         oscar_endpoint=_endpoint(oscar, "oscar.endpoint", ENDPOINT, "an http(s) URL"),
@@ -131,7 +150,12 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
         redrive=_integer(spec, "redrive", minimum=0, maximum=1_000_000, default=0),
         keep_manifest=_boolean(spec, "keepManifest", default=False),
         keep_jobs=_boolean(spec, "keepJobs", default=False),
+        outputs=_outputs(spec, default_bucket=_bucket(storage)),
     )
+    if parsed.outputs is not None and parsed.outputs.prefix is not None and \
+            (problem := parsed.outputs_problem(parsed.outputs.prefix)):
+        raise SpecError(problem)
+    return parsed
 
 
 class _PinnedField(NamedTuple):
@@ -240,16 +264,16 @@ def _endpoint(section: Mapping[str, Any], path: str, pattern: re.Pattern[str], r
     return value
 
 
-def _bucket(storage: Mapping[str, Any]) -> str:
-    bucket = _matching(storage, "bucket", "storage.bucket", BUCKET_NAME, max_length=63,
+def _bucket(storage: Mapping[str, Any], path: str = "storage.bucket") -> str:
+    bucket = _matching(storage, "bucket", path, BUCKET_NAME, max_length=63,
                        rule="3-63 lowercase letters, digits, '.' and '-', starting and ending alphanumeric")
     if BUCKET_IP_ADDRESS.fullmatch(bucket):
-        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: it cannot look like an IP address")
+        raise SpecError(f"spec.{path} {bucket!r} is invalid: it cannot look like an IP address")
     if any(run in bucket for run in BUCKET_FORBIDDEN_RUNS):
-        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: a period cannot be next to another "
+        raise SpecError(f"spec.{path} {bucket!r} is invalid: a period cannot be next to another "
                         "period or a hyphen")
     if bucket.endswith(BUCKET_RESERVED_SUFFIXES):
-        raise SpecError(f"spec.storage.bucket {bucket!r} is invalid: names ending in "
+        raise SpecError(f"spec.{path} {bucket!r} is invalid: names ending in "
                         f"{' or '.join(BUCKET_RESERVED_SUFFIXES)} are reserved by S3")
     return bucket
 
@@ -261,10 +285,10 @@ def _integer(spec: Mapping[str, Any], field: str, minimum: int, maximum: int, de
     return value
 
 
-def _boolean(spec: Mapping[str, Any], field: str, default: bool) -> bool:
+def _boolean(spec: Mapping[str, Any], field: str, default: bool, path: str | None = None) -> bool:
     value = spec.get(field, default)
     if not isinstance(value, bool):  # bool("false") is True: a string would suspend the batch silently
-        raise SpecError(f"spec.{field} must be true or false, got {value!r}")
+        raise SpecError(f"spec.{path or field} must be true or false, got {value!r}")
     return value
 
 
@@ -284,3 +308,43 @@ def _patterns(storage: Mapping[str, Any], field: str) -> tuple[str, ...]:
     if any(len(pattern) > MAX_KEY_LENGTH for pattern in value):
         raise SpecError(f"spec.storage.{field} has a pattern longer than {MAX_KEY_LENGTH} characters")
     return tuple(value)
+
+
+def _outputs(spec: Mapping[str, Any], *, default_bucket: str) -> OutputsSpec | None:
+    value = spec.get("outputs")
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise SpecError("spec.outputs must be an object")
+    templates = value.get("key")
+    templates = [] if templates is None else [templates] if isinstance(templates, str) else templates
+    if not isinstance(templates, list) or not all(isinstance(template, str) and template for template in templates):
+        raise SpecError("spec.outputs.key must be a template such as \"{key}.json\", or a list of them")
+    if len(templates) > MAX_TEMPLATES:
+        raise SpecError(f"spec.outputs.key has {len(templates)} templates, more than the {MAX_TEMPLATES} allowed")
+    for template in templates:
+        if len(template) > MAX_KEY_LENGTH:
+            raise SpecError(f"spec.outputs.key has a template longer than {MAX_KEY_LENGTH} characters")
+        if problem := template_problem(template):
+            raise SpecError(f"spec.outputs.key {problem}")
+    bucket = _bucket(value, path="outputs.bucket") if value.get("bucket") is not None else default_bucket
+    prefix = (_string(value, "prefix", "outputs.prefix", max_length=MAX_KEY_LENGTH, allow_empty=True)
+              if value.get("prefix") is not None else None)
+    return OutputsSpec(bucket=bucket, prefix=prefix, templates=tuple(templates),
+                       skip_existing=_boolean(value, "skipExisting", default=True, path="outputs.skipExisting"),
+                       written_after=_time(value, "writtenAfter", "outputs.writtenAfter"),
+                       newer_than_input=_boolean(value, "newerThanInput", default=False,
+                                                 path="outputs.newerThanInput"))
+
+
+def _time(section: Mapping[str, Any], field: str, path: str) -> datetime.datetime | None:
+    value = section.get(field)
+    if value is None:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        parsed = None
+    if not isinstance(value, str) or parsed is None or parsed.tzinfo is None:
+        raise SpecError(f"spec.{path} must be a time with its offset, such as 2026-11-01T00:00:00Z, got {value!r}")
+    return parsed
