@@ -4,8 +4,7 @@ import datetime
 
 import pytest
 
-from oscar_batch.core.outputs import OutputIndex, OutputsSpec, default_stands_for, output_names, parts, \
-    template_problem
+from oscar_batch.core.outputs import OutputIndex, OutputsSpec, default_stands_for, output_names, parts, template_problem
 from oscar_batch.core.spec import SpecError, parse_spec
 
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
