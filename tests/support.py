@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import pathlib
 import re
@@ -11,7 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -107,3 +108,15 @@ def a_million_settled(failing: list[int]) -> RangeBook:
                  [FailedItem(line, f"fish-0b5a9c1e-l{line}-{line + 1}-a3", "Error (exit code 1)",
                              f"input/2026/12/camera-{line % 97:02d}/frame-{line:09d}.jpg") for line in failing[:50]])
     return book
+
+
+def merge_patch(into: dict[str, Any], patch: dict[str, Any]) -> None:
+    """A JSON merge patch (RFC 7386), as the API server applies the operator's status patches: objects merge
+    field by field, a null removes, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            into.pop(key, None)
+        elif isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge_patch(into[key], value)
+        else:
+            into[key] = copy.deepcopy(value)

@@ -32,7 +32,7 @@ from oscar_batch.core.cadence import Timing
 from oscar_batch.core.ranges import Outcome
 from oscar_batch_sandbox.config import control_plane, workers
 from oscar_batch_sandbox.kube import prune
-from support import wait_until
+from support import merge_patch, wait_until
 
 CRD = yaml.safe_load((pathlib.Path(__file__).resolve().parents[1] / "crds" / "batchjob.yaml").read_text())
 STATUS_SCHEMA = CRD["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
@@ -89,11 +89,17 @@ class FakeObject:
     metadata: dict[str, str]
 
 
+Listed = dataclasses.make_dataclass("Listed", ["object_name", "is_dir", ("last_modified", Any, None)])
+
+
 class FakeS3:
-    """The four calls the manifest makes, over a dict."""
+    """The calls the manifest makes, over a dict (one bucket: inputs and outputs by prefix). `unlistable` prefixes
+    answer their listing with an S3 error."""
+    MODIFIED = datetime.datetime(2026, 11, 30, tzinfo=datetime.UTC)   # every object's last-modified time
 
     def __init__(self, keys: list[str]) -> None:
         self.objects: dict[str, tuple[bytes, dict[str, str]]] = {key: (b"jpeg", {}) for key in keys}
+        self.unlistable: set[str] = set()
 
     def bucket_exists(self, bucket: str) -> bool:
         return True
@@ -105,9 +111,11 @@ class FakeS3:
         return FakeObject({f"x-amz-meta-{k}": v for k, v in self.objects[key][1].items()})
 
     def list_objects(self, bucket: str, prefix: str, recursive: bool):
+        if prefix in self.unlistable:
+            raise S3Error(None, "AccessDenied", "Access Denied.", prefix, "request", "host")
         for key in sorted(self.objects):
             if key.startswith(prefix):
-                yield dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])(key, False)
+                yield Listed(key, False, self.MODIFIED)
 
     def get_object(self, bucket: str, key: str):
         data = self.objects[key][0]
@@ -150,6 +158,7 @@ class FakeOscar:
         self.posts = 0
         self.listings = 0
         self.jobs: dict[str, JobSeen] = {}
+        self.output: list[dict[str, str]] = []     # the service definition's outputs
 
     def _reachable(self, what: str) -> None:
         if self.down:
@@ -157,7 +166,8 @@ class FakeOscar:
 
     def service(self, name: str) -> dict[str, Any]:
         self._reachable("service")
-        return {"name": name, "token": "t" * 64, "cpu": "1", "memory": "1Gi", "namespace": self.namespace}
+        return {"name": name, "token": "t" * 64, "cpu": "1", "memory": "1Gi", "namespace": self.namespace,
+                "output": self.output}
 
     def invoke(self, service: str, token: str, payload: dict[str, Any], job_name: str) -> None:
         self.posts += 1
@@ -257,12 +267,8 @@ class FakeKube:
         if self.refuse:
             raise KubeError("Kubernetes answered 503: the server is currently unable to handle the request", 503)
         self.patches.append(patch)
-        status = self.body.setdefault("status", {})
-        for key, value in prune(STATUS_SCHEMA, patch).items():
-            if value is None:
-                status.pop(key, None)
-            else:
-                status[key] = value
+        merge_patch(self.body.setdefault("status", {}), prune(STATUS_SCHEMA, patch))
+
 
 
 class World:
@@ -689,7 +695,8 @@ async def test_adaptive_ranges_start_with_one_range_per_slot_and_a_corrupt_input
     status = await world.run()
     assert status["rangePlan"].startswith("1:8x45,")               # the first wave: 8 × 45 = 90% of the lines
     assert status["phase"] == "Failed" and status["failedItems"] == "123"
-    assert status["items"] == {"total": 400, "pending": 0, "running": 0, "succeeded": 399, "failed": 1}
+    assert status["items"] == {"total": 400, "pending": 0, "running": 0, "succeeded": 399, "failed": 1,
+                               "unlisted": 0, "skipped": 0}
     [detail] = status["failedItemDetails"]
     assert detail == {"line": 123, "key": "input/frame-000123.jpg", "job": name(123, 124, 2),
                       "reason": "Error (exit code 1)"}
@@ -798,7 +805,7 @@ async def test_listing_shows_how_far_it_got_in_status_even_when_no_key_is_an_inp
 
 async def test_a_batch_deleted_while_it_lists_stops_the_listing_and_writes_no_manifest():
     world = World(items=5, timing=LISTING_TIMING)
-    endless = dataclasses.make_dataclass("Obj", ["object_name", "is_dir"])
+    endless = Listed
 
     def endless_listing(bucket: str, prefix: str, recursive: bool):
         for count in itertools.count(1):
@@ -989,3 +996,149 @@ async def test_jobs_are_deleted_and_the_verdict_given_only_once_a_patch_records_
     assert await world.controller.sync(state)      # the last lines recorded, the results and the verdict written
     assert world.controller.resolver.client.deleted == [name(1, 5)]
     assert world.body["status"]["phase"] == "Succeeded"
+
+
+# ---- declared outputs: the inputs that have theirs are skipped at listing time ----------------------------------
+
+def with_outputs(world: World, done: range, **outputs: Any) -> World:
+    """`world` whose service already wrote the outputs of the inputs `done` (as the sandbox names them)."""
+    world.body["spec"]["outputs"] = {"prefix": "output/", **outputs}
+    for index in done:
+        world.s3.objects[f"output/frame-{index:06d}.jpg.json"] = (b"{}", {})
+    return world
+
+
+def manifest_keys(world: World) -> list[str]:
+    return world.s3.objects["input/index.txt"][0].decode().splitlines()
+
+
+def invoked_lines(world: World) -> set[int]:
+    return {line for job_name in world.oscar.accepted for line in range(*lines_of(job_name))}
+
+
+async def test_inputs_whose_outputs_exist_are_skipped_and_only_the_others_invoked():
+    world = with_outputs(World(items=40), done=range(1, 41, 2))           # the odd inputs are done
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert manifest_keys(world) == [f"input/frame-{index:06d}.jpg" for index in range(2, 41, 2)]
+    assert invoked_lines(world) == set(range(1, 21))                      # the 20 lines of the even inputs
+    assert status["phase"] == "Succeeded" and "reason" not in status                # AllItemsSucceeded
+    assert status["items"]["total"] == 20 and status["items"]["skipped"] == 20
+    assert status["pinned"]["outputs"]["prefix"] == "output/"
+    skipped = json.loads(world.s3.objects["input/index.txt.skipped.json"][0])
+    assert skipped == [f"input/frame-{index:06d}.jpg" for index in range(1, 41, 2)]
+    assert world.s3.objects["input/index.txt.skipped.json"][1]["oscar-batch-uid"] == UID
+    assert world.s3.objects["input/index.txt"][1]["oscar-batch-skipped"] == "20"
+    [listed] = [message for _, reason, message in world.events if reason == "Listed"]
+    assert "20 input(s) skipped, their outputs exist under s3://bkt/output/" in listed
+    document = json.loads(world.s3.objects["input/index.txt.results.json"][0])
+    assert document["items"]["skipped"] == 20
+    assert document["skippedItemsAt"] == "s3://bkt/input/index.txt.skipped.json"
+    assert "20 input(s) skipped" in status["message"]
+
+
+async def test_a_batch_whose_inputs_all_have_outputs_succeeds_at_once_invoking_nothing():
+    world = with_outputs(World(items=12), done=range(1, 13))
+    status = await world.run()
+    assert world.oscar.accepted == [] and manifest_keys(world) == []
+    assert (status["phase"], status["reason"]) == ("Succeeded", "AllOutputsExist")
+    assert status["items"]["total"] == 0 and status["items"]["skipped"] == 12
+    assert "every input (12) already has its outputs" in status["message"]
+    assert ("Normal", "BatchSucceeded", status["message"]) in world.events
+
+
+async def test_templates_and_written_after_decide_which_outputs_count():
+    world = World(items=6)
+    world.body["spec"]["outputs"] = {"prefix": "output/", "key": ["{stem}.csv", "{stem}.png"],
+                                     "writtenAfter": "2026-12-01T00:00:00Z"}
+    for index in (1, 2, 3):
+        world.s3.objects[f"output/frame-{index:06d}.csv"] = (b"", {})
+    for index in (1, 3):                                                   # input 2 lacks one of its outputs
+        world.s3.objects[f"output/frame-{index:06d}.png"] = (b"", {})
+    listed = FakeS3.list_objects
+
+    def dated(s3, bucket, prefix, recursive):                             # input 3's outputs are older
+        for obj in listed(s3, bucket, prefix, recursive):
+            old = "000003" in obj.object_name
+            yield Listed(obj.object_name, False, datetime.datetime(2026, 11 if old else 12, 2, tzinfo=datetime.UTC))
+    world.s3.list_objects = dated.__get__(world.s3)
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert manifest_keys(world) == [f"input/frame-{index:06d}.jpg" for index in (2, 3, 4, 5, 6)]
+    assert status["items"]["skipped"] == 1
+
+
+async def test_unreadable_outputs_make_the_batch_wait_invoking_nothing_then_it_proceeds():
+    world = with_outputs(World(items=8), done=range(1, 5))
+    world.s3.unlistable.add("output/")
+
+    def script(world: World) -> None:
+        if world.clock.now > 1000 + 40:
+            world.s3.unlistable.clear()
+        world.oscar.finish_all()
+
+    world.on_tick = script
+    status = await world.run()
+    waited = [patch for patch in world.kube.patches if any(
+        c.get("reason") == "StorageUnavailable" for c in patch.get("conditions") or ())]
+    assert waited and "listing the outputs s3://bkt/output/" in str(waited[0])
+    assert status["phase"] == "Succeeded" and status["items"]["skipped"] == 4
+    assert invoked_lines(world) == set(range(1, 5))                       # the inputs without outputs, once
+    assert len(world.oscar.accepted) == len(set(world.oscar.accepted))
+
+
+async def test_the_outputs_prefix_defaults_to_the_services_first_output_on_the_batchs_bucket():
+    world = World(items=4)
+    world.body["spec"]["outputs"] = {}
+    world.oscar.output = [{"storage_provider": "minio.default", "path": "bkt/fish/out"}]
+    world.s3.objects["fish/out/frame-000001.json"] = (b"{}", {})          # the default rule: a/b.jpg → a/b.json
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert status["pinned"]["outputs"]["prefix"] == "fish/out/"
+    assert status["items"]["skipped"] == 1 and status["items"]["total"] == 3
+
+
+@pytest.mark.parametrize(("output", "says"), [
+    ([{"storage_provider": "minio.default", "path": "elsewhere/out"}], "'elsewhere/out' on 'minio.default'"),
+    ([{"storage_provider": "s3.aws", "path": "bkt/out"}], "'bkt/out' on 's3.aws'"),
+    ([], "it declares no output"),
+])
+async def test_outputs_without_a_prefix_or_a_default_on_the_batchs_storage_are_an_invalid_spec(output, says):
+    world = World(items=4)
+    world.body["spec"]["outputs"] = {}
+    world.oscar.output = output
+    world.on_tick = lambda world: setattr(world, "_stopped", world.clock.now > 1000 + 30)
+    status = await world.run()
+    [progressing] = [c for c in status["conditions"] if c["type"] == "Progressing"]
+    assert progressing["reason"] == "InvalidSpec" and "spec.outputs.prefix is required" in progressing["message"]
+    assert says in progressing["message"]
+    assert world.oscar.accepted == [] and "input/index.txt" not in world.s3.objects
+
+
+async def test_outputs_where_the_inputs_are_are_an_invalid_spec():
+    world = World(items=4)
+    world.body["spec"]["outputs"] = {}
+    world.oscar.output = [{"storage_provider": "minio", "path": "bkt/input/out"}]
+    world.on_tick = lambda world: setattr(world, "_stopped", world.clock.now > 1000 + 30)
+    status = await world.run()
+    [progressing] = [c for c in status["conditions"] if c["type"] == "Progressing"]
+    assert progressing["reason"] == "InvalidSpec" and "must never become the next run's inputs" in \
+        progressing["message"]
+
+
+async def test_a_restart_reuses_the_manifest_and_its_skipped_count_and_cancel_removes_the_skipped_keys():
+    world = with_outputs(World(items=10), done=range(1, 6))
+    world.on_tick = lambda world: world._stopped or setattr(world, "_stopped", bool(world.oscar.accepted))
+    await world.run()
+    del world.body["status"]                                               # status lost: the manifest is ours
+    restarted(world)
+    world.on_tick = lambda world: world.oscar.finish_all()
+    status = await world.run()
+    assert status["items"]["skipped"] == 5 and status["items"]["total"] == 5
+    assert json.loads(world.s3.objects["input/index.txt.results.json"][0])["items"]["skipped"] == 5
+    world.s3.objects["input/index.txt.unlisted.json"] = (b"[]", {"oscar-batch-uid": OTHER_UID})
+    await cancel.cancel(body=world.body, jobs=world.store, emit=lambda *event: world.events.append(event),
+                        batches=ActiveBatches(), timing=TIMING, clock=world.clock,
+                        resolver=FakeResolver(world.oscar, world.s3), peer_calls=world.peer_calls)
+    assert "input/index.txt.skipped.json" not in world.s3.objects and "input/index.txt" not in world.s3.objects
+    assert "input/index.txt.unlisted.json" in world.s3.objects            # not this batch's

@@ -4,7 +4,15 @@ import datetime
 
 import pytest
 
-from oscar_batch.core.outputs import OutputIndex, OutputsSpec, default_stands_for, output_names, parts, template_problem
+from oscar_batch.core.outputs import (
+    OutputIndex,
+    OutputsSpec,
+    default_stands_for,
+    output_names,
+    parts,
+    service_output_prefix,
+    template_problem,
+)
 from oscar_batch.core.spec import SpecError, parse_spec
 
 T0 = datetime.datetime(2026, 11, 1, tzinfo=datetime.UTC)
@@ -95,6 +103,13 @@ def test_for_re_analysis_in_place_older_outputs_do_not_count(written_after, newe
     assert index(outputs, ("a.json", at(output_at))).done("a.jpg", at(input_at)) is done
 
 
+def test_an_output_whose_time_the_storage_did_not_give_counts_unless_a_time_rule_needs_it():
+    assert index(DEFAULT, ("a.json", None)).done("a.jpg", None)
+    assert index(DEFAULT, ("a.json", None)).done("a.jpg", at(5))
+    assert not index(OutputsSpec(bucket="b", prefix="o/", newer_than_input=True), ("a.json", None)).done("a.jpg",
+                                                                                                         at(5))
+
+
 def test_of_several_outputs_for_one_input_the_newest_counts():
     outputs = OutputsSpec(bucket="b", prefix="o/", newer_than_input=True)
     assert index(outputs, ("a.json", at(1)), ("a.jpg.csv", at(9)), ("a.txt", at(3))).done("a.jpg", at(5))
@@ -143,3 +158,24 @@ def test_bad_output_declarations_are_invalid_specs(outputs, problem):
 ])
 def test_outputs_beside_or_among_the_inputs_are_fine_when_no_output_is_an_input(outputs):
     assert parse_spec(spec(**outputs)).outputs is not None
+
+
+MINIO_ELSEWHERE = {"minio": {"archive": {"endpoint": "https://archive.example.org:9000"}}}
+
+
+@pytest.mark.parametrize(("output", "providers", "prefix"), [
+    ({"storage_provider": "minio.default", "path": "bkt/fish/out"}, {}, "fish/out/"),
+    ({"storage_provider": "minio", "path": "/bkt/fish/out/"}, {}, "fish/out/"),       # OSCAR's own MinIO
+    ({"path": "bkt/out"}, {}, "out/"),                                                 # no provider: the default
+    ({"storage_provider": "minio.default", "path": "bkt"}, {}, ""),                    # the bucket's root
+    ({"storage_provider": "minio.default", "path": "other/out"}, {}, None),            # another bucket
+    ({"storage_provider": "s3.aws", "path": "bkt/out"}, {}, None),                     # another storage
+    ({"storage_provider": "minio.archive", "path": "bkt/out"}, MINIO_ELSEWHERE, None),  # a MinIO elsewhere
+    ({"storage_provider": "minio.archive", "path": "bkt/out"},
+     {"minio": {"archive": {"endpoint": "https://S3.example.org/"}}}, "out/"),         # the batch's endpoint
+    ({"storage_provider": "minio.unknown", "path": "bkt/out"}, {}, None),
+    (None, {}, None),
+])
+def test_the_default_output_prefix_is_the_services_first_output_on_the_batchs_storage(output, providers, prefix):
+    service = {"output": [output] if output else [], "storage_providers": providers}
+    assert service_output_prefix(service, bucket="bkt", s3_endpoint="https://s3.example.org") == prefix

@@ -238,7 +238,7 @@ def test_status_pinned_has_a_schema_for_each_pinned_field():
     """The API server prunes fields its schema lacks: an unlisted pinned field would vanish silently."""
     schema = _crd_schema()["properties"]["status"]["properties"]["pinned"]["properties"]
     pinned = spec_module.pinned_fields(spec_module.parse_spec(MINIMAL_SPEC))
-    json_types = {str: "string", list: "array"}
+    json_types = {str: "string", list: "array", dict: "object"}
     assert {key: json_types[type(value)] for key, value in pinned.items()} == \
         {key: field["type"] for key, field in schema.items()}
 

@@ -25,12 +25,20 @@ def test_the_final_results_and_those_of_a_running_batch_hold_the_same_line_sets(
                                 manifest="s3://in/i.txt", succeeded="1-3,5-10", failed="4")
     assert (final["succeededItems"], final["failedLines"]) == (running["succeededItems"], running["failedLines"])
     assert running["items"] == {"total": 10, "succeeded": 9, "failed": 1, "pending": 0}
-    assert final["items"] == {**running["items"], "unlisted": 0}       # the final results count the inputs left out
+    # the final results count the inputs left out, and those skipped because their outputs exist
+    assert final["items"] == {**running["items"], "unlisted": 0, "skipped": 0}
+    assert "skippedItemsAt" not in final
+
     assert final["failedItems"] == [{"line": 4, "job": "job-4", "reason": "Error (exit code 1)", "key": "in/4.jpg"}]
     assert final["ranges"] == [{"start": 9, "end": 11, "outcome": "succeeded", "jobs": ["job-9"], "started": "t0",
                                 "finished": "t1"}]
     assert "ranges" not in running and "failedItems" not in running
     assert results.line_sets_from(running, UID) == (Lines([(1, 4), (5, 11)]), Lines([(4, 5)]))
+
+def test_the_final_results_say_how_many_inputs_were_skipped_and_where_they_are_named():
+    final = results.results(a_book(), batch="ns/b", uid=UID, service="fish", phase="Succeeded",
+                            manifest="s3://in/i.txt", skipped=7, skipped_at="s3://in/i.txt.skipped.json")
+    assert (final["items"]["skipped"], final["skippedItemsAt"]) == (7, "s3://in/i.txt.skipped.json")
 
 
 @pytest.mark.parametrize(("document", "problem"), [

@@ -284,7 +284,7 @@ def test_is_input(storage, top, key, expected):
 
 def test_immutable_fields_are_the_pinned_ones():
     assert IMMUTABLE_FIELDS == ("spec.service", "spec.storage.bucket", "spec.storage.prefix",
-                                "spec.storage.include", "spec.storage.exclude", "spec.manifestKey")
+                                "spec.storage.include", "spec.storage.exclude", "spec.manifestKey", "spec.outputs")
 
 
 def test_pinned_fields_are_json_in_the_spec_spelling():
@@ -292,7 +292,8 @@ def test_pinned_fields_are_json_in_the_spec_spelling():
     spec["storage"].update(include=["*.jpg"], exclude=["thumbs/*"])
     pinned = pinned_fields(parse_spec(spec))
     assert pinned == {"service": "fish-detector", "bucket": "fish-detector", "prefix": "input/",
-                      "include": ["*.jpg"], "exclude": ["thumbs/*"], "manifestKey": "lists/run1.txt"}
+                      "include": ["*.jpg"], "exclude": ["thumbs/*"], "manifestKey": "lists/run1.txt",
+                      "outputs": {}}
     assert json.loads(json.dumps(pinned)) == pinned
 
 
@@ -331,6 +332,51 @@ def test_apply_pinned_reports_every_changed_field_in_order():
     spec["storage"].update(bucket="other-bucket", include=["*.png"])
     assert apply_pinned(parse_spec(spec), STARTED)[1] == ["spec.service", "spec.storage.bucket",
                                                           "spec.storage.include", "spec.manifestKey"]
+
+
+OUTPUTS = {"prefix": "output/", "key": "{key}.json", "writtenAfter": "2026-11-01T00:00:00Z"}
+
+
+def test_declared_outputs_are_pinned_as_json_and_read_back_the_same():
+    spec = parse_spec(minimal(outputs=OUTPUTS))
+    pinned = pinned_fields(spec)
+    assert pinned["outputs"] == {"bucket": "fish-detector", "prefix": "output/", "key": ["{key}.json"],
+                                 "skipExisting": True, "newerThanInput": False,
+                                 "writtenAfter": "2026-11-01T00:00:00+00:00"}
+    assert json.loads(json.dumps(pinned)) == pinned
+    assert apply_pinned(spec, pinned) == (spec, [])
+
+
+def test_an_outputs_prefix_resolved_at_the_start_is_kept_and_is_no_change():
+    defaulted = parse_spec(minimal(outputs={"key": "{key}.json"}))
+    resolved = dataclasses.replace(defaulted, outputs=dataclasses.replace(defaulted.outputs, prefix="results/"))
+    restored, changed_paths = apply_pinned(defaulted, pinned_fields(resolved))
+    assert (restored, changed_paths) == (resolved, [])
+
+
+@pytest.mark.parametrize("live", [
+    minimal(),                                                                      # removed
+    minimal(outputs={**OUTPUTS, "key": "{stem}.csv"}),                              # another template
+    minimal(outputs={**OUTPUTS, "prefix": "output/v2/"}),                           # another prefix
+    minimal(outputs={**OUTPUTS, "skipExisting": False}),
+])
+def test_changed_outputs_are_reported_and_the_pinned_ones_kept(live):
+    started = pinned_fields(parse_spec(minimal(outputs=OUTPUTS)))
+    restored, changed_paths = apply_pinned(parse_spec(live), started)
+    assert changed_paths == ["spec.outputs"]
+    assert restored.outputs == parse_spec(minimal(outputs=OUTPUTS)).outputs
+
+
+def test_outputs_declared_after_a_start_without_them_are_ignored():
+    restored, changed_paths = apply_pinned(parse_spec(minimal(outputs=OUTPUTS)), STARTED)
+    assert (restored.outputs, changed_paths) == (None, ["spec.outputs"])
+
+
+def test_the_skipped_keys_object_is_no_input_and_no_results_key():
+    spec = parse_spec(minimal())
+    assert spec.skipped_key == "input/index.txt.skipped.json" and not spec.is_input(spec.skipped_key)
+    with pytest.raises(SpecError, match="resultsKey"):
+        parse_spec(minimal(resultsKey="input/index.txt.skipped.json"))
 
 
 @pytest.mark.parametrize("pinned", [None, {}])

@@ -196,6 +196,17 @@ def test_verdict_of_a_batch_without_inputs_is_success_with_a_reason():
     assert verdict(RangeBook(0, retries=0), tolerated_failures=0)[:2] == (SUCCEEDED, "NoInputs")
 
 
+@pytest.mark.parametrize(("total", "unlisted", "skipped", "reason", "says"), [
+    (0, 0, 12, "AllOutputsExist", "every input (12) already has its outputs"),
+    (0, 2, 12, "InputsUnlisted", "no input can be a manifest line"),      # left out unprocessed: not all done
+    (10, 0, 12, "AllItemsSucceeded", "10 of 10 items succeeded; 12 input(s) skipped, their outputs exist"),
+])
+def test_inputs_skipped_because_their_outputs_exist_are_done_and_said(total, unlisted, skipped, reason, says):
+    book = book_with(total, succeeded=[(1, total + 1)] if total else [], failed=[])
+    found = verdict(book, tolerated_failures=0, unlisted=unlisted, skipped=skipped)
+    assert found[1] == reason and says in found[2]
+
+
 @pytest.mark.parametrize(("total", "failed", "unlisted", "tolerated", "phase", "reason", "says"), [
     (10, [], 2, 0, FAILED, "InputsUnlisted", "2 input(s) left out of the manifest"),
     (10, [], 2, 2, SUCCEEDED, "InputsUnlistedTolerated", "10 of 10 items succeeded; 2 input(s) left out"),
@@ -235,6 +246,7 @@ def _cond(kind, true, reason):
     ([_cond("Progressing", False, "FailuresTolerated"), _cond("Complete", True, "FailuresTolerated")],
      "FailuresTolerated"),
     ([_cond("Progressing", False, "NoInputs")], "NoInputs"),
+    ([_cond("Progressing", False, "AllOutputsExist")], "AllOutputsExist"),   # why nothing ran
     ([_cond("Progressing", False, "ItemsFailed"), _cond("Failed", True, "ItemsFailed")], "ItemsFailed"),
     ([_cond("Progressing", False, "ServiceFailing"), _cond("Failed", True, "ServiceFailing")], "ServiceFailing"),
     # An ignored live edit needs a person even while ranges run, and goes before everything else.

@@ -13,6 +13,7 @@ async def test_every_status_field_the_controller_writes_is_in_the_crd():
     written = field_paths(status)
     # The runs took every route: a field missing here means a scenario lost its coverage.
     assert {"redrive", "message", "reason", "sizing.secondsPerItem", "invocations.queued", "failedItemDetails[].key",
-            "results", "completionTime", "pinned.manifestKey", "conditions[].observedGeneration"} <= written, written
+            "results", "completionTime", "pinned.manifestKey", "conditions[].observedGeneration", "items.skipped",
+            "pinned.outputs.prefix", "pinned.outputs.key", "pinned.outputs.writtenAfter"} <= written, written
     pruned = written - field_paths(prune(STATUS_SCHEMA, status))
     assert not pruned, f"status fields the CRD does not name (a real API server drops them): {sorted(pruned)}"

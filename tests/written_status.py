@@ -1,18 +1,19 @@
 """Every status field the controller writes, gathered from its own patches: the batch controller driven at its own
 level (test_batch_controller's World) through runs that between them take every route that writes status —
 waiting, an ignored spec edit, Kueue holding Jobs back, a corrupt input named, a tolerated failure, a redrive, the
-verdict — and the patches merged into one status that holds every field any of them wrote."""
+verdict, inputs skipped because their outputs exist — and the patches merged into one status that holds every
+field any of them wrote."""
 from __future__ import annotations
 
 from typing import Any
 
 from oscar_batch.controller.job_store import JobStore
-from test_batch_controller import World, finish, kueue_cluster_queue, restarted
+from test_batch_controller import World, finish, kueue_cluster_queue, restarted, with_outputs
 
 
 async def written_status() -> dict[str, Any]:
     patches: list[dict[str, Any]] = []
-    for run in (_waiting_then_an_ignored_edit, _queued_by_kueue, _failed_then_redriven):
+    for run in (_waiting_then_an_ignored_edit, _queued_by_kueue, _failed_then_redriven, _outputs_skipped):
         patches.extend(await run())
     merged: dict[str, Any] = {}
     for patch in patches:
@@ -61,6 +62,13 @@ async def _failed_then_redriven() -> list[dict[str, Any]]:
     world.body["spec"]["redrive"] = 1
     world.body["metadata"]["generation"] += 1
     restarted(world)
+    await world.run()
+    return world.kube.patches
+
+
+async def _outputs_skipped() -> list[dict[str, Any]]:
+    world = with_outputs(World(items=8), done=range(1, 5), key="{key}.json", writtenAfter="2026-01-01T00:00:00Z")
+    world.on_tick = lambda world: world.oscar.finish_all()
     await world.run()
     return world.kube.patches
 

@@ -18,7 +18,7 @@ import yaml
 from realplane import ROOT, ControlPlane
 
 from oscar_batch.core import status
-from support import a_million_settled, table_rows
+from support import a_million_settled, merge_patch, table_rows
 from written_status import field_paths, written_status
 
 GROUP_VERSION = "batch.oscarbatch.dev/v1alpha1"
@@ -36,18 +36,9 @@ def batch(name: str, **spec: Any) -> dict[str, Any]:
                         "bucket": "fish-detector"},
         },
     }
-    _merge(obj["spec"], spec)
+    merge_patch(obj["spec"], spec)
     return obj
 
-
-def _merge(into: dict[str, Any], patch: dict[str, Any]) -> None:
-    for key, value in patch.items():
-        if value is None:
-            into.pop(key, None)
-        elif isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
 
 
 def rejected(plane: ControlPlane, namespace: str, obj: dict[str, Any]) -> str:

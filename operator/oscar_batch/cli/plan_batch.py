@@ -85,7 +85,7 @@ def _dry_run(resolver: Resolver, spec: Any, ref: str) -> list[str]:
     if not manifest.bucket_exists(s3, spec):
         raise Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
     listing, sample = Listing(), list[str]()
-    for key, reason in manifest.inputs(s3, spec):
+    for key, reason, _ in manifest.inputs(s3, spec):
         if reason is not None:
             listing.left_out(Unlisted(key, reason))
             continue

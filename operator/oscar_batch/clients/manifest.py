@@ -5,6 +5,11 @@ objects is never one Python list. An input whose key cannot be one line (`keys.u
 named, with the reason, in a JSON object beside the manifest (`<manifestKey>.unlisted.json`, written only when
 there is one), from which the results name them all after any restart.
 
+With outputs declared (`spec.outputs`, skipExisting), the output prefix is listed first, once, into an
+`OutputIndex` (8-16 bytes an output), and the inputs it says are done are left out of the manifest: counted, and
+named in `<manifestKey>.skipped.json` (a JSON array of keys, spooled like the manifest; written only when there
+is one). Outputs in another bucket are read with the same endpoint and credentials.
+
 The manifest and the results manifest record which batch wrote them (UID, namespace/name, and the manifest's
 item and unlisted counts) in their S3 metadata: a restarted operator reuses its own manifest instead of listing
 again, refuses a manifest key another unfinished batch owns, and never overwrites an object no batch wrote.
@@ -12,6 +17,7 @@ again, refuses a manifest key another unfinished batch owns, and never overwrite
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import io
 import json
 import os
@@ -27,11 +33,12 @@ from minio.error import S3Error
 
 from oscar_batch.core import keys
 from oscar_batch.core.keys import Listing, Unlisted
+from oscar_batch.core.outputs import OutputIndex
 from oscar_batch.core.redaction import quote
 from oscar_batch.core.spec import BatchSpec
 
 UID_META, BATCH_META, ITEMS_META = "oscar-batch-uid", "oscar-batch-name", "oscar-batch-items"
-UNLISTED_META = "oscar-batch-unlisted"
+UNLISTED_META, SKIPPED_META = "oscar-batch-unlisted", "oscar-batch-skipped"
 SPOOL_BYTES = 16 * 1024 * 1024
 # Seconds to connect and to wait for each read (the OSCAR client waits 15 s too), and further tries of a request
 # that failed to connect or got a 5xx.
@@ -52,6 +59,7 @@ class ObjectOwner:
     batch: str      # namespace/name, "?" when unknown
     items: int
     unlisted: int = 0   # inputs the manifest leaves out
+    skipped: int = 0    # inputs the manifest leaves out because their outputs exist
 
 
 def client(spec: BatchSpec, access_key: str, secret_key: str, *, pool_size: int = MINIO_POOL_SIZE,
@@ -71,11 +79,13 @@ def client(spec: BatchSpec, access_key: str, secret_key: str, *, pool_size: int 
                        secure=url.scheme == "https", region=spec.s3_region, http_client=http)
 
 
-def bucket_exists(s3: minio.Minio, spec: BatchSpec) -> bool:
+def bucket_exists(s3: minio.Minio, spec: BatchSpec, bucket: str | None = None) -> bool:
+    """Whether the batch's bucket (or `bucket`, on the same endpoint) exists."""
+    bucket = bucket or spec.bucket
     try:
-        return s3.bucket_exists(spec.bucket)
+        return s3.bucket_exists(bucket)
     except S3Error as error:
-        raise _storage_error(error, f"reading bucket {spec.bucket}") from None
+        raise _storage_error(error, f"reading bucket {bucket}") from None
 
 
 def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
@@ -89,7 +99,8 @@ def owner(s3: minio.Minio, spec: BatchSpec, key: str) -> ObjectOwner | None:
     metadata = {name.lower(): value for name, value in (stat.metadata or {}).items()}
     uid = metadata.get(f"x-amz-meta-{UID_META}") or None
     return ObjectOwner(uid=uid, batch=metadata.get(f"x-amz-meta-{BATCH_META}", "?"),
-                       items=_count(metadata, ITEMS_META), unlisted=_count(metadata, UNLISTED_META))
+                       items=_count(metadata, ITEMS_META), unlisted=_count(metadata, UNLISTED_META),
+                       skipped=_count(metadata, SKIPPED_META))
 
 
 def _count(metadata: dict[str, str], name: str) -> int:
@@ -113,6 +124,8 @@ class ListingProgress:
     def __init__(self) -> None:
         self.listed = 0       # objects under the prefix, before the filters
         self.inputs = 0       # of those, the inputs (manifest lines and inputs left out)
+        self.outputs = 0      # outputs listed under the output prefix, before the inputs
+        self.skipped = 0      # inputs left out because their outputs exist
         self.stopping = False
 
     def stop(self) -> None:
@@ -125,33 +138,62 @@ class ListingStopped(Exception):
 
 def write(s3: minio.Minio, spec: BatchSpec, batch_uid: str, batch: str,
           progress: ListingProgress | None = None) -> Listing:
-    """List the inputs into the manifest object, and those that cannot be a line into the unlisted-keys object
-    (`progress` tells how far it got meanwhile)."""
+    """List the inputs into the manifest object, those that cannot be a line into the unlisted-keys object, and
+    with outputs declared those that have them into the skipped-keys object (`progress` tells how far it got)."""
+    progress = progress or ListingProgress()
     listing = Listing()
     marks: dict[str, str | list[str] | tuple[str]] = {UID_META: batch_uid, BATCH_META: batch}
+    outputs = spec.outputs
+    index = output_index(s3, spec, progress) if outputs is not None and outputs.skip_existing else None
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as lines, \
-            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as unlisted:
-        for key, reason in inputs(s3, spec, progress):
-            if reason is None:
+            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as unlisted, \
+            tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as skipped:
+        for key, reason, modified in inputs(s3, spec, progress):
+            if index is not None and index.done(key[len(spec.prefix):], modified):
+                skipped.write((b"," if listing.skipped else b"[") + json.dumps(key).encode())
+                listing.skipped = progress.skipped = listing.skipped + 1
+            elif reason is None:
                 lines.write(keys.manifest_line(key))
                 listing.items += 1
             else:
                 entry = Unlisted(key, reason)
                 unlisted.write((b"," if listing.unlisted else b"[") + json.dumps(entry.json()).encode())
                 listing.left_out(entry)
+        # Before the manifest: a manifest that says it leaves inputs out always has them beside it.
         if listing.unlisted:
-            # Before the manifest: a manifest that says it leaves inputs out always has them beside it.
             unlisted.write(b"]")
             _put_spooled(s3, spec, spec.unlisted_key, unlisted, "application/json", marks)
+        if listing.skipped:
+            skipped.write(b"]")
+            _put_spooled(s3, spec, spec.skipped_key, skipped, "application/json", marks)
         _put_spooled(s3, spec, spec.manifest_key, lines, "text/plain",
-                     {**marks, ITEMS_META: str(listing.items), UNLISTED_META: str(listing.unlisted)})
+                     {**marks, ITEMS_META: str(listing.items), UNLISTED_META: str(listing.unlisted),
+                      SKIPPED_META: str(listing.skipped)})
     return listing
 
 
+def output_index(s3: minio.Minio, spec: BatchSpec, progress: ListingProgress | None = None) -> OutputIndex:
+    """The outputs under the declared output prefix, listed once (streamed) into a frozen `OutputIndex`."""
+    progress = progress or ListingProgress()
+    outputs = spec.outputs
+    assert outputs is not None and outputs.prefix is not None, "outputs declared, their prefix resolved"
+    index = OutputIndex(outputs)
+    where = f"s3://{outputs.bucket}/{outputs.prefix}"
+    try:
+        for obj in s3.list_objects(outputs.bucket, prefix=outputs.prefix, recursive=True):
+            if progress.stopping:
+                raise ListingStopped(f"listing the outputs {where} stopped after {progress.outputs} keys")
+            progress.outputs += 1
+            index.add(obj.object_name[len(outputs.prefix):], obj.last_modified)
+    except S3Error as error:
+        raise _storage_error(error, f"listing the outputs {where}") from None
+    return index.freeze()
+
+
 def inputs(s3: minio.Minio, spec: BatchSpec,
-           progress: ListingProgress | None = None) -> Iterator[tuple[str, str | None]]:
+           progress: ListingProgress | None = None) -> Iterator[tuple[str, str | None, datetime.datetime | None]]:
     """The keys of the batch's inputs in listing order, each with the reason it cannot be a manifest line
-    (None: it is the next line)."""
+    (None: it is the next line) and when it was last modified."""
     progress = progress or ListingProgress()
     try:
         for obj in s3.list_objects(spec.bucket, prefix=spec.prefix, recursive=True):
@@ -160,7 +202,7 @@ def inputs(s3: minio.Minio, spec: BatchSpec,
             progress.listed += 1
             if spec.is_input(obj.object_name):
                 progress.inputs += 1
-                yield obj.object_name, keys.unlistable(obj.object_name)
+                yield obj.object_name, keys.unlistable(obj.object_name), obj.last_modified
     except S3Error as error:
         raise _storage_error(error, f"listing s3://{spec.bucket}/{spec.prefix}") from None
 

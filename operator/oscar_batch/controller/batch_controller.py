@@ -137,8 +137,7 @@ class BatchController:
         already has folded into a book rebuilt from status."""
         if (problem := status.previous_release(self.writer.status())) is not None:
             raise Waiting(status.PREVIOUS_RELEASE, problem)
-        spec = await self._spec()
-        peers, service = await self._resolve(spec)
+        spec, peers, service = await self._resolve(await self._spec())
         listing = await self._manifest(spec, peers)
         await self._jobs_listed()
         state = BatchState(spec=spec, key=BatchKey(self.uid, service.jobs_namespace, spec.service), peers=peers,
@@ -147,8 +146,9 @@ class BatchController:
         await self._restarted(state)
         return state
 
-    async def _resolve(self, spec: BatchSpec) -> tuple[Peers, Service]:
-        """Both endpoints allowed and both Secrets usable before anything is sent to either peer."""
+    async def _resolve(self, spec: BatchSpec) -> tuple[BatchSpec, Peers, Service]:
+        """Both endpoints allowed and both Secrets usable before anything is sent to either peer; the spec with
+        its outputs' prefix resolved from the service when it leaves it out."""
         oscar = await asyncio.to_thread(self.resolver.oscar_client, spec)
         s3 = await asyncio.to_thread(self.resolver.s3_client, spec)
         service = await self.peer_calls.run(spec.oscar_endpoint, self.resolver.service, oscar, spec)
@@ -157,9 +157,10 @@ class BatchController:
             raise Waiting("NamespaceNotWatched", f"OSCAR service {spec.service!r} creates its Jobs in namespace "
                                                  f"{namespace!r}, which this operator does not watch: add "
                                                  f"`--namespace {namespace}` to the operator, or run it cluster-wide")
+        spec = self.resolver.with_outputs_prefix(spec, service)
         peers = Peers(oscar=oscar, oscar_endpoint=spec.oscar_endpoint, service_token=service["token"], s3=s3,
                       s3_endpoint=spec.s3_endpoint, calls=self.peer_calls)
-        return peers, Service(self.resolver.needs(service), namespace)
+        return spec, peers, Service(self.resolver.needs(service), namespace)
 
     async def _spec(self) -> BatchSpec:
         """The live spec with the fields pinned at start put back; a change to those is reported, not obeyed."""
@@ -196,8 +197,11 @@ class BatchController:
         listing = await self._listed(progress, asyncio.ensure_future(
             peers.on_s3(batch_storage.list_inputs, peers.s3, spec, self.uid, self.ref, progress)), spec)
         await self.writer.write({"listed": progress.listed})
+        skipped = (f"; {listing.skipped} input(s) skipped, their outputs exist under "
+                   f"s3://{spec.outputs.bucket}/{spec.outputs.prefix} (keys in {spec.uri(spec.skipped_key)})"
+                   if spec.outputs is not None and listing.skipped else "")
         self.events.post("Normal", "Listed", f"listed {listing.items} input(s) of {progress.listed} key(s) into "
-                                             f"{spec.uri(spec.manifest_key)}")
+                                             f"{spec.uri(spec.manifest_key)}{skipped}")
         if listing.unlisted:
             self.events.post("Warning", "InputsUnlisted", f"{listing.message()}; status.unlistedItems names the "
                                                           f"first {UNLISTED_SAMPLE}, the results all of them")
@@ -220,10 +224,19 @@ class BatchController:
             progress.stop()   # cancelled while listing: the thread must not list on for nobody
 
     def _listing_progress(self, spec: BatchSpec, progress: manifest.ListingProgress) -> dict[str, Any]:
+        outputs = spec.outputs
+        if outputs is not None and outputs.skip_existing and not progress.listed:
+            # The outputs are listed first, once: the inputs that have theirs are skipped.
+            return {"progress": f"listed {progress.outputs} outputs", "listed": 0, "conditions": [
+                self.writer.condition("Progressing", True, "Listing",
+                                      f"listing the outputs s3://{outputs.bucket}/{outputs.prefix}: "
+                                      f"{progress.outputs} output(s) so far, then the inputs")]}
+        found = (f", {progress.skipped} of them skipped (their outputs exist; {progress.outputs} output(s) listed)"
+                 if outputs is not None and outputs.skip_existing else "")
         return {"progress": f"listed {progress.listed}", "listed": progress.listed,
                 "conditions": [self.writer.condition(
                     "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}: {progress.listed} "
-                                                    f"key(s) listed, {progress.inputs} input(s) so far")]}
+                                                    f"key(s) listed, {progress.inputs} input(s) so far{found}")]}
 
     async def _jobs_listed(self) -> None:
         """A (re)started batch must know every Job it already has before it carves or invokes anything."""
@@ -266,12 +279,14 @@ class BatchController:
         book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
                             disrupted=int(counted.get("disrupted") or 0))
         spec = state.spec
+        # A batch pinned by a release without spec.outputs gets them pinned as resolved now.
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
-                                 "pinned": current.get("pinned") or pinned_fields(spec),
+                                 "pinned": {**pinned_fields(spec), **(current.get("pinned") or {})},
                                  **state.progress(current.get("parallelism") or 0)}
         if not book.done():
             patch["phase"] = status.RUNNING
         patch["items"]["unlisted"] = state.listing.unlisted
+        patch["items"]["skipped"] = state.listing.skipped
         patch["unlistedItems"] = [entry.json() for entry in state.listing.sample]
         await self.writer.record(state, patch)
 
@@ -394,13 +409,14 @@ class BatchController:
         spec, book, peers, listing, backoff = state.spec, state.book, state.peers, state.listing, \
             state.cadence.finishing
         await self._name_failed_items(state)
-        phase, reason, message = status.verdict(book, spec.tolerated_failures, listing.unlisted)
+        phase, reason, message = status.verdict(book, spec.tolerated_failures, listing.unlisted, listing.skipped)
         try:
             unlisted = (await peers.on_s3(batch_storage.unlisted_inputs, peers.s3, spec)
                         if listing.unlisted else [])
             document = results(book, batch=self.ref, uid=self.uid, service=spec.service, phase=phase,
                                manifest=spec.uri(spec.manifest_key), unlisted=listing.unlisted,
-                               unlisted_items=unlisted or listing.sample)
+                               unlisted_items=unlisted or listing.sample, skipped=listing.skipped,
+                               skipped_at=spec.uri(spec.skipped_key) if listing.skipped else None)
             await peers.on_s3(batch_storage.write_results, peers.s3, spec, self.uid, self.ref, document, self.kube)
         except Waiting as waiting:
             delay = backoff.failed(now, waiting.retry)

@@ -49,10 +49,12 @@ def existing_manifest(s3: Any, spec: BatchSpec, uid: str, kube: cluster.Kube) ->
         owner = manifest.owner(s3, spec, spec.manifest_key)
         if owner is not None and owner.uid == uid:
             sample = manifest.unlisted_keys(s3, spec)[:UNLISTED_SAMPLE] if owner.unlisted else []
-            return Listing(owner.items, owner.unlisted, sample)
+            return Listing(owner.items, owner.unlisted, sample, skipped=owner.skipped)
         refuse_foreign(owner, spec, spec.manifest_key, uid, kube)
         refuse_foreign(manifest.owner(s3, spec, spec.results_key), spec, spec.results_key, uid, kube)
         refuse_foreign(manifest.owner(s3, spec, spec.unlisted_key), spec, spec.unlisted_key, uid, kube)
+        if spec.outputs is not None and spec.outputs.skip_existing:
+            refuse_foreign(manifest.owner(s3, spec, spec.skipped_key), spec, spec.skipped_key, uid, kube)
         return None
 
 
@@ -76,7 +78,14 @@ def refuse_foreign(owner: manifest.ObjectOwner | None, spec: BatchSpec, key: str
 
 
 def list_inputs(s3: Any, spec: BatchSpec, uid: str, batch: str, progress: manifest.ListingProgress) -> Listing:
+    """The manifest written (with outputs declared, the output prefix listed first): what it lists and leaves
+    out. Raises Waiting when S3 cannot list either, or the outputs' own bucket is missing."""
     with s3_errors(spec, manifest.ListingStopped):
+        outputs = spec.outputs
+        if outputs is not None and outputs.skip_existing and outputs.bucket != spec.bucket and \
+                not manifest.bucket_exists(s3, spec, outputs.bucket):
+            raise Waiting("BucketNotFound", f"the outputs' bucket {outputs.bucket!r} (spec.outputs.bucket) does not "
+                                            f"exist at {spec.s3_endpoint}")
         return manifest.write(s3, spec, uid, batch, progress)
 
 

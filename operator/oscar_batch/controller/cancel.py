@@ -144,8 +144,8 @@ def _left_jobs(names: set[str], why: str | None) -> str:
 
 
 def _remove_manifest(resolver: Resolver, spec: BatchSpec, uid: str) -> tuple[bool, str | None]:
-    """Only a manifest this very batch wrote is removed (with the object naming the inputs it left out);
-    anybody else's object stays."""
+    """Only a manifest this very batch wrote is removed (with the objects naming the inputs it left out and those
+    it skipped); anybody else's object stays."""
     where = spec.uri(spec.manifest_key)
     try:
         with s3_errors(spec):
@@ -153,8 +153,9 @@ def _remove_manifest(resolver: Resolver, spec: BatchSpec, uid: str) -> tuple[boo
             owner = manifest.owner(s3, spec, spec.manifest_key)
             if owner is None or owner.uid != uid:
                 return False, None
-            if (beside := manifest.owner(s3, spec, spec.unlisted_key)) and beside.uid == uid:
-                manifest.remove(s3, spec, spec.unlisted_key)
+            for key in (spec.unlisted_key, spec.skipped_key):
+                if (beside := manifest.owner(s3, spec, key)) and beside.uid == uid:
+                    manifest.remove(s3, spec, key)
             manifest.remove(s3, spec, spec.manifest_key)
             return True, None
     except Waiting as waiting:   # S3 down or refusing: say so and let the deletion go on

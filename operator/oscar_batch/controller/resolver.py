@@ -19,7 +19,7 @@ import minio
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.core import credentials, planner
+from oscar_batch.core import credentials, outputs, planner
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.pacing import Retry
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
@@ -158,6 +158,29 @@ class Resolver:
     @staticmethod
     def jobs_namespace(spec: BatchSpec, service: dict[str, Any]) -> str:
         return spec.services_namespace or str(service.get("namespace") or "") or DEFAULT_SERVICES_NAMESPACE
+
+    @staticmethod
+    def with_outputs_prefix(spec: BatchSpec, service: dict[str, Any]) -> BatchSpec:
+        """`spec` with its declared outputs' prefix resolved: the spec's own, else the OSCAR service's first output
+        when that is on the batch's storage (`outputs.service_output_prefix`). Raises Waiting (InvalidSpec) when
+        there is none, or when outputs there would be the next run's inputs."""
+        declared = spec.outputs
+        if declared is None:
+            return spec
+        if declared.prefix is None:
+            prefix = outputs.service_output_prefix(service, bucket=declared.bucket, s3_endpoint=spec.s3_endpoint)
+            if prefix is None:
+                first = (service.get("output") or [None])[0]
+                named = (f"its first output is {first.get('path')!r} on {first.get('storage_provider')!r}"
+                         if isinstance(first, dict) else "it declares no output")
+                raise Waiting("InvalidSpec", f"spec.outputs.prefix is required: OSCAR service {spec.service!r} "
+                                             f"gives no default on the batch's storage and bucket "
+                                             f"{declared.bucket!r} ({named}); set spec.outputs.prefix")
+            spec = dataclasses.replace(spec, outputs=dataclasses.replace(declared, prefix=prefix))
+        assert spec.outputs is not None and spec.outputs.prefix is not None
+        if problem := spec.outputs_problem(spec.outputs.prefix):
+            raise Waiting("InvalidSpec", problem)
+        return spec
 
     @staticmethod
     def needs(service: dict[str, Any]) -> planner.Needs:

@@ -75,10 +75,12 @@ class Unlisted:
 
 @dataclasses.dataclass
 class Listing:
-    """What a listing found: how many inputs became manifest lines, how many could not, and the first of those."""
+    """What a listing found: how many inputs became manifest lines, how many could not (and the first of those),
+    and how many were left out because their outputs exist (`spec.outputs`)."""
     items: int = 0
     unlisted: int = 0
     sample: list[Unlisted] = dataclasses.field(default_factory=list)
+    skipped: int = 0
 
     def left_out(self, entry: Unlisted) -> None:
         self.unlisted += 1
@@ -87,11 +89,12 @@ class Listing:
 
     @staticmethod
     def from_status(status: Any) -> Listing:
-        """The listing as a status recorded it (items.total, items.unlisted, unlistedItems)."""
+        """The listing as a status recorded it (items.total, items.unlisted, items.skipped, unlistedItems)."""
         counts = status.get("items") or {}
         sample = [found for entry in status.get("unlistedItems") or ()
                   if (found := Unlisted.from_json(entry)) is not None]
-        return Listing(int(counts.get("total") or 0), int(counts.get("unlisted") or 0), sample)
+        return Listing(int(counts.get("total") or 0), int(counts.get("unlisted") or 0), sample,
+                       skipped=int(counts.get("skipped") or 0))
 
     def message(self) -> str:
         """How many inputs were left out, and the first few by name (escaped, as Python spells them)."""

@@ -22,7 +22,8 @@ import dataclasses
 import datetime
 import hashlib
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 PLACEHOLDERS = ("key", "dir", "name", "stem", "ext")
 MAX_TEMPLATES = 8
@@ -140,11 +141,12 @@ class OutputIndex:
     def done(self, relative_input: str, input_modified: datetime.datetime | None = None) -> bool:
         """Whether the input has its outputs (all of them, with templates), written after it when that counts."""
         assert self._frozen, "freeze() the index before asking it"
+        # Without the rule, any output counts, even one whose time is unknown (stored as -inf).
         not_before = (input_modified.timestamp() if self._outputs.newer_than_input and input_modified is not None
-                      else float("-inf"))
+                      else None)
 
         def counts(written: float | None) -> bool:
-            return written is not None and written > not_before
+            return written is not None and (not_before is None or written > not_before)
 
         if self._outputs.templates:
             return all(counts(self._written(name)) for name in output_names(self._outputs.templates, relative_input))
@@ -157,3 +159,32 @@ def sample_outputs(outputs: OutputsSpec, relative_input: str) -> list[str]:
     if outputs.templates:
         return output_names(outputs.templates, relative_input)
     return [f"{relative_input}.json", f"{default_candidates(relative_input)[-1]}.json"]
+
+
+def _endpoint(url: str) -> str:
+    return url.strip().rstrip("/").lower()
+
+
+def service_output_prefix(service: Mapping[str, Any], *, bucket: str, s3_endpoint: str) -> str | None:
+    """The output prefix the OSCAR service's first output names, when it is in `bucket` on the batch's storage;
+    None otherwise. The storage is the batch's when the provider is OSCAR's own MinIO (`minio`, `minio.default`:
+    its endpoint as OSCAR sees it is often a cluster-internal name, so it cannot be compared) or a MinIO
+    provider the service defines with the batch's endpoint; the bucket decides the rest."""
+    declared = service.get("output")
+    first = declared[0] if isinstance(declared, list) and declared else None
+    if not isinstance(first, Mapping):
+        return None
+    provider, path = str(first.get("storage_provider") or "minio"), str(first.get("path") or "")
+    kind, _, identifier = provider.partition(".")
+    if kind != "minio":
+        return None
+    if identifier not in ("", "default"):
+        providers = (service.get("storage_providers") or {}).get("minio") or {}
+        defined = providers.get(identifier) if isinstance(providers, Mapping) else None
+        if not isinstance(defined, Mapping) or _endpoint(str(defined.get("endpoint") or "")) != _endpoint(s3_endpoint):
+            return None
+    output_bucket, _, folder = path.strip("/").partition("/")
+    if output_bucket != bucket:
+        return None
+    folder = folder.strip("/")
+    return f"{folder}/" if folder else ""

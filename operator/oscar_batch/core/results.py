@@ -3,7 +3,8 @@ line sets are too large for status (`status.itemsAt` then points at it). Pure.
 
 Both forms carry the batch, its counts and the line sets, `succeededItems` and `failedLines`, in the encoding of
 status (`items.encode`); the final one adds every failed item with its input and reason, every input left out of
-the manifest with its reason, and every range invoked with its Jobs and times.
+the manifest with its reason, and every range invoked with its Jobs and times; how many inputs were skipped
+because their outputs existed, and where their keys are (`skippedItemsAt`).
 """
 from __future__ import annotations
 
@@ -18,16 +19,21 @@ from oscar_batch.core.status import failed_item_json
 
 
 def results(book: RangeBook, *, batch: str, uid: str, service: str, phase: str, manifest: str,
-            unlisted: int = 0, unlisted_items: Sequence[Unlisted] = ()) -> dict[str, Any]:
+            unlisted: int = 0, unlisted_items: Sequence[Unlisted] = (), skipped: int = 0,
+            skipped_at: str | None = None) -> dict[str, Any]:
     """The final results: the line sets, every failed item, every input left out and every range.
     `unlisted_items` are the inputs left out of the manifest as far as they are known: all `unlisted` of them,
-    unless the object naming them was deleted (then those status kept)."""
+    unless the object naming them was deleted (then those status kept). The `skipped` inputs (their outputs
+    existed) are named in the object at `skipped_at`, a JSON array of keys, not here: they may be millions."""
     ranges = [{"start": start, "end": end, "outcome": record.outcome.value, "jobs": record.jobs,
                "started": record.started, "finished": record.finished}
               for (start, end), record in sorted(book.records.items())]
     document = line_sets(book, batch=batch, uid=uid, service=service, phase=phase, manifest=manifest,
                          succeeded=items.encode(book.succeeded), failed=items.encode(book.failed))
     document["items"]["unlisted"] = unlisted
+    document["items"]["skipped"] = skipped
+    if skipped_at is not None:
+        document["skippedItemsAt"] = skipped_at
     return {**document,
             "failedItems": [failed_item_json(item) for item in sorted(book.failed_items.values(),
                                                                       key=lambda item: item.line)],

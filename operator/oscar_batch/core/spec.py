@@ -36,6 +36,7 @@ DEFAULT_SERVICES_NAMESPACE = "oscar-svc"
 DEFAULT_MANIFEST_NAME = "index.txt"
 RESULTS_SUFFIX = ".results.json"
 UNLISTED_SUFFIX = ".unlisted.json"
+SKIPPED_SUFFIX = ".skipped.json"
 MAX_KEY_LENGTH = 1024  # S3 object keys
 MAX_SECRET_NAME_LENGTH = 253  # a DNS subdomain
 MAX_URL_LENGTH = 2048
@@ -83,6 +84,11 @@ class BatchSpec:
         """The object naming every input left out of the manifest (`keys.unlistable`), written only if any is."""
         return self.manifest_key + UNLISTED_SUFFIX
 
+    @property
+    def skipped_key(self) -> str:
+        """The object naming every input left out because its outputs exist, written only if any is."""
+        return self.manifest_key + SKIPPED_SUFFIX
+
     def outputs_problem(self, outputs_prefix: str) -> str | None:
         """Why the declared outputs cannot go under `outputs_prefix`: outputs the input filters would take for
         inputs would be processed by the next run. None when they can."""
@@ -100,7 +106,8 @@ class BatchSpec:
     def is_input(self, key: str) -> bool:
         """Whether an object listed under the prefix is an input. The batch's own objects and directory markers
         never are."""
-        if key in (self.manifest_key, self.results_key, self.unlisted_key) or keys.is_directory_marker(key):
+        if key in (self.manifest_key, self.results_key, self.unlisted_key, self.skipped_key) or \
+                keys.is_directory_marker(key):
             return False
         relative = key[len(self.prefix):]
         if self.include and not any(fnmatch.fnmatchcase(relative, pattern) for pattern in self.include):
@@ -119,7 +126,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
                           default=manifest_key + RESULTS_SUFFIX)
     if manifest_key == results_key:
         raise SpecError("spec.manifestKey and spec.resultsKey must name different objects")
-    if results_key == manifest_key + UNLISTED_SUFFIX:
+    if results_key in (manifest_key + UNLISTED_SUFFIX, manifest_key + SKIPPED_SUFFIX):
         raise SpecError(f"spec.resultsKey cannot be {results_key!r}: the batch writes the inputs it leaves out of "
                         "the manifest there")
     parsed = BatchSpec(
@@ -174,15 +181,29 @@ _PINNED_FIELDS = (
     _PinnedField("exclude", "exclude", "spec.storage.exclude"),
     _PinnedField("manifestKey", "manifest_key", "spec.manifestKey"),
 )
-IMMUTABLE_FIELDS = tuple(field.path for field in _PINNED_FIELDS)
+IMMUTABLE_FIELDS = (*(field.path for field in _PINNED_FIELDS), "spec.outputs")   # outputs: pinned_fields
 
 
 def pinned_fields(spec: BatchSpec) -> dict[str, Any]:
     """The immutable fields of `spec` as JSON for `status.pinned`, written when the batch starts."""
-    pinned = {}
+    pinned: dict[str, Any] = {}
     for field in _PINNED_FIELDS:
         value = getattr(spec, field.attribute)
         pinned[field.key] = list(value) if isinstance(value, tuple) else value
+    pinned["outputs"] = _outputs_json(spec.outputs)
+    return pinned
+
+
+def _outputs_json(outputs: OutputsSpec | None) -> dict[str, Any]:
+    """`spec.outputs` as pinned: as the spec spells it, with the prefix resolved; {} when none are declared."""
+    if outputs is None:
+        return {}
+    pinned: dict[str, Any] = {"bucket": outputs.bucket, "key": list(outputs.templates),
+                              "skipExisting": outputs.skip_existing, "newerThanInput": outputs.newer_than_input}
+    if outputs.prefix is not None:
+        pinned["prefix"] = outputs.prefix
+    if outputs.written_after is not None:
+        pinned["writtenAfter"] = outputs.written_after.isoformat()
     return pinned
 
 
@@ -204,6 +225,14 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
         if value != getattr(spec, field.attribute):
             restored[field.attribute] = value
             changed.append(field.path)
+    if "outputs" in pinned:
+        outputs = _outputs({"outputs": pinned["outputs"]}, default_bucket=spec.bucket) if pinned["outputs"] else None
+        if outputs != spec.outputs:
+            restored["outputs"] = outputs
+            # A prefix left to its default is the one resolved when the batch started: no change.
+            if not (spec.outputs is not None and outputs is not None and spec.outputs.prefix is None
+                    and dataclasses.replace(spec.outputs, prefix=outputs.prefix) == outputs):
+                changed.append("spec.outputs")
     if "manifest_key" in restored:
         # A resultsKey spelled out as its default cannot be told from the default; either way it follows.
         if spec.results_key == spec.manifest_key + RESULTS_SUFFIX:
@@ -211,7 +240,8 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
         elif spec.results_key == restored["manifest_key"]:
             raise SpecError(f"spec.resultsKey {spec.results_key!r} is the manifest key the batch started with; "
                             "the results would overwrite the manifest")
-        elif spec.results_key == restored["manifest_key"] + UNLISTED_SUFFIX:
+        elif spec.results_key in (restored["manifest_key"] + UNLISTED_SUFFIX,
+                                  restored["manifest_key"] + SKIPPED_SUFFIX):
             raise SpecError(f"spec.resultsKey {spec.results_key!r} is where the batch it started with writes the "
                             "inputs it leaves out of the manifest")
     return dataclasses.replace(spec, **restored), changed

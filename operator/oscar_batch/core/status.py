@@ -121,11 +121,15 @@ def failed_items_from(status: Mapping[str, Any]) -> list[FailedItem]:
     return found
 
 
-def verdict(book: RangeBook, tolerated_failures: int, unlisted: int = 0) -> tuple[str, str, str]:
+def verdict(book: RangeBook, tolerated_failures: int, unlisted: int = 0, skipped: int = 0) -> tuple[str, str, str]:
     """(phase, reason, message) of a batch that has ended. Inputs left out of the manifest (`unlisted`) were
-    never processed: they count against the tolerated failures as failed items do."""
+    never processed: they count against the tolerated failures as failed items do. Inputs left out because their
+    outputs exist (`skipped`) are done: they are only mentioned."""
     counts = book.counts()
     left_out = f"{unlisted} input(s) left out of the manifest (a line break in the key; status.unlistedItems)"
+    if counts.total == 0 and skipped and not unlisted:
+        return SUCCEEDED, "AllOutputsExist", (f"every input ({skipped}) already has its outputs (spec.outputs): "
+                                              "nothing to invoke; the results say where their keys are")
     if counts.total == 0:
         if not unlisted:
             return SUCCEEDED, "NoInputs", "no input matched the prefix and filters: nothing to do"
@@ -139,7 +143,8 @@ def verdict(book: RangeBook, tolerated_failures: int, unlisted: int = 0) -> tupl
         tolerated = f"; {counts.failed} failed item(s) tolerated" if counts.failed else ""
         reason = ("FailuresTolerated" if counts.failed else "InputsUnlistedTolerated" if unlisted
                   else "AllItemsSucceeded")
-        return SUCCEEDED, reason, f"{counts.succeeded} of {counts.total} items succeeded{tolerated}{also}"
+        done_before = f"; {skipped} input(s) skipped, their outputs exist" if skipped else ""
+        return SUCCEEDED, reason, f"{counts.succeeded} of {counts.total} items succeeded{tolerated}{also}{done_before}"
     if counts.failed <= tolerated_failures:
         failed = f"{counts.failed} failed item(s) and " if counts.failed else ""
         return FAILED, "InputsUnlisted", (
