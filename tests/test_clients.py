@@ -4,6 +4,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import http.server
+import io
+import json
 import socket
 import threading
 import urllib.error
@@ -16,11 +18,11 @@ import urllib3
 
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
-from oscar_batch.controller.batch_storage import storage_waiting
+from oscar_batch.controller.batch_storage import list_inputs, storage_waiting
 from oscar_batch.controller.resolver import IO_THREADS, Resolver, Waiting
 from oscar_batch.core.credentials import OPT_IN_LABEL
 from oscar_batch.core.endpoints import EndpointPolicy
-from oscar_batch.core.spec import parse_spec
+from oscar_batch.core.spec import BatchSpec, parse_spec
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys, seed_bucket
@@ -278,6 +280,84 @@ def test_manifest_reports_s3_errors_by_code(sandbox):
     spec = parse_spec({**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "no-such-bucket"}})
     with pytest.raises(manifest.StorageError, match="NoSuchBucket"):
         manifest.write(s3_client(sandbox, spec), spec, "uid", "default/b")
+
+
+def outputs_spec(sandbox, inputs_bucket: str, **outputs) -> BatchSpec:
+    raw = _raw_spec(sandbox)
+    return parse_spec({**raw, "storage": {**raw["storage"], "bucket": inputs_bucket, "prefix": "in/"},
+                       "outputs": outputs})
+
+
+def put(s3, bucket: str, key: str, body: bytes = b"{}") -> None:
+    s3.put_object(bucket, key, io.BytesIO(body), len(body))
+
+
+def test_the_listing_skips_inputs_whose_outputs_exist_under_the_default_rule(sandbox):
+    spec = outputs_spec(sandbox, "outputs-default", prefix="out/")
+    s3 = s3_client(sandbox, spec)
+    seed_bucket(s3, spec.bucket, ["in/a.jpg", "in/b.jpg", "in/c.jpg", "in/d/e.png", "in/f.jpg"])
+    for output in ("out/a.json", "out/b.jpg.json", "out/d/e.csv", "out/f", "out/c/x.json"):
+        put(s3, spec.bucket, output)     # f: no extension, stands for no input; c/x.json is another input's
+    progress = manifest.ListingProgress()
+    listing = manifest.write(s3, spec, "uid-o", "default/outputs", progress)
+    assert (listing.items, listing.skipped, progress.outputs, progress.skipped) == (2, 3, 5, 3)
+    assert s3.get_object(spec.bucket, spec.manifest_key).read().decode().splitlines() == ["in/c.jpg", "in/f.jpg"]
+    skipped = json.loads(s3.get_object(spec.bucket, spec.skipped_key).read())
+    assert skipped == ["in/a.jpg", "in/b.jpg", "in/d/e.png"]
+    assert manifest.owner(s3, spec, spec.manifest_key) == manifest.ObjectOwner("uid-o", "default/outputs", 2, 0, 3)
+    assert manifest.owner(s3, spec, spec.skipped_key).uid == "uid-o"
+
+
+def test_templates_name_outputs_in_another_bucket_and_all_must_exist(sandbox):
+    spec = outputs_spec(sandbox, "outputs-inputs", bucket="outputs-elsewhere", prefix="v2/",
+                        key=["{dir}{stem}.json", "{dir}{stem}.png"])
+    s3 = s3_client(sandbox, spec)
+    seed_bucket(s3, spec.bucket, ["in/a.jpg", "in/b.jpg", "in/c/d.jpg"])
+    seed_bucket(s3, "outputs-elsewhere", ["v2/a.json", "v2/a.png", "v2/b.json", "v2/c/d.json", "v2/c/d.png",
+                                          "v1/b.png"])
+    listing = manifest.write(s3, spec, "uid-t", "default/templates")
+    assert (listing.items, listing.skipped) == (1, 2)
+    assert s3.get_object(spec.bucket, spec.manifest_key).read().decode().splitlines() == ["in/b.jpg"]
+
+
+def test_outputs_written_before_a_time_or_before_their_input_do_not_count(sandbox):
+    spec = outputs_spec(sandbox, "outputs-times", prefix="out/")
+    s3 = s3_client(sandbox, spec)
+    seed_bucket(s3, spec.bucket, ["in/a.jpg", "in/b.jpg"])
+
+    def modified(key: str):
+        return next(s3.list_objects(spec.bucket, key)).last_modified
+
+    def written_after(key: str, earlier: str):   # on S3's clock, which may count whole seconds
+        return wait_until(lambda: put(s3, spec.bucket, key) or modified(key) > modified(earlier), timeout=5,
+                          message=f"{key} written after {earlier}")
+
+    written_after("out/a.json", "in/b.jpg")
+    written_after("out/b.json", "in/b.jpg")
+    written = {key: modified(key) for key in ("out/a.json", "out/b.json")}
+    assert manifest.write(s3, spec, "uid-w", "default/times").skipped == 2
+    later = dataclasses.replace(spec, outputs=dataclasses.replace(
+        spec.outputs, written_after=max(written.values())))                  # a model released after them
+    assert manifest.write(s3, later, "uid-w", "default/times").skipped == 0
+    written_after("in/b.jpg", "out/b.json")                                 # the input replaced since
+    newer = dataclasses.replace(spec, outputs=dataclasses.replace(spec.outputs, newer_than_input=True))
+    listing = manifest.write(s3, newer, "uid-w", "default/times")
+    assert (listing.items, listing.skipped) == (1, 1)
+    assert s3.get_object(spec.bucket, spec.manifest_key).read().decode().splitlines() == ["in/b.jpg"]
+
+
+def test_outputs_in_a_missing_bucket_or_unreadable_are_a_condition_and_no_manifest(sandbox):
+    spec = outputs_spec(sandbox, "outputs-missing", bucket="no-such-output-bucket", prefix="out/")
+    s3 = s3_client(sandbox, spec)
+    seed_bucket(s3, spec.bucket, ["in/a.jpg"])
+    with pytest.raises(Waiting) as waiting:
+        list_inputs(s3, spec, "uid-m", "default/missing", manifest.ListingProgress())
+    assert waiting.value.reason == "BucketNotFound" and "'no-such-output-bucket' (spec.outputs.bucket)" in \
+        waiting.value.message
+    with pytest.raises(manifest.StorageError, match="listing the outputs s3://no-such-output-bucket/out/: S3 "
+                                                    "answered NoSuchBucket"):
+        manifest.write(s3, spec, "uid-m", "default/missing")
+    assert manifest.owner(s3, spec, spec.manifest_key) is None
 
 
 def _raw_spec(sandbox) -> dict:
