@@ -579,6 +579,53 @@ def test_real_oscar_runs_every_input_once(oscar_stack: dict[str, Any], namespace
     assert_oscar_clean(oscar_stack)
 
 
+@pytest.mark.parametrize("oscar_stack", [Stack(operator_args=FAST, run_seconds=1.0, failing_ranges=frozenset(),
+                                               inputs=20, real_oscar=True)], indirect=True, ids=["real-oscar"])
+@pytest.mark.timeout(BATCH_TIMEOUT + 120)
+def test_an_output_aware_batch_through_real_oscar_invokes_only_the_inputs_without_outputs(
+        oscar_stack: dict[str, Any], namespace: str) -> None:
+    """12 of 20 inputs already have their outputs in MinIO: the real OSCAR Manager is asked for the other 8 only,
+    the outputs there are not written again, and the API server's CEL rule keeps spec.outputs as it started."""
+    plane, config, s3 = oscar_stack["plane"], oscar_stack["config"], oscar_stack["s3"]
+    kubelet, operator = oscar_stack["kubelet"], oscar_stack["operator"]
+    done_before = oscar_stack["inputs"][:12]
+    for key in done_before:
+        body = json.dumps({"job": "an-earlier-run", "input": key}).encode()
+        s3.put_object(config.bucket, output_key(key, config.prefix, config.behaviour.output_prefix),
+                      io.BytesIO(body), len(body), content_type="application/json")
+    seeded = {obj.object_name: obj.etag for obj in s3.list_objects(config.bucket, prefix="output/", recursive=True)}
+    start_batch(oscar_stack, namespace, itemsPerInvocation=2, outputs={"prefix": "output/"})
+    uid = plane.get_json("oscarbatchjob", "e2e", "-n", namespace)["metadata"]["uid"]
+    wait_for(lambda: (plane.get_json("oscarbatchjob", "e2e", "-n", namespace).get("status") or {}).get("startTime"),
+             60, "the batch to start", alive=[operator], interval=0.2)
+    edit = plane.kubectl("patch", "oscarbatchjob", "e2e", "-n", namespace, "--type", "merge", "-p",
+                         json.dumps({"spec": {"outputs": {"prefix": "output/v2/"}}}), check=False)
+    assert edit.returncode != 0 and "spec.outputs cannot" in edit.stderr, edit.stderr
+
+    batch = wait_for(lambda: batch_finished(plane, namespace), BATCH_TIMEOUT, "the batch to finish",
+                     alive=[operator], interval=0.5)
+    assert not kubelet.errors, kubelet.errors
+    status = batch["status"]
+    assert status["phase"] == "Succeeded", (status, operator.tail())
+    assert (status["items"]["total"], status["items"]["skipped"], status["items"]["succeeded"]) == (8, 12, 8)
+    assert status["pinned"]["outputs"]["prefix"] == "output/"
+    jobs = jobs_of(plane, uid)
+    assert sorted(line for job in jobs for line in range(*lines_of(job))) == list(range(1, 9)), \
+        [job["metadata"]["name"] for job in jobs]
+    outputs = {obj.object_name: obj.etag for obj in s3.list_objects(config.bucket, prefix="output/", recursive=True)}
+    assert {key: outputs[key] for key in seeded} == seeded              # none written again
+    written = {key: read_json(s3, config.bucket, key) for key in outputs}
+    assert sorted(body["input"] for body in written.values()) == oscar_stack["inputs"]
+    assert sorted(body["input"] for body in written.values() if body["job"] != "an-earlier-run") == \
+        oscar_stack["inputs"][12:]
+    results = read_json(s3, config.bucket, status["results"].removeprefix(f"s3://{config.bucket}/"))
+    assert results["items"]["skipped"] == 12
+    assert read_json(s3, config.bucket, results["skippedItemsAt"].removeprefix(f"s3://{config.bucket}/")) == \
+        done_before
+    assert not rbac_denials(operator), operator.tail()
+    assert_oscar_clean(oscar_stack)
+
+
 # As many as the CancelIncomplete Event names one by one (cancel.SHOWN_JOBS); with OSCAR refusing connections
 # each DELETE takes 1.5 s of client retries, so 5 Jobs also show whether --cancel-timeout bounds the cleanup.
 IN_FLIGHT = 5
