@@ -119,15 +119,19 @@ class OutputIndex:
         self._times.append(modified.timestamp() if modified is not None else float("-inf"))
 
     def freeze(self) -> OutputIndex:
-        """Sort for lookups; of several outputs standing for one name, the newest counts."""
-        order = sorted(range(len(self._hashes)), key=lambda index: (self._hashes[index], self._times[index]))
+        """Sort for lookups; of several outputs standing for one name, the newest counts. Each hash is sorted
+        with its position in one int (hash << 32 | position): a list of those is ~48 bytes an output while it
+        sorts, where (hash, time) tuples by a key function took ~220."""
+        order = sorted((value << 32) | position for position, value in enumerate(self._hashes))
         hashes, times = array.array("Q"), array.array("d")
-        for index in order:
-            if hashes and hashes[-1] == self._hashes[index]:
-                times[-1] = self._times[index]
+        for packed in order:
+            value, written = packed >> 32, self._times[packed & 0xFFFFFFFF]
+            if hashes and hashes[-1] == value:
+                times[-1] = max(times[-1], written)
             else:
-                hashes.append(self._hashes[index])
-                times.append(self._times[index])
+                hashes.append(value)
+                times.append(written)
+        del order
         self._hashes, self._times, self._frozen = hashes, times, True
         return self
 
