@@ -425,17 +425,21 @@ def test_an_items_time_is_a_function_of_the_seed_and_its_line_alone():
 
 
 def test_an_input_keeps_its_work_and_corruption_in_any_manifest():
-    behaviour = Behaviour(corrupt_lines=frozenset({3}), seed=2)
+    behaviour = Behaviour(corrupt_inputs=frozenset({"input/frame-000003.jpg", "elsewhere/bad.jpg"}), seed=2)
     full = "".join(f"{key}\n" for key in input_keys("input/", 5))
-    subset = "input/frame-000003.jpg\n\ninput/frame-000005.jpg\nelsewhere/a.jpg\n"
+    subset = "input/frame-000003.jpg\n\ninput/frame-000005.jpg\nelsewhere/a.jpg\nelsewhere/bad.jpg\n"
     items = plan_items(behaviour, manifest_entries(full, 1, 6), "input/", 2)
     assert [(item.line, item.corrupt) for item in items] == [(1, False), (2, False), (3, True), (4, False),
                                                              (5, False)]
-    again = plan_items(behaviour, manifest_entries(subset, 1, 5), "input/", 2)
-    # Input 3 is the same item on line 1 of the subset; a key that is not a sandbox input goes by its line.
+    again = plan_items(behaviour, manifest_entries(subset, 1, 6), "input/", 2)
+    # Input 3 is the same item on line 1 of the subset; a key that is not a sandbox input goes by its line for
+    # its work, and by its key for corruption, as every input.
     assert [(item.line, item.key, item.corrupt) for item in again] == [
-        (3, "input/frame-000003.jpg", True), (5, "input/frame-000005.jpg", False), (4, "elsewhere/a.jpg", False)]
+        (3, "input/frame-000003.jpg", True), (5, "input/frame-000005.jpg", False), (4, "elsewhere/a.jpg", False),
+        (5, "elsewhere/bad.jpg", True)]
     assert again[0].seconds == items[2].seconds == item_seconds(behaviour, 3)
+    with pytest.raises(ValueError, match="corrupt_inputs are object keys"):
+        Behaviour(corrupt_inputs=frozenset({""}))
 
 
 async def test_a_container_spends_start_up_plus_its_items_exact_times(bucket):
@@ -453,8 +457,8 @@ async def test_a_container_spends_start_up_plus_its_items_exact_times(bucket):
 
 async def test_a_corrupt_input_fails_its_run_after_the_outputs_before_it(bucket):
     client, name = bucket
-    behaviour = Behaviour(corrupt_lines=frozenset({4}), item_seconds=1.0, startup_seconds=1.0, time_scale=0.002,
-                          seed=1)
+    behaviour = Behaviour(corrupt_inputs=frozenset({"input/frame-000004.jpg"}), item_seconds=1.0,
+                          startup_seconds=1.0, time_scale=0.002, seed=1)
     async with cluster(client, name, nodes=(NodeSpec("w1"),), behaviour=behaviour) as c:
         await c.invoke("poisoned", {"start": 2, "end": 7})
         await wait_until(lambda: "Failed" in c.conditions("poisoned"), message="job failure")

@@ -1,6 +1,7 @@
 """The makespan benchmark's own arithmetic and cluster design, checked without running it."""
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import sys
 
@@ -8,6 +9,7 @@ import pytest
 
 from oscar_batch_sandbox.oscar import legacy_status
 from oscar_batch_sandbox.runner import item_seconds
+from oscar_batch_sandbox.s3 import input_key, input_number
 
 # `benchmarks` is a folder of the checkout, not an installed package: `python -m benchmarks` runs from the root.
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
@@ -23,7 +25,7 @@ def original_n(workload: makespan.Workload) -> int:
     return makespan.original_parallelism(status, config.service_definition())
 
 
-@pytest.mark.parametrize("key", ["uniform", "lognormal", "disruptions", "corrupt", "capacity"])
+@pytest.mark.parametrize("key", ["uniform", "lognormal", "disruptions", "corrupt", "capacity", "incremental"])
 def test_on_the_quiet_cluster_the_originals_formula_and_the_real_fit_agree(key):
     workload = WORKLOADS[key]
     assert makespan.usable_slots(workload.config) == original_n(workload) == makespan.SLOTS
@@ -62,11 +64,28 @@ def test_the_lower_bound_fits_the_work_into_the_slots_as_they_change():
 def test_total_work_is_the_exact_sum_of_the_items_times_without_the_corrupt_ones():
     corrupt = WORKLOADS["corrupt"]
     config = corrupt.with_seed(2, 0.01)
-    lines = config.behaviour.corrupt_lines
-    assert len(lines) == 6 and lines == corrupt.with_seed(2, 0.5).behaviour.corrupt_lines
-    expected = sum(item_seconds(config.behaviour, line) for line in range(1, config.items + 1) if line not in lines)
+    keys = config.behaviour.corrupt_inputs
+    assert len(keys) == 6 and keys == corrupt.with_seed(2, 0.5).behaviour.corrupt_inputs
+    assert not config.existing_outputs
+    numbers = {input_number(key, config.prefix) for key in keys}
+    expected = sum(item_seconds(config.behaviour, line) for line in range(1, config.items + 1)
+                   if line not in numbers)
     assert makespan.total_work(config) == pytest.approx(expected)
     assert config.behaviour.time_scale == 0.01 and config.behaviour.seed == 2
+
+
+def test_the_incremental_workload_starts_with_outputs_for_80_percent_and_its_bound_counts_the_rest():
+    incremental = WORKLOADS["incremental"]
+    config = incremental.with_seed(3, 0.01)
+    existing = config.existing_outputs
+    assert len(existing) == round(0.8 * config.items) and existing == incremental.with_seed(3, 0.5).existing_outputs
+    assert existing != incremental.with_seed(1, 0.01).existing_outputs and not config.behaviour.corrupt_inputs
+    new = [line for line in range(1, config.items + 1) if input_key(config.prefix, line) not in existing]
+    assert makespan.total_work(config) == pytest.approx(sum(item_seconds(config.behaviour, line) for line in new))
+    # The original's work is every item, as without the outputs.
+    everything = dataclasses.replace(config, existing_outputs=frozenset())
+    assert makespan.total_work(everything) == pytest.approx(
+        sum(item_seconds(config.behaviour, line) for line in range(1, config.items + 1)))
 
 
 def test_results_cells_are_medians_with_their_spread():

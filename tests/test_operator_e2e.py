@@ -14,7 +14,7 @@ from harness import Harness
 from oscar_batch.core.keys import UNLISTED_SAMPLE
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.handoff import batch_manifests
-from oscar_batch_sandbox.s3 import input_keys
+from oscar_batch_sandbox.s3 import input_key, input_keys
 from support import BIN, kubectl, lines_of, table_rows, wait_until
 
 FAST = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11)
@@ -314,7 +314,8 @@ def test_deleting_a_batch_deletes_its_finished_jobs_too(tmp_path):
 def test_a_batch_with_corrupt_inputs_processes_every_other_item_and_names_the_bad_ones(tmp_path):
     # Three inputs the service can never read; automatic (adaptive) ranges, the default retries.
     corrupt = frozenset({4, 17, 18})
-    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=8, corrupt_lines=corrupt)
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=8,
+                          corrupt_inputs=frozenset(input_key("input/", n) for n in corrupt))
     with Harness(config(items=40, behaviour=behaviour), tmp_path) as harness:
         harness.apply(retries=1, toleratedFailures=3)
         status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]

@@ -107,7 +107,7 @@ def test_the_sandbox_wheel_carries_the_crd_and_its_commands(wheels, tmp_path):
                             "from oscar_batch_sandbox.cli import demo_main\n"
                             "raise SystemExit(demo_main(['--items', '8', '--time-scale', '0.002']))", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Batch Succeeded" in result.stdout and "outputs written: 8" in result.stdout
+    assert "Batch Succeeded" in result.stdout and "outputs: 8 under" in result.stdout
 
 
 def _crd_schema() -> dict:

@@ -22,7 +22,7 @@ from oscar_batch_sandbox import kueue, nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
 from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
-from oscar_batch_sandbox.runner import JobRunner
+from oscar_batch_sandbox.runner import JobRunner, earlier_output, output_key
 from oscar_batch_sandbox.s3 import REGION, S3Server, decoy_keys, input_keys, seed_bucket
 
 __all__ = ["Behaviour", "NodeSpec", "Sandbox", "SandboxConfig", "SandboxThread", "TenantPod", "CRD_PATH"]
@@ -78,10 +78,13 @@ class Sandbox:
         self._stack.callback(self.s3.stop)
         s3_client = self.s3.client(config.s3_access_key, config.s3_secret_key)
         keys = input_keys(config.prefix, config.items) + decoy_keys(config.prefix)
+        output_prefix = config.behaviour.output_prefix
+        outputs = {output_key(key, config.prefix, output_prefix): earlier_output(key)
+                   for key in sorted(config.existing_outputs)}
         if config.s3_in_process:
-            await asyncio.to_thread(self.s3.seed_in_process, s3_client, config.bucket, keys)
+            await asyncio.to_thread(self.s3.seed_in_process, s3_client, config.bucket, keys, outputs)
         else:
-            await asyncio.to_thread(seed_bucket, s3_client, config.bucket, keys)
+            await asyncio.to_thread(seed_bucket, s3_client, config.bucket, keys, outputs)
 
         oscar_endpoint = await self.oscar.start()
         self._stack.push_async_callback(self.oscar.stop)
@@ -96,7 +99,9 @@ class Sandbox:
             "kubernetes": {"server": str(self._kube_server.url), "token": self._user_token},
             "s3": {"endpoint": s3_endpoint, "region": REGION, "accessKey": config.s3_access_key,
                    "secretKey": config.s3_secret_key, "bucket": config.bucket, "prefix": config.prefix,
-                   "items": config.items},
+                   "items": config.items, "outputPrefix": output_prefix,
+                   "existingOutputs": len(config.existing_outputs),
+                   "corruptInputs": sorted(config.behaviour.corrupt_inputs)},
             "oscar": {"endpoint": oscar_endpoint, "username": config.oscar_user,
                       "password": config.oscar_password, "service": config.service,
                       "servicesNamespace": config.services_namespace},

@@ -41,7 +41,7 @@ def demo_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="oscar-batch-demo",
         description="Starts the sandbox and the operator, applies an OscarBatchJob over the seeded bucket, shows "
-                    "its progress and exits 0 when it succeeded with one output per input.")
+                    "its progress and exits 0 when it succeeded with one output per input (but the corrupt ones).")
     add_sandbox_options(parser)
     parser.add_argument("--timeout", type=_non_negative_float, default=300.0,
                         help="seconds to wait for the batch (default 300)")
@@ -66,6 +66,13 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
                         help="real seconds per simulated second (default 0.05)")
     parser.add_argument("--legacy-status", action="store_true",
                         help="serve OSCAR's GET /system/status in its 2024 format")
+    parser.add_argument("--corrupt", type=_probability, default=0.0, metavar="SHARE",
+                        help="share of the inputs the service cannot read: it fails on them, every time (default 0)")
+    parser.add_argument("--existing-outputs", type=_probability, default=0.0, metavar="SHARE",
+                        help="share of the inputs that already have their output, as an earlier run left it "
+                             "(never a corrupt one); a batch that declares its outputs skips them (default 0)")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="draws which inputs are corrupt or have outputs, item times and failures (default 1)")
 
 
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
@@ -73,9 +80,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         nodes=(control_plane(), *workers(args.workers, cpu=args.worker_cpu, memory=args.worker_memory)),
         items=args.items,
         behaviour=Behaviour(item_seconds=args.item_seconds, failure_rate=args.failure_rate,
-                            time_scale=args.time_scale),
+                            time_scale=args.time_scale, seed=args.seed),
         legacy_status=args.legacy_status,
-    )
+    ).with_drawn_inputs(corrupt=args.corrupt, existing_outputs=args.existing_outputs, seed=args.seed)
 
 
 async def _serve(config: SandboxConfig, kubeconfig: pathlib.Path, manifests: pathlib.Path | None) -> int:

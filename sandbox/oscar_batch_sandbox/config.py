@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import secrets
 from typing import Any
+
+from oscar_batch_sandbox.s3 import input_key
 
 SERVICES_NAMESPACE = "oscar-svc"
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
@@ -78,11 +81,12 @@ ITEM_DISTRIBUTIONS = ("uniform", "lognormal")
 class Behaviour:
     """How the simulated service behaves. Durations are in simulated seconds; `time_scale` maps them to real ones.
 
-    An item's work is a property of the item: the seconds of manifest line n are drawn from (`seed`, n) alone
-    (`runner.item_seconds`), so every invocation that reaches that item, on either side of a benchmark and on
-    every retry, spends the same time on it. "Line n" is the input's line in the manifest of all the sandbox's
-    inputs (input n is `frame-<n>.jpg`), so a manifest of a subset (a re-run over what is missing) gives each
-    item its own work and corruption still.
+    An item's work and corruption are properties of the input, not of a manifest line: the seconds of input n
+    (`frame-<n>.jpg`, line n of the manifest of all the sandbox's inputs) are drawn from (`seed`, n) alone
+    (`runner.item_seconds`), and a corrupt input is named by its key (`corrupt_inputs`), so every invocation
+    that reaches an input, on either side of a benchmark, on every retry and from a manifest of any subset (a
+    re-run over what is missing, a batch that skipped the inputs with outputs), spends the same time on it and
+    fails on it alike.
     """
     item_seconds: float = 2.0         # the mean time of one item
     # "uniform": item_seconds × uniform(1 - jitter, 1 + jitter); "lognormal": mean item_seconds, log-sd item_sigma
@@ -95,9 +99,9 @@ class Behaviour:
     # A range in `failing_ranges` fails only its first N invocations, then succeeds; 0 means always. The
     # runner counts invocations per (start, end) in the order their containers start.
     failing_attempts: int = 0
-    # Inputs (1-based lines, as above) the service cannot process: it writes the outputs of the lines before
-    # the first of them in its range, then exits 1, on every attempt.
-    corrupt_lines: frozenset[int] = frozenset()
+    # Keys of the inputs the service cannot process: it writes the outputs of the items before the first of
+    # them in its range, then exits 1, on every attempt.
+    corrupt_inputs: frozenset[str] = frozenset()
     # Probability that the kubelet evicts one invocation's pod for node pressure at a uniformly random point of
     # its run after start-up (outputs written before stay): a transient disruption, not the service's failure.
     disruption_rate: float = 0.0
@@ -123,8 +127,8 @@ class Behaviour:
         for name in ("failure_rate", "disruption_rate"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
-        if any(line < 1 for line in self.corrupt_lines):
-            raise ValueError("corrupt_lines are 1-based manifest lines")
+        if not all(isinstance(key, str) and key for key in self.corrupt_inputs):
+            raise ValueError("corrupt_inputs are object keys")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +143,9 @@ class SandboxConfig:
     service_memory: str = "1Gi"
     service_gpu: bool = False
     behaviour: Behaviour = Behaviour()
+    # Input keys whose outputs the bucket holds when the sandbox starts, named as the service names them
+    # (`runner.output_key`): an earlier run's, for a batch that declares its outputs to skip.
+    existing_outputs: frozenset[str] = frozenset()
     services_namespace: str = SERVICES_NAMESPACE
     oscar_user: str = "oscar"
     # Fresh per sandbox: nothing outside this process can know them.
@@ -160,6 +167,24 @@ class SandboxConfig:
     kueue_cpu: str = ""
     kueue_memory: str = "64Gi"
     kueue_owner: str = "alice"
+
+    def with_drawn_inputs(self, *, corrupt: float = 0.0, existing_outputs: float = 0.0,
+                          seed: int | str = 0) -> SandboxConfig:
+        """This config with round(share × items) of its inputs drawn, reproducibly for `seed`, to be corrupt and
+        to have outputs already. The two are apart: a corrupt input never had an output (the service cannot make
+        one), so the outputs are drawn among the other inputs (all of them, when there are fewer)."""
+        for name, share in (("corrupt", corrupt), ("existing_outputs", existing_outputs)):
+            if not 0 <= share <= 1:
+                raise ValueError(f"{name} must be a share of the inputs within [0, 1], got {share}")
+        numbers = range(1, self.items + 1)
+        corrupt_numbers = set(random.Random(f"corrupt:{seed}").sample(numbers, round(corrupt * self.items)))
+        healthy = [number for number in numbers if number not in corrupt_numbers]
+        with_outputs = random.Random(f"existing-outputs:{seed}").sample(
+            healthy, min(len(healthy), round(existing_outputs * self.items)))
+        return dataclasses.replace(
+            self, existing_outputs=frozenset(input_key(self.prefix, number) for number in with_outputs),
+            behaviour=dataclasses.replace(self.behaviour, corrupt_inputs=frozenset(
+                input_key(self.prefix, number) for number in corrupt_numbers)))
 
     def service_definition(self, storage_provider: str = "minio.default") -> dict[str, Any]:
         """The service as OSCAR's GET /system/services/{name} returns it: every field OSCAR v4 serves (the real

@@ -1,8 +1,9 @@
 """`oscar-batch-demo`: the main job end to end on the embedded sandbox, in output a person can follow.
 
 Sandbox up → the operator as its own process (`oscar-batch run`, as it would run in a cluster) → Secrets and
-an OscarBatchJob created through the Kubernetes API → a live progress bar from the batch's status → a summary
-checked against S3. Exit code 0 only when the batch Succeeded and every input has its output.
+an OscarBatchJob that declares its outputs, created through the Kubernetes API → a live progress bar from the
+batch's status → a summary checked against S3. Exit code 0 only when the batch Succeeded and every input but
+the corrupt ones (`--corrupt`, tolerated) has its output, the ones there before (`--existing-outputs`) included.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from oscar_batch.clients import cluster
 from oscar_batch.core.status import FINISHED_PHASES, SUCCEEDED
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import CONTROL_PLANE_LABEL, SandboxConfig
-from oscar_batch_sandbox.handoff import BATCH_NAME, OPERATOR_ARGS, batch_manifests
+from oscar_batch_sandbox.handoff import BATCH_NAME, OPERATOR_ARGS, batch_manifests, declared_outputs
 
 BAR_WIDTH = 30
 POLL_SECONDS = 0.2
@@ -28,16 +29,19 @@ POLL_SECONDS = 0.2
 
 def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) -> int:
     say = _printer(out)
+    corrupt, existing = len(config.behaviour.corrupt_inputs), len(config.existing_outputs)
     with tempfile.TemporaryDirectory(prefix="oscar-batch-demo-") as workdir, SandboxThread(config) as sandbox:
         info = sandbox.info
         kubeconfig = pathlib.Path(workdir) / "kubeconfig"
         sandbox.sandbox.write_kubeconfig(kubeconfig)
         workers = [node for node in config.nodes if CONTROL_PLANE_LABEL not in node.labels]
+        output_prefix = config.behaviour.output_prefix
         say("OSCAR-Batch demo: an embedded cluster on localhost")
         say(f"  Kubernetes API  {info['kubernetes']['server']}  ({len(workers)} workers + a control plane, "
             f"{len(config.tenant_pods)} pod(s) of another tenant)")
         say(f"  S3              {info['s3']['endpoint']}  bucket {config.bucket}: {config.items} inputs under "
-            f"{config.prefix} (+ a few files that are not inputs)")
+            f"{config.prefix} (+ a few files that are not inputs); {existing} already have an output under "
+            f"{output_prefix}, {corrupt} are corrupt")
         say(f"  OSCAR           {info['oscar']['endpoint']}  service {config.service} "
             f"({config.service_cpu} CPU, {config.service_memory} per invocation, "
             f"{config.behaviour.failure_rate:.0%} of invocations fail)")
@@ -46,11 +50,14 @@ def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) ->
         operator = _start_operator(kubeconfig, log_path)
         try:
             kube = cluster.Kube(pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig))))
-            documents = batch_manifests(info)
+            # The corrupt inputs fail whatever is tried: tolerating exactly them, the batch succeeds naming them.
+            documents = batch_manifests(info, outputs=declared_outputs(info),
+                                        **({"toleratedFailures": corrupt} if corrupt else {}))
             for document in documents:
                 kube.create({"Secret": "secrets", "OscarBatchJob": cluster.PLURAL}[document["kind"]], document)
             say(f"Applied Secrets and OscarBatchJob default/{BATCH_NAME} (include *.jpg, exclude thumbs/*, "
-                f"retries {documents[-1]['spec']['retries']})")
+                f"retries {documents[-1]['spec']['retries']}, outputs under {output_prefix}: an input with one is "
+                "skipped)")
             started = time.monotonic()
             status = _follow(kube, timeout, out)
             elapsed = time.monotonic() - started
@@ -64,14 +71,18 @@ def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) ->
         outputs = _outputs(sandbox, config)
         counts, invocations = status.get("items") or {}, status.get("invocations") or {}
         say(f"Batch {status['phase']} in {elapsed:.1f} s: {status.get('message', '')}")
-        say(f"  items {counts.get('total')} · {invocations.get('total', 0)} invocation(s), ranges "
-            f"{status.get('rangePlan')} · retried {invocations.get('retried', 0)} · failed items "
-            f"{counts.get('failed', 0)}")
-        say(f"  outputs written: {outputs} under s3://{config.bucket}/{config.behaviour.output_prefix}")
+        say(f"  items {counts.get('total')} · skipped (output there already) {counts.get('skipped', 0)} · "
+            f"{invocations.get('total', 0)} invocation(s), ranges {status.get('rangePlan')} · retried "
+            f"{invocations.get('retried', 0)} · failed items {counts.get('failed', 0)}")
+        for detail in status.get("failedItemDetails") or ():
+            say(f"  failed: line {detail.get('line')}  {detail.get('key')}  {detail.get('reason')}")
+        say(f"  outputs: {outputs} under s3://{config.bucket}/{output_prefix} ({existing} there before the batch)")
         say(f"  manifest {status.get('manifest')}  ·  results {status.get('results')}")
-        if status["phase"] == SUCCEEDED and outputs == config.items:
+        if status["phase"] == SUCCEEDED and outputs == config.items - corrupt:
+            say("Apply the batch again (under another name) and it invokes nothing: every input has its output "
+                "now. `--existing-outputs 0.5` starts with half of them done, `--corrupt 0.02` with bad inputs.")
             return 0
-        say("The demo failed: the batch did not succeed, or not every input has its output.")
+        say("The demo failed: the batch did not succeed, or an input that is not corrupt has no output.")
         return 1
 
 

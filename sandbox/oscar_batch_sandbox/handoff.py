@@ -41,10 +41,18 @@ def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str 
     return [*secrets, batch]
 
 
+def declared_outputs(info: dict[str, Any]) -> dict[str, Any]:
+    """`spec.outputs` for where the sandbox's service writes (`output/<key relative to the prefix>.json`, which
+    the default rule recognises): inputs with an output are skipped. The service's definition names another
+    output path (as OSCAR's FaaS-supervisor would upload to), so the prefix is given."""
+    return {"prefix": info["s3"]["outputPrefix"]}
+
+
 def write_batch_manifests(directory: pathlib.Path, info: dict[str, Any]) -> list[pathlib.Path]:
-    """Write `00-secrets.yaml` and `10-batchjob.yaml`, so that `kubectl apply -f DIR` starts a batch."""
+    """Write `00-secrets.yaml` and `10-batchjob.yaml`, so that `kubectl apply -f DIR` starts a batch that
+    declares its outputs."""
     directory.mkdir(parents=True, exist_ok=True)
-    *secrets, batch = batch_manifests(info)
+    *secrets, batch = batch_manifests(info, outputs=declared_outputs(info))
     files = {directory / "00-secrets.yaml": secrets, directory / "10-batchjob.yaml": [batch]}
     for path, documents in files.items():
         path.write_text(yaml.safe_dump_all(documents, sort_keys=False))

@@ -266,6 +266,16 @@ def output_key(input_key: str, input_prefix: str, output_prefix: str) -> str:
     return f"{output_prefix}{input_key.removeprefix(input_prefix)}.json"
 
 
+# The `job` of the outputs the sandbox holds when it starts (`SandboxConfig.existing_outputs`), where the
+# service writes the Job that made one: a batch that skips them leaves it so.
+EARLIER_RUN = "an-earlier-run"
+
+
+def earlier_output(input_key: str) -> bytes:
+    """The body of an output the sandbox holds when it starts, shaped as the service writes one."""
+    return json.dumps({"job": EARLIER_RUN, "input": input_key, "range": None}).encode()
+
+
 def item_seconds(behaviour: Behaviour, line: int, seed: int | str | None = None) -> float:
     """Simulated seconds the service spends on the input of manifest line `line` (1-based): drawn from the seed
     (`behaviour.seed` unless given) and the line alone, so every run that reaches the item spends the same."""
@@ -284,7 +294,7 @@ def item_seconds(behaviour: Behaviour, line: int, seed: int | str | None = None)
 
 @dataclasses.dataclass(frozen=True)
 class Item:
-    line: int          # the item's line as `item_seconds` and `corrupt_lines` know it
+    line: int          # the item's line as `item_seconds` knows it
     key: str
     seconds: float     # simulated
     corrupt: bool
@@ -292,12 +302,13 @@ class Item:
 
 def plan_items(behaviour: Behaviour, entries: list[tuple[int, str]], input_prefix: str,
                seed: int | str) -> list[Item]:
-    """The items of an invocation's lines. An input of the sandbox is known by its number (input n is line n of
-    the manifest of all inputs), whatever manifest lists it; any other key by its line in this manifest."""
+    """The items of an invocation's lines. An input's work goes by its number for an input of the sandbox (input
+    n is line n of the manifest of all inputs), whatever manifest lists it, and for any other key by its line
+    in this manifest; an input is corrupt by its key."""
     items = []
     for line, key in entries:
         number = input_number(key, input_prefix) or line
-        items.append(Item(number, key, item_seconds(behaviour, number, seed), number in behaviour.corrupt_lines))
+        items.append(Item(number, key, item_seconds(behaviour, number, seed), key in behaviour.corrupt_inputs))
     return items
 
 
@@ -739,8 +750,7 @@ class JobRunner:
             await self._write_output(result, body)
             lines.append(f"{item.key} -> {result}")
         if corrupt is not None:
-            lines.append(f"error: {items[corrupt].key}: cannot identify image file (corrupt input, line "
-                         f"{items[corrupt].line})")
+            lines.append(f"error: {items[corrupt].key}: cannot identify image file (corrupt input)")
             return Exit(1)
         lines.append(f"done: {len(items)} item(s)")
         return Exit(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import io
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import minio
@@ -14,8 +15,13 @@ REGION = "us-east-1"
 INPUT_NAME = re.compile(r"frame-(?P<number>[0-9]+)\.jpg")
 
 
+def input_key(prefix: str, number: int) -> str:
+    """The sandbox's n-th input, 1-based."""
+    return f"{prefix}frame-{number:06d}.jpg"
+
+
 def input_keys(prefix: str, items: int) -> list[str]:
-    return [f"{prefix}frame-{index:06d}.jpg" for index in range(1, items + 1)]
+    return [input_key(prefix, number) for number in range(1, items + 1)]
 
 
 def input_number(key: str, prefix: str) -> int | None:
@@ -70,7 +76,8 @@ class S3Server:
         """Every key under `prefix`, without HTTP: moto sorts a whole prefix for each 1,000-key page."""
         return sorted(key for key in list(self._backend().get_bucket(bucket).keys) if key.startswith(prefix))
 
-    def seed_in_process(self, client: minio.Minio, bucket: str, keys: list[str]) -> None:
+    def seed_in_process(self, client: minio.Minio, bucket: str, keys: list[str],
+                        outputs: Mapping[str, bytes] | None = None) -> None:
         """`seed_bucket` without HTTP for the objects (the bucket is made through S3 if missing)."""
         if not client.bucket_exists(bucket):
             client.make_bucket(bucket)
@@ -79,14 +86,17 @@ class S3Server:
             backend.delete_object(bucket, stale)
         for key in keys:
             self.put_in_process(bucket, key, input_body(key))
+        for key, body in (outputs or {}).items():
+            self.put_in_process(bucket, key, body)
 
     def client(self, access_key: str, secret_key: str) -> minio.Minio:
         return minio.Minio(self.endpoint.removeprefix("http://"), access_key=access_key, secret_key=secret_key,
                            secure=False, region=REGION)
 
 
-def seed_bucket(client: minio.Minio, bucket: str, keys: list[str]) -> None:
-    """Make `bucket` hold exactly `keys` (small JPEG-ish bodies): moto's state is per process, not per server."""
+def seed_bucket(client: minio.Minio, bucket: str, keys: list[str], outputs: Mapping[str, bytes] | None = None) -> None:
+    """Make `bucket` hold exactly `keys` (small JPEG-ish bodies) and `outputs` (JSON bodies, after the inputs):
+    moto's state is per process, not per server."""
     if client.bucket_exists(bucket):
         stale = (DeleteObject(obj.object_name) for obj in client.list_objects(bucket, recursive=True))
         for error in client.remove_objects(bucket, stale):
@@ -96,6 +106,8 @@ def seed_bucket(client: minio.Minio, bucket: str, keys: list[str]) -> None:
     for key in keys:
         body = input_body(key)
         client.put_object(bucket, key, io.BytesIO(body), len(body), content_type="image/jpeg")
+    for key, body in (outputs or {}).items():
+        client.put_object(bucket, key, io.BytesIO(body), len(body), content_type="application/json")
 
 
 def input_body(key: str) -> bytes:
