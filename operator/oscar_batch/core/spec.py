@@ -100,7 +100,8 @@ class BatchSpec:
                 if key.startswith(self.prefix) and self.is_input(key):
                     return (f"spec.outputs would write {self.uri(key)} (for an input {sample!r}), which the input "
                             f"prefix {self.prefix!r} and filters take for an input: outputs must never become the "
-                            "next run's inputs; set spec.outputs.prefix outside the inputs, or exclude them")
+                            "next run's inputs; put the outputs (their prefix in spec.outputs) outside the inputs, "
+                            "or exclude them")
         return None
 
     def is_input(self, key: str) -> bool:
