@@ -264,7 +264,8 @@ class BatchController:
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
-                            disrupted=int(counted.get("disrupted") or 0))
+                            disrupted=int(counted.get("disrupted") or 0),
+                            recovered=int((current.get("items") or {}).get("recovered") or 0))
         spec = state.spec
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
                                  "pinned": current.get("pinned") or pinned_fields(spec),
