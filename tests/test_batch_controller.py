@@ -110,15 +110,15 @@ class FakeS3:
             raise S3Error(None, "NoSuchKey", "no such key", key, "request", "host")
         return FakeObject({f"x-amz-meta-{k}": v for k, v in self.objects[key][1].items()})
 
-    def list_objects(self, bucket: str, prefix: str, recursive: bool):
+    def list_objects(self, bucket: str, prefix: str, recursive: bool, start_after: str = ""):
         if prefix in self.unlistable:
             raise S3Error(None, "AccessDenied", "Access Denied.", prefix, "request", "host")
         for key in sorted(self.objects):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and key > start_after:
                 yield Listed(key, False, self.MODIFIED)
 
-    def get_object(self, bucket: str, key: str):
-        data = self.objects[key][0]
+    def get_object(self, bucket: str, key: str, offset: int = 0, length: int = 0):
+        data = self.objects[key][0][offset:offset + length if length else None]
 
         class Response:
             def stream(self, size: int):
@@ -290,6 +290,7 @@ class World:
         self.events: list[tuple[str, str, str]] = []
         self.on_tick = lambda world: None
         self.succeeded_jobs: list[str] = []
+        self.processed: collections.Counter[int] = collections.Counter()   # line -> outputs written for it
         self._stopped = False
         self.peer_calls = PeerCalls(threads=8, per_peer=4)
         self.controller = BatchController(
@@ -673,8 +674,9 @@ async def test_a_restart_keeps_the_retry_count_of_ranges_that_settled_before_it(
 
 # ---- items: adaptive ranges, corrupt inputs, disruptions, restarts mid-halving --------------------------
 
-def finish(world: World, bad: set[int], evicted: set[str] = frozenset()) -> None:
-    """Every running Job ends: failed when it holds a corrupt line (its pod exited 1) or is evicted."""
+def finish(world: World, bad: set[int], evicted: set[str] = frozenset(), outputs: str | None = None) -> None:
+    """Every running Job ends: failed when it holds a corrupt line (its pod exited 1) or is evicted. With
+    `outputs` (a prefix), the service writes each line's output there as it goes, up to a corrupt one."""
     for job_name, job in list(world.oscar.jobs.items()):
         if job.outcome != Outcome.RUNNING:
             continue
@@ -683,10 +685,34 @@ def finish(world: World, bad: set[int], evicted: set[str] = frozenset()) -> None
             world.kube.pods_of[job_name] = [EVICTED_POD]
             world.oscar._set(dataclasses.replace(job, outcome=Outcome.FAILED, failed_reason="BackoffLimitExceeded"))
         elif any(start <= line < end for line in bad):
+            written = range(start, min(line for line in bad if start <= line < end))
             world.oscar._set(dataclasses.replace(job, outcome=Outcome.FAILED, failed_reason="BackoffLimitExceeded"))
         else:
+            written = range(start, end)
             world.oscar._set(dataclasses.replace(job, outcome=Outcome.SUCCEEDED))
             world.succeeded_jobs.append(job_name)
+        if outputs is not None and job_name not in evicted:
+            for line in written:
+                world.s3.objects[f"{outputs}frame-{line:06d}.json"] = (b"{}", {})
+                world.processed[line] += 1
+
+
+async def test_a_failed_range_with_outputs_runs_its_first_line_without_one_alone_and_the_nodes_after_it():
+    world = World(items=400, itemsPerInvocation=0, retries=1, outputs={"prefix": "output/"})      # 8 slots
+    world.on_tick = lambda world: finish(world, bad={123}, outputs="output/")
+    status = await world.run()
+    assert status["rangePlan"].startswith("1:8x45,")                # [91, 136) fails at 123, outputs for 91..122
+    assert status["phase"] == "Failed" and status["failedItems"] == "123"
+    assert status["items"]["recovered"] == 32 and status["items"]["succeeded"] == 399
+    accepted = world.oscar.accepted
+    assert accepted.index(name(123, 124)) > accepted.index(name(91, 136))
+    assert {name(123, 124), name(124, 136), name(123, 124, 2)} <= set(accepted)   # the suspect alone, then its retry
+    assert not any(lines_of(job)[0] <= 100 < lines_of(job)[1] for job in accepted if job != name(91, 136))
+    [detail] = status["failedItemDetails"]
+    assert detail["key"] == "input/frame-000123.jpg" and detail["job"] == name(123, 124, 2)
+    assert sorted(world.processed) == [line for line in range(1, 401) if line != 123]
+    assert set(world.processed.values()) == {1}                      # every other input processed once
+    assert ("Warning", "RangeResumed") in {event[:2] for event in world.events}
 
 
 async def test_adaptive_ranges_start_with_one_range_per_slot_and_a_corrupt_input_is_named():
@@ -696,7 +722,7 @@ async def test_adaptive_ranges_start_with_one_range_per_slot_and_a_corrupt_input
     assert status["rangePlan"].startswith("1:8x45,")               # the first wave: 8 × 45 = 90% of the lines
     assert status["phase"] == "Failed" and status["failedItems"] == "123"
     assert status["items"] == {"total": 400, "pending": 0, "running": 0, "succeeded": 399, "failed": 1,
-                               "unlisted": 0, "skipped": 0}
+                               "unlisted": 0, "skipped": 0, "recovered": 0}
     [detail] = status["failedItemDetails"]
     assert detail == {"line": 123, "key": "input/frame-000123.jpg", "job": name(123, 124, 2),
                       "reason": "Error (exit code 1)"}

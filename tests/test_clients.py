@@ -512,3 +512,37 @@ def test_the_s3_client_keeps_a_connection_for_each_io_thread(caplog, pool_size, 
         return manifest.bucket_exists(client, spec)
 
     assert bool(_pool_warnings(caplog, call)) == full
+
+
+# ---- declared outputs: which lines of a range have theirs -------------------------------------------------------
+
+def test_the_lines_of_a_range_with_outputs_are_read_from_one_window_of_the_manifest_and_of_the_outputs(sandbox):
+    raw = {**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "resume-lookup",
+                                             "prefix": "in/"}}
+    spec = parse_spec({**raw, "outputs": {"prefix": "out/"}})
+    templated = parse_spec({**raw, "outputs": {"prefix": "res/", "key": ["{dir}{stem}.json", "{key}.txt"]}})
+    s3 = s3_client(sandbox, spec)
+    if not s3.bucket_exists("resume-lookup"):
+        s3.make_bucket("resume-lookup")
+    inputs = [f"in/d{index // 10}/img{index:03}.jpg" for index in range(40)]
+    done = {3, 4, 9, 10, 11, 12, 17, 39}                           # line numbers (1-based) with their outputs
+    for line, key in enumerate(inputs, 1):
+        s3.put_object("resume-lookup", key, io.BytesIO(b"x"), 1)
+        relative = key.removeprefix("in/")
+        if line in done:   # both forms of the default rule, and every template of the other spec
+            name = relative.removesuffix(".jpg") + ".json" if line % 2 else relative + ".json"
+            s3.put_object("resume-lookup", f"out/{name}", io.BytesIO(b"{}"), 2)
+            for output in (relative.removesuffix(".jpg") + ".json", relative + ".txt"):
+                s3.put_object("resume-lookup", f"res/{output}", io.BytesIO(b"{}"), 2)
+    s3.put_object("resume-lookup", "res/d1/img011.json", io.BytesIO(b"{}"), 2)   # one template of two: not done
+    s3.put_object("resume-lookup", "out/d0/img005", io.BytesIO(b"{}"), 2)        # no extension: not an output
+    assert manifest.write(s3, spec, "uid-r", "default/resume").items == 40
+    for stride in (1024, 8, 3):                                      # ranges within one stride and across several
+        offsets = manifest.LineOffsets(stride)
+        for start, end in [(1, 41), (3, 14), (9, 13), (14, 17), (17, 18), (35, 41), (40, 41)]:
+            assert offsets.keys_between(s3, spec, start, end) == inputs[start - 1:end - 1]
+            found = manifest.lines_with_outputs(s3, spec, spec.outputs, "out/", offsets, start, end)
+            assert list(found.lines()) == [line for line in sorted(done) if start <= line < end], (stride, start)
+            found = manifest.lines_with_outputs(s3, templated, templated.outputs, "res/", offsets, start, end)
+            assert list(found.lines()) == [line for line in sorted(done) if start <= line < end], (stride, start)
+    assert manifest.LineOffsets(8).keys_between(s3, spec, 41, 50) == []

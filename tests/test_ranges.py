@@ -28,12 +28,16 @@ def assert_consistent(book):
 class Cluster:
     """Drives a book the way the controller does: carve when the retries run out, invoke, and end ranges."""
 
-    def __init__(self, book, slots, bad=(), disrupted=(), invoked=None):
+    def __init__(self, book, slots, bad=(), disrupted=(), invoked=None, outputs=None):
         self.book, self.slots = book, slots
         self.bad = set(bad)                       # corrupt lines: any range holding one fails
         self.disrupted = set(disrupted)           # (start, end, attempt) whose pod is evicted
         self.invoked = invoked if invoked is not None else collections.Counter()   # Job name -> invocations
         self.succeeded_jobs: list[tuple[int, int]] = []
+        # Declared outputs (None: not declared): the service writes each line's output as it goes, in line order;
+        # a corrupt line ends its run, a disruption ends it halfway through
+        self.outputs = outputs
+        self.processed = collections.Counter()    # line -> runs that wrote its output
 
     def dispatch(self):
         book, counts = self.book, self.book.counts()
@@ -54,14 +58,27 @@ class Cluster:
         (start, end), attempt = min(self.book.in_flight.attempts().items())
         key = (start, end)
         if (start, end, attempt) in self.disrupted:
+            self.write_outputs(start, (start + end) // 2)
             return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=F,
                                                  job=job(key, attempt), disruption=True,
-                                                 failure_reason="pod Evicted"))
+                                                 failure_reason="pod Evicted", outputs=self.found()))
         if any(start <= line < end for line in self.bad):
+            self.write_outputs(start, min(line for line in self.bad if start <= line < end))
             return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=F,
-                                                 job=job(key, attempt), failure_reason="Error (exit code 1)"))
+                                                 job=job(key, attempt), failure_reason="Error (exit code 1)",
+                                                 outputs=self.found()))
+        self.write_outputs(start, end)
         self.succeeded_jobs.append(key)
         return self.book.observe(Observation(start=start, end=end, attempt=attempt, outcome=S, job=job(key, attempt)))
+
+    def write_outputs(self, start, end):
+        self.processed.update(range(start, end))
+        if self.outputs is not None:
+            self.outputs.add(start, end)
+
+    def found(self):
+        """What the operator's lookup finds: the outputs in the bucket, or None when none are declared."""
+        return None if self.outputs is None else Lines(self.outputs)
 
     def run(self, steps=10_000):
         for _ in range(steps):
@@ -141,6 +158,107 @@ def test_a_service_that_fails_everything_stops_after_a_few_invocations():
     assert book.next_to_dispatch(4) == []
 
 
+# --- declared outputs: resuming from the first missing output ---------------------------------------------------
+
+def failed_with_outputs(outputs, *, disruption=False):
+    """A book of one carved range [1, 101) whose first attempt failed (or was disrupted) with these outputs."""
+    book = RangeBook(100, retries=0, carves=CarveLog.decode(100, "1:1x100"))
+    book.invoked(Work(1, 101, 1), job="j-l1-101-a1", started="t", now=0.0)
+    change = book.observe(Observation(start=1, end=101, attempt=1, outcome=F, job="j-l1-101-a1",
+                                      disruption=disruption, outputs=outputs))
+    return book, change
+
+
+# the outputs found for the failed range [1, 101) -> what runs next (nothing queued: the halving tree's maximal
+# nodes nothing accounts for), and the lines recovered
+RESUMPTIONS = {
+    "outputs for 1..36": (Lines([(1, 37)]), [(37, 38), (38, 51), (51, 101)], 36),
+    # the first line without output starts the largest tree node that begins there: alone when the tree says so
+    "outputs for 1..25": (Lines([(1, 26)]), [(26, 51), (51, 101)], 25),
+    "outputs for 1..98": (Lines([(1, 99)]), [(99, 101)], 98),
+    "outputs for 1..99": (Lines([(1, 100)]), [(100, 101)], 99),
+    "scattered outputs": (Lines([(1, 11), (60, 71)]),
+                          [(11, 13), (13, 26), (26, 51), (51, 57), (57, 60), (71, 72), (72, 76), (76, 101)], 21),
+    "outputs beyond the range count not": (Lines([(1, 37), (101, 200)]), [(37, 38), (38, 51), (51, 101)], 36),
+    "every output": (Lines([(1, 101)]), [], 100),
+    "no output: halves": (Lines(), [(1, 51), (51, 101)], 0),
+    "not looked up: halves": (None, [(1, 51), (51, 101)], 0),
+}
+
+
+@pytest.mark.parametrize(("outputs", "proposed", "recovered"), RESUMPTIONS.values(), ids=RESUMPTIONS.keys())
+def test_outputs_decide_what_a_failed_range_still_needs(outputs, proposed, recovered):
+    book, change = failed_with_outputs(outputs)
+    assert [work.key for work in book.next_to_dispatch(20)] == proposed
+    assert all(work.attempt == 1 for work in book.next_to_dispatch(20))
+    counts = book.counts()
+    assert counts.recovered == recovered and counts.succeeded == recovered
+    assert change == (Change.SPLIT if not outputs else Change.RESUMED)
+    assert counts.retried == (0 if recovered == 100 else 1) and counts.disrupted == 0
+    assert book.done() == (recovered == 100)
+
+
+def test_a_disrupted_range_with_outputs_runs_only_the_lines_without_and_spends_nothing():
+    book, change = failed_with_outputs(Lines([(1, 37)]), disruption=True)
+    assert change == Change.DISRUPTED
+    assert [work.key for work in book.next_to_dispatch(20)] == [(37, 38), (38, 51), (51, 101)]
+    counts = book.counts()
+    assert (counts.recovered, counts.disrupted, counts.retried) == (36, 1, 0)
+
+
+def test_the_failed_jobs_end_seen_again_recovers_and_counts_nothing_more():
+    book, _ = failed_with_outputs(Lines([(1, 37)]))
+    book.observe(Observation(start=1, end=101, attempt=1, outcome=F, job="j-l1-101-a1", outputs=Lines([(1, 40)])))
+    counts = book.counts()
+    assert (counts.recovered, counts.retried) == (39, 1)
+
+
+def jobs_holding(cluster, line):
+    return sum(1 for name in cluster.invoked
+               if int(name.split("-l")[1].split("-")[0]) <= line < int(name.split("-l")[1].split("-")[1]))
+
+
+@pytest.mark.parametrize("bad", [700, 104, 500, 103])
+def test_with_outputs_a_corrupt_item_is_isolated_in_about_two_generations(bad):
+    generations = {}
+    for declared in (False, True):
+        book = RangeBook(1024, retries=0)
+        cluster = Cluster(book, slots=8, bad=(bad,), outputs=Lines() if declared else None)
+        cluster.run()
+        assert sorted(book.failed_items) == [bad] and len(book.succeeded) == 1023
+        generations[declared] = jobs_holding(cluster, bad)     # the Jobs the corrupt line was in, one per generation
+        if declared:
+            assert set(cluster.processed.values()) == {1}         # every good line processed once
+    assert generations[False] >= 7 and generations[True] <= 4
+
+
+def test_with_outputs_a_disruption_reruns_only_the_lines_without_outputs():
+    book = RangeBook(100, retries=0)
+    cluster = Cluster(book, slots=4, disrupted={(1, 13, 1), (37, 49, 1)}, outputs=Lines())
+    cluster.run()
+    counts = book.counts()
+    assert len(book.succeeded) == 100 and counts.disrupted == 2 and counts.retried == 0
+    assert counts.recovered == 12                               # half of each disrupted range had its outputs
+    assert set(cluster.processed.values()) == {1}               # no line processed twice
+
+
+def test_with_outputs_a_single_line_without_output_follows_the_retry_rule():
+    book = RangeBook(200, retries=2)
+    cluster = Cluster(book, slots=4, bad=(10, 150), outputs=Lines())
+    cluster.run()
+    assert sorted(book.failed_items) == [10, 150]
+    for line in (10, 150):
+        assert sum(1 for name in cluster.invoked if name.startswith(f"j-l{line}-{line + 1}-")) == 3
+
+
+def test_with_outputs_a_service_that_fails_everything_still_stops():
+    book = RangeBook(10_000, retries=2)
+    cluster = Cluster(book, slots=4, bad=range(1, 10_001), outputs=Lines())
+    cluster.run()
+    assert book.done() and book.broken and sum(cluster.invoked.values()) <= 16 * BROKEN_AFTER
+    assert book.counts().recovered == 0
+
+
 # --- observations in any order, and restarts ---------------------------------------------------------
 
 def test_observations_repeat_and_come_out_of_order_and_count_once():
@@ -165,23 +283,29 @@ def test_a_success_of_any_attempt_wins_over_a_failed_item():
     assert len(book.failed) == 0 and not book.failed_items and len(book.succeeded) == 1
 
 
-def restart(book, jobs, seen):
-    """A new book from what status held (lines, carve log) and the Jobs the watch shows (`seen` of them)."""
+def restart(book, jobs, seen, outputs=None):
+    """A new book from what status held (lines, carve log) and the Jobs the watch shows (`seen` of them), each
+    failed one with the outputs its lookup finds now (they only grow)."""
     again = RangeBook(book.items, book.retries, carves=CarveLog.decode(book.items, book.carves.encode()))
     again.restore(Lines(book.succeeded), Lines(book.failed), list(book.failed_items.values()))
+    again.restore_counts(invocations=0, retried=0, disrupted=0, recovered=book.counts().recovered)
     for (start, end, attempt), outcome in list(jobs.items())[:seen]:
         again.observe(Observation(start=start, end=end, attempt=attempt, outcome=outcome,
-                                  job=job((start, end), attempt)))
+                                  job=job((start, end), attempt),
+                                  outputs=Lines(outputs) if outputs is not None and outcome == F else None))
     return again
 
 
+@pytest.mark.parametrize("outputs", [False, True], ids=["no outputs", "outputs"])
 @pytest.mark.parametrize("seed", range(12))
-def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
+def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed, outputs):
     rng = random.Random(seed)
     items, slots, bad = 300, 6, {rng.randint(1, 300) for _ in range(3)}
     invoked = collections.Counter()
     book = RangeBook(items, retries=1)
-    cluster = Cluster(book, slots, bad=bad, invoked=invoked)
+    cluster = Cluster(book, slots, bad=bad, invoked=invoked, outputs=Lines() if outputs else None,
+                      disrupted={(start, start + size, 1) for start in range(1, 300, 7) for size in (3, 5, 9)
+                                 if rng.random() < 0.1})
     jobs: dict[tuple[int, int, int], Outcome] = {}    # every Job that exists, and its state
     for _ in range(rng.randint(5, 60)):
         for work in cluster.dispatch():
@@ -193,7 +317,7 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
     # status may be behind: what it holds is what the book held at some earlier patch; here: all of it,
     # but the watch has not shown the newest Jobs yet (the race a restart has with the watch)
     unseen = rng.randint(0, 3)
-    again = restart(book, jobs, seen=max(len(jobs) - unseen, 0))
+    again = restart(book, jobs, seen=max(len(jobs) - unseen, 0), outputs=cluster.outputs)
     names = set(invoked)
     proposed = again.next_to_dispatch(slots)
     for work in proposed:
@@ -203,14 +327,18 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed):
             assert not any(s <= line < e for (s, e, a) in jobs for line in range(work.start, work.end)
                            if jobs[(s, e, a)] in (R, S) and a >= 1 and (s, e) != work.key), (work, jobs)
     # and the batch still ends with every good line done once
-    cluster2 = Cluster(again, slots, bad=bad, invoked=invoked)
+    cluster2 = Cluster(again, slots, bad=bad, invoked=invoked, outputs=cluster.outputs)
     cluster2.succeeded_jobs = list(cluster.succeeded_jobs)
+    cluster2.processed = cluster.processed
     for work in proposed:
         if job(work) in names:        # "already exists": the Job runs, and its end is seen
             again.invoked(work, job=job(work), started="t", now=0.0)
     cluster2.run()
     assert len(again.succeeded) == items - len(bad)
     assert each_line_succeeded_once(cluster2)
+    if outputs:   # what a run wrote is never run again: every good line processed once
+        assert {count for line, count in cluster.processed.items() if line not in bad} == {1}
+        assert again.counts().recovered >= book.counts().recovered
 
 
 def test_the_cursor_skips_what_is_settled_and_finds_what_nothing_accounts_for():

@@ -43,7 +43,7 @@ def test_progress_shape():
     assert progress(book, 6, {"mode": "Adaptive"}) == {
         "progress": "8/20",
         "parallelism": 6,
-        "items": {"total": 20, "pending": 9, "running": 2, "succeeded": 8, "failed": 1},
+        "items": {"total": 20, "pending": 9, "running": 2, "succeeded": 8, "failed": 1, "recovered": 0},
         "invocations": {"total": 1, "running": 1, "retried": 1, "disrupted": 0},
         "completedItems": "1-6,11-12",
         "failedItems": "15",
@@ -57,7 +57,7 @@ def test_progress_shape():
 def test_progress_of_an_empty_batch():
     assert progress(RangeBook(0, 2), 0) == {
         "progress": "0/0", "parallelism": 0,
-        "items": {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0},
+        "items": {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0, "recovered": 0},
         "invocations": {"total": 0, "running": 0, "retried": 0, "disrupted": 0},
         "completedItems": "", "failedItems": "", "failedItemDetails": [], "rangePlan": ""}
 

@@ -16,6 +16,7 @@ again, refuses a manifest key another unfinished batch owns, and never overwrite
 """
 from __future__ import annotations
 
+import array
 import dataclasses
 import datetime
 import io
@@ -31,9 +32,10 @@ import minio
 import urllib3
 from minio.error import S3Error
 
-from oscar_batch.core import keys
+from oscar_batch.core import keys, outputs
+from oscar_batch.core.items import Lines
 from oscar_batch.core.keys import Listing, Unlisted
-from oscar_batch.core.outputs import OutputIndex
+from oscar_batch.core.outputs import OutputIndex, OutputsSpec
 from oscar_batch.core.redaction import quote
 from oscar_batch.core.spec import BatchSpec
 
@@ -44,6 +46,12 @@ SPOOL_BYTES = 16 * 1024 * 1024
 # that failed to connect or got a 5xx.
 CONNECT_TIMEOUT, READ_TIMEOUT, RETRIES = 5.0, 15.0, 2
 MINIO_POOL_SIZE = 10   # minio's own default
+# Manifest lines between two byte offsets kept by `LineOffsets`: reading the keys of some lines reads at most this
+# many more (a 1,000,000-line manifest keeps 977 offsets).
+LINE_STRIDE = 1024
+# Objects a look-up of outputs lists beyond twice the lines it asks about: past that the outputs are not named in
+# the inputs' order (a template such as "{stem}/{dir}"), and the look-up gives up rather than list the prefix.
+OUTPUTS_SLACK = 1000
 # S3's answers for an object that is not there.
 MISSING = ("NoSuchKey", "NoSuchObject", "ResourceNotFound")
 
@@ -255,6 +263,119 @@ def _lines(response: Any) -> Iterator[str]:
             yield keys.key_of_line(line)
     if pending:
         yield keys.key_of_line(pending)
+
+
+class LineOffsets:
+    """Where every LINE_STRIDE-th line of the manifest begins, found by streaming it once (the first time the
+    keys of some lines are asked for): from then on, the keys of lines [start, end) are one ranged GET of about
+    (end - start + LINE_STRIDE) lines, not a read of the manifest from its start. One per batch and process."""
+
+    def __init__(self, stride: int = LINE_STRIDE) -> None:
+        self.stride = stride
+        self._offsets: array.array[int] | None = None   # [i]: where line i * stride + 1 begins
+
+    def keys_between(self, s3: minio.Minio, spec: BatchSpec, start: int, end: int) -> list[str]:
+        """The input keys of manifest lines [start, end) (1-based; fewer when the manifest ends before)."""
+        if end <= start:
+            return []
+        if self._offsets is None:
+            self._offsets = _line_offsets(s3, spec, self.stride)
+        offsets, stride = self._offsets, self.stride
+        first = (start - 1) // stride
+        if first >= len(offsets):
+            return []
+        after = (end - 2) // stride + 1   # the stride past the last line asked for
+        length = offsets[after] - offsets[first] if after < len(offsets) else 0   # 0: to the end
+        found: list[str] = []
+        skip = start - 1 - first * stride
+        response = _get(s3, spec, spec.manifest_key, offset=offsets[first], length=length)
+        try:
+            for index, line in enumerate(_lines(response)):
+                if index >= skip:
+                    found.append(line)
+                    if len(found) == end - start:
+                        break
+        finally:
+            response.close()
+            response.release_conn()
+        return found
+
+
+def _line_offsets(s3: minio.Minio, spec: BatchSpec, stride: int) -> array.array[int]:
+    offsets, position, line = array.array("Q", [0]), 0, 1
+    response = _get(s3, spec, spec.manifest_key)
+    try:
+        for chunk in response.stream(1 << 16):
+            found = chunk.find(b"\n")
+            while found >= 0:
+                line += 1
+                if (line - 1) % stride == 0:
+                    offsets.append(position + found + 1)
+                found = chunk.find(b"\n", found + 1)
+            position += len(chunk)
+    finally:
+        response.close()
+        response.release_conn()
+    if len(offsets) > 1 and offsets[-1] >= position:   # the manifest's last line break: no line begins there
+        offsets.pop()
+    return offsets
+
+
+def _get(s3: minio.Minio, spec: BatchSpec, key: str, offset: int = 0, length: int = 0) -> Any:
+    try:
+        return s3.get_object(spec.bucket, key, offset=offset, length=length)
+    except S3Error as error:
+        raise _storage_error(error, f"reading {spec.uri(key)}") from None
+
+
+def lines_with_outputs(s3: minio.Minio, spec: BatchSpec, declared: OutputsSpec, prefix: str,
+                       offsets: LineOffsets, start: int, end: int) -> Lines | None:
+    """Which of manifest lines [start, end) have their outputs under `prefix` (resolved: `declared.prefix`, or the
+    service's). The keys from one ranged GET of the manifest, the outputs from one listing of the window of the
+    output prefix their names fall in (and, when outputs must be newer than their inputs, one of the inputs'
+    window). None when the outputs are not named in the inputs' order, so that the window would be the prefix."""
+    input_keys = offsets.keys_between(s3, spec, start, end)
+    if not input_keys:
+        return Lines()
+    relative = [key.removeprefix(spec.prefix) for key in input_keys]
+    wanted = [name for each in relative for name in (outputs.output_names(declared.templates, each)
+                                                     if declared.templates else outputs.default_candidates(each))]
+    index, cap = OutputIndex(declared), 2 * len(wanted) + OUTPUTS_SLACK
+    window = _window(s3, declared.bucket, prefix, min(wanted), max(map(_past, wanted)))
+    for listed, (name, modified) in enumerate(window):
+        if listed >= cap:
+            return None
+        index.add(name, modified)
+    index.freeze()
+    modified_at: dict[str, Any] = {}
+    if declared.newer_than_input:
+        modified_at = dict(_window(s3, spec.bucket, spec.prefix, min(relative), max(map(_past, relative))))
+    found = Lines()
+    for line, each in enumerate(relative, start):
+        if index.done(each, modified_at.get(each)):
+            found.add(line, line + 1)
+    return found
+
+
+def _past(name: str) -> str:
+    """The first name after every name that begins with this one (S3 lists in code point order)."""
+    last = ord(name[-1])
+    return name[:-1] + chr(last + 1) if last < 0x10FFFF else name + chr(0x10FFFF)
+
+
+def _window(s3: minio.Minio, bucket: str, prefix: str, low: str, past: str) -> Iterator[tuple[str, Any]]:
+    """The objects under `prefix` named (after it) from `low` up to `past`, in order, each relative to the prefix
+    with its last-modified time."""
+    try:
+        for obj in s3.list_objects(bucket, prefix=prefix, recursive=True, start_after=prefix + low[:-1]):
+            name = obj.object_name.removeprefix(prefix)
+            if name < low:
+                continue
+            if name >= past:
+                return
+            yield name, obj.last_modified
+    except S3Error as error:
+        raise _storage_error(error, f"listing s3://{bucket}/{prefix}") from None
 
 
 def read_results(s3: minio.Minio, spec: BatchSpec, key: str) -> Any:

@@ -277,7 +277,8 @@ class BatchController:
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
-                            disrupted=int(counted.get("disrupted") or 0))
+                            disrupted=int(counted.get("disrupted") or 0),
+                            recovered=int((current.get("items") or {}).get("recovered") or 0))
         spec = state.spec
         # A batch pinned by a release without spec.outputs gets them pinned as resolved now.
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),

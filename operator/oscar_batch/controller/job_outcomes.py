@@ -1,18 +1,19 @@
 """What the Jobs of one batch say, folded into its book: outcomes, why an attempt failed (the pods tell a
-disruption from the service's own failure), the start-up and per-item times ranges are sized from, and the
-Events worth telling."""
+disruption from the service's own failure), which lines of a failed range have their outputs when the batch
+declares them, the start-up and per-item times ranges are sized from, and the Events worth telling."""
 from __future__ import annotations
 
 import asyncio
 import logging
 
-from oscar_batch.clients import cluster
+from oscar_batch.clients import cluster, manifest
 from oscar_batch.controller.batch_state import BatchState
 from oscar_batch.controller.clock import Clock
 from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
 from oscar_batch.core import invocation
+from oscar_batch.core.items import Lines
 from oscar_batch.core.ranges import Change, Observation, Outcome
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,7 @@ class JobOutcomes:
         self.clock = clock
         self.metrics = metrics
         self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
+        self._line_offsets = manifest.LineOffsets()          # the manifest's, built at the first look-up
 
     async def fold(self, state: BatchState, jobs: list[JobSeen]) -> bool:
         """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
@@ -37,13 +39,15 @@ class JobOutcomes:
             accepted = book.in_flight.accepted_at(key)   # read before the end is folded in: the range then stops
             if job.ready and accepted is not None:
                 self._ready_at.setdefault(key, self.clock.monotonic())
-            failure = invocation.Failure(False, "")
+            failure, outputs = invocation.Failure(False, ""), None
             if job.outcome == Outcome.FAILED:
                 failure = await self._why_failed(job)
+                outputs = await self._with_outputs(state, key, identity.attempt)
             change = book.observe(Observation(start=identity.start, end=identity.end, attempt=identity.attempt,
                                               outcome=job.outcome, job=job.name, started=job.started,
                                               finished=job.finished, redrive_round=identity.redrive,
-                                              failure_reason=failure.reason, disruption=failure.disruption))
+                                              failure_reason=failure.reason, disruption=failure.disruption,
+                                              outputs=outputs))
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
@@ -64,6 +68,23 @@ class JobOutcomes:
             pods = None
         return invocation.failure(job.failed_reason, pods)
 
+    async def _with_outputs(self, state: BatchState, key: tuple[int, int], attempt: int) -> Lines | None:
+        """The lines of a failed range that have their outputs; None when the batch declares none, the book has
+        this end already or every line settled, or S3 cannot say (the range is then halved, as without outputs:
+        nothing is lost)."""
+        declared, book = state.spec.outputs, state.book
+        record = book.records.get(key)
+        if declared is None or declared.prefix is None or (record is not None and record.finished_attempt >= attempt) \
+                or book.succeeded.first_missing(*key, book.failed) is None:
+            return None
+        try:
+            return await state.peers.on_s3(manifest.lines_with_outputs, state.peers.s3, state.spec, declared,
+                                           declared.prefix, self._line_offsets, *key)
+        except manifest.StorageError as error:
+            log.warning("batch %s: cannot look up the outputs of lines %d-%d: %s", self.ref, key[0], key[1] - 1,
+                        error)
+            return None
+
     def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
         start, end = job.identity.start, job.identity.end
         lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
@@ -74,6 +95,8 @@ class JobOutcomes:
                 Change.DISRUPTED: ("RangeDisrupted", f"{lines} were disrupted in Job {job.name} "
                                                      f"({failure.reason}); running them again, no retry spent"),
                 Change.ITEM_FAILED: ("ItemFailed", f"{lines} failed in Job {job.name} after "
-                                                   f"{job.identity.attempt} attempt(s): {failure.reason}")}
+                                                   f"{job.identity.attempt} attempt(s): {failure.reason}"),
+                Change.RESUMED: ("RangeResumed", f"{lines} failed in Job {job.name} ({failure.reason}); the lines "
+                                                 "with their outputs are done, the others run again")}
         reason, message = what[change]
         self.events.post_throttled("Warning", reason, message)

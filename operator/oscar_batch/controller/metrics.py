@@ -25,7 +25,7 @@ PEER_OF_REASON = {
     "SecretNotFound": "kubernetes", "SecretUnreadable": "kubernetes", "JobsNotListed": "kubernetes",
 }
 OUTCOME_OF_CHANGE = {Change.SUCCEEDED: "succeeded", Change.SPLIT: "failed", Change.RETRIED: "failed",
-                     Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted"}
+                     Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted", Change.RESUMED: "failed"}
 
 
 class Metrics:
@@ -99,7 +99,7 @@ class BatchMetrics:
     def ended(self, change: Change | None, seen_at: float) -> None:
         if change is not None:
             self.metrics.outcomes.labels(*self.labels, OUTCOME_OF_CHANGE[change]).inc()
-            if change in (Change.SPLIT, Change.RETRIED):
+            if change in (Change.SPLIT, Change.RETRIED, Change.RESUMED):
                 self.metrics.retries.labels(*self.labels).inc()
         if seen_at:
             self._ended_at.append(seen_at)

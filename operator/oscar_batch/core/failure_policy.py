@@ -7,6 +7,12 @@ nothing: its lines run again, as two halves when there are several (the work it 
 slots redo it in half the time), until a range disrupted more than MAX_DISRUPTIONS times counts as failing. An
 invocation OSCAR accepted but never ran (no Job) runs again under the next attempt, nothing spent. Only what
 ended in the current redrive round moves the counters: a restart sees the old rounds' Jobs again.
+
+When the batch declares its outputs, the lines of a failed or disrupted range that have theirs are done whatever
+the Job said: they are recovered, and the range is split with nothing queued, so that the book proposes the
+maximal halving-tree nodes of the lines left (the first of them the prime suspect of a failure). A range without
+any output, or whose outputs could not be looked up, follows the rules above: a service that fails everything
+writes nothing, and the breaker still sees it.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ class Ending:
     this_round: bool = True      # ended in the current redrive round
     first_end: bool = True       # the first end of this attempt folded in: each end counts once
     superseded: bool = False     # a newer attempt of these lines was seen or runs: it decides
+    outputs: int | None = None   # lines of the range found with their outputs; None: not declared, or not known
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -68,6 +75,8 @@ class Next(enum.Enum):
     ITEM_FAILED = "item failed"   # ... for the last time: the line failed
     DISRUPTED = "disrupted"       # the pod was disrupted: the lines run again (as halves), no retry spent
     REINVOKE = "reinvoke"         # never ran: the same lines under the next attempt, nothing spent
+    RESUMED = "resumed"           # some lines have outputs: they are done, the others run as the tree's nodes
+    RECOVERED = "recovered"       # every line has its output: done, nothing runs
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -77,7 +86,8 @@ class Decision:
     breaker: Breaker
     halves: bool = False              # its two halves run next
     attempt: int | None = None        # ... or the same lines, as this attempt
-    counted: bool = False             # the retried (split, retry) or disrupted counter moves by one
+    counted: bool = False             # the retried (split, retry, resumed) or disrupted counter moves by one
+    recover: bool = False             # the lines with outputs are done
     reason: str = ""                  # why the item failed
     broken: str | None = None         # the service fails everything: dispatch stops, and why
 
@@ -89,9 +99,24 @@ def decide(ending: Ending, history: History, *, retries: int, sibling_failed: bo
         return Decision(next=Next.NOTHING, history=history, breaker=breaker)
     if ending.kind == Kind.LOST:
         return Decision(next=Next.REINVOKE, history=history, breaker=breaker, attempt=ending.attempt + 1)
+    if ending.outputs:
+        return _resumed(ending, history, breaker=breaker)
     if ending.kind == Kind.DISRUPTED:
         return _disrupted(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
     return _failed(ending, history, retries=retries, sibling_failed=sibling_failed, breaker=breaker)
+
+
+def _resumed(ending: Ending, history: History, *, breaker: Breaker) -> Decision:
+    """Some lines have outputs (the service worked on this range): they are done. The rest is split with nothing
+    queued: the book proposes the maximal tree nodes nothing accounts for. No attempt or retry is spent, and the
+    breaker does not count it; the disrupted or retried counter moves once, as for a split."""
+    if ending.outputs is not None and ending.outputs >= ending.width:
+        return Decision(next=Next.RECOVERED, history=history, breaker=breaker, recover=True)
+    service_failed = ending.kind == Kind.FAILED
+    history = dataclasses.replace(history, split=True, service_failed=history.service_failed or service_failed,
+                                  disrupted=history.disrupted if service_failed else _noted(history.disrupted, ending))
+    return Decision(next=Next.RESUMED, history=history, breaker=breaker, recover=True,
+                    counted=ending.first_end and ending.this_round)
 
 
 def _noted(attempts: frozenset[int], ending: Ending) -> frozenset[int]:

@@ -40,6 +40,7 @@ class Change(enum.Enum):
     RETRIED = "retried"        # a single line failed and runs again
     DISRUPTED = "disrupted"    # the pod was disrupted: the same lines run again
     ITEM_FAILED = "item failed"
+    RESUMED = "resumed"        # lines with outputs are done, the others run again
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,7 @@ class Observation:
     redrive_round: int | None = None   # the round the attempt belongs to; None: the current one
     failure_reason: str = ""
     disruption: bool = False           # the pod was disrupted (evicted, node lost): not the service's failure
+    outputs: Lines | None = None       # of a failed attempt: its lines found with outputs; None: not looked up
 
     @property
     def key(self) -> Span:
@@ -97,10 +99,11 @@ class Tally:
     invocations: int = 0
     retried: int = 0
     disrupted: int = 0
+    recovered: int = 0    # lines of failed or disrupted ranges found done by their outputs
 
-    def count(self, what: Next) -> None:
+    def count(self, what: Next, kind: Kind) -> None:
         """One more disruption, or one more invocation made again after a failure."""
-        if what == Next.DISRUPTED:
+        if what == Next.DISRUPTED or (what == Next.RESUMED and kind == Kind.DISRUPTED):
             self.disrupted += 1
         else:
             self.retried += 1
@@ -117,13 +120,15 @@ class Counts:
     in_flight: int        # invocations running
     retried: int          # invocations made again after a failure (halves, single lines)
     disrupted: int        # attempts lost to disruptions, run again at no cost
-
+    recovered: int = 0    # succeeded lines of failed or disrupted ranges, found done by their outputs
 
 
 
 # What a decision changed, for Events (a lost invocation is told by the invoker).
 CHANGES = {Next.SPLIT: Change.SPLIT, Next.RETRY: Change.RETRIED, Next.DISRUPTED: Change.DISRUPTED,
-           Next.ITEM_FAILED: Change.ITEM_FAILED}
+           Next.ITEM_FAILED: Change.ITEM_FAILED, Next.RESUMED: Change.RESUMED, Next.RECOVERED: Change.RESUMED}
+# ... and a disrupted range resumed from its outputs was disrupted all the same.
+DISRUPTED_CHANGES = {**CHANGES, Next.RESUMED: Change.DISRUPTED}
 
 
 class RangeBook:
@@ -165,11 +170,12 @@ class RangeBook:
             if self.failed.covers(item.line, item.line + 1):
                 self.failed_items[item.line] = item
 
-    def restore_counts(self, *, invocations: int, retried: int, disrupted: int) -> None:
+    def restore_counts(self, *, invocations: int, retried: int, disrupted: int, recovered: int = 0) -> None:
         """Take back the counts status held: the Jobs of what settled before a restart may be gone."""
         self._tally.invocations = max(self._tally.invocations, invocations)
         self._tally.retried = max(self._tally.retried, retried)
         self._tally.disrupted = max(self._tally.disrupted, disrupted)
+        self._tally.recovered = max(self._tally.recovered, recovered)
 
     # ---- observing Jobs ---------------------------------------------------------------------------------
 
@@ -234,13 +240,19 @@ class RangeBook:
         if self._settled(key):   # seen again after a restart: nothing left to do for it
             self._jobs_to_clean.settled(key, record.jobs)
             return None
+        outputs = None
+        if observation.outputs is not None:
+            outputs = Lines(observation.outputs)
+            outputs.remove(1, key[0])
+            outputs.remove(key[1], max(outputs.stop, key[1]))
         ending = Ending(kind=Kind.DISRUPTED if observation.disruption else Kind.FAILED, attempt=observation.attempt,
                         width=key[1] - key[0], reason=observation.failure_reason, job=observation.job or "",
                         this_round=observation.redrive_round in (None, self.redrive_round), first_end=first_end,
-                        superseded=not newest or key in self.in_flight)
-        return self._follow_policy(key, ending)
+                        superseded=not newest or key in self.in_flight,
+                        outputs=None if outputs is None else len(outputs))
+        return self._follow_policy(key, ending, outputs)
 
-    def _follow_policy(self, key: Span, ending: Ending) -> Change | None:
+    def _follow_policy(self, key: Span, ending: Ending, outputs: Lines | None = None) -> Change | None:
         """Do what the failure policy says comes after this ending."""
         sibling = self._sibling.get(key)
         decision = failure_policy.decide(
@@ -249,6 +261,8 @@ class RangeBook:
         self._histories[key] = decision.history
         self._breaker = decision.breaker
         self.broken = decision.broken or self.broken
+        if decision.recover and outputs is not None:
+            self._recover(key, outputs)
         if decision.halves:
             self._split_in_halves(key)
         if decision.attempt is not None:
@@ -259,8 +273,22 @@ class RangeBook:
             self._queue.drop_within(key)
             self._jobs_to_clean.settled(key, self.records[key].jobs)
         if decision.counted:
-            self._tally.count(decision.next)
-        return CHANGES.get(decision.next)
+            self._tally.count(decision.next, ending.kind)
+        return (DISRUPTED_CHANGES if ending.kind == Kind.DISRUPTED else CHANGES).get(decision.next)
+
+    def _recover(self, key: Span, outputs: Lines) -> None:
+        """These lines of the range have their outputs: they are done, whatever its Job said."""
+        for start, end in outputs:
+            before = len(self.succeeded)
+            self.succeeded.add(start, end)
+            self._tally.recovered += len(self.succeeded) - before
+            self.failed.remove(start, end)
+            for line in [line for line in self.failed_items if start <= line < end]:
+                del self.failed_items[line]
+            self._queue.drop_within((start, end))
+        self._jobs_to_clean.settled(key, self.records[key].jobs)
+        # Its other lines are nobody's now: the proposal looks for them again.
+        self._cursor = min(self._cursor, key[0])
 
     def _split_in_halves(self, key: Span) -> None:
         middle = (key[0] + key[1]) // 2
@@ -344,7 +372,8 @@ class RangeBook:
         succeeded, failed = len(self.succeeded), len(self.failed)
         return Counts(total=self.items, pending=max(self.items - running - succeeded - failed, 0), running=running,
                       succeeded=succeeded, failed=failed, invocations=self._tally.invocations,
-                      in_flight=len(self.in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted)
+                      in_flight=len(self.in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted,
+                      recovered=self._tally.recovered)
 
     def done(self) -> bool:
         """Nothing runs, and nothing more will: every line settled, or dispatch stopped."""

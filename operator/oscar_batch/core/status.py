@@ -52,7 +52,7 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
         "progress": f"{counts.succeeded}/{counts.total}",
         "parallelism": parallelism,
         "items": {"total": counts.total, "pending": counts.pending, "running": counts.running,
-                  "succeeded": counts.succeeded, "failed": counts.failed},
+                  "succeeded": counts.succeeded, "failed": counts.failed, "recovered": counts.recovered},
         "invocations": {"total": counts.invocations, "running": counts.in_flight, "retried": counts.retried,
                         "disrupted": counts.disrupted},
         "completedItems": items.encode(book.succeeded),
