@@ -519,8 +519,10 @@ def test_the_s3_client_keeps_a_connection_for_each_io_thread(caplog, pool_size, 
 def test_the_lines_of_a_range_with_outputs_are_read_from_one_window_of_the_manifest_and_of_the_outputs(sandbox):
     raw = {**_raw_spec(sandbox), "storage": {**_raw_spec(sandbox)["storage"], "bucket": "resume-lookup",
                                              "prefix": "in/"}}
-    spec = parse_spec({**raw, "outputs": {"prefix": "out/"}})
-    templated = parse_spec({**raw, "outputs": {"prefix": "res/", "key": ["{dir}{stem}.json", "{key}.txt"]}})
+    # Every input in the manifest, outputs or not (as for a range whose outputs were written after the listing).
+    spec = parse_spec({**raw, "outputs": {"prefix": "out/", "skipExisting": False}})
+    templated = parse_spec({**raw, "outputs": {"prefix": "res/", "key": ["{dir}{stem}.json", "{key}.txt"],
+                                               "skipExisting": False}})
     s3 = s3_client(sandbox, spec)
     if not s3.bucket_exists("resume-lookup"):
         s3.make_bucket("resume-lookup")

@@ -169,16 +169,17 @@ def failed_with_outputs(outputs, *, disruption=False):
     return book, change
 
 
-# the outputs found for the failed range [1, 101) -> what runs next (nothing queued: the halving tree's maximal
-# nodes nothing accounts for), and the lines recovered
+# the outputs found for the failed range [1, 101) -> what runs next (the first line without output alone, the rest of
+# its tree node as the nodes beside its path, then the halving tree's maximal nodes nothing accounts for), and the
+# lines recovered
 RESUMPTIONS = {
     "outputs for 1..36": (Lines([(1, 37)]), [(37, 38), (38, 51), (51, 101)], 36),
-    # the first line without output starts the largest tree node that begins there: alone when the tree says so
-    "outputs for 1..25": (Lines([(1, 26)]), [(26, 51), (51, 101)], 25),
-    "outputs for 1..98": (Lines([(1, 99)]), [(99, 101)], 98),
+    "outputs for 1..25": (Lines([(1, 26)]), [(26, 27), (27, 29), (29, 32), (32, 38), (38, 51), (51, 101)], 25),
+    "outputs for 1..98": (Lines([(1, 99)]), [(99, 100), (100, 101)], 98),
     "outputs for 1..99": (Lines([(1, 100)]), [(100, 101)], 99),
     "scattered outputs": (Lines([(1, 11), (60, 71)]),
-                          [(11, 13), (13, 26), (26, 51), (51, 57), (57, 60), (71, 72), (72, 76), (76, 101)], 21),
+                          [(11, 12), (12, 13), (13, 26), (26, 51), (51, 57), (57, 60), (71, 72), (72, 76), (76, 101)],
+                          21),
     "outputs beyond the range count not": (Lines([(1, 37), (101, 200)]), [(37, 38), (38, 51), (51, 101)], 36),
     "every output": (Lines([(1, 101)]), [], 100),
     "no output: halves": (Lines(), [(1, 51), (51, 101)], 0),

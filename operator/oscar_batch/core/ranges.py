@@ -263,6 +263,8 @@ class RangeBook:
         self.broken = decision.broken or self.broken
         if decision.recover and outputs is not None:
             self._recover(key, outputs)
+            if decision.next == Next.RESUMED:
+                self._suspect_alone(key)
         if decision.halves:
             self._split_in_halves(key)
         if decision.attempt is not None:
@@ -289,6 +291,24 @@ class RangeBook:
         self._jobs_to_clean.settled(key, self.records[key].jobs)
         # Its other lines are nobody's now: the proposal looks for them again.
         self._cursor = min(self._cursor, key[0])
+
+    def _suspect_alone(self, key: Span) -> None:
+        """The service works through a range in order, so the first line of a resumed range without its output is
+        the prime suspect: it runs alone, and the lines after it in its tree node run on as the nodes beside its
+        path down the tree. All are halving-tree nodes, and once the suspect settles they are exactly the maximal
+        free ones: a restarted operator proposes the same, whatever became of the suspect meanwhile."""
+        node = next(self._free_nodes(*key), None)
+        if node is None:
+            return
+        start, end = node
+        beside: list[Span] = []
+        while end - start > 1:
+            middle = (start + end) // 2
+            beside.append((middle, end))
+            end = middle
+        for part in [(start, end), *beside]:
+            if not self._attempts.get(part) and not self._settled(part):
+                self._queue.push(part, 1)
 
     def _split_in_halves(self, key: Span) -> None:
         middle = (key[0] + key[1]) // 2
