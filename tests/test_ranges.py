@@ -292,7 +292,7 @@ def restart(book, jobs, seen, outputs=None):
     again.restore_counts(invocations=0, retried=0, disrupted=0, recovered=book.counts().recovered)
     for (start, end, attempt), outcome in list(jobs.items())[:seen]:
         again.observe(Observation(start=start, end=end, attempt=attempt, outcome=outcome,
-                                  job=job((start, end), attempt),
+                                  job=job((start, end), attempt), replayed=True,
                                   outputs=Lines(outputs) if outputs is not None and outcome == F else None))
     return again
 
@@ -389,3 +389,18 @@ def test_counts_restored_after_a_restart_never_go_back():
     book.restore_counts(invocations=3, retried=5, disrupted=0)
     counts = book.counts()
     assert (counts.invocations, counts.retried, counts.disrupted) == (7, 5, 1)
+
+
+def test_a_restart_proposes_a_resumed_ranges_node_whose_job_is_not_seen_under_its_own_name():
+    book, _ = failed_with_outputs(Lines([(1, 26)]))
+    spine = [work.key for work in book.next_to_dispatch(10)]
+    assert spine == [(26, 27), (27, 29), (29, 32), (32, 38), (38, 51), (51, 101)]
+    jobs = {(1, 101, 1): F, **{(*key, 1): R for key in spine}}
+    jobs[(26, 27, 1)] = jobs[(27, 29, 1)] = S                      # the suspect was not corrupt after all
+    del jobs[(29, 32, 1)]                                          # invoked; its Job not seen by the restart yet
+    again = RangeBook(100, retries=0, carves=CarveLog.decode(100, book.carves.encode()))
+    for (start, end, attempt), outcome in jobs.items():
+        outputs = Lines([(1, 29)]) if (start, end) == (1, 101) else None   # outputs only grow
+        again.observe(Observation(start=start, end=end, attempt=attempt, outcome=outcome,
+                                  job=job((start, end), attempt), outputs=outputs, replayed=True))
+    assert [work.key for work in again.next_to_dispatch(10)] == [(29, 32)]   # "already exists", not [29, 30)

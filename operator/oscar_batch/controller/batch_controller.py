@@ -273,7 +273,7 @@ class BatchController:
     async def _restarted(self, state: BatchState) -> None:
         """Fold in every Job the batch has, then record what that makes of it."""
         book, current = state.book, self.writer.status()
-        await self.job_outcomes.fold(state, self.jobs.everything(state.key))
+        await self.job_outcomes.fold(state, self.jobs.everything(state.key), replayed=True)
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),

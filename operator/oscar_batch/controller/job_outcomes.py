@@ -30,8 +30,9 @@ class JobOutcomes:
         self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
         self._line_offsets = manifest.LineOffsets()          # the manifest's, built at the first look-up
 
-    async def fold(self, state: BatchState, jobs: list[JobSeen]) -> bool:
-        """Fold Job changes into the book. Returns whether some range ended (capacity freed)."""
+    async def fold(self, state: BatchState, jobs: list[JobSeen], *, replayed: bool = False) -> bool:
+        """Fold Job changes into the book (`replayed`: every Job a restarted batch has, not changes as they come).
+        Returns whether some range ended (capacity freed)."""
         book, ended = state.book, False
         for job in jobs:
             identity = job.identity
@@ -47,7 +48,7 @@ class JobOutcomes:
                                               outcome=job.outcome, job=job.name, started=job.started,
                                               finished=job.finished, redrive_round=identity.redrive,
                                               failure_reason=failure.reason, disruption=failure.disruption,
-                                              outputs=outputs))
+                                              outputs=outputs, replayed=replayed))
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True

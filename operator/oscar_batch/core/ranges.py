@@ -69,6 +69,7 @@ class Observation:
     failure_reason: str = ""
     disruption: bool = False           # the pod was disrupted (evicted, node lost): not the service's failure
     outputs: Lines | None = None       # of a failed attempt: its lines found with outputs; None: not looked up
+    replayed: bool = False             # seen again by a restarted operator, not as it happened
 
     @property
     def key(self) -> Span:
@@ -250,9 +251,10 @@ class RangeBook:
                         this_round=observation.redrive_round in (None, self.redrive_round), first_end=first_end,
                         superseded=not newest or key in self.in_flight,
                         outputs=None if outputs is None else len(outputs))
-        return self._follow_policy(key, ending, outputs)
+        return self._follow_policy(key, ending, outputs, replayed=observation.replayed)
 
-    def _follow_policy(self, key: Span, ending: Ending, outputs: Lines | None = None) -> Change | None:
+    def _follow_policy(self, key: Span, ending: Ending, outputs: Lines | None = None, *,
+                       replayed: bool = False) -> Change | None:
         """Do what the failure policy says comes after this ending."""
         sibling = self._sibling.get(key)
         decision = failure_policy.decide(
@@ -263,7 +265,7 @@ class RangeBook:
         self.broken = decision.broken or self.broken
         if decision.recover and outputs is not None:
             self._recover(key, outputs)
-            if decision.next == Next.RESUMED:
+            if decision.next == Next.RESUMED and not replayed:
                 self._suspect_alone(key)
         if decision.halves:
             self._split_in_halves(key)
@@ -295,8 +297,9 @@ class RangeBook:
     def _suspect_alone(self, key: Span) -> None:
         """The service works through a range in order, so the first line of a resumed range without its output is
         the prime suspect: it runs alone, and the lines after it in its tree node run on as the nodes beside its
-        path down the tree. All are halving-tree nodes, and once the suspect settles they are exactly the maximal
-        free ones: a restarted operator proposes the same, whatever became of the suspect meanwhile."""
+        path down the tree — all halving-tree nodes. Only as the failure happens: replayed after a restart, the
+        outputs have grown since, and the first line without one may start a node already invoked whose Job is
+        not seen yet; the maximal free nodes the book proposes then give that node its own name again."""
         node = next(self._free_nodes(*key), None)
         if node is None:
             return
