@@ -33,7 +33,7 @@ def test_fields_the_crd_does_not_name_are_pruned_as_the_api_server_prunes_them(k
     manifest.write_text(BATCH.format(name="pruned") + "  paralelism: 4\n")
     kubectl(kubeconfig, "apply", "--validate=false", "-f", str(manifest))
     kubectl(kubeconfig, "patch", "obatch", "pruned", "--subresource=status", "--type=merge", "-p", json.dumps(
-        {"status": {"phase": "Running", "redriveRound": 3, "items": {"total": 5, "skipped": 1},
+        {"status": {"phase": "Running", "redriveRound": 3, "items": {"total": 5, "overlooked": 1},
                     "kopf": {"progress": {"anything": {"goes": True}}}}}))
     obj = json.loads(kubectl(kubeconfig, "get", "oscarbatchjob", "pruned", "-o", "json").stdout)
     assert "paralelism" not in obj["spec"] and obj["spec"]["service"] == "fish-detector"
