@@ -981,7 +981,7 @@ def succeeded(world: World, job: str) -> None:
 
 @pytest.mark.parametrize(("end_first_range", "then_invoked", "event"), [
     (succeeded, [], None),                                            # capacity freed, nothing left to carve
-    (failed, [name(1, 3), name(3, 5)], "RangeSplit"),                 # the service failed it: its halves run
+    (failed, [name(1, 2), name(2, 3), name(3, 4), name(4, 5)], "RangeSplit"),   # the service failed it: quarters
 ])
 async def test_one_pass_folds_what_a_job_said_and_invokes_what_follows(end_first_range, then_invoked, event):
     world = World(items=8, itemsPerInvocation=4)                      # 2 ranges of 4 lines, 8 slots

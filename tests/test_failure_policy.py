@@ -22,6 +22,7 @@ NONE = History()
 SPLIT = History(split=True)
 SERVICE_SPLIT = History(split=True, service_failed=True)
 FRESH = Breaker()
+WORKS = Breaker(successes=1)   # the service has succeeded this round
 
 
 def ending(kind=FAILED, *, attempt=1, width=8, **more):
@@ -36,7 +37,8 @@ def failed(*attempts):
     return History(failed=frozenset(attempts))
 
 
-BROKEN = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, the last in Job j: "
+BROKEN = (f"before any success, both halves of {BROKEN_AFTER} failed ranges (or of their halves) failed too, the "
+          "last in Job j: "
           "Error (exit code 1); nothing more is invoked: fix the service, then redrive the batch")
 TOO_DISRUPTED = f"disrupted {MAX_DISRUPTIONS + 1} times, last: Error (exit code 1)"
 
@@ -53,7 +55,7 @@ ROWS = {
     # disrupted: its lines run again, as halves when several, at no cost
     "disrupted range": ((ending(DISRUPTED), NONE, 0, False, FRESH),
                         Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({1}), split=True),
-                                 breaker=FRESH, halves=True, counted=True)),
+                                 breaker=FRESH, parts=2, counted=True)),
     "disrupted range already split": ((ending(DISRUPTED, attempt=2), SPLIT, 0, False, FRESH),
                                       Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({2}),
                                                                                     split=True),
@@ -90,31 +92,40 @@ ROWS = {
     "range disrupted too often": ((ending(DISRUPTED, attempt=4), disrupted(1, 2, 3), 0, False, FRESH),
                                   Decision(next=Next.SPLIT, history=History(disrupted=frozenset({1, 2, 3, 4}),
                                                                             split=True, service_failed=True),
-                                           breaker=FRESH, halves=True, counted=True)),
-    # the service failed several lines: its halves run instead
+                                           breaker=FRESH, parts=4, counted=True)),
+    # the service failed several lines: its quarters run instead (its halves under four lines), whatever succeeded
     "failed range": ((ending(), NONE, 2, False, FRESH),
-                     Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH, halves=True, counted=True)),
+                     Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH, parts=4, counted=True)),
+    "failed range, the service has succeeded": ((ending(), NONE, 2, False, WORKS),
+                                                Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=WORKS,
+                                                         parts=4, counted=True)),
+    "failed range of four lines": ((ending(width=4), NONE, 2, False, WORKS),
+                                   Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=WORKS, parts=4,
+                                            counted=True)),
+    "failed range of three lines": ((ending(width=3), NONE, 2, False, WORKS),
+                                    Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=WORKS, parts=2,
+                                             counted=True)),
     "failed range already split": ((ending(), SPLIT, 2, True, FRESH),
                                    Decision(next=Next.NOTHING, history=SPLIT, breaker=FRESH)),
     "failed range, its end seen before": ((ending(first_end=False), NONE, 2, False, FRESH),
                                           Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH,
-                                                   halves=True)),
+                                                   parts=4)),
     "failed range of an older redrive round": ((ending(this_round=False), NONE, 2, True, FRESH),
                                                Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=FRESH,
-                                                        halves=True)),
+                                                        parts=4)),
     # both halves of a split failed: the breaker counts, and trips before any success
     "both halves failed": ((ending(), NONE, 2, True, FRESH),
                            Decision(next=Next.SPLIT, history=SERVICE_SPLIT, breaker=Breaker(both_halves_failed=1),
-                                    halves=True, counted=True)),
+                                    parts=4, counted=True)),
     "both halves failed, breaker trips": ((ending(), NONE, 2, True, Breaker(both_halves_failed=BROKEN_AFTER - 1)),
                                           Decision(next=Next.SPLIT, history=SERVICE_SPLIT,
-                                                   breaker=Breaker(both_halves_failed=BROKEN_AFTER), halves=True,
+                                                   breaker=Breaker(both_halves_failed=BROKEN_AFTER), parts=4,
                                                    counted=True, broken=BROKEN)),
     "both halves failed after a success": ((ending(), NONE, 2, True,
                                             Breaker(successes=1, both_halves_failed=BROKEN_AFTER - 1)),
                                            Decision(next=Next.SPLIT, history=SERVICE_SPLIT,
                                                     breaker=Breaker(successes=1, both_halves_failed=BROKEN_AFTER),
-                                                    halves=True, counted=True)),
+                                                    parts=4, counted=True)),
     # a single line: retried `retries` times, then a failed item
     "failed line": ((ending(width=1), NONE, 2, True, FRESH),
                     Decision(next=Next.RETRY, history=failed(1), breaker=FRESH, attempt=2, counted=True)),
@@ -157,13 +168,13 @@ ROWS = {
     # no output at all: as without outputs (a service that fails everything writes none; the breaker sees it)
     "failed range, no output": ((ending(outputs=0), NONE, 2, True, Breaker(both_halves_failed=BROKEN_AFTER - 1)),
                                 Decision(next=Next.SPLIT, history=SERVICE_SPLIT,
-                                         breaker=Breaker(both_halves_failed=BROKEN_AFTER), halves=True,
+                                         breaker=Breaker(both_halves_failed=BROKEN_AFTER), parts=4,
                                          counted=True, broken=BROKEN)),
     "failed line, no output": ((ending(width=1, outputs=0), NONE, 2, True, FRESH),
                                Decision(next=Next.RETRY, history=failed(1), breaker=FRESH, attempt=2, counted=True)),
     "disrupted range, no output": ((ending(DISRUPTED, outputs=0), NONE, 0, False, FRESH),
                                    Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({1}), split=True),
-                                            breaker=FRESH, halves=True, counted=True)),
+                                            breaker=FRESH, parts=2, counted=True)),
     # a newer attempt decides, and a lost invocation wrote nothing
     "superseded, some outputs": ((ending(superseded=True, outputs=3), NONE, 2, False, FRESH),
                                  Decision(next=Next.NOTHING, history=NONE, breaker=FRESH)),

@@ -59,3 +59,57 @@ def test_inputs_with_outputs_are_skipped_and_a_second_batch_over_the_same_bucket
         assert (again["phase"], again["reason"]) == ("Succeeded", "AllOutputsExist"), again
         assert (again["items"]["total"], again["items"]["skipped"], again["invocations"]["total"]) == (0, 20, 0)
         assert len(harness.jobs()) == jobs_before
+
+
+def job_outcomes(harness: Harness) -> dict[str, tuple[int, int, bool]]:
+    """Every Job of the batch: its lines and whether it succeeded."""
+    return {job["metadata"]["name"]: (*lines_of(job), bool((job.get("status") or {}).get("succeeded")))
+            for job in harness.jobs()}
+
+
+def test_corrupt_inputs_are_named_by_key_after_two_generations_and_every_other_input_runs_once(tmp_path):
+    corrupt = {9, 23, 24, 57}
+    inputs = input_keys("input/", 64)
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.002, seed=11,
+                          corrupt_inputs=frozenset(inputs[n - 1] for n in corrupt))
+    with Harness(SandboxConfig(items=64, bucket="resume-e2e", behaviour=behaviour), tmp_path) as harness:
+        harness.apply(outputs=OUTPUTS, retries=0, toleratedFailures=4, itemsPerInvocation=16)
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        named = [(detail["line"], detail["key"]) for detail in status["failedItemDetails"]]
+        assert named == [(n, inputs[n - 1]) for n in sorted(corrupt)]
+        jobs = job_outcomes(harness)
+        # The Jobs each corrupt line was in: its first range, then alone (24 follows 23: it runs in the nodes
+        # beside 23's path, fails at once, and is then alone).
+        holding = {n: sorted(name for name, (start, end, _) in jobs.items() if start <= n < end) for n in corrupt}
+        assert all(len(holding[n]) <= 3 for n in corrupt), holding
+        assert all(len(holding[n]) == 2 for n in (9, 57)), holding
+        # Every other input processed once: what a failed Job had written is recovered, never run again.
+        assert_each_input_processed_once(harness, jobs, [key for n, key in enumerate(inputs, 1) if n not in corrupt],
+                                         status)
+
+
+def test_a_disrupted_range_runs_again_only_its_lines_without_outputs(tmp_path):
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.004, seed=3, disruption_rate=0.4)
+    with Harness(SandboxConfig(items=48, bucket="disrupted-e2e", behaviour=behaviour), tmp_path) as harness:
+        harness.apply(outputs=OUTPUTS, itemsPerInvocation=12)
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=120)["status"]
+        assert status["phase"] == "Succeeded", status
+        assert status["invocations"]["disrupted"] >= 1 and status["invocations"]["retried"] == 0
+        assert status["items"]["recovered"] >= 1                # a disrupted range had written some outputs
+        assert_each_input_processed_once(harness, job_outcomes(harness), input_keys("input/", 48), status)
+
+
+def assert_each_input_processed_once(harness: Harness, jobs: dict[str, tuple[int, int, bool]], good: list[str],
+                                     status: dict) -> None:
+    """Every good input has its output; one a failed or disrupted Job wrote is recovered (no Job that succeeded
+    holds its line), and the Jobs that succeeded hold every other good line once."""
+    written = {json.loads(body)["input"]: json.loads(body)["job"] for body in harness.objects("output/").values()}
+    assert sorted(written) == sorted(good)
+    manifest = harness.objects("input/index.txt")["input/index.txt"].decode().splitlines()
+    recovered = [manifest.index(key) + 1 for key, job in written.items() if not jobs[job][2]]
+    assert len(recovered) == status["items"]["recovered"] >= 1
+    for line in recovered:
+        assert not any(ok and start <= line < end for start, end, ok in jobs.values()), line
+    succeeded = [line for start, end, ok in jobs.values() if ok for line in range(start, end)]
+    assert len(succeeded) == len(set(succeeded)) == len(good) - len(recovered)

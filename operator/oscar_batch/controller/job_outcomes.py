@@ -89,8 +89,8 @@ class JobOutcomes:
     def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
         start, end = job.identity.start, job.identity.end
         lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
-        what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its two "
-                                             "halves run instead"),
+        what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its parts "
+                                             "run instead"),
                 Change.RETRIED: ("ItemRetried", f"{lines} failed in Job {job.name} ({failure.reason}); "
                                                 "trying it again"),
                 Change.DISRUPTED: ("RangeDisrupted", f"{lines} were disrupted in Job {job.name} "

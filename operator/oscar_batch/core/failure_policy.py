@@ -1,10 +1,13 @@
 """What happens to a range whose attempt ended without succeeding: split, retry, item failed, run again after a
 disruption, or nothing. One pure function over typed values, no I/O.
 
-A range the service fails runs again as its two halves, and those as theirs, down to single lines; a single line
-is retried `retries` times and then recorded as a failed item. A disrupted attempt (pod evicted, node lost) spends
-nothing: its lines run again, as two halves when there are several (the work it had done is lost either way; two
-slots redo it in half the time), until a range disrupted more than MAX_DISRUPTIONS times counts as failing. An
+A range the service fails runs again as the four quarters of its halving tree (as its two halves under four
+lines), and those as theirs, down to single lines; a single line is retried `retries` times and then recorded as a
+failed item. Quarters isolate a corrupt line in half the generations halves take, for as many invocations (four a
+level over log4 levels against two over log2), so they cost nothing when slots are busy either. The split is a
+function of the range alone, so that a restarted operator splits it as before (whatever it has seen succeed). A
+disrupted attempt (pod evicted, node lost) spends nothing: its lines run again, as two halves when there are
+several (the work it had done is lost either way; two slots redo it in half the time), until a range disrupted more than MAX_DISRUPTIONS times counts as failing. An
 invocation OSCAR accepted but never ran (no Job) runs again under the next attempt, nothing spent. Only what
 ended in the current redrive round moves the counters: a restart sees the old rounds' Jobs again.
 
@@ -21,10 +24,13 @@ import enum
 
 # A range disrupted this often is treated as failing: a pod that is always evicted is the service's problem.
 MAX_DISRUPTIONS = 3
-# A service that fails everywhere is broken, not fed a few bad inputs: halving that down to every single line
-# would invoke it twice per line. Bad inputs leave one half of a split range good; when, before any success,
-# both halves of this many splits failed too, dispatch stops and the batch says so.
+# A service that fails everywhere is broken, not fed a few bad inputs: splitting that down to every single line
+# would invoke it more than once per line. Bad inputs leave one of two halves good; when, before any success,
+# both halves (of a split range, or of one of its halves) failed too this many times, dispatch stops and the
+# batch says so.
 BROKEN_AFTER = 4
+# A range the service failed with at least this many lines runs again as its quarters, else as its halves.
+QUARTERS_FROM = 4
 
 
 class Kind(enum.Enum):
@@ -53,8 +59,8 @@ class History:
     """What the current redrive round did to one range."""
     disrupted: frozenset[int] = frozenset()   # attempts disrupted
     failed: frozenset[int] = frozenset()      # attempts failed (of a single line)
-    split: bool = False                       # its halves run instead
-    service_failed: bool = False              # the service failed it (not a disruption): its halves run
+    split: bool = False                       # its parts run instead
+    service_failed: bool = False              # the service failed it (not a disruption): its parts run
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -69,8 +75,8 @@ class Breaker:
 
 class Next(enum.Enum):
     """What happens next to the range."""
-    NOTHING = "nothing"           # a newer attempt decides, or its halves run already
-    SPLIT = "split"               # the service failed several lines: its two halves run instead
+    NOTHING = "nothing"           # a newer attempt decides, or its parts run already
+    SPLIT = "split"               # the service failed several lines: its quarters (or halves) run instead
     RETRY = "retry"               # the service failed one line: it runs again, a retry spent
     ITEM_FAILED = "item failed"   # ... for the last time: the line failed
     DISRUPTED = "disrupted"       # the pod was disrupted: the lines run again (as halves), no retry spent
@@ -84,7 +90,7 @@ class Decision:
     next: Next
     history: History                  # what the book keeps of the range from now on
     breaker: Breaker
-    halves: bool = False              # its two halves run next
+    parts: int = 0                    # the halving-tree nodes it splits into next: 2 (halves) or 4 (quarters)
     attempt: int | None = None        # ... or the same lines, as this attempt
     counted: bool = False             # the retried (split, retry, resumed) or disrupted counter moves by one
     recover: bool = False             # the lines with outputs are done
@@ -134,7 +140,7 @@ def _disrupted(ending: Ending, history: History, *, retries: int, sibling_failed
     if ending.width > 1 and not history.split:
         # Its work so far is lost either way: two slots redo it in half the time.
         return Decision(next=Next.DISRUPTED, history=dataclasses.replace(history, split=True), breaker=breaker,
-                        halves=True, counted=counted)
+                        parts=2, counted=counted)
     return Decision(next=Next.DISRUPTED, history=history, breaker=breaker, attempt=ending.attempt + 1,
                     counted=counted)
 
@@ -152,11 +158,12 @@ def _split(ending: Ending, history: History, *, sibling_failed: bool, breaker: B
     if ending.this_round and sibling_failed:
         breaker = dataclasses.replace(breaker, both_halves_failed=breaker.both_halves_failed + 1)
         if breaker.both_halves_failed >= BROKEN_AFTER and not breaker.successes:
-            broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges failed too, the last in "
-                      f"Job {ending.job}: {ending.reason}; nothing more is invoked: fix the service, then redrive "
+            broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges (or of their halves) failed "
+                      f"too, the last in Job {ending.job}: {ending.reason}; nothing more is invoked: fix the service, then redrive "
                       "the batch")
     return Decision(next=Next.SPLIT, history=dataclasses.replace(history, split=True, service_failed=True),
-                    breaker=breaker, halves=True, counted=ending.first_end and ending.this_round, broken=broken)
+                    breaker=breaker, parts=4 if ending.width >= QUARTERS_FROM else 2,
+                    counted=ending.first_end and ending.this_round, broken=broken)
 
 
 def _retry(ending: Ending, history: History, *, retries: int, breaker: Breaker) -> Decision:

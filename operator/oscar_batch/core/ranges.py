@@ -36,7 +36,7 @@ class Outcome(enum.Enum):
 class Change(enum.Enum):
     """What folding one observation did, for Events."""
     SUCCEEDED = "succeeded"
-    SPLIT = "split"            # the service failed a range: its halves run instead
+    SPLIT = "split"            # the service failed a range: its quarters (or halves) run instead
     RETRIED = "retried"        # a single line failed and runs again
     DISRUPTED = "disrupted"    # the pod was disrupted: the same lines run again
     ITEM_FAILED = "item failed"
@@ -267,8 +267,8 @@ class RangeBook:
             self._recover(key, outputs)
             if decision.next == Next.RESUMED and not replayed:
                 self._suspect_alone(key)
-        if decision.halves:
-            self._split_in_halves(key)
+        if decision.parts:
+            self._split(key, decision.parts)
         if decision.attempt is not None:
             self._queue.push(key, decision.attempt)
         if decision.next == Next.ITEM_FAILED:
@@ -313,13 +313,18 @@ class RangeBook:
             if not self._attempts.get(part) and not self._settled(part):
                 self._queue.push(part, 1)
 
-    def _split_in_halves(self, key: Span) -> None:
+    def _split(self, key: Span, parts: int) -> None:
+        """Run the range as its halves, or its quarters: nodes of its halving tree, each paired with its sibling
+        for the breaker."""
         middle = (key[0] + key[1]) // 2
-        halves = (key[0], middle), (middle, key[1])
-        self._sibling[halves[0]], self._sibling[halves[1]] = halves[1], halves[0]
-        for half in halves:
-            if not self._attempts.get(half) and not self._settled(half):
-                self._queue.push(half, 1)
+        pairs = [((key[0], middle), (middle, key[1]))]
+        if parts == 4:
+            pairs = [((start, (start + end) // 2), ((start + end) // 2, end)) for start, end in pairs[0]]
+        for left, right in pairs:
+            self._sibling[left], self._sibling[right] = right, left
+            for part in (left, right):
+                if not self._attempts.get(part) and not self._settled(part):
+                    self._queue.push(part, 1)
 
     # ---- dispatching ----------------------------------------------------------------------------------
 
