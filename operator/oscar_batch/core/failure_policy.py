@@ -7,9 +7,10 @@ failed item. Quarters isolate a corrupt line in half the generations halves take
 level over log4 levels against two over log2), so they cost nothing when slots are busy either. The split is a
 function of the range alone, so that a restarted operator splits it as before (whatever it has seen succeed). A
 disrupted attempt (pod evicted, node lost) spends nothing: its lines run again, as two halves when there are
-several (the work it had done is lost either way; two slots redo it in half the time), until a range disrupted more than MAX_DISRUPTIONS times counts as failing. An
-invocation OSCAR accepted but never ran (no Job) runs again under the next attempt, nothing spent. Only what
-ended in the current redrive round moves the counters: a restart sees the old rounds' Jobs again.
+several (the work it had done is lost either way; two slots redo it in half the time), until a range disrupted
+more than MAX_DISRUPTIONS times counts as failing. An invocation OSCAR accepted but never ran (no Job) runs again
+under the next attempt, nothing spent. Only what ended in the current redrive round moves the counters: a restart
+sees the old rounds' Jobs again.
 
 When the batch declares its outputs, the lines of a failed or disrupted range that have theirs are done whatever
 the Job said: they are recovered, and the range is split with nothing queued, so that the book proposes the
@@ -159,8 +160,8 @@ def _split(ending: Ending, history: History, *, sibling_failed: bool, breaker: B
         breaker = dataclasses.replace(breaker, both_halves_failed=breaker.both_halves_failed + 1)
         if breaker.both_halves_failed >= BROKEN_AFTER and not breaker.successes:
             broken = (f"before any success, both halves of {BROKEN_AFTER} failed ranges (or of their halves) failed "
-                      f"too, the last in Job {ending.job}: {ending.reason}; nothing more is invoked: fix the service, then redrive "
-                      "the batch")
+                      f"too, the last in Job {ending.job}: {ending.reason}; nothing more is invoked: fix the service, "
+                      "then redrive the batch")
     return Decision(next=Next.SPLIT, history=dataclasses.replace(history, split=True, service_failed=True),
                     breaker=breaker, parts=4 if ending.width >= QUARTERS_FROM else 2,
                     counted=ending.first_end and ending.this_round, broken=broken)
