@@ -113,3 +113,18 @@ def assert_each_input_processed_once(harness: Harness, jobs: dict[str, tuple[int
         assert not any(ok and start <= line < end for start, end, ok in jobs.values()), line
     succeeded = [line for start, end, ok in jobs.values() if ok for line in range(start, end)]
     assert len(succeeded) == len(set(succeeded)) == len(good) - len(recovered)
+
+
+def test_outputs_declared_without_a_prefix_are_where_the_service_definition_says(tmp_path):
+    config = SandboxConfig(items=6, bucket="default-prefix", behaviour=FAST)
+    with Harness(config, tmp_path) as harness:
+        s3 = harness.sandbox.sandbox.s3.client(config.s3_access_key, config.s3_secret_key)
+        done = input_keys(config.prefix, 6)[:2]
+        for key in done:
+            body = json.dumps({"input": key, "job": "an-earlier-run"}).encode()
+            s3.put_object(config.bucket, output_key(key, config.prefix, config.behaviour.output_prefix),
+                          io.BytesIO(body), len(body))
+        harness.apply(outputs={})
+        status = harness.wait_for_phase("Succeeded", "Failed")["status"]
+        assert (status["phase"], status["items"]["skipped"], status["items"]["total"]) == ("Succeeded", 2, 4), status
+        assert status["pinned"]["outputs"]["prefix"] == "output/"

@@ -206,7 +206,9 @@ class SandboxConfig:
             "token": self.service_token,
             "file_stage_in": False,
             "input": [{"storage_provider": storage_provider, "path": f"{self.service}/{self.service}-in"}],
-            "output": [{"storage_provider": storage_provider, "path": f"{self.service}/{self.service}-out"}],
+            # Where the simulated service writes its outputs: a batch declaring `outputs: {}` finds them here.
+            "output": [{"storage_provider": storage_provider,
+                        "path": f"{self.bucket}/{self.behaviour.output_prefix}".rstrip("/")}],
             "script": "#!/bin/sh\nSTART=$(jq .start \"$INPUT_FILE_PATH\")\nEND=$(jq .end \"$INPUT_FILE_PATH\")\n",
             "expose": {"min_scale": 0, "max_scale": 0, "cpu_threshold": 0, "rewrite_target": False,
                        "default_command": False, "set_auth": False, "health_path": ""},
