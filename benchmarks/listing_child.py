@@ -109,8 +109,7 @@ def product_listing(url: str, access_key: str, secret_key: str) -> Listed:
                                  stopped=NeverStopped(), kube=kube, emit=lambda *event: None,  # type: ignore[arg-type]
                                  timing=Timing(), peer_calls=calls,
                                  resolver=Resolver(kube, "default", EndpointPolicy((), ())))  # type: ignore[arg-type]
-    peers = Peers(oscar=None, oscar_endpoint=spec.oscar_endpoint, service_token="",  # type: ignore[arg-type]
-                  s3=manifest.client(spec, access_key, secret_key), s3_endpoint=spec.s3_endpoint, calls=calls)
+    peers = Peers(s3=manifest.client(spec, access_key, secret_key), s3_endpoint=spec.s3_endpoint, calls=calls)
     before = _rss_mb()
     began = time.monotonic()
     inputs = asyncio.run(controller._manifest(spec, peers)).items

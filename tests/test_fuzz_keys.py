@@ -70,7 +70,7 @@ def test_every_key_is_one_line_or_accounted_for_and_nothing_shifts(sandbox, tail
     book.carving_recorded(book.carves.frontier)
     processed = []
     for work in book.next_to_dispatch(len(listable) + 1):
-        book.invoked(work, job=f"job-{work.start}", started="t", now=0.0)
+        book.invoked(work, job=f"job-{work.start}", started="t", now=0.0, cluster="c")
         processed += [key for _, key in manifest_entries(body.decode(), work.start, work.end)]
         book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt, outcome=Outcome.SUCCEEDED,
                                  job=f"job-{work.start}"))

@@ -51,7 +51,7 @@ class Cluster:
             work = book.next_to_dispatch(free)
         for item in work:
             self.invoked[job(item)] += 1
-            book.invoked(item, job=job(item), started="t", now=0.0)
+            book.invoked(item, job=job(item), started="t", now=0.0, cluster="c")
         return work
 
     def end_oldest(self):
@@ -167,7 +167,7 @@ def test_a_service_that_fails_everything_stops_after_a_few_invocations():
 def failed_with_outputs(outputs, *, disruption=False):
     """A book of one carved range [1, 101) whose first attempt failed (or was disrupted) with these outputs."""
     book = RangeBook(100, retries=0, carves=CarveLog.decode(100, "1:1x100"))
-    book.invoked(Work(1, 101, 1), job="j-l1-101-a1", started="t", now=0.0)
+    book.invoked(Work(1, 101, 1), job="j-l1-101-a1", started="t", now=0.0, cluster="c")
     change = book.observe(Observation(start=1, end=101, attempt=1, outcome=F, job="j-l1-101-a1",
                                       disruption=disruption, outputs=outputs))
     return book, change
@@ -337,7 +337,7 @@ def test_a_restart_anywhere_even_mid_halving_invokes_no_job_name_twice(seed, out
     cluster2.processed = cluster.processed
     for work in proposed:
         if job(work) in names:        # "already exists": the Job runs, and its end is seen
-            again.invoked(work, job=job(work), started="t", now=0.0)
+            again.invoked(work, job=job(work), started="t", now=0.0, cluster="c")
     cluster2.run()
     assert len(again.succeeded) == items - len(bad)
     assert each_line_succeeded_once(cluster2)
@@ -372,14 +372,14 @@ def test_redrive_runs_only_the_failed_items_again_with_fresh_retries():
 def test_an_accepted_invocation_is_overdue_until_its_job_shows_and_lost_ones_run_again_at_no_cost():
     book = RangeBook(4, retries=0, carves=CarveLog.decode(4, "1:2x2"))
     first, second = book.next_to_dispatch(2)
-    book.invoked(first, job="a1", started="t", now=10.0)
-    book.invoked(second, job="b1", started="t", now=20.0)
+    book.invoked(first, job="a1", started="t", now=10.0, cluster="c")
+    book.invoked(second, job="b1", started="t", now=20.0, cluster="c")
     assert book.in_flight.accepted_at(first.key) == 10.0 and book.in_flight.accepted_at((9, 10)) is None
-    assert book.unseen_since(15.0) == [(first, "a1")]
+    assert book.unseen_since(15.0) == [(first, "a1", "c")]
     book.in_flight.still_unseen(first.key, 30.0)                         # OSCAR still knows it: its Job gets more time
-    assert book.unseen_since(25.0) == [(second, "b1")]
+    assert book.unseen_since(25.0) == [(second, "b1", "c")]
     book.observe(Observation(start=3, end=5, attempt=1, outcome=R, job="b1"))
-    assert book.unseen_since(99.0) == [(first, "a1")] and book.in_flight.accepted_at(second.key) == 20.0
+    assert book.unseen_since(99.0) == [(first, "a1", "c")] and book.in_flight.accepted_at(second.key) == 20.0
     book.lost_invocation(second)                           # its Job showed: not lost
     book.lost_invocation(first)
     assert book.in_flight.attempts() == {second.key: 1} and book.in_flight.accepted_at(first.key) is None

@@ -2,10 +2,19 @@
 import copy
 import dataclasses
 import json
+import re
 
 import pytest
 
-from oscar_batch.core.spec import IMMUTABLE_FIELDS, BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
+from oscar_batch.core.spec import (
+    IMMUTABLE_FIELDS,
+    BatchSpec,
+    ClusterSpec,
+    SpecError,
+    apply_pinned,
+    parse_spec,
+    pinned_fields,
+)
 
 
 def minimal(**top):
@@ -39,9 +48,9 @@ def changed(path, value):
 def test_defaults():
     assert parse_spec(minimal()) == BatchSpec(
         service="fish-detector",
-        oscar_endpoint="https://oscar.example.org",
-        oscar_secret="oscar-creds",
-        services_namespace=None,   # the service definition says where its Jobs are
+        # The service definition says where its Jobs are; the operator runs in that cluster.
+        clusters=(ClusterSpec(name="oscar", endpoint="https://oscar.example.org", secret="oscar-creds",
+                              services_namespace=None, access="InCluster", max_parallelism=0),),
         s3_endpoint="http://minio.minio:9000",
         s3_region="us-east-1",
         s3_secret="s3-creds",
@@ -70,7 +79,6 @@ def test_defaults():
     ("manifestKey", "lists/run1.txt", "results_key", "lists/run1.txt.results.json"),
     ("resultsKey", "out/results.json", "results_key", "out/results.json"),
     ("resultsKey", "out/results.json", "manifest_key", "input/index.txt"),
-    ("oscar.servicesNamespace", "oscar-services", "services_namespace", "oscar-services"),
     ("storage.region", "eu-west-1", "s3_region", "eu-west-1"),
     ("storage.include", ["*.jpg", "*.png"], "include", ("*.jpg", "*.png")),
     ("storage.exclude", ["thumbs/*"], "exclude", ("thumbs/*",)),
@@ -89,8 +97,6 @@ def test_defaults():
     ("itemsPerInvocation", 1_000_000, "items_per_invocation", 1_000_000),
     ("maxParallelism", 100_000, "max_parallelism", 100_000),
     ("toleratedFailures", 100_000_000, "tolerated_failures", 100_000_000),
-    ("oscar.servicesNamespace", "n" * 63, "services_namespace", "n" * 63),
-    ("oscar.endpoint", "https://oscar.example.org/api/", "oscar_endpoint", "https://oscar.example.org/api/"),
     ("storage.endpoint", "https://minio.example.org/", "s3_endpoint", "https://minio.example.org/"),
     ("storage.endpoint", "http://[::1]:9000", "s3_endpoint", "http://[::1]:9000"),
     ("storage.endpoint", "http://10.0.0.5:65535/", "s3_endpoint", "http://10.0.0.5:65535/"),
@@ -109,6 +115,60 @@ def test_defaults():
 ])
 def test_fields(path, value, field, expected):
     assert getattr(parse_spec(changed(path, value)), field) == expected
+
+
+@pytest.mark.parametrize(("path", "value", "field", "expected"), [
+    ("oscar.servicesNamespace", "oscar-services", "services_namespace", "oscar-services"),
+    ("oscar.servicesNamespace", "n" * 63, "services_namespace", "n" * 63),
+    ("oscar.endpoint", "https://oscar.example.org/api/", "endpoint", "https://oscar.example.org/api/"),
+    ("oscar.access", "Remote", "access", "Remote"),
+    ("oscar.access", "InCluster", "access", "InCluster"),
+])
+def test_the_one_cluster_of_spec_oscar(path, value, field, expected):
+    (cluster,) = parse_spec(changed(path, value)).clusters
+    assert getattr(cluster, field) == expected and cluster.name == "oscar"
+
+
+def federated(*clusters: dict) -> dict:
+    spec = minimal()
+    del spec["oscar"]
+    spec["clusters"] = list(clusters)
+    return spec
+
+
+UPV = {"name": "upv", "endpoint": "https://oscar.upv.example", "credentialsSecret": "oscar-upv", "access": "Remote",
+       "maxParallelism": 0}
+LOCAL = {"name": "local", "endpoint": "https://oscar.local.example", "credentialsSecret": "oscar-local"}
+
+
+def test_several_clusters_in_the_order_given():
+    assert parse_spec(federated(UPV, {**LOCAL, "maxParallelism": 8, "servicesNamespace": "svc"})).clusters == (
+        ClusterSpec(name="upv", endpoint="https://oscar.upv.example", secret="oscar-upv", services_namespace=None,
+                    access="Remote", max_parallelism=0),
+        ClusterSpec(name="local", endpoint="https://oscar.local.example", secret="oscar-local",
+                    services_namespace="svc", access="InCluster", max_parallelism=8))
+
+
+@pytest.mark.parametrize(("spec", "named"), [
+    ({**federated(UPV), "oscar": {"endpoint": "https://o", "credentialsSecret": "s"}}, "spec.oscar and spec.clusters"),
+    (federated(), "spec.clusters must be a list of 1 to 16"),
+    (federated(*[{**UPV, "name": f"c{index}"} for index in range(17)]), "spec.clusters must be a list of 1 to 16"),
+    (federated(UPV, UPV), "spec.clusters names upv more than once"),
+    (federated(LOCAL, {**LOCAL, "name": "other"}), "more than one InCluster cluster"),
+    (federated({**UPV, "access": "remote"}), "spec.clusters[0].access must be InCluster or Remote"),
+    (federated({**UPV, "name": "UPV"}), "spec.clusters[0].name"),
+    (federated({**UPV, "name": "u" * 33}), "spec.clusters[0].name"),
+    (federated(UPV, {**LOCAL, "endpoint": "oscar.local"}), "spec.clusters[1].endpoint"),
+    (federated({**UPV, "maxParallelism": -1}), "spec.clusters[0].maxParallelism"),
+    (federated({**UPV, "maxParallelism": True}), "spec.clusters[0].maxParallelism"),
+    (federated({k: v for k, v in UPV.items() if k != "credentialsSecret"}), "spec.clusters[0].credentialsSecret"),
+    (federated("upv"), "spec.clusters[0] must be an object"),
+    ({**minimal(), "oscar": {"endpoint": "https://o", "credentialsSecret": "s", "access": "Both"}},
+     "spec.oscar.access must be InCluster or Remote"),
+])
+def test_bad_clusters_are_named(spec, named):
+    with pytest.raises(SpecError, match=re.escape(named)):
+        parse_spec(spec)
 
 
 @pytest.mark.parametrize(("path", "value", "named"), [

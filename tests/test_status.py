@@ -32,7 +32,7 @@ def book_with(total, succeeded=(), failed=(), running=(), retries=2, carves=""):
     book.restore(Lines(succeeded), Lines((line, line + 1) for line in failed),
                  [FailedItem(line, f"job-{line}", "Error (exit code 1)") for line in failed])
     for start, end in running:
-        book.invoked(Work(start, end, 1), job=f"job-{start}", started="t", now=0.0)
+        book.invoked(Work(start, end, 1), job=f"job-{start}", started="t", now=0.0, cluster="c")
     return book
 
 
@@ -44,7 +44,8 @@ def test_progress_shape():
         "progress": "8/20",
         "parallelism": 6,
         "items": {"total": 20, "pending": 9, "running": 2, "succeeded": 8, "failed": 1, "recovered": 0},
-        "invocations": {"total": 1, "running": 1, "retried": 1, "disrupted": 0},
+        "invocations": {"total": 1, "running": 1, "retried": 1, "disrupted": 0, "reassigned": 0,
+                        "duplicates": 0},
         "completedItems": "1-6,11-12",
         "failedItems": "15",
         "failedItemDetails": [{"line": 15, "job": "job-15", "reason": "Error (exit code 1)",
@@ -58,7 +59,7 @@ def test_progress_of_an_empty_batch():
     assert progress(RangeBook(0, 2), 0) == {
         "progress": "0/0", "parallelism": 0,
         "items": {"total": 0, "pending": 0, "running": 0, "succeeded": 0, "failed": 0, "recovered": 0},
-        "invocations": {"total": 0, "running": 0, "retried": 0, "disrupted": 0},
+        "invocations": {"total": 0, "running": 0, "retried": 0, "disrupted": 0, "reassigned": 0, "duplicates": 0},
         "completedItems": "", "failedItems": "", "failedItemDetails": [], "rangePlan": ""}
 
 

@@ -15,11 +15,11 @@ from oscar_batch.cli.usage import UsageError, duration
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.resolver import Resolver, Waiting
-from oscar_batch.core import chunking, invocation, planner
+from oscar_batch.core import chunking, invocation, planner, sharing
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.keys import Listing, Unlisted
 from oscar_batch.core.quantity import format_bytes, format_millicores
-from oscar_batch.core.spec import SpecError, parse_spec
+from oscar_batch.core.spec import ClusterSpec, SpecError, parse_spec
 from oscar_batch.core.status import parse_time
 
 SAMPLE = 5
@@ -75,12 +75,16 @@ def _batch_document(path: pathlib.Path) -> dict[str, Any]:
 
 
 def _dry_run(resolver: Resolver, spec: Any, ref: str) -> list[str]:
-    oscar = resolver.oscar_client(spec)
-    service = resolver.service(oscar, spec)
-    needs = resolver.needs(service)
-    lines = [f"batch {ref} → OSCAR service {spec.service} (per invocation: cpu {format_millicores(needs.pod_cpu)}, "
-             f"memory {format_bytes(needs.pod_memory)}, gpu {needs.gpus}), "
-             f"Jobs in namespace {resolver.jobs_namespace(spec, service)}"]
+    lines, clusters = [], []
+    for each in spec.clusters:
+        oscar = resolver.oscar_client(each)
+        service = resolver.service(oscar, spec)
+        needs = resolver.needs(service)
+        where = f" on cluster {each.name} ({each.access})" if len(spec.clusters) > 1 else ""
+        lines.append(f"batch {ref} → OSCAR service {spec.service}{where} (per invocation: cpu "
+                     f"{format_millicores(needs.pod_cpu)}, memory {format_bytes(needs.pod_memory)}, gpu {needs.gpus}), "
+                     f"Jobs in namespace {resolver.jobs_namespace(each, service)}")
+        clusters.append((each, oscar, needs))
     s3 = resolver.s3_client(spec)
     if not manifest.bucket_exists(s3, spec):
         raise Waiting("BucketNotFound", f"bucket {spec.bucket!r} does not exist at {spec.s3_endpoint}")
@@ -97,13 +101,25 @@ def _dry_run(resolver: Resolver, spec: Any, ref: str) -> list[str]:
                  + (f" (first: {', '.join(sample)}{', …' if items > len(sample) else ''})" if sample else ""))
     if listing.unlisted:
         lines.append(f"left out: {listing.message()}")
-    plan = _plan(resolver.kube, oscar, needs, spec)
-    capped = f", maxParallelism {spec.max_parallelism}" if spec.max_parallelism else ""
-    lines.append(f"parallelism: {plan.total} (the cluster fits {plan.cluster_slots} invocation(s); headroom "
-                 f"{float(spec.headroom):g}{capped})" + (f" — {plan.explanation}" if plan.explanation else ""))
-    lines += [f"  {node.name}: {node.slots} slot(s), limited by {node.limited_by}" for node in plan.nodes]
-    timings, past = _past_timings(oscar, spec.service)
-    found = chunking.estimate(items=items, slots=plan.total or 1, timings=timings, fixed=spec.items_per_invocation)
+    slots = []
+    for each, oscar, needs in clusters:
+        # One cluster: the batch's own cap is its cap; several: the batch's caps their sum, below.
+        maximum = each.max_parallelism or (spec.max_parallelism if len(clusters) == 1 else 0)
+        plan = _plan(resolver.kube, oscar, needs, planner.Policy(headroom=spec.headroom, maximum=maximum or None),
+                     each)
+        slots.append(plan.total)
+        where = f" on cluster {each.name}" if len(clusters) > 1 else ""
+        capped = f", maxParallelism {maximum}" if maximum else ""
+        lines.append(f"parallelism{where}: {plan.total} (the cluster fits {plan.cluster_slots} invocation(s); "
+                     f"headroom {float(spec.headroom):g}{capped})"
+                     + (f" — {plan.explanation}" if plan.explanation else ""))
+        lines += [f"  {node.name}: {node.slots} slot(s), limited by {node.limited_by}" for node in plan.nodes]
+    total = sum(sharing.capped(slots, spec.max_parallelism))
+    if len(clusters) > 1:
+        lines.append(f"parallelism in all: {total}"
+                     + (f" (maxParallelism {spec.max_parallelism})" if spec.max_parallelism else ""))
+    timings, past = _past_timings(clusters[0][1], spec.service)
+    found = chunking.estimate(items=items, slots=total or 1, timings=timings, fixed=spec.items_per_invocation)
     lines.append(f"ranges: {len(found.sizes)} ({found.describe()} lines)" if found.sizes else "ranges: none")
     if found.seconds is None:
         lines.append("ETA: unknown (OSCAR lists no finished ranges of this service to learn from)")
@@ -115,12 +131,15 @@ def _dry_run(resolver: Resolver, spec: Any, ref: str) -> list[str]:
     return lines
 
 
-def _plan(kube: cluster.Kube, oscar: OscarClient, needs: planner.Needs, spec: Any) -> planner.Plan:
-    policy = planner.Policy(headroom=spec.headroom, maximum=spec.max_parallelism or None)
-    try:
-        return planner.plan_capacity(kube.nodes(), kube.pods(), needs, policy)
-    except cluster.Forbidden:
-        return planner.plan_from_oscar_status(oscar.cluster_status(), needs, policy)
+def _plan(kube: cluster.Kube, oscar: OscarClient, needs: planner.Needs, policy: planner.Policy,
+          each: ClusterSpec) -> planner.Plan:
+    """What one cluster fits: from its Nodes and Pods (InCluster, unless they are forbidden), else from OSCAR."""
+    if not each.remote:
+        try:
+            return planner.plan_capacity(kube.nodes(), kube.pods(), needs, policy)
+        except cluster.Forbidden:
+            pass
+    return planner.plan_from_oscar_status(oscar.cluster_status(), needs, policy)
 
 
 def _past_timings(oscar: OscarClient, service: str) -> tuple[chunking.Timings, int]:

@@ -66,6 +66,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"seconds after which an invocation OSCAR accepted but whose Job never appeared is "
                              f"checked with OSCAR and, if unknown there, invoked again "
                              f"(default {defaults.unseen_job_timeout})")
+    parser.add_argument("--list-interval", type=float, default=defaults.list_interval,
+                        help=f"seconds between two readings of a Remote cluster's job listing "
+                             f"(default {defaults.list_interval})")
+    parser.add_argument("--reassign-after", type=float, default=defaults.reassign_after,
+                        help=f"seconds a Remote cluster of a batch with several may stay cut off before its ranges in "
+                             f"flight run on the others (default {defaults.reassign_after})")
     parser.add_argument("--cancel-timeout", type=float, default=defaults.cancel_timeout,
                         help=f"seconds a deleted batch may spend deleting its Jobs and manifest before its "
                              f"finalizer is released (default {defaults.cancel_timeout})")
@@ -77,7 +83,8 @@ def run_operator(args: argparse.Namespace) -> int:
                     min_replan=min(Timing().min_replan, args.plan_interval),
                     status_interval=args.status_interval, retry_delay=args.retry_delay,
                     max_backoff=args.max_backoff, unseen_job_timeout=args.unseen_job_timeout,
-                    cancel_timeout=args.cancel_timeout)
+                    cancel_timeout=args.cancel_timeout, list_interval=args.list_interval,
+                    reassign_after=args.reassign_after)
     kopf.configure(verbose=args.verbose,
                    log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL)
     metrics = Metrics()

@@ -15,6 +15,7 @@ class ActiveBatches:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._claims: dict[str, Claim] = {}
+        self._pools: dict[str, frozenset[str]] = {}   # batch UID → the clusters (pools of slots) it claims on
         self._alive: dict[str, asyncio.Event] = {}
         self.membership = 0  # changes whenever a batch starts or stops dispatching: time to re-plan
 
@@ -24,6 +25,7 @@ class ActiveBatches:
     def exited(self, uid: str) -> None:
         with self._lock:
             self.membership += self._claims.pop(uid, None) is not None
+            self._pools.pop(uid, None)
         done = self._alive.pop(uid, None)
         if done is not None:
             done.set()
@@ -38,17 +40,21 @@ class ActiveBatches:
         except TimeoutError:
             return False
 
-    def claim(self, claim: Claim) -> None:
+    def claim(self, claim: Claim, pools: frozenset[str]) -> None:
+        """The batch dispatches on these clusters (by their OSCAR endpoint; "" for the operator's own)."""
         with self._lock:
-            self.membership += claim.uid not in self._claims
+            self.membership += claim.uid not in self._claims or self._pools.get(claim.uid) != pools
             self._claims[claim.uid] = claim
+            self._pools[claim.uid] = pools
 
     def withdraw(self, uid: str) -> None:
         with self._lock:
             self.membership += self._claims.pop(uid, None) is not None
+            self._pools.pop(uid, None)
 
-    def share(self, uid: str, slots: int) -> tuple[int, int]:
-        """(this batch's slots, number of batches dispatching) under max-min fairness, leftovers to the oldest."""
+    def share(self, uid: str, slots: int, pool: str) -> tuple[int, int]:
+        """(this batch's slots of one cluster's, number of batches dispatching there) under max-min fairness,
+        leftovers to the oldest."""
         with self._lock:
-            claims = list(self._claims.values())
+            claims = [claim for other, claim in self._claims.items() if pool in self._pools.get(other, ())]
         return fair_shares(slots, claims).get(uid, 0), len(claims)

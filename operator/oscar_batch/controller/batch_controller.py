@@ -17,6 +17,7 @@ from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from oscar_batch.clients import cluster, manifest
+from oscar_batch.clients.oscar import OscarClient
 from oscar_batch.controller import batch_storage, capacity
 from oscar_batch.controller.active_batches import ActiveBatches
 from oscar_batch.controller.batch_state import BatchState
@@ -27,17 +28,18 @@ from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.job_outcomes import JobOutcomes
 from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.metrics import Metrics
+from oscar_batch.controller.oscar_clusters import ListedJobs, OscarCluster, WatchedJobs
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Peers, Resolver, Service, Waiting
 from oscar_batch.controller.status_writer import StatusWriter
-from oscar_batch.core import chunking, items, status
+from oscar_batch.core import chunking, items, sharing, status
 from oscar_batch.core.cadence import CLEAN_UP_SHARE, DISPATCH_SHARE, Cadence, Signals, Timing
 from oscar_batch.core.keys import UNLISTED_SAMPLE, Listing
 from oscar_batch.core.pacing import Retry
-from oscar_batch.core.ranges import RangeBook
+from oscar_batch.core.ranges import RangeBook, Work
 from oscar_batch.core.results import results
 from oscar_batch.core.sharing import Claim
-from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec, pinned_fields
+from oscar_batch.core.spec import BatchSpec, ClusterSpec, SpecError, apply_pinned, parse_spec, pinned_fields
 
 log = logging.getLogger(__name__)
 
@@ -137,30 +139,48 @@ class BatchController:
         already has folded into a book rebuilt from status."""
         if (problem := status.previous_release(self.writer.status())) is not None:
             raise Waiting(status.PREVIOUS_RELEASE, problem)
-        spec, peers, service = await self._resolve(await self._spec())
+        spec, peers, clusters = await self._resolve(await self._spec())
         listing = await self._manifest(spec, peers)
-        await self._jobs_listed()
-        state = BatchState(spec=spec, key=BatchKey(self.uid, service.jobs_namespace, spec.service), peers=peers,
-                           service=service, listing=listing, book=await self._book(spec, peers, listing.items),
-                           cadence=Cadence(self.timing))
+        await self._jobs_listed(clusters)
+        state = BatchState(spec=spec, clusters=clusters, peers=peers, listing=listing,
+                           book=await self._book(spec, peers, listing.items), cadence=Cadence(self.timing))
         await self._restarted(state)
         return state
 
-    async def _resolve(self, spec: BatchSpec) -> tuple[BatchSpec, Peers, Service]:
-        """Both endpoints allowed and both Secrets usable before anything is sent to either peer; the spec with
-        its outputs' prefix resolved from the service when it leaves it out."""
-        oscar = await asyncio.to_thread(self.resolver.oscar_client, spec)
+    async def _resolve(self, spec: BatchSpec) -> tuple[BatchSpec, Peers, list[OscarCluster]]:
+        """Every endpoint allowed and every Secret usable before anything is sent to any peer; the spec with its
+        outputs' prefix resolved from the (first cluster's) service when it leaves it out."""
+        clients = [await asyncio.to_thread(self.resolver.oscar_client, each) for each in spec.clusters]
         s3 = await asyncio.to_thread(self.resolver.s3_client, spec)
-        service = await self.peer_calls.run(spec.oscar_endpoint, self.resolver.service, oscar, spec)
-        namespace = self.resolver.jobs_namespace(spec, service)
-        if not self.jobs.watches(namespace):
+        clusters, services = [], []
+        for each, oscar in zip(spec.clusters, clients, strict=True):
+            try:
+                service = await self.peer_calls.run(each.endpoint, self.resolver.service, oscar, spec)
+            except Waiting as waiting:
+                if len(spec.clusters) == 1:
+                    raise
+                raise Waiting(waiting.reason, f"cluster {each.name}: {waiting.message}") from None
+            clusters.append(self._cluster(each, oscar, service, spec))
+            services.append(service)
+        spec = self.resolver.with_outputs_prefix(spec, services[0])
+        return spec, Peers(s3=s3, s3_endpoint=spec.s3_endpoint, calls=self.peer_calls), clusters
+
+    def _cluster(self, each: ClusterSpec, oscar: OscarClient, service: dict[str, Any], spec: BatchSpec) -> OscarCluster:
+        namespace = self.resolver.jobs_namespace(each, service)
+        key = BatchKey(self.uid, namespace, spec.service)
+        if each.remote:
+            jobs: WatchedJobs | ListedJobs = ListedJobs(key)
+        elif self.jobs.watches(namespace):
+            jobs = WatchedJobs(self.jobs, key)
+        else:
             raise Waiting("NamespaceNotWatched", f"OSCAR service {spec.service!r} creates its Jobs in namespace "
                                                  f"{namespace!r}, which this operator does not watch: add "
-                                                 f"`--namespace {namespace}` to the operator, or run it cluster-wide")
-        spec = self.resolver.with_outputs_prefix(spec, service)
-        peers = Peers(oscar=oscar, oscar_endpoint=spec.oscar_endpoint, service_token=service["token"], s3=s3,
-                      s3_endpoint=spec.s3_endpoint, calls=self.peer_calls)
-        return spec, peers, Service(self.resolver.needs(service), namespace)
+                                                 f"`--namespace {namespace}` to the operator, run it cluster-wide, "
+                                                 "or give the cluster `access: Remote`")
+        return OscarCluster(spec=each, oscar=oscar, service_token=service["token"],
+                            service=Service(self.resolver.needs(service), namespace), jobs=jobs, calls=self.peer_calls,
+                            dispatching=self.timing.backoff(self.timing.tick),
+                            listing=self.timing.backoff(self.timing.list_interval))
 
     async def _spec(self) -> BatchSpec:
         """The live spec with the fields pinned at start put back; a change to those is reported, not obeyed."""
@@ -238,14 +258,21 @@ class BatchController:
                     "Progressing", True, "Listing", f"listing s3://{spec.bucket}/{spec.prefix}: {progress.listed} "
                                                     f"key(s) listed, {progress.inputs} input(s) so far{found}")]}
 
-    async def _jobs_listed(self) -> None:
-        """A (re)started batch must know every Job it already has before it carves or invokes anything."""
+    async def _jobs_listed(self, clusters: list[OscarCluster]) -> None:
+        """A (re)started batch must know every Job it already has, on every cluster, before it carves or invokes
+        anything."""
         deadline = self.clock.monotonic() + self.timing.retry_delay
-        while not self.jobs.synced and not self.stopped and self.clock.monotonic() < deadline:
+        while not self.stopped and self.clock.monotonic() < deadline:
+            for each in clusters:
+                await each.read_listing(self.clock.monotonic(), self.timing.list_interval)
+            if all(each.jobs.listed for each in clusters):
+                return
             await self.stopped.wait(self.timing.tick)
-        if not self.jobs.synced:
-            raise Waiting("JobsNotListed", "waiting for the first listing of OSCAR's Jobs"
-                          + (f": {self.jobs.problem}" if self.jobs.problem else ""))
+        unlisted = [each for each in clusters if not each.jobs.listed]
+        if unlisted:
+            problems = [f"cluster {each.name}: {each.problem}" if each.spec.remote else
+                        f"the Jobs watch{': ' + self.jobs.problem if self.jobs.problem else ''}" for each in unlisted]
+            raise Waiting("JobsNotListed", "waiting for the first listing of OSCAR's Jobs: " + "; ".join(problems))
 
     async def _book(self, spec: BatchSpec, peers: Peers, total: int) -> RangeBook:
         """The book as status left it: the carve log, the settled lines (or where they were written), the
@@ -273,12 +300,18 @@ class BatchController:
     async def _restarted(self, state: BatchState) -> None:
         """Fold in every Job the batch has, then record what that makes of it."""
         book, current = state.book, self.writer.status()
-        await self.job_outcomes.fold(state, self.jobs.everything(state.key), replayed=True)
+        done_on = {entry.get("name"): entry.get("succeeded") for entry in current.get("clusters") or ()
+                   if isinstance(entry, dict)}
+        for each in state.clusters:
+            each.succeeded = int(done_on.get(each.name) or 0)
+            await self.job_outcomes.fold(state, each, each.jobs.everything(), replayed=True)
         # What settled before a restart left no trace but these counts.
         counted = current.get("invocations") or {}
         book.restore_counts(invocations=int(counted.get("total") or 0), retried=int(counted.get("retried") or 0),
                             disrupted=int(counted.get("disrupted") or 0),
-                            recovered=int((current.get("items") or {}).get("recovered") or 0))
+                            recovered=int((current.get("items") or {}).get("recovered") or 0),
+                            reassigned=int(counted.get("reassigned") or 0),
+                            duplicates=int(counted.get("duplicates") or 0))
         spec = state.spec
         # A batch pinned by a release without spec.outputs gets them pinned as resolved now.
         patch: dict[str, Any] = {"manifest": spec.uri(spec.manifest_key), "startTime": self._start_time(),
@@ -297,7 +330,7 @@ class BatchController:
         """One pass over the batch; whether it reached its verdict. Folds the Job changes since the last pass,
         takes up spec edits and redrives, then either finishes the batch or plans, reports, dispatches,
         re-checks and cleans up, each when `state.cadence` says it is due."""
-        ended = await self.job_outcomes.fold(state, self.jobs.changes(state.key))
+        ended = await self._fold_changes(state)
         previous, state.spec = state.spec, await self._current_spec(state.spec)
         state.book.retries = state.spec.retries
         if state.spec.redrive > state.book.redrive_round:
@@ -311,16 +344,16 @@ class BatchController:
                           queueing=self._queued(state) > 0, ended=ended)
         if state.cadence.replan_due(signals):
             state.cadence.planned(signals)
-            state.parallelism, state.planned = await capacity.parallelism(
-                state=state, ref=self.ref, jobs=self.jobs, batches=self.batches, cluster_view=self.cluster_view,
-                kube=self.kube)
+            await capacity.plan(state=state, ref=self.ref, jobs=self.jobs, batches=self.batches,
+                                cluster_view=self.cluster_view, kube=self.kube, now=now)
         # Right after the fold, before dispatch takes its share of the pass: what just ended is visible one patch
         # round trip after the pass began.
         if state.cadence.status_due(now):
             await self._report_progress(state)
             state.cadence.reported(now)
-        if not state.spec.suspend and state.cadence.dispatching.ready(now):
-            await self._dispatch(state)
+        await self._reassign(state, now)
+        if not state.spec.suspend:
+            await self._dispatch(state, now)
         if state.cadence.rechecking.ready(now):
             await self.invoker.recheck_unseen(state)
         if state.cadence.cleaning.ready(now):
@@ -335,11 +368,45 @@ class BatchController:
             state.settled_shown = await self.writer.record(state, state.progress(0))
         return state.cadence.finishing.ready(now) and await self._finish(state, now)
 
-    async def _dispatch(self, state: BatchState) -> None:
-        """Invoke what is pending, carving new ranges at the frontier when that is not enough for the free slots.
-        A carve is recorded in status before its ranges are invoked, so that a restart finds them."""
+    async def _fold_changes(self, state: BatchState) -> bool:
+        """Read the Remote clusters' listings that are due, then fold every cluster's Job changes; whether some
+        range ended."""
+        ended = False
+        for each in state.clusters:
+            await each.read_listing(self.clock.monotonic(), self.timing.list_interval)
+            ended |= await self.job_outcomes.fold(state, each, each.jobs.changes())
+        return ended
+
+    async def _reassign(self, state: BatchState, now: float) -> None:
+        """A Remote cluster cut off longer than `Timing.reassign_after`, while another answers: its ranges in flight
+        run on the others (with declared outputs, only their lines without outputs). Its Jobs that finish later are
+        folded in as they show."""
+        if len(state.clusters) < 2 or not any(each.reachable for each in state.clusters):
+            return
+        for each in state.clusters:
+            since = each.unreachable_since
+            if not each.spec.remote or since is None or now - since < self.timing.reassign_after:
+                continue
+            ranges = state.book.in_flight.on(each.name)
+            for key, attempt in ranges:
+                outputs = await self.job_outcomes.outputs_of(state, key, attempt)
+                state.book.reassign(Work(key[0], key[1], attempt), outputs)
+            if ranges:
+                self.events.post("Warning", "RangesReassigned",
+                                 f"cluster {each.name} has been cut off for {now - since:.0f}s ({each.problem}): its "
+                                 f"{len(ranges)} range(s) in flight run on the other clusters; Jobs it finishes later "
+                                 "are folded in, lines run twice counted as duplicates")
+
+    async def _dispatch(self, state: BatchState, now: float) -> None:
+        """Invoke what is pending on the clusters with free slots, carving new ranges at the frontier when that is
+        not enough. A carve is recorded in status before its ranges are invoked, so that a restart finds them."""
         book = state.book
-        free = max(state.parallelism - book.counts().in_flight, 0)
+        running_on = book.counts().in_flight_on
+        # A Remote cluster cut off is tried again once its listing answers; the operator's own, when its backoff says.
+        open_clusters = [each for each in state.clusters
+                         if each.dispatching.ready(now) and (each.reachable or not each.spec.remote)]
+        free_on = [max(each.parallelism - running_on.get(each.name, 0), 0) for each in open_clusters]
+        free = sum(free_on)
         pending = book.next_to_dispatch(free)
         if len(pending) < free and book.can_carve():
             book.carve(chunking.next_carve(book.carves, free=free - len(pending), slots=state.parallelism,
@@ -348,7 +415,9 @@ class BatchController:
                 return
             book.carving_recorded(book.carves.frontier)
             pending = book.next_to_dispatch(free)
-        await self.invoker.invoke(state, pending, seconds=DISPATCH_SHARE * self.timing.tick)
+        where = sharing.spread(len(pending), free_on)
+        assigned = [(work, open_clusters[index]) for work, index in zip(pending, where, strict=True)]
+        await self.invoker.invoke(state, assigned, seconds=DISPATCH_SHARE * self.timing.tick)
 
     async def _redrive(self, state: BatchState) -> None:
         spec = state.spec
@@ -371,11 +440,11 @@ class BatchController:
         if spec.max_parallelism:
             demand = min(demand, spec.max_parallelism)
         created = self.body["metadata"].get("creationTimestamp") or ""
-        self.batches.claim(Claim(self.uid, created, self.ref, demand))
+        self.batches.claim(Claim(self.uid, created, self.ref, demand),
+                           frozenset(capacity.pool(each) for each in state.clusters))
 
     def _queued(self, state: BatchState) -> int:
-        managed = self.jobs.kueue(state.key)
-        return managed[1] if managed else 0
+        return sum(managed[1] for each in state.clusters if (managed := each.jobs.kueue()))
 
     # ---- status ------------------------------------------------------------------------------------
 

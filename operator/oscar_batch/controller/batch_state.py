@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from oscar_batch.controller.job_store import BatchKey
-from oscar_batch.controller.resolver import Peers, Service
+from oscar_batch.controller.oscar_clusters import OscarCluster
+from oscar_batch.controller.resolver import Peers
 from oscar_batch.core import chunking, status
 from oscar_batch.core.cadence import Cadence
 from oscar_batch.core.keys import Listing
@@ -17,18 +17,24 @@ from oscar_batch.core.spec import BatchSpec
 @dataclasses.dataclass(kw_only=True)
 class BatchState:
     spec: BatchSpec              # the live spec, with the fields pinned at start put back
-    key: BatchKey                # whose Jobs are the batch's
+    clusters: list[OscarCluster]  # where the service is invoked, in the spec's order
     peers: Peers
-    service: Service
     listing: Listing             # what the manifest lists and leaves out
     book: RangeBook
     cadence: Cadence
     timings: chunking.Timings = dataclasses.field(default_factory=chunking.Timings)
-    parallelism: int = 0         # ranges it may have in flight, as last planned
+    parallelism: int = 0         # ranges it may have in flight, as last planned (on all its clusters)
     planned: str = ""            # why: the Progressing message
     settled_shown: bool = False  # status shows every line settled: only the results and the verdict are left
 
     def progress(self, parallelism: int | None = None) -> dict[str, Any]:
-        """The moving part of status (`status.progress`), at the planned parallelism unless told otherwise."""
-        return status.progress(self.book, self.parallelism if parallelism is None else parallelism,
-                               status.sizing(self.timings, self.spec.items_per_invocation))
+        """The moving part of status (`status.progress`, `status.clusters`), at the planned parallelism unless
+        told otherwise (0: none, on any cluster)."""
+        patch = status.progress(self.book, self.parallelism if parallelism is None else parallelism,
+                                status.sizing(self.timings, self.spec.items_per_invocation))
+        running = self.book.counts().in_flight_on
+        patch.update(status.clusters([status.ClusterReport(
+            name=cluster.name, access=cluster.spec.access, parallelism=0 if parallelism == 0 else cluster.parallelism,
+            running=running.get(cluster.name, 0), succeeded=cluster.succeeded, reachable=cluster.reachable,
+            message=cluster.problem or cluster.planned) for cluster in self.clusters]))
+        return patch

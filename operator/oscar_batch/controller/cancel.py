@@ -8,7 +8,6 @@ left behind and why, so a dead OSCAR never keeps an object from being deleted.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -24,7 +23,8 @@ from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver, Waiting
 from oscar_batch.core import status
 from oscar_batch.core.cadence import Timing
-from oscar_batch.core.spec import BatchSpec, SpecError, apply_pinned, parse_spec
+from oscar_batch.core.remote_jobs import ListingTracker
+from oscar_batch.core.spec import BatchSpec, ClusterSpec, SpecError, apply_pinned, parse_spec
 
 log = logging.getLogger(__name__)
 SHOWN_JOBS = 5
@@ -77,39 +77,71 @@ async def cancel(*, body: Any, jobs: JobStore, emit: EventSink, batches: ActiveB
 async def _delete_jobs(resolver: Resolver, peer_calls: PeerCalls, spec: BatchSpec, jobs: JobStore, uid: str,
                        deadline: float, clock: Clock,
                        sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
-    """(Jobs deleted, what was left and why): every Job of the batch, or those in flight with keepJobs. Each pass
-    re-reads the Jobs index: an invocation accepted just before dispatch stopped shows up there a moment later."""
-    key = jobs.key_read(uid)
-    if not (jobs.claimed(uid) if key is None else set(_jobs_to_delete(jobs, key, spec))):
+    """(Jobs deleted, what was left and why) on every cluster of the batch: every Job of the batch, or those in
+    flight with keepJobs."""
+    deleted, left = 0, []
+    for each in spec.clusters:
+        count, problem = await _delete_jobs_on(each, resolver, peer_calls, spec, jobs, uid, deadline, clock, sleep)
+        deleted += count
+        if problem:
+            left.append(problem if len(spec.clusters) == 1 else f"on cluster {each.name}, {problem}")
+    return deleted, "; ".join(left) or None
+
+
+async def _delete_jobs_on(each: ClusterSpec, resolver: Resolver, peer_calls: PeerCalls, spec: BatchSpec,
+                          jobs: JobStore, uid: str, deadline: float, clock: Clock,
+                          sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
+    """The Jobs of one cluster. InCluster, each pass re-reads the Jobs index: an invocation accepted just before
+    dispatch stopped shows up there a moment later. Remote, each pass reads OSCAR's job listing."""
+    key = None if each.remote else jobs.key_read(uid)
+    if not each.remote and not (jobs.claimed(uid) if key is None else set(_jobs_to_delete(jobs, key, spec))):
         return 0, None
     try:
-        oscar = await asyncio.to_thread(resolver.oscar_client, spec)
+        oscar = await asyncio.to_thread(resolver.oscar_client, each)
     except Waiting as waiting:
         return 0, _left_jobs(set(_jobs_to_delete(jobs, key, spec)), waiting.message) if key else \
             f"its Jobs in OSCAR: {waiting.message}"
     try:
+        if each.remote:
+            async def listed() -> set[str]:
+                return set(await peer_calls.run(each.endpoint, _listed_jobs, oscar, spec, uid))
+            return await _delete_each(oscar, peer_calls, spec, each, listed, deadline, clock, sleep)
         if key is None:
             # This process never ran the batch (it finished before a restart): which Jobs are its own follows
             # from its service, as when the batch ran.
             try:
-                service = await peer_calls.run(spec.oscar_endpoint, resolver.service, oscar, spec)
+                service = await peer_calls.run(each.endpoint, resolver.service, oscar, spec)
             except Waiting as waiting:
                 return 0, f"its Jobs in OSCAR: {waiting.message}"
-            key = BatchKey(uid, resolver.jobs_namespace(spec, service), spec.service)
-        return await _delete_each(oscar, peer_calls, spec, functools.partial(_jobs_to_delete, jobs, key, spec),
-                                  deadline, clock, sleep)
+            key = BatchKey(uid, resolver.jobs_namespace(each, service), spec.service)
+        watched = key
+
+        async def indexed() -> set[str]:
+            return set(_jobs_to_delete(jobs, watched, spec))
+        return await _delete_each(oscar, peer_calls, spec, each, indexed, deadline, clock, sleep)
     finally:
         oscar.close()
 
 
-async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpec,
-                       in_flight: Callable[[], Iterable[str]], deadline: float, clock: Clock,
+def _listed_jobs(oscar: OscarClient, spec: BatchSpec, uid: str) -> list[str]:
+    """The batch's Jobs in OSCAR's job listing (those in flight with keepJobs), by the names the operator gave
+    them. Raises OscarError."""
+    tracker = ListingTracker(uid)
+    tracker.update(oscar.jobs(spec.service), now=0.0)
+    return tracker.in_flight() if spec.keep_jobs else sorted(tracker.names())
+
+
+async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpec, each: ClusterSpec,
+                       in_flight: Callable[[], Awaitable[set[str]]], deadline: float, clock: Clock,
                        sleep: Callable[[float], Awaitable[None]]) -> tuple[int, str | None]:
-    remaining = set(in_flight())
-    if not remaining:
-        return 0, None
     deleted: set[str] = set()
     error: OscarError | None = None
+    try:
+        remaining = await in_flight()
+    except OscarError as failure:
+        return 0, f"its Jobs in OSCAR: {failure}"
+    if not remaining:
+        return 0, None
     delay = 0.5
     while True:
         for name in sorted(remaining - deleted):
@@ -118,14 +150,17 @@ async def _delete_each(oscar: OscarClient, peer_calls: PeerCalls, spec: BatchSpe
                 break
             try:
                 # One request, retries included, must not outlast the deadline either.
-                await peer_calls.run(spec.oscar_endpoint, oscar.delete_job, spec.service, name,
+                await peer_calls.run(each.endpoint, oscar.delete_job, spec.service, name,
                                      timeout=min(DEFAULT_TIMEOUT, max(left / 4, 0.5)))
                 deleted.add(name)
             except OscarError as failure:
                 error = failure
                 if failure.status is None:
                     break  # unreachable: the rest of this pass would only fail the same way
-        remaining = (set(in_flight()) | remaining) - deleted
+        try:
+            remaining = (await in_flight() | remaining) - deleted
+        except OscarError as failure:
+            error, remaining = failure, remaining - deleted
         if not remaining or clock.monotonic() + delay > deadline:
             break
         await sleep(delay)

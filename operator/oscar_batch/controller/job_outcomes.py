@@ -12,6 +12,7 @@ from oscar_batch.controller.clock import Clock
 from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.job_store import JobSeen
 from oscar_batch.controller.metrics import BatchMetrics
+from oscar_batch.controller.oscar_clusters import OscarCluster
 from oscar_batch.core import invocation
 from oscar_batch.core.items import Lines
 from oscar_batch.core.ranges import Change, Observation, Outcome
@@ -30,9 +31,10 @@ class JobOutcomes:
         self._ready_at: dict[tuple[int, int], float] = {}   # range in flight -> when its pod was first seen ready
         self._line_offsets = manifest.LineOffsets()          # the manifest's, built at the first look-up
 
-    async def fold(self, state: BatchState, jobs: list[JobSeen], *, replayed: bool = False) -> bool:
-        """Fold Job changes into the book (`replayed`: every Job a restarted batch has, not changes as they come).
-        Returns whether some range ended (capacity freed)."""
+    async def fold(self, state: BatchState, cluster: OscarCluster, jobs: list[JobSeen], *,
+                   replayed: bool = False) -> bool:
+        """Fold Job changes on `cluster` into the book (`replayed`: every Job a restarted batch has, not changes as
+        they come). Returns whether some range ended (capacity freed)."""
         book, ended = state.book, False
         for job in jobs:
             identity = job.identity
@@ -42,23 +44,25 @@ class JobOutcomes:
                 self._ready_at.setdefault(key, self.clock.monotonic())
             failure, outputs = invocation.Failure(False, ""), None
             if job.outcome == Outcome.FAILED:
-                failure = await self._why_failed(job)
-                outputs = await self._with_outputs(state, key, identity.attempt)
+                failure = job.failure or await self._why_failed(job)
+                outputs = await self.outputs_of(state, key, identity.attempt)
             change = book.observe(Observation(start=identity.start, end=identity.end, attempt=identity.attempt,
                                               outcome=job.outcome, job=job.name, started=job.started,
                                               finished=job.finished, redrive_round=identity.redrive,
                                               failure_reason=failure.reason, disruption=failure.disruption,
-                                              outputs=outputs, replayed=replayed))
+                                              outputs=outputs, replayed=replayed, cluster=cluster.name))
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
             self.metrics.ended(change, job.seen_at)
             ready = self._ready_at.pop(key, None)
-            if change == Change.SUCCEEDED and accepted is not None:
-                state.timings.record(accepted=accepted, ready=ready, finished=self.clock.monotonic(),
-                                     lines=identity.end - identity.start)
+            if change == Change.SUCCEEDED:
+                cluster.succeeded += identity.end - identity.start
+                if accepted is not None:
+                    state.timings.record(accepted=accepted, ready=ready, finished=self.clock.monotonic(),
+                                         lines=identity.end - identity.start)
             if change is not None and change != Change.SUCCEEDED:
-                self._tell(change, job, failure)
+                self._tell(change, job, failure, cluster)
         return ended
 
     async def _why_failed(self, job: JobSeen) -> invocation.Failure:
@@ -69,10 +73,10 @@ class JobOutcomes:
             pods = None
         return invocation.failure(job.failed_reason, pods)
 
-    async def _with_outputs(self, state: BatchState, key: tuple[int, int], attempt: int) -> Lines | None:
-        """The lines of a failed range that have their outputs; None when the batch declares none, the book has
-        this end already or every line settled, or S3 cannot say (the range is then halved, as without outputs:
-        nothing is lost)."""
+    async def outputs_of(self, state: BatchState, key: tuple[int, int], attempt: int) -> Lines | None:
+        """The lines of a failed (or reassigned) range that have their outputs; None when the batch declares none,
+        the book has this end already or every line settled, or S3 cannot say (the range is then halved, or run
+        again whole, as without outputs: nothing is lost)."""
         declared, book = state.spec.outputs, state.book
         record = book.records.get(key)
         if declared is None or declared.prefix is None or (record is not None and record.finished_attempt >= attempt) \
@@ -86,9 +90,15 @@ class JobOutcomes:
                         error)
             return None
 
-    def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure) -> None:
+    def _tell(self, change: Change, job: JobSeen, failure: invocation.Failure, cluster: OscarCluster) -> None:
         start, end = job.identity.start, job.identity.end
         lines = f"line {start}" if end - start == 1 else f"lines {start}-{end - 1}"
+        if change == Change.DUPLICATE:
+            self.events.post_throttled("Normal", "DuplicateRun", f"{lines} succeeded again in Job {job.name} on "
+                                                                 f"cluster {cluster.name}: another Job had run them "
+                                                                 "already (a range reassigned while its cluster was "
+                                                                 "cut off)")
+            return
         what = {Change.SPLIT: ("RangeSplit", f"{lines} failed in Job {job.name} ({failure.reason}); its parts "
                                              "run instead"),
                 Change.RETRIED: ("ItemRetried", f"{lines} failed in Job {job.name} ({failure.reason}); "

@@ -26,6 +26,7 @@ class JobSeen:
     queue: str = ""         # the Kueue LocalQueue it waits in, "" when Kueue does not manage it
     queued: bool = False    # suspended until Kueue admits it: in flight, but not running
     seen_at: float = 0.0    # the clock's monotonic seconds at the watch event, for the status latency metric
+    failure: invocation.Failure | None = None   # why it failed, when its source says (OSCAR's listing); else its pods
 
     @property
     def key(self) -> BatchKey:

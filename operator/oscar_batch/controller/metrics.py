@@ -25,7 +25,8 @@ PEER_OF_REASON = {
     "SecretNotFound": "kubernetes", "SecretUnreadable": "kubernetes", "JobsNotListed": "kubernetes",
 }
 OUTCOME_OF_CHANGE = {Change.SUCCEEDED: "succeeded", Change.SPLIT: "failed", Change.RETRIED: "failed",
-                     Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted", Change.RESUMED: "failed"}
+                     Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted", Change.RESUMED: "failed",
+                     Change.DUPLICATE: "succeeded"}
 
 
 class Metrics:

@@ -22,7 +22,7 @@ from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.core import credentials, outputs, planner
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.pacing import Retry
-from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
+from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec, ClusterSpec
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -57,18 +57,11 @@ class Waiting(Exception):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Peers:
-    """The batch's clients for its OSCAR and its S3, resolved from its spec and Secrets, and the peers' thread
-    pool their blocking calls run in."""
-    oscar: OscarClient
-    oscar_endpoint: str
-    service_token: str      # the OSCAR service's own, for invoking it
+    """The batch's client for its S3, resolved from its spec and Secrets, and the peers' thread pool blocking calls
+    run in (each OSCAR cluster's client is its `OscarCluster`'s)."""
     s3: Any
     s3_endpoint: str
     calls: PeerCalls
-
-    async def on_oscar(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """A blocking call to the batch's OSCAR, within that endpoint's share of the peers' threads."""
-        return await self.calls.run(self.oscar_endpoint, call, *args, **kwargs)
 
     async def on_s3(self, call: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await self.calls.run(self.s3_endpoint, call, *args, **kwargs)
@@ -133,14 +126,14 @@ class Resolver:
             self.known.remember(self.uid, name, values)
         return values
 
-    def oscar_client(self, spec: BatchSpec) -> OscarClient:
-        if refused := self.endpoints.oscar_refusal(spec.oscar_endpoint):
+    def oscar_client(self, cluster: ClusterSpec) -> OscarClient:
+        if refused := self.endpoints.oscar_refusal(cluster.endpoint):
             raise Waiting("EndpointNotAllowed", refused)
-        login = self.secret(spec.oscar_secret, ("username", "password", "token"))
+        login = self.secret(cluster.secret, ("username", "password", "token"))
         if not (login.get("token") or (login.get("username") and login.get("password"))):
-            raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
+            raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{cluster.secret} needs keys "
                                               "`username` and `password`, or `token`")
-        return OscarClient(spec.oscar_endpoint, username=login.get("username"), password=login.get("password"),
+        return OscarClient(cluster.endpoint, username=login.get("username"), password=login.get("password"),
                            token=login.get("token"), pool_size=PEER_SHARE)
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
@@ -156,8 +149,8 @@ class Resolver:
         return service
 
     @staticmethod
-    def jobs_namespace(spec: BatchSpec, service: dict[str, Any]) -> str:
-        return spec.services_namespace or str(service.get("namespace") or "") or DEFAULT_SERVICES_NAMESPACE
+    def jobs_namespace(cluster: ClusterSpec, service: dict[str, Any]) -> str:
+        return cluster.services_namespace or str(service.get("namespace") or "") or DEFAULT_SERVICES_NAMESPACE
 
     @staticmethod
     def with_outputs_prefix(spec: BatchSpec, service: dict[str, Any]) -> BatchSpec:

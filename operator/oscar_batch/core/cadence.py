@@ -22,6 +22,8 @@ class Timing:
     max_backoff: float = 300.0     # longest delay between two tries of something that needs a person
     unseen_job_timeout: float = 60.0  # an accepted invocation whose Job has not appeared is re-checked after this
     cancel_timeout: float = 60.0   # how long deleting a batch may spend cleaning up behind the finalizer
+    list_interval: float = 2.0     # a Remote cluster's job listing is read at most this often (and the status's pace)
+    reassign_after: float = 300.0  # a Remote cluster cut off this long: its ranges in flight run on the others
 
     def backoff(self, base: float) -> Backoff:
         """Backoff from `base`: up to `max_backoff` for what needs a person, a few retry delays for the rest."""
@@ -52,14 +54,12 @@ class Cadence:
     planned_membership: int = -1
     planned_queueing: bool = False
     pass_began: float = float("-inf")
-    dispatching: Backoff = dataclasses.field(init=False)
     cleaning: Backoff = dataclasses.field(init=False)
     rechecking: Backoff = dataclasses.field(init=False)
     finishing: Backoff = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
         timing = self.timing
-        self.dispatching = timing.backoff(timing.tick)
         self.cleaning = timing.backoff(timing.tick)
         self.rechecking = timing.backoff(timing.unseen_job_timeout)
         self.finishing = timing.backoff(timing.retry_delay)

@@ -9,7 +9,8 @@ function of the range alone, so that a restarted operator splits it as before (w
 disrupted attempt (pod evicted, node lost) spends nothing: its lines run again, as two halves when there are
 several (the work it had done is lost either way; two slots redo it in half the time), until a range disrupted
 more than MAX_DISRUPTIONS times counts as failing. An invocation OSCAR accepted but never ran (no Job) runs again
-under the next attempt, nothing spent. Only what ended in the current redrive round moves the counters: a restart
+under the next attempt, nothing spent, as does one whose cluster was cut off too long (elsewhere; with outputs
+declared, only its lines without them). Only what ended in the current redrive round moves the counters: a restart
 sees the old rounds' Jobs again.
 
 When the batch declares its outputs, the lines of a failed or disrupted range that have theirs are done whatever
@@ -39,6 +40,7 @@ class Kind(enum.Enum):
     FAILED = "failed"            # the service failed it
     DISRUPTED = "disrupted"      # its pod was evicted, its node lost
     LOST = "lost"                # OSCAR accepted it, but no Job ever ran it
+    REASSIGNED = "reassigned"    # its cluster was cut off too long: it runs elsewhere
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -104,7 +106,12 @@ def decide(ending: Ending, history: History, *, retries: int, sibling_failed: bo
     the split this range is a half of."""
     if ending.superseded:
         return Decision(next=Next.NOTHING, history=history, breaker=breaker)
-    if ending.kind == Kind.LOST:
+    if ending.kind == Kind.REASSIGNED and ending.outputs:
+        # The lines it finished before its cluster was cut off are done; the rest runs as the free nodes.
+        done = Next.RECOVERED if ending.outputs >= ending.width else Next.RESUMED
+        return Decision(next=done, history=dataclasses.replace(history, split=done == Next.RESUMED),
+                        breaker=breaker, recover=True)
+    if ending.kind in (Kind.LOST, Kind.REASSIGNED):
         return Decision(next=Next.REINVOKE, history=history, breaker=breaker, attempt=ending.attempt + 1)
     if ending.outputs:
         return _resumed(ending, history, breaker=breaker)

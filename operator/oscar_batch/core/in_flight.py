@@ -20,6 +20,7 @@ class InFlight:
     accepted_at: float | None = None    # when OSCAR accepted it, if this run invoked it
     job_seen: bool = True               # its Job has shown (to the watch, or OSCAR's listing)
     rechecked_at: float | None = None   # when OSCAR last said it knows the invocation whose Job has not shown
+    cluster: str = ""                   # the OSCAR cluster it runs on
 
     def unseen_since(self) -> float | None:
         """Since when its Job is overdue, counting from acceptance or OSCAR's last word; None once it showed."""
@@ -46,11 +47,12 @@ class InFlightRanges:
     def get(self, key: Span) -> InFlight | None:
         return self._ranges.get(key)
 
-    def start(self, key: Span, attempt: int, *, accepted_at: float | None = None) -> None:
-        """The attempt runs: invoked by this run at `accepted_at`, or seen running (its Job has shown)."""
+    def start(self, key: Span, attempt: int, *, cluster: str, accepted_at: float | None = None) -> None:
+        """The attempt runs on `cluster`: invoked by this run at `accepted_at`, or seen running (its Job has
+        shown)."""
         if key not in self._ranges:
             self._widths += key[1] - key[0]
-        self._ranges[key] = InFlight(attempt, accepted_at=accepted_at, job_seen=accepted_at is None)
+        self._ranges[key] = InFlight(attempt, accepted_at=accepted_at, job_seen=accepted_at is None, cluster=cluster)
         self.lines.add(*key)
 
     def seen(self, key: Span, attempt: int) -> None:
@@ -74,9 +76,9 @@ class InFlightRanges:
         in_flight = self._ranges.get(key)
         return in_flight.accepted_at if in_flight is not None else None
 
-    def overdue(self, deadline: float) -> list[tuple[Span, int]]:
-        """(range, attempt) of the invocations accepted before `deadline` whose Job never showed."""
-        return [(key, in_flight.attempt) for key, in_flight in self._ranges.items()
+    def overdue(self, deadline: float) -> list[tuple[Span, int, str]]:
+        """(range, attempt, cluster) of the invocations accepted before `deadline` whose Job never showed."""
+        return [(key, in_flight.attempt, in_flight.cluster) for key, in_flight in self._ranges.items()
                 if (since := in_flight.unseen_since()) is not None and since <= deadline]
 
     def still_unseen(self, key: Span, now: float) -> None:
@@ -84,6 +86,17 @@ class InFlightRanges:
         in_flight = self._ranges.get(key)
         if in_flight is not None and in_flight.unseen_since() is not None:
             in_flight.rechecked_at = now
+
+    def by_cluster(self) -> dict[str, int]:
+        """Ranges in flight on each cluster."""
+        counted: dict[str, int] = {}
+        for in_flight in self._ranges.values():
+            counted[in_flight.cluster] = counted.get(in_flight.cluster, 0) + 1
+        return counted
+
+    def on(self, cluster: str) -> list[tuple[Span, int]]:
+        """(range, attempt) of what runs on `cluster`."""
+        return [(key, in_flight.attempt) for key, in_flight in self._ranges.items() if in_flight.cluster == cluster]
 
     def attempts(self) -> dict[Span, int]:
         return {key: in_flight.attempt for key, in_flight in self._ranges.items()}

@@ -41,6 +41,7 @@ class Change(enum.Enum):
     DISRUPTED = "disrupted"    # the pod was disrupted: the same lines run again
     ITEM_FAILED = "item failed"
     RESUMED = "resumed"        # lines with outputs are done, the others run again
+    DUPLICATE = "duplicate"    # lines another Job had already run succeeded again (a reassigned range, late)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Observation:
     disruption: bool = False           # the pod was disrupted (evicted, node lost): not the service's failure
     outputs: Lines | None = None       # of a failed attempt: its lines found with outputs; None: not looked up
     replayed: bool = False             # seen again by a restarted operator, not as it happened
+    cluster: str = ""                  # the OSCAR cluster whose Job it is
 
     @property
     def key(self) -> Span:
@@ -101,6 +103,8 @@ class Tally:
     retried: int = 0
     disrupted: int = 0
     recovered: int = 0    # lines of failed or disrupted ranges found done by their outputs
+    reassigned: int = 0   # invocations in flight on a cluster cut off too long, run elsewhere
+    duplicates: int = 0   # Jobs that succeeded with lines already succeeded
 
     def count(self, what: Next, kind: Kind) -> None:
         """One more disruption, or one more invocation made again after a failure."""
@@ -122,6 +126,9 @@ class Counts:
     retried: int          # invocations made again after a failure (halves, single lines)
     disrupted: int        # attempts lost to disruptions, run again at no cost
     recovered: int = 0    # succeeded lines of failed or disrupted ranges, found done by their outputs
+    reassigned: int = 0   # invocations run elsewhere because their cluster was cut off too long
+    duplicates: int = 0   # Jobs that succeeded with lines already succeeded
+    in_flight_on: dict[str, int] = dataclasses.field(default_factory=dict)   # invocations running, by cluster
 
 
 
@@ -171,12 +178,15 @@ class RangeBook:
             if self.failed.covers(item.line, item.line + 1):
                 self.failed_items[item.line] = item
 
-    def restore_counts(self, *, invocations: int, retried: int, disrupted: int, recovered: int = 0) -> None:
+    def restore_counts(self, *, invocations: int, retried: int, disrupted: int, recovered: int = 0,
+                       reassigned: int = 0, duplicates: int = 0) -> None:
         """Take back the counts status held: the Jobs of what settled before a restart may be gone."""
         self._tally.invocations = max(self._tally.invocations, invocations)
         self._tally.retried = max(self._tally.retried, retried)
         self._tally.disrupted = max(self._tally.disrupted, disrupted)
         self._tally.recovered = max(self._tally.recovered, recovered)
+        self._tally.reassigned = max(self._tally.reassigned, reassigned)
+        self._tally.duplicates = max(self._tally.duplicates, duplicates)
 
     # ---- observing Jobs ---------------------------------------------------------------------------------
 
@@ -190,7 +200,7 @@ class RangeBook:
         newest = self._note(key, observation)
         if observation.outcome == Outcome.RUNNING:
             if newest and key not in self.in_flight and not self._settled(key):
-                self.in_flight.start(key, observation.attempt)
+                self.in_flight.start(key, observation.attempt, cluster=observation.cluster)
             return None
         return self._end(key, observation, newest=newest)
 
@@ -206,7 +216,14 @@ class RangeBook:
             record.outcome = Outcome.SUCCEEDED
             if first_end:
                 self._breaker = self._breaker.succeeded()
-            return self._succeed(key)
+            change = self._succeed(key)
+            # Lines that had succeeded already ran twice: a reassigned range's Job finishing late on its cluster,
+            # or the Job that ran it elsewhere finishing after that. A restart's replay is no new run.
+            ran_before = first_end or observation.attempt < record.finished_attempt
+            if change is None and not observation.replayed and ran_before:
+                self._tally.duplicates += 1
+                return Change.DUPLICATE
+            return change
         return self._fail(key, observation, newest=newest, first_end=first_end)
 
     def _note(self, key: Span, observation: Observation) -> bool:
@@ -265,7 +282,7 @@ class RangeBook:
         self.broken = decision.broken or self.broken
         if decision.recover and outputs is not None:
             self._recover(key, outputs)
-            if decision.next == Next.RESUMED and not replayed:
+            if decision.next == Next.RESUMED and not replayed and ending.kind != Kind.REASSIGNED:
                 self._suspect_alone(key)
         if decision.parts:
             self._split(key, decision.parts)
@@ -350,24 +367,25 @@ class RangeBook:
     def carving_recorded(self, frontier: int) -> None:
         self.confirmed_frontier = max(self.confirmed_frontier, frontier)
 
-    def invoked(self, work: Work, *, job: str, started: str, now: float) -> None:
-        """OSCAR accepted this attempt (at `now`): the lines run, and their Job is expected to appear."""
+    def invoked(self, work: Work, *, job: str, started: str, now: float, cluster: str) -> None:
+        """OSCAR on `cluster` accepted this attempt (at `now`): the lines run, and their Job is expected to appear."""
         key = work.key
         if work.attempt <= self._attempts.get(key, 0) or self._settled(key):
             return
         self._attempts[key] = work.attempt
         self._queue.remove(key)
-        self.in_flight.start(key, work.attempt, accepted_at=now)
+        self.in_flight.start(key, work.attempt, accepted_at=now, cluster=cluster)
         self._tally.invocations += 1
         record = self.records.setdefault(key, RangeRecord())
         if job not in record.jobs:
             record.jobs.append(job)
         record.started = record.started or started
 
-    def unseen_since(self, deadline: float) -> list[tuple[Work, str]]:
-        """The invocations OSCAR accepted before `deadline` whose Job never showed, with the Job's name."""
-        return [(Work(key[0], key[1], attempt), self.records[key].jobs[-1])
-                for key, attempt in self.in_flight.overdue(deadline)]
+    def unseen_since(self, deadline: float) -> list[tuple[Work, str, str]]:
+        """The invocations OSCAR accepted before `deadline` whose Job never showed, with the Job's name and the
+        cluster that accepted it."""
+        return [(Work(key[0], key[1], attempt), self.records[key].jobs[-1], cluster)
+                for key, attempt, cluster in self.in_flight.overdue(deadline)]
 
     def lost_invocation(self, work: Work) -> None:
         """OSCAR accepted the attempt but has no Job for it (delegated, or lost): the policy says what runs."""
@@ -377,6 +395,24 @@ class RangeBook:
             return
         self.in_flight.stop(key)
         self._follow_policy(key, Ending(kind=Kind.LOST, attempt=work.attempt, width=key[1] - key[0]))
+
+    def reassign(self, work: Work, outputs: Lines | None = None) -> Change | None:
+        """The attempt runs on a cluster cut off for too long: it runs elsewhere, as its next attempt (with
+        `outputs`, the lines found with theirs are done and only the rest runs). Its Job may still finish on its
+        cluster later: folded in as any Job, a second success of the same lines counted as a duplicate."""
+        key = work.key
+        in_flight = self.in_flight.get(key)
+        if in_flight is None or in_flight.attempt != work.attempt:
+            return None
+        self.in_flight.stop(key)
+        self._tally.reassigned += 1
+        if outputs is not None:
+            outputs = Lines(outputs)
+            outputs.remove(1, key[0])
+            outputs.remove(key[1], max(outputs.stop, key[1]))
+        ending = Ending(kind=Kind.REASSIGNED, attempt=work.attempt, width=key[1] - key[0],
+                        outputs=None if outputs is None else len(outputs))
+        return self._follow_policy(key, ending, outputs)
 
     def redrive(self, redrive_round: int) -> int:
         """Give every failed line a fresh round of retries. Returns how many lines run again."""
@@ -401,7 +437,8 @@ class RangeBook:
         return Counts(total=self.items, pending=max(self.items - running - succeeded - failed, 0), running=running,
                       succeeded=succeeded, failed=failed, invocations=self._tally.invocations,
                       in_flight=len(self.in_flight), retried=self._tally.retried, disrupted=self._tally.disrupted,
-                      recovered=self._tally.recovered)
+                      recovered=self._tally.recovered, reassigned=self._tally.reassigned,
+                      duplicates=self._tally.duplicates, in_flight_on=self.in_flight.by_cluster())
 
     def done(self) -> bool:
         """Nothing runs, and nothing more will: every line settled, or dispatch stopped."""

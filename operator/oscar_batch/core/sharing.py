@@ -40,3 +40,27 @@ def fair_shares(slots: int, claims: Iterable[Claim]) -> dict[str, int]:
                 still_hungry.append(claim)
         hungry = still_hungry
     return shares
+
+
+def capped(slots: list[int], cap: int) -> list[int]:
+    """Slots per cluster with their sum brought down to `cap` (0: no cap), one slot at a time from the cluster
+    with the most: what is left stays as even as the clusters allow."""
+    if not cap or sum(slots) <= cap:
+        return list(slots)
+    kept = list(slots)
+    for _ in range(sum(slots) - cap):
+        most = max(range(len(kept)), key=lambda index: (kept[index], -index))
+        kept[most] -= 1
+    return kept
+
+
+def spread(count: int, free: list[int]) -> list[int]:
+    """Which cluster (by index) each of `count` invocations goes to, given each one's free slots: round robin over
+    those with a slot left, so that every cluster with room starts work at once. Fewer when slots run out."""
+    left, chosen = list(free), list[int]()
+    while len(chosen) < count and any(slots > 0 for slots in left):
+        for index, slots in enumerate(left):
+            if slots > 0 and len(chosen) < count:
+                chosen.append(index)
+                left[index] -= 1
+    return chosen

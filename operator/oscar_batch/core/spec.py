@@ -49,12 +49,32 @@ class SpecError(ValueError):
     """A spec field is missing or wrong; the message names the field."""
 
 
+IN_CLUSTER, REMOTE = "InCluster", "Remote"
+ACCESS_MODES = (IN_CLUSTER, REMOTE)
+SINGLE_CLUSTER = "oscar"   # the name status gives the one cluster of `spec.oscar`
+MAX_CLUSTERS = 16
+MAX_CLUSTER_NAME_LENGTH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSpec:
+    """One OSCAR cluster the batch invokes its service on: `spec.oscar`, or an entry of `spec.clusters`."""
+    name: str
+    endpoint: str
+    secret: str
+    services_namespace: str | None   # an override; else the service definition's, else DEFAULT_SERVICES_NAMESPACE
+    access: str = IN_CLUSTER         # InCluster: the operator reads its Nodes, Pods, Jobs; Remote: OSCAR's API only
+    max_parallelism: int = 0         # this cluster's cap (0: none); spec.maxParallelism caps the batch
+
+    @property
+    def remote(self) -> bool:
+        return self.access == REMOTE
+
+
 @dataclasses.dataclass(frozen=True)
 class BatchSpec:
     service: str
-    oscar_endpoint: str
-    oscar_secret: str
-    services_namespace: str | None   # an override; else the service definition's, else DEFAULT_SERVICES_NAMESPACE
+    clusters: tuple[ClusterSpec, ...]   # where the service is invoked: one range plan over all of them
     s3_endpoint: str
     s3_region: str
     s3_secret: str
@@ -117,7 +137,6 @@ class BatchSpec:
 
 
 def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
-    oscar = _mapping(spec, "oscar")
     storage = _mapping(spec, "storage")
     prefix = _string(storage, "prefix", "storage.prefix", max_length=MAX_KEY_LENGTH, default="", allow_empty=True)
     # The defaults are checked too: a key longer than S3 allows could never be written.
@@ -133,11 +152,7 @@ def parse_spec(spec: Mapping[str, Any]) -> BatchSpec:
     parsed = BatchSpec(
         service=_matching(spec, "service", "service", DNS_LABEL, max_length=39,
                           rule="lowercase letters, digits and '-', starting and ending alphanumeric"),
-        oscar_endpoint=_endpoint(oscar, "oscar.endpoint", ENDPOINT, "an http(s) URL"),
-        oscar_secret=_string(oscar, "credentialsSecret", "oscar.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
-        services_namespace=_matching(oscar, "servicesNamespace", "oscar.servicesNamespace", DNS_LABEL,
-                                     max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
-        if oscar.get("servicesNamespace") is not None else None,
+        clusters=_clusters(spec),
         s3_endpoint=_s3_endpoint(storage),
         s3_region=_matching(storage, "region", "storage.region", S3_REGION, max_length=63, default="us-east-1",
                             rule="1-63 letters, digits, '-' and '_', starting and ending with a letter or digit"),
@@ -248,6 +263,50 @@ def apply_pinned(spec: BatchSpec, pinned: Mapping[str, Any] | None) -> tuple[Bat
     return dataclasses.replace(spec, **restored), changed
 
 
+def _clusters(spec: Mapping[str, Any]) -> tuple[ClusterSpec, ...]:
+    """`spec.oscar` as the one cluster, or `spec.clusters`: exactly one of the two."""
+    listed = spec.get("clusters")
+    if listed is None:
+        return (_cluster(_mapping(spec, "oscar"), "oscar", SINGLE_CLUSTER),)
+    if spec.get("oscar") is not None:
+        raise SpecError("spec.oscar and spec.clusters exclude each other: name one OSCAR cluster in spec.oscar, or "
+                        "several in spec.clusters")
+    if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_CLUSTERS:
+        raise SpecError(f"spec.clusters must be a list of 1 to {MAX_CLUSTERS} clusters")
+    clusters = []
+    for index, entry in enumerate(listed):
+        path = f"clusters[{index}]"
+        if not isinstance(entry, Mapping):
+            raise SpecError(f"spec.{path} must be an object")
+        name = _matching(entry, "name", f"{path}.name", DNS_LABEL, max_length=MAX_CLUSTER_NAME_LENGTH,
+                         rule="lowercase letters, digits and '-', starting and ending alphanumeric")
+        clusters.append(_cluster(entry, path, name))
+    names = [cluster.name for cluster in clusters]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise SpecError(f"spec.clusters names {', '.join(repeated)} more than once: each cluster needs a name of "
+                        "its own")
+    if sum(not cluster.remote for cluster in clusters) > 1:
+        raise SpecError("spec.clusters has more than one InCluster cluster: the operator sees one Kubernetes "
+                        "cluster, its own; give the others `access: Remote`")
+    return tuple(clusters)
+
+
+def _cluster(section: Mapping[str, Any], path: str, name: str) -> ClusterSpec:
+    access = section.get("access", IN_CLUSTER)
+    if access not in ACCESS_MODES:
+        raise SpecError(f"spec.{path}.access must be {' or '.join(ACCESS_MODES)}, got {access!r}")
+    return ClusterSpec(
+        name=name,
+        endpoint=_endpoint(section, f"{path}.endpoint", ENDPOINT, "an http(s) URL"),
+        secret=_string(section, "credentialsSecret", f"{path}.credentialsSecret", max_length=MAX_SECRET_NAME_LENGTH),
+        services_namespace=_matching(section, "servicesNamespace", f"{path}.servicesNamespace", DNS_LABEL,
+                                     max_length=63, rule="a namespace name: lowercase letters, digits and '-'")
+        if section.get("servicesNamespace") is not None else None,
+        access=access,
+        max_parallelism=_integer(section, "maxParallelism", minimum=0, maximum=100_000, default=0,
+                                 path=f"{path}.maxParallelism"))
+
+
 def _mapping(spec: Mapping[str, Any], field: str) -> Mapping[str, Any]:
     value = spec.get(field)
     if not isinstance(value, Mapping):
@@ -309,10 +368,11 @@ def _bucket(storage: Mapping[str, Any], path: str = "storage.bucket") -> str:
     return bucket
 
 
-def _integer(spec: Mapping[str, Any], field: str, minimum: int, maximum: int, default: int) -> int:
+def _integer(spec: Mapping[str, Any], field: str, minimum: int, maximum: int, default: int,
+             path: str | None = None) -> int:
     value = spec.get(field, default)
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise SpecError(f"spec.{field} must be an integer from {minimum} to {maximum}, got {value!r}")
+        raise SpecError(f"spec.{path or field} must be an integer from {minimum} to {maximum}, got {value!r}")
     return value
 
 

@@ -26,6 +26,8 @@ PLAIN_REASONS = frozenset({"RangesRunning", "Listing", "Suspended", "Redriven", 
 # the rest of status (rangePlan ≤ 64 KiB, 50 failed items named with keys of ≤ 1 KiB) stays under 256 KiB.
 LINE_SETS_BUDGET = 65536
 LINE_SETS = ("completedItems", "failedItems")
+# The CRD's bounds on status.clusters[].message and status.clusterSummary.
+CLUSTER_MESSAGE_LENGTH, CLUSTER_SUMMARY_LENGTH = 1024, 2048
 
 
 # A batch started by the release that ran a fixed grid of ranges: `status.items` was the item count, the ranges
@@ -54,7 +56,8 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
         "items": {"total": counts.total, "pending": counts.pending, "running": counts.running,
                   "succeeded": counts.succeeded, "failed": counts.failed, "recovered": counts.recovered},
         "invocations": {"total": counts.invocations, "running": counts.in_flight, "retried": counts.retried,
-                        "disrupted": counts.disrupted},
+                        "disrupted": counts.disrupted, "reassigned": counts.reassigned,
+                        "duplicates": counts.duplicates},
         "completedItems": items.encode(book.succeeded),
         "failedItems": items.encode(book.failed),
         # The first few of what may be hundreds of thousands: not a sort of them all every status interval.
@@ -65,6 +68,30 @@ def progress(book: RangeBook, parallelism: int, sizing: Mapping[str, Any] | None
     if sizing is not None:
         patch["sizing"] = dict(sizing)
     return patch
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ClusterReport:
+    """One OSCAR cluster of a batch as status shows it (`status.clusters[]`)."""
+    name: str
+    access: str
+    parallelism: int      # invocations it may have in flight, as last planned
+    running: int          # invocations in flight on it
+    succeeded: int        # items its Jobs succeeded with
+    reachable: bool
+    message: str = ""
+
+    def json(self) -> dict[str, Any]:
+        return {"name": self.name, "access": self.access, "parallelism": self.parallelism, "running": self.running,
+                "succeeded": self.succeeded, "reachable": self.reachable,
+                "message": self.message[:CLUSTER_MESSAGE_LENGTH]}
+
+
+def clusters(reports: Sequence[ClusterReport]) -> dict[str, Any]:
+    """`status.clusters` and its one line for `kubectl get -o wide` (`status.clusterSummary`)."""
+    summary = ", ".join(f"{report.name} {report.running}/{report.parallelism} {report.succeeded} done"
+                        + ("" if report.reachable else " unreachable") for report in reports)
+    return {"clusters": [report.json() for report in reports], "clusterSummary": summary[:CLUSTER_SUMMARY_LENGTH]}
 
 
 def sizing(timings: chunking.Timings, fixed: int) -> dict[str, Any]:
