@@ -156,8 +156,7 @@ def expressions() -> list[str]:
     queries = [target["expr"] for panel in panels(DASHBOARD) for target in panel.get("targets", [])]
     for variable in variables():
         if variable["type"] == "query":
-            query = variable["query"]
-            queries += [query["query"] if isinstance(query, dict) else query, variable["definition"]]
+            queries += [variable["query"], variable["definition"]]
     return queries
 
 
