@@ -51,8 +51,8 @@ class Metrics:
                                    registry=r)
         self.cluster_items_succeeded = Gauge("oscar_batch_cluster_items_succeeded", "Items of a batch that "
                                              "succeeded on one OSCAR cluster", PER_CLUSTER, registry=r)
-        self.cluster_reachable = Gauge("oscar_batch_cluster_reachable", "Whether the batch's last call to one OSCAR "
-                                       "cluster got through (1) or not (0)", PER_CLUSTER, registry=r)
+        self.cluster_reachable = Gauge("oscar_batch_cluster_reachable", "Whether one OSCAR cluster of a batch is "
+                                       "reachable (1) or not (0), as the batch's status says", PER_CLUSTER, registry=r)
         self.outcomes = Counter("oscar_batch_invocation_outcomes", "Invocations ended, by OSCAR cluster and outcome: "
                                 "succeeded, failed (the service's failure), disrupted (evicted, node lost)",
                                 [*PER_CLUSTER, "outcome"], registry=r)
@@ -128,7 +128,7 @@ class BatchMetrics:
             m.cluster_slots.labels(*series, "planned").set(cluster.get("parallelism", 0))
             m.cluster_slots.labels(*series, "used").set(cluster.get("running", 0))
             m.cluster_items_succeeded.labels(*series).set(cluster.get("succeeded", 0))
-            # reachable until a call to it failed
+            # a cluster the status does not say is unreachable is not alerted on
             m.cluster_reachable.labels(*series).set(1 if cluster.get("reachable", True) else 0)
 
     def ended(self, change: Change | None, seen_at: float, cluster: str = "") -> None:
