@@ -9,6 +9,12 @@ from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from support import batch_series, free_port, kubectl, scrape, value, wait_until
 
 
+def over_clusters(samples, name: str, **labels: str) -> float:
+    """The sum of a per-cluster counter's series that carry `labels`, whatever their `cluster`."""
+    return sum(sample for (each, carried), sample in samples.items()
+               if each == name and set(labels.items()) <= set(carried))
+
+
 def test_a_batch_shows_in_the_metrics_while_it_runs_and_its_milestones_in_json_logs(tmp_path):
     port = free_port()
     behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.02, seed=4, failure_rate=0.2)
@@ -30,11 +36,11 @@ def test_a_batch_shows_in_the_metrics_while_it_runs_and_its_milestones_in_json_l
                              == status["items"]["succeeded"] and s, timeout=15, message="the status in the metrics")
         for state in ("pending", "running", "failed"):
             assert value(samples, "oscar_batch_items", **batch, state=state) == status["items"][state]
-        succeeded = value(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="succeeded")
-        failed = value(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="failed") or 0
+        succeeded = over_clusters(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="succeeded")
+        failed = over_clusters(samples, "oscar_batch_invocation_outcomes_total", **batch, outcome="failed")
         assert succeeded and succeeded + failed == status["invocations"]["total"], (succeeded, failed, status)
-        assert value(samples, "oscar_batch_retries_total", **batch) == status["invocations"]["retried"]
-        assert value(samples, "oscar_batch_invocations_total", **batch) == status["invocations"]["total"]
+        assert over_clusters(samples, "oscar_batch_retries_total", **batch) == status["invocations"]["retried"]
+        assert over_clusters(samples, "oscar_batch_invocations_total", **batch) == status["invocations"]["total"]
         assert value(samples, "oscar_batch_dispatch_seconds_count") == status["invocations"]["total"]
         assert value(samples, "oscar_batch_status_latency_seconds_count") >= succeeded
         assert value(samples, "oscar_batch_last_progress_timestamp_seconds", **batch) > 0

@@ -55,7 +55,7 @@ class Invoker:
             sent = self.clock.monotonic()
             try:
                 await cluster.on_oscar(cluster.oscar.invoke, spec.service, cluster.service_token, event, name)
-                self.metrics.invoked(self.clock.monotonic() - sent)
+                self.metrics.invoked(self.clock.monotonic() - sent, cluster.name)
             except OscarError as error:
                 if not invocation.already_exists(error.status, error.body, name):
                     raise RefusedOn(cluster, error) from None

@@ -54,7 +54,7 @@ class JobOutcomes:
             if job.outcome == Outcome.RUNNING:
                 continue
             ended = True
-            self.metrics.ended(change, job.seen_at)
+            self.metrics.ended(change, job.seen_at, cluster.name)
             ready = self._ready_at.pop(key, None)
             if change == Change.SUCCEEDED:
                 cluster.succeeded += identity.end - identity.start

@@ -1,9 +1,11 @@
 """Prometheus metrics (`prometheus-client`), served by `oscar-batch run --metrics HOST:PORT` at /metrics.
 
 Per batch (labels `namespace`, `batch`), while the batch runs in this replica: items and invocations by state and
-planned slots, set from every status patch the API server took, so they say what status says; invocations by
-outcome and retries, counted as Jobs end; the time from the Job watch seeing a Job end to a status patch recording
-it. For the operator: OSCAR round trips of `POST /job`, and problems with OSCAR, S3 and the Kubernetes API by kind.
+planned slots, set from every status patch the API server took, so they say what status says; per OSCAR cluster of
+the batch (label `cluster`), its planned and used slots, items done there and whether it is reachable, from the
+status's `clusters`; invocations accepted, by outcome and retries, per cluster, counted as Jobs end; the time from
+the Job watch seeing a Job end to a status patch recording it. For the operator: OSCAR round trips of `POST /job`,
+and problems with OSCAR (by cluster), S3 and the Kubernetes API by kind.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from oscar_batch.controller.clock import SYSTEM_CLOCK, Clock
 from oscar_batch.core.ranges import Change
 
 BATCH = ("namespace", "batch")
+PER_CLUSTER = (*BATCH, "cluster")
 # Which peer a problem the batch reports comes from, by the reason it reports (the rest is the user's spec).
 PEER_OF_REASON = {
     "OscarUnavailable": "oscar", "OscarUnauthorized": "oscar", "ServiceNotFound": "oscar",
@@ -27,6 +30,8 @@ PEER_OF_REASON = {
 OUTCOME_OF_CHANGE = {Change.SUCCEEDED: "succeeded", Change.SPLIT: "failed", Change.RETRIED: "failed",
                      Change.ITEM_FAILED: "failed", Change.DISRUPTED: "disrupted", Change.RESUMED: "failed",
                      Change.DUPLICATE: "succeeded"}
+OUTCOMES = ("succeeded", "failed", "disrupted")
+SLOT_KINDS = ("planned", "used")
 
 
 class Metrics:
@@ -42,20 +47,29 @@ class Metrics:
                            "in flight)", [*BATCH, "kind"], registry=r)
         self.last_progress = Gauge("oscar_batch_last_progress_timestamp_seconds", "When the batch last had more items "
                                    "succeeded or failed (Unix time)", BATCH, registry=r)
-        self.outcomes = Counter("oscar_batch_invocation_outcomes", "Invocations ended, by outcome: succeeded, failed "
-                                "(the service's failure), disrupted (evicted, node lost)", [*BATCH, "outcome"],
-                                registry=r)
-        self.invocations = Counter("oscar_batch_invocations", "Invocations OSCAR accepted", BATCH, registry=r)
-        self.retries = Counter("oscar_batch_retries", "Invocations made again after the service failed them",
-                               BATCH, registry=r)
+        self.cluster_slots = Gauge("oscar_batch_cluster_slots", "Slots of a batch on one OSCAR cluster: planned (its "
+                                   "parallelism there), used (invocations running there)", [*PER_CLUSTER, "kind"],
+                                   registry=r)
+        self.cluster_items_succeeded = Gauge("oscar_batch_cluster_items_succeeded", "Items of a batch that "
+                                             "succeeded on one OSCAR cluster", PER_CLUSTER, registry=r)
+        self.cluster_reachable = Gauge("oscar_batch_cluster_reachable", "Whether one OSCAR cluster of a batch is "
+                                       "reachable (1) or not (0), as the batch's status says", PER_CLUSTER, registry=r)
+        self.outcomes = Counter("oscar_batch_invocation_outcomes", "Invocations ended, by OSCAR cluster and outcome: "
+                                "succeeded, failed (the service's failure), disrupted (evicted, node lost)",
+                                [*PER_CLUSTER, "outcome"], registry=r)
+        self.invocations = Counter("oscar_batch_invocations", "Invocations an OSCAR cluster accepted", PER_CLUSTER,
+                                   registry=r)
+        self.retries = Counter("oscar_batch_retries", "Invocations made again after the service failed them, by the "
+                               "OSCAR cluster that failed them", PER_CLUSTER, registry=r)
         self.dispatch_seconds = Histogram("oscar_batch_dispatch_seconds", "Round trip of one POST /job to OSCAR",
                                           registry=r, buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
         self.status_seconds = Histogram("oscar_batch_status_latency_seconds", "From the Job watch seeing a Job end "
                                         "to a status patch recording it", registry=r,
                                         buckets=(.25, .5, 1, 2, 3, 4, 5, 7.5, 10, 20, 60))
         self.peer_errors = Counter("oscar_batch_peer_errors", "Problems with OSCAR, S3 or the Kubernetes API, by "
-                                   "peer and kind (the reason the batch reports, or the failed call)",
-                                   ["peer", "kind"], registry=r)
+                                   "peer, kind (the reason the batch reports, or the failed call) and OSCAR cluster "
+                                   "(empty for S3, Kubernetes, or when not known)", ["peer", "kind", "cluster"],
+                                   registry=r)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
@@ -63,8 +77,8 @@ class Metrics:
     def batch(self, namespace: str, name: str) -> BatchMetrics:
         return BatchMetrics(self, namespace, name)
 
-    def peer_error(self, peer: str, kind: str) -> None:
-        self.peer_errors.labels(peer, kind).inc()
+    def peer_error(self, peer: str, kind: str, cluster: str = "") -> None:
+        self.peer_errors.labels(peer, kind, cluster).inc()
 
 
 class BatchMetrics:
@@ -75,6 +89,8 @@ class BatchMetrics:
         self.labels = (namespace, name)
         self._ended_at: list[float] = []    # when the watch saw each (the clock's monotonic seconds)
         self._settled = -1
+        self._clusters: set[str] = set()            # every cluster name this batch has a series for, for forget()
+        self._status_clusters: set[str] = set()     # those in the last status's `clusters`, with gauges
 
     def status_taken(self, patch: Mapping[str, Any]) -> None:
         m, labels = self.metrics, self.labels
@@ -91,28 +107,49 @@ class BatchMetrics:
             m.slots.labels(*labels, "used").set(patch["invocations"].get("running", 0))
         if "parallelism" in patch:
             m.slots.labels(*labels, "planned").set(patch["parallelism"])
+        if "clusters" in patch:
+            self._clusters_taken(patch["clusters"])
         if "completedItems" in patch:
             now = m.clock.monotonic()
             for seen in self._ended_at:
                 m.status_seconds.observe(max(now - seen, 0.0))
             self._ended_at.clear()
 
-    def ended(self, change: Change | None, seen_at: float) -> None:
+    def _clusters_taken(self, clusters: list[Mapping[str, Any]]) -> None:
+        # A merge patch replaces a list whole: the clusters listed are all the status has, and a cluster no longer
+        # listed (the spec dropped it) loses its gauges. Its counters stay: what it did was done.
+        m, labels = self.metrics, self.labels
+        listed = {cluster["name"] for cluster in clusters}
+        for gone in self._status_clusters - listed:
+            self._remove_gauges(gone)
+        self._status_clusters = listed
+        self._clusters |= listed
+        for cluster in clusters:
+            series = (*labels, cluster["name"])
+            m.cluster_slots.labels(*series, "planned").set(cluster.get("parallelism", 0))
+            m.cluster_slots.labels(*series, "used").set(cluster.get("running", 0))
+            m.cluster_items_succeeded.labels(*series).set(cluster.get("succeeded", 0))
+            # a cluster the status does not say is unreachable is not alerted on
+            m.cluster_reachable.labels(*series).set(1 if cluster.get("reachable", True) else 0)
+
+    def ended(self, change: Change | None, seen_at: float, cluster: str) -> None:
         if change is not None:
-            self.metrics.outcomes.labels(*self.labels, OUTCOME_OF_CHANGE[change]).inc()
+            self._clusters.add(cluster)
+            self.metrics.outcomes.labels(*self.labels, cluster, OUTCOME_OF_CHANGE[change]).inc()
             if change in (Change.SPLIT, Change.RETRIED, Change.RESUMED):
-                self.metrics.retries.labels(*self.labels).inc()
+                self.metrics.retries.labels(*self.labels, cluster).inc()
         if seen_at:
             self._ended_at.append(seen_at)
 
-    def invoked(self, seconds: float) -> None:
-        self.metrics.invocations.labels(*self.labels).inc()
+    def invoked(self, seconds: float, cluster: str) -> None:
+        self._clusters.add(cluster)
+        self.metrics.invocations.labels(*self.labels, cluster).inc()
         self.metrics.dispatch_seconds.observe(seconds)
 
-    def problem(self, reason: str) -> None:
+    def problem(self, reason: str, cluster: str = "") -> None:
         peer = PEER_OF_REASON.get(reason)
         if peer is not None:
-            self.metrics.peer_error(peer, reason)
+            self.metrics.peer_error(peer, reason, cluster)
 
     def forget(self) -> None:
         """The batch's series go away when it has its verdict, is deleted, or this replica stops serving it (kopf
@@ -120,11 +157,28 @@ class BatchMetrics:
         a join on (namespace, batch) never meets a finished batch's or another replica's leftovers."""
         m = self.metrics
         for metric, values in ((m.items, ("pending", "running", "succeeded", "failed")),
-                             (m.in_flight, ("running", "queued")), (m.slots, ("planned", "used")),
-                             (m.outcomes, ("succeeded", "failed", "disrupted"))):
+                               (m.in_flight, ("running", "queued")), (m.slots, SLOT_KINDS)):
             for value in values:
                 with contextlib.suppress(KeyError):
                     metric.remove(*self.labels, value)
-        for metric in (m.last_progress, m.invocations, m.retries):
+        with contextlib.suppress(KeyError):
+            m.last_progress.remove(*self.labels)
+        for cluster in self._clusters:
+            self._remove_gauges(cluster)
+            for outcome in OUTCOMES:
+                with contextlib.suppress(KeyError):
+                    m.outcomes.remove(*self.labels, cluster, outcome)
+            for counter in (m.invocations, m.retries):
+                with contextlib.suppress(KeyError):
+                    counter.remove(*self.labels, cluster)
+        self._clusters.clear()
+        self._status_clusters.clear()
+
+    def _remove_gauges(self, cluster: str) -> None:
+        m, series = self.metrics, (*self.labels, cluster)
+        for kind in SLOT_KINDS:
             with contextlib.suppress(KeyError):
-                metric.remove(*self.labels)
+                m.cluster_slots.remove(*series, kind)
+        for gauge in (m.cluster_items_succeeded, m.cluster_reachable):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*series)
