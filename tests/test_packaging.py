@@ -127,7 +127,13 @@ def test_crd_defaults_are_the_operators_defaults():
     assert properties["keepManifest"]["default"] == parsed.keep_manifest
     assert properties["keepJobs"]["default"] == parsed.keep_jobs
     assert "default" not in properties["oscar"]["properties"]["servicesNamespace"]   # the service's own
-    assert parsed.services_namespace is None
+    assert parsed.clusters[0].services_namespace is None
+    assert properties["oscar"]["properties"]["access"]["default"] == parsed.clusters[0].access
+    cluster_properties = properties["clusters"]["items"]["properties"]
+    assert cluster_properties["access"]["default"] == parsed.clusters[0].access
+    assert cluster_properties["maxParallelism"]["default"] == parsed.clusters[0].max_parallelism
+    assert properties["clusters"]["maxItems"] == spec_module.MAX_CLUSTERS
+    assert cluster_properties["name"]["maxLength"] == spec_module.MAX_CLUSTER_NAME_LENGTH
     assert properties["storage"]["properties"]["region"]["default"] == parsed.s3_region
     assert properties["service"]["maxLength"] == 39
 
@@ -255,7 +261,8 @@ def test_printer_columns_read_fields_the_schema_has():
         assert path[-1] in fields, column
     columns = [(c["name"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
     assert columns == [("Phase", 0), ("Progress", 0), ("Running", 0), ("Failed", 0), ("Reason", 0), ("Age", 0),
-                       ("Parallelism", 1), ("Items", 1), ("Started", 1), ("Completed", 1), ("Service", 1)]
+                       ("Parallelism", 1), ("Items", 1), ("Started", 1), ("Completed", 1), ("Service", 1),
+                       ("Clusters", 1)]
 
 
 def test_kustomize_renders_crd_rbac_and_a_deployment_using_the_service_account(tmp_path):

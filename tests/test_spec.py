@@ -150,7 +150,7 @@ def test_several_clusters_in_the_order_given():
 
 
 @pytest.mark.parametrize(("spec", "named"), [
-    ({**federated(UPV), "oscar": {"endpoint": "https://o", "credentialsSecret": "s"}}, "spec.oscar and spec.clusters"),
+    ({**federated(UPV), "oscar": {"endpoint": "https://o", "credentialsSecret": "s"}}, "in spec.clusters, not both"),
     (federated(), "spec.clusters must be a list of 1 to 16"),
     (federated(*[{**UPV, "name": f"c{index}"} for index in range(17)]), "spec.clusters must be a list of 1 to 16"),
     (federated(UPV, UPV), "spec.clusters names upv more than once"),
@@ -161,6 +161,7 @@ def test_several_clusters_in_the_order_given():
     (federated(UPV, {**LOCAL, "endpoint": "oscar.local"}), "spec.clusters[1].endpoint"),
     (federated({**UPV, "maxParallelism": -1}), "spec.clusters[0].maxParallelism"),
     (federated({**UPV, "maxParallelism": True}), "spec.clusters[0].maxParallelism"),
+    (federated({**UPV, "maxParallelism": 100_001}), "spec.clusters[0].maxParallelism"),
     (federated({k: v for k, v in UPV.items() if k != "credentialsSecret"}), "spec.clusters[0].credentialsSecret"),
     (federated("upv"), "spec.clusters[0] must be an object"),
     ({**minimal(), "oscar": {"endpoint": "https://o", "credentialsSecret": "s", "access": "Both"}},

@@ -268,11 +268,10 @@ def _clusters(spec: Mapping[str, Any]) -> tuple[ClusterSpec, ...]:
     listed = spec.get("clusters")
     if listed is None:
         return (_cluster(_mapping(spec, "oscar"), "oscar", SINGLE_CLUSTER),)
-    if spec.get("oscar") is not None:
-        raise SpecError("spec.oscar and spec.clusters exclude each other: name one OSCAR cluster in spec.oscar, or "
-                        "several in spec.clusters")
     if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_CLUSTERS:
         raise SpecError(f"spec.clusters must be a list of 1 to {MAX_CLUSTERS} clusters")
+    if spec.get("oscar") is not None:
+        raise SpecError("give one OSCAR cluster in spec.oscar or several in spec.clusters, not both")
     clusters = []
     for index, entry in enumerate(listed):
         path = f"clusters[{index}]"
