@@ -121,6 +121,22 @@ def test_every_cluster_admits_its_jobs_through_kueue_when_configured():
         assert job is not None and job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "oscar-lq-fish-detector"
 
 
+def test_a_range_failing_its_first_invocation_succeeds_when_retried_on_another_cluster():
+    """The service's scripted failures count a range's invocations wherever they run, as its failure draws count
+    containers across the sandbox: a second cluster does not replay the first one's failures."""
+    config = SandboxConfig(clusters=2, items=2, behaviour=Behaviour(
+        time_scale=0.002, seed=3, failing_ranges=frozenset({(1, 2)}), failing_attempts=1))
+    with SandboxThread(config) as sandbox:
+        put_manifest(sandbox, "retried-manifest.txt", 2)
+        outcomes = []
+        for cluster, job in zip(sandbox.clusters, ("first-attempt", "retried-elsewhere"), strict=True):
+            client(cluster).invoke(config.service, config.service_token,
+                                   {"start": 1, "end": 2, "manifest": "retried-manifest.txt"}, job_name=job)
+            outcomes += wait_until(lambda cluster=cluster: [run.outcome for run in cluster.runner.runs if run.outcome],
+                                   timeout=30, message=f"{job} to end")
+        assert outcomes == ["Error", "Completed"]
+
+
 def test_the_example_batch_over_every_cluster_names_a_secret_each_and_reaches_the_others_remotely(
         two_clusters: SandboxThread):
     info = two_clusters.info

@@ -29,7 +29,7 @@ from oscar_batch_sandbox import kueue, nodes
 from oscar_batch_sandbox.config import Behaviour, NodeSpec, SandboxConfig, TenantPod
 from oscar_batch_sandbox.kube import CRD_RESOURCE, SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
-from oscar_batch_sandbox.runner import JobRunner, earlier_output, output_key
+from oscar_batch_sandbox.runner import JobRunner, ServiceDraws, earlier_output, output_key
 from oscar_batch_sandbox.s3 import REGION, S3Server, decoy_keys, input_keys, seed_bucket
 
 __all__ = ["Behaviour", "NodeSpec", "OscarCluster", "Sandbox", "SandboxConfig", "SandboxThread", "TenantPod",
@@ -75,9 +75,9 @@ class OscarCluster:
             await self.kube.create("v1/pods", pod.to_object())
 
     def start_runner(self, s3_client: minio.Minio, put: Callable[[str, bytes], None] | None,
-                     get: Callable[[str], bytes] | None) -> JobRunner:
+                     get: Callable[[str], bytes] | None, draws: ServiceDraws) -> JobRunner:
         """The job runner over this cluster's Jobs (for the caller to run), and the source of its pods' logs."""
-        runner = self._runner = JobRunner(self.kube, self.config, s3_client, put=put, get=get)
+        runner = self._runner = JobRunner(self.kube, self.config, s3_client, put=put, get=get, draws=draws)
         self.oscar.pod_logs = runner.pod_log
         return runner
 
@@ -149,10 +149,11 @@ class Sandbox:
 
         put = functools.partial(self.s3.put_in_process, config.bucket) if config.s3_in_process else None
         get = functools.partial(self.s3.get_in_process, config.bucket) if config.s3_in_process else None
+        draws = ServiceDraws(config.behaviour)   # one service, however many clusters run it
         for cluster in self.clusters:
             cluster.endpoint = await cluster.oscar.start()
             self._stack.push_async_callback(cluster.oscar.stop)
-            self._background(cluster.start_runner(s3_client, put, get).run())
+            self._background(cluster.start_runner(s3_client, put, get, draws).run())
         self._background(self._housekeeping())
 
         self.info = {
