@@ -67,7 +67,9 @@ def jobs_ended(kubeconfig: pathlib.Path, namespace: str, condition: str) -> list
 def test_sandbox_command_serves_kubectl_and_the_oscar_api_until_interrupted(tmp_path: pathlib.Path):
     kubeconfig = tmp_path / "kubeconfig"
     with sandbox_command(tmp_path, "--items", "5") as info:
-        assert set(info) >= {"kubernetes", "s3", "oscar", "kubeconfig", "manifests"}
+        assert set(info) >= {"kubernetes", "s3", "oscar", "clusters", "kubeconfig", "manifests"}
+        assert info["clusters"] == [{"name": "oscar-1", "endpoint": info["oscar"]["endpoint"],
+                                     "username": info["oscar"]["username"], "password": info["oscar"]["password"]}]
         assert info["s3"]["items"] == 5 and info["s3"]["accessKey"] and info["oscar"]["password"]
         assert info["s3"]["existingOutputs"] == 0 and info["s3"]["corruptInputs"] == []
 
@@ -112,6 +114,30 @@ def test_sandbox_command_seeds_corrupt_inputs_and_earlier_outputs_for_shares_of_
                    message="the invocation over a corrupt input to fail")
 
 
+def test_sandbox_command_with_two_clusters_lists_both_and_writes_a_batch_over_both(tmp_path: pathlib.Path):
+    with sandbox_command(tmp_path, "--items", "4", "--clusters", "2") as info:
+        assert [cluster["name"] for cluster in info["clusters"]] == ["oscar-1", "oscar-2"]
+        assert info["clusters"][0]["endpoint"] == info["oscar"]["endpoint"] != info["clusters"][1]["endpoint"]
+        for cluster in info["clusters"]:
+            status = requests.get(f"{cluster['endpoint']}/system/status", timeout=10,
+                                  auth=(cluster["username"], cluster["password"]))
+            assert status.status_code == 200 and status.json()["cluster"]["nodes_count"] == 3
+
+        secrets = list(yaml.safe_load_all((tmp_path / "batch" / "00-secrets.yaml").read_text()))
+        assert [(secret["metadata"]["name"], secret["metadata"]["labels"]) for secret in secrets] == [
+            (name, {"batch.oscarbatch.dev/credentials": "true"})
+            for name in ("oscar-1-credentials", "oscar-2-credentials", "minio-credentials")]
+        assert [secret["stringData"] for secret in secrets[:2]] == [
+            {"username": cluster["username"], "password": cluster["password"]} for cluster in info["clusters"]]
+        [batch] = yaml.safe_load_all((tmp_path / "batch" / "10-batchjob.yaml").read_text())
+        assert "oscar" not in batch["spec"] and batch["spec"]["outputs"] == {"prefix": "output/"}
+        assert batch["spec"]["clusters"] == [
+            {"name": "oscar-1", "endpoint": info["clusters"][0]["endpoint"],
+             "credentialsSecret": "oscar-1-credentials", "access": "InCluster", "maxParallelism": 0},
+            {"name": "oscar-2", "endpoint": info["clusters"][1]["endpoint"],
+             "credentialsSecret": "oscar-2-credentials", "access": "Remote", "maxParallelism": 0}]
+
+
 def sandbox_config(*options: str):
     parser = argparse.ArgumentParser()
     add_sandbox_options(parser)
@@ -138,6 +164,10 @@ def test_sandbox_command_rejects_bad_options(tmp_path: pathlib.Path):
         result = subprocess.run([str(BIN / "oscar-batch-sandbox"), "--kubeconfig", str(tmp_path / "k"),
                                  option, value], capture_output=True, text=True, timeout=30)
         assert result.returncode == 2 and "must be between 0 and 1" in result.stderr, (option, result.stderr)
+    for clusters in ("0", "17"):
+        result = subprocess.run([str(BIN / "oscar-batch-sandbox"), "--kubeconfig", str(tmp_path / "k"),
+                                 "--clusters", clusters], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and "--clusters: must be between 1 and 16" in result.stderr, result.stderr
 
 
 def test_demo_succeeds(tmp_path: pathlib.Path):

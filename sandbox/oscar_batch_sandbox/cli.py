@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from oscar_batch_sandbox import Sandbox
-from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
+from oscar_batch_sandbox.config import MAX_CLUSTERS, Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.demo import run_demo
 from oscar_batch_sandbox.handoff import write_batch_manifests
 
@@ -23,13 +23,14 @@ from oscar_batch_sandbox.handoff import write_batch_manifests
 def sandbox_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="oscar-batch-sandbox",
-        description="Runs an embedded Kubernetes API, S3 and OSCAR Manager on localhost until interrupted, and "
+        description="Runs an embedded Kubernetes API, S3 and OSCAR cluster(s) on localhost until interrupted, and "
                     "prints, as its first stdout line, one JSON object with every endpoint and credential.")
     add_sandbox_options(parser)
     parser.add_argument("--kubeconfig", type=pathlib.Path, required=True,
                         help="where to write a kubeconfig for the sandbox's API server")
     parser.add_argument("--manifests", type=pathlib.Path,
-                        help="also write ready-to-apply Secrets and an OscarBatchJob for the sandbox here")
+                        help="also write ready-to-apply Secrets and an OscarBatchJob for the sandbox here (with "
+                             "--clusters above 1, one batch over every cluster)")
     args = parser.parse_args(argv)
     try:
         return asyncio.run(_serve(config_from_args(args), args.kubeconfig, args.manifests))
@@ -71,6 +72,9 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--existing-outputs", type=_probability, default=0.0, metavar="SHARE",
                         help="share of the inputs that already have their output, as an earlier run left it "
                              "(never a corrupt one); a batch that declares its outputs skips them (default 0)")
+    parser.add_argument("--clusters", type=_cluster_count, default=1,
+                        help="emulated OSCAR clusters, each with these nodes, its own OSCAR Manager and job runner; "
+                             "only the first one's Kubernetes API is served, all share the one S3 (default 1)")
     parser.add_argument("--seed", type=int, default=1,
                         help="draws which inputs are corrupt or have outputs, item times and failures (default 1)")
 
@@ -82,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         behaviour=Behaviour(item_seconds=args.item_seconds, failure_rate=args.failure_rate,
                             time_scale=args.time_scale, seed=args.seed),
         legacy_status=args.legacy_status,
+        clusters=args.clusters,
     ).with_drawn_inputs(corrupt=args.corrupt, existing_outputs=args.existing_outputs, seed=args.seed)
 
 
@@ -109,6 +114,13 @@ def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _cluster_count(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_CLUSTERS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_CLUSTERS}, got {value}")
     return value
 
 

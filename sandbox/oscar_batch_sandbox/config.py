@@ -9,6 +9,7 @@ from typing import Any
 from oscar_batch_sandbox.s3 import input_key
 
 SERVICES_NAMESPACE = "oscar-svc"
+MAX_CLUSTERS = 16   # a batch's spec.clusters names at most 16 (the CRD's bound)
 CONTROL_PLANE_LABEL = "node-role.kubernetes.io/control-plane"
 
 
@@ -167,6 +168,13 @@ class SandboxConfig:
     kueue_cpu: str = ""
     kueue_memory: str = "64Gi"
     kueue_owner: str = "alice"
+    # Emulated OSCAR clusters, each with its own copy of `nodes`, its own OSCAR Manager and job runner; the sandbox
+    # serves the first one's Kubernetes API (`Sandbox`).
+    clusters: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.clusters <= MAX_CLUSTERS:
+            raise ValueError(f"clusters must be within [1, {MAX_CLUSTERS}], got {self.clusters}")
 
     def with_drawn_inputs(self, *, corrupt: float = 0.0, existing_outputs: float = 0.0,
                           seed: int | str = 0) -> SandboxConfig:

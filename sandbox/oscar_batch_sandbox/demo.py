@@ -1,9 +1,10 @@
 """`oscar-batch-demo`: the main job end to end on the embedded sandbox, in output a person can follow.
 
 Sandbox up → the operator as its own process (`oscar-batch run`, as it would run in a cluster) → Secrets and
-an OscarBatchJob that declares its outputs, created through the Kubernetes API → a live progress bar from the
-batch's status → a summary checked against S3. Exit code 0 only when the batch Succeeded and every input but
-the corrupt ones (`--corrupt`, tolerated) has its output, the ones there before (`--existing-outputs`) included.
+an OscarBatchJob that declares its outputs (with `--clusters` above 1, over every cluster), created through the
+Kubernetes API → a live progress bar from the batch's status → a summary checked against S3. Exit code 0 only
+when the batch Succeeded and every input but the corrupt ones (`--corrupt`, tolerated) has its output, the ones
+there before (`--existing-outputs`) included.
 """
 from __future__ import annotations
 
@@ -45,13 +46,17 @@ def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) ->
         say(f"  OSCAR           {info['oscar']['endpoint']}  service {config.service} "
             f"({config.service_cpu} CPU, {config.service_memory} per invocation, "
             f"{config.behaviour.failure_rate:.0%} of invocations fail)")
+        federated = config.clusters > 1
+        for remote in info["clusters"][1:]:
+            say(f"  OSCAR           {remote['endpoint']}  {remote['name']}: the same nodes and service, reached "
+                "through its OSCAR API only")
 
         log_path = pathlib.Path(workdir) / "operator.log"
         operator = _start_operator(kubeconfig, log_path)
         try:
             kube = cluster.Kube(pykube.HTTPClient(pykube.KubeConfig.from_file(str(kubeconfig))))
             # The corrupt inputs fail whatever is tried: tolerating exactly them, the batch succeeds naming them.
-            documents = batch_manifests(info, outputs=declared_outputs(info),
+            documents = batch_manifests(info, federated=federated, outputs=declared_outputs(info),
                                         **({"toleratedFailures": corrupt} if corrupt else {}))
             for document in documents:
                 kube.create({"Secret": "secrets", "OscarBatchJob": cluster.PLURAL}[document["kind"]], document)
@@ -77,6 +82,9 @@ def run_demo(config: SandboxConfig, timeout: float, out: TextIO = sys.stdout) ->
         for detail in status.get("failedItemDetails") or ():
             say(f"  failed: line {detail.get('line')}  {detail.get('key')}  {detail.get('reason')}")
         say(f"  outputs: {outputs} under s3://{config.bucket}/{output_prefix} ({existing} there before the batch)")
+        if federated:
+            say("  invocations run per cluster: " + ", ".join(f"{emulated.name} {len(emulated.runner.runs)}"
+                                                             for emulated in sandbox.clusters))
         say(f"  manifest {status.get('manifest')}  ·  results {status.get('results')}")
         if status["phase"] == SUCCEEDED and outputs == config.items - corrupt:
             say("Apply the batch again (under another name) and it invokes nothing: every input has its output "

@@ -475,31 +475,42 @@ def main_container_env(pod: Json) -> dict[str, str]:
 
 # ---- the controllers --------------------------------------------------------------------------
 
+class ServiceDraws:
+    """What the simulated service's behaviour draws on besides its inputs, one for every job runner of a sandbox,
+    so that its clusters run one service: the seed (an item's time is the same on every cluster), the containers
+    started (the n-th started on any cluster draws the n-th failure and disruption, so clusters do not replay each
+    other's) and each range's invocations (`failing_attempts` counts them wherever they ran)."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        # Item times need a seed; without one, a fresh seed per sandbox still gives each item one time.
+        self.seed: int | str = behaviour.seed if behaviour.seed is not None else random.randrange(2**63)
+        self.containers_started = itertools.count(1)   # service containers, in the order they start
+        self.invocations: collections.Counter[tuple[int, int]] = collections.Counter()   # (start, end) → runs
+
+
 class JobRunner:
     """Runs the Jobs that the OSCAR simulator creates, as a cluster would. `run()` until cancelled.
 
     `put(key, body)` and `get(key)`, when given, write the service's outputs and read its manifest instead of
     S3 requests (the sandbox's in-process S3). `runs` records every service container (node, start, end,
-    outcome) and `peak_running` the most that ran at once: the slots a batch really used.
+    outcome) and `peak_running` the most that ran at once: the slots a batch really used. `draws`: the ones
+    the sandbox's other runners share, if any.
     """
 
     def __init__(self, kube: SandboxKubernetes, config: SandboxConfig, s3: minio.Minio,
                  tick_seconds: float = TICK_SECONDS, put: Callable[[str, bytes], None] | None = None,
-                 get: Callable[[str], bytes] | None = None) -> None:
+                 get: Callable[[str], bytes] | None = None, draws: ServiceDraws | None = None) -> None:
         self._kube = kube
         self._config = config
         self._s3 = s3
         self._put = put
         self._get = get
         self._tick_seconds = tick_seconds
-        behaviour = config.behaviour
-        # Item times need a seed; without one, a fresh seed per runner still gives each item one time.
-        self.seed: int | str = behaviour.seed if behaviour.seed is not None else random.randrange(2**63)
+        self._draws = draws or ServiceDraws(config.behaviour)
+        self.seed = self._draws.seed
         self._invocations: dict[str, asyncio.Task[None]] = {}   # pod uid → the running behaviour
         self._logs: dict[tuple[str, str], list[str]] = {}       # (namespace, pod name) → log lines
         self._queue_positions: dict[str, int] = {}              # pending pod uid → FIFO position
-        self._invocation_counts: collections.Counter[tuple[int, int]] = collections.Counter()  # (start, end) → runs
-        self._containers_started = itertools.count(1)           # service containers, in the order they start
         self._arrivals = itertools.count()
         self._name_suffixes = random.Random()
         self.runs: list[ContainerRun] = []
@@ -716,11 +727,11 @@ class JobRunner:
             return Exit(1)
         # Counted before anything awaits, so that the n-th container started for a range is its n-th run.
         bounds = (invocation.start, invocation.end)
-        self._invocation_counts[bounds] += 1
-        number = self._invocation_counts[bounds]
+        self._draws.invocations[bounds] += 1
+        number = self._draws.invocations[bounds]
         # Failures and disruptions are drawn per container in the order they start: reproducible for a seed
         # whatever the Jobs are named (the original coordinator leaves naming to OSCAR), fresh for a retry.
-        rng = random.Random(f"{self.seed}:container:{next(self._containers_started)}")
+        rng = random.Random(f"{self.seed}:container:{next(self._draws.containers_started)}")
         lines.append(f"{config.service}: lines [{invocation.start}, {invocation.end}) of "
                      f"{config.bucket}/{invocation.manifest_key}")
         if self._get is not None:
