@@ -132,13 +132,16 @@ class Harness:
     # ---- driving a batch --------------------------------------------------------------------------
 
     def apply(self, name: str = "batch", *, secrets: bool = True, storage: dict[str, Any] | None = None,
-              oscar: dict[str, Any] | None = None, **spec: Any) -> None:
+              oscar: dict[str, Any] | None = None, federated: bool = False, **spec: Any) -> None:
         """`kubectl apply` the sandbox's Secrets (optionally) and a batch, as a user would; `storage` and
-        `oscar` update those parts of the spec. The batch keeps its Jobs unless the test says otherwise:
-        most tests read them afterwards (the clean-up has tests of its own)."""
-        *secret_docs, batch = batch_manifests(self.sandbox.info, name=name, **{"keepJobs": True, **spec})
+        `oscar` update those parts of the spec (`federated`: spec.clusters over every cluster of the sandbox). The
+        batch keeps its Jobs unless the test says otherwise: most tests read them afterwards (the clean-up has tests
+        of its own)."""
+        *secret_docs, batch = batch_manifests(self.sandbox.info, name=name, federated=federated,
+                                              **{"keepJobs": True, **spec})
         batch["spec"]["storage"].update(storage or {})
-        batch["spec"]["oscar"].update(oscar or {})
+        if oscar:
+            batch["spec"]["oscar"].update(oscar)
         documents = [*(secret_docs if secrets else []), batch]
         path = self.tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump_all(documents))

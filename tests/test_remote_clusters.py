@@ -7,8 +7,6 @@ import collections
 import dataclasses
 from typing import Any
 
-from test_batch_controller import UID, Clock, FakeKube, FakeS3, lines_of
-
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller.active_batches import ActiveBatches
 from oscar_batch.controller.batch_controller import BatchController
@@ -17,6 +15,7 @@ from oscar_batch.controller.job_store import JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core.cadence import Timing
+from test_batch_controller import UID, Clock, FakeKube, FakeS3, lines_of
 
 TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,
                 unseen_job_timeout=60, cancel_timeout=60, list_interval=2, reassign_after=30)
@@ -205,7 +204,8 @@ async def test_a_cluster_cut_off_leaves_the_batch_to_the_others_and_its_late_job
     # Nothing lost: every line succeeded; the lines run twice are the reassigned ones, each counted once.
     ran = world.succeeded_lines()
     assert sorted(ran) == list(range(1, 193))
-    assert {line for line, count in ran.items() if count > 1} == {line for job in late for line in range(*lines_of(job))}
+    reassigned_lines = {line for job in late for line in range(*lines_of(job))}
+    assert {line for line, count in ran.items() if count > 1} == reassigned_lines
     assert status["invocations"]["duplicates"] == len(late)
     # While ifca was cut off, upv carried on with all its slots and ifca was shown unreachable, with none.
     shown_unreachable = [sample for sample in during_cut if sample[2] is False]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import collections
 import json
+import time
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.s3 import input_keys
-from support import kubectl, table_rows
+from proxy import TcpProxy
+from support import kubectl, lines_of, table_rows, wait_until
 
 # What an operator outside the OSCAR cluster cannot read there (the sandbox denies every API client alike).
 NOT_ITS_CLUSTER = frozenset({"v1/nodes", "v1/pods", "batch/v1/jobs"})
@@ -41,3 +43,46 @@ def test_a_remote_batch_with_failures_succeeds_through_the_oscar_api_alone(tmp_p
         assert harness.jobs() == []
         headers, rows = table_rows(kubectl(harness.kubeconfig, "get", "oscarbatchjobs", "-o", "wide").stdout)
         assert "CLUSTERS" in headers and rows[0]["CLUSTERS"].startswith("oscar 0/0 40 done")
+
+
+def test_one_batch_over_two_clusters_outlives_one_cut_off_for_a_minute(tmp_path):
+    behaviour = Behaviour(item_seconds=1.0, startup_seconds=1.0, time_scale=0.01, seed=7)
+    with Harness(SandboxConfig(items=150, bucket="federated", behaviour=behaviour, clusters=2), tmp_path) as harness:
+        second = harness.sandbox.clusters[1]
+        with TcpProxy(second.endpoint) as proxy:
+            harness.sandbox.info["clusters"][1]["endpoint"] = proxy.url
+            harness.apply(federated=True, maxParallelism=0)
+
+            def running_there() -> bool:
+                jobs = harness.read(lambda: second.kube.list("batch/v1/jobs", harness.config.services_namespace))
+                return any(not (job.get("status") or {}).get("succeeded") for job in jobs)
+            wait_until(running_there, timeout=60, message="Jobs in flight on the second cluster")
+            proxy.cut()
+            cut_at = time.monotonic()
+
+            def shown_unreachable() -> dict | None:
+                clusters = (harness.batch().get("status") or {}).get("clusters") or []
+                return next((c for c in clusters if c["name"] == "oscar-2" and not c["reachable"]), None)
+            shown = wait_until(shown_unreachable, timeout=30, message="oscar-2 shown unreachable")
+            assert shown["parallelism"] == 0 and "cannot reach OSCAR" in shown["message"]
+            time.sleep(max(60 - (time.monotonic() - cut_at), 0))   # the outage itself: a minute without oscar-2
+            assert harness.batch()["status"]["phase"] == "Running"  # its ranges in flight there are not lost
+            proxy.restore()
+            batch = harness.wait_for_phase("Succeeded", "Failed", timeout=120)
+        status = batch["status"]
+        assert status["phase"] == "Succeeded", status
+        outputs = harness.objects(harness.config.behaviour.output_prefix)
+        assert sorted(json.loads(body)["input"] for body in outputs.values()) == input_keys("input/", 150)
+        # Every line succeeded, on one cluster or the other; what ran twice (an invocation whose answer the cut
+        # lost, run on the other cluster too) is counted in status, never hidden.
+        jobs = [job for cluster in harness.sandbox.clusters for job in harness.read(
+            lambda cluster=cluster: cluster.kube.list("batch/v1/jobs", harness.config.services_namespace))]
+        succeeded = [lines_of(job) for job in jobs if (job.get("status") or {}).get("succeeded")]
+        per_line = collections.Counter(line for lines in succeeded for line in range(*lines))
+        assert sorted(per_line) == list(range(1, 151))
+        assert len(succeeded) - len(set(succeeded)) == status["invocations"]["duplicates"]
+        clusters = {entry["name"]: entry for entry in status["clusters"]}
+        assert clusters["oscar-1"]["access"] == "InCluster" and clusters["oscar-2"]["access"] == "Remote"
+        assert clusters["oscar-1"]["succeeded"] > 0 and clusters["oscar-2"]["succeeded"] > 0       # both used
+        assert clusters["oscar-1"]["succeeded"] + clusters["oscar-2"]["succeeded"] == 150
+        assert status["invocations"]["reassigned"] == 0   # within the reassignment timeout: nothing moved

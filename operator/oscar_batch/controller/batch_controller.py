@@ -330,7 +330,7 @@ class BatchController:
         """One pass over the batch; whether it reached its verdict. Folds the Job changes since the last pass,
         takes up spec edits and redrives, then either finishes the batch or plans, reports, dispatches,
         re-checks and cleans up, each when `state.cadence` says it is due."""
-        ended = await self._fold_changes(state)
+        freed = await self._fold_changes(state)
         previous, state.spec = state.spec, await self._current_spec(state.spec)
         state.book.retries = state.spec.retries
         if state.spec.redrive > state.book.redrive_round:
@@ -341,7 +341,7 @@ class BatchController:
         state.settled_shown = False
         self._claim(state)
         signals = Signals(now=now, spec_changed=state.spec != previous, membership=self.batches.membership,
-                          queueing=self._queued(state) > 0, ended=ended)
+                          queueing=self._queued(state) > 0, ended=freed)
         if state.cadence.replan_due(signals):
             state.cadence.planned(signals)
             await capacity.plan(state=state, ref=self.ref, jobs=self.jobs, batches=self.batches,
@@ -364,18 +364,24 @@ class BatchController:
         """Every line settled, or dispatch stopped: show it, then write the results and the verdict."""
         self.batches.withdraw(self.uid)
         if not state.settled_shown:
+            # What the Remote clusters finished meanwhile counts too (a Job whose invocation's answer was lost ran
+            # there all the same): one more look at their listings.
+            for each in state.clusters:
+                if each.reachable:
+                    await each.read_listing(now, 0, now_or_never=True)
+                    await self.job_outcomes.fold(state, each, each.jobs.changes())
             # The last lines show at once; the results (S3) and the verdict may take longer.
             state.settled_shown = await self.writer.record(state, state.progress(0))
         return state.cadence.finishing.ready(now) and await self._finish(state, now)
 
     async def _fold_changes(self, state: BatchState) -> bool:
         """Read the Remote clusters' listings that are due, then fold every cluster's Job changes; whether some
-        range ended."""
-        ended = False
+        range ended or a cluster came back (capacity to plan again)."""
+        freed = False
         for each in state.clusters:
-            await each.read_listing(self.clock.monotonic(), self.timing.list_interval)
-            ended |= await self.job_outcomes.fold(state, each, each.jobs.changes())
-        return ended
+            freed |= await each.read_listing(self.clock.monotonic(), self.timing.list_interval)
+            freed |= await self.job_outcomes.fold(state, each, each.jobs.changes())
+        return freed
 
     async def _reassign(self, state: BatchState, now: float) -> None:
         """A Remote cluster cut off longer than `Timing.reassign_after`, while another answers: its ranges in flight

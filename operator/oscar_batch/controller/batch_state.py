@@ -23,9 +23,13 @@ class BatchState:
     book: RangeBook
     cadence: Cadence
     timings: chunking.Timings = dataclasses.field(default_factory=chunking.Timings)
-    parallelism: int = 0         # ranges it may have in flight, as last planned (on all its clusters)
     planned: str = ""            # why: the Progressing message
     settled_shown: bool = False  # status shows every line settled: only the results and the verdict are left
+
+    @property
+    def parallelism(self) -> int:
+        """Ranges it may have in flight, as last planned, on all its clusters."""
+        return sum(cluster.parallelism for cluster in self.clusters)
 
     def progress(self, parallelism: int | None = None) -> dict[str, Any]:
         """The moving part of status (`status.progress`, `status.clusters`), at the planned parallelism unless

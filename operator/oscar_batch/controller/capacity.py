@@ -49,7 +49,6 @@ async def plan(*, state: BatchState, ref: str, jobs: JobStore, batches: ActiveBa
     kept = sharing.capped([each.parallelism for each in state.clusters], state.spec.max_parallelism)
     for each, slots in zip(state.clusters, kept, strict=True):
         each.parallelism = slots
-    state.parallelism = sum(kept)
     if len(state.clusters) == 1:
         state.planned = state.clusters[0].planned
     else:

@@ -11,13 +11,13 @@ from oscar_batch.controller.batch_state import BatchState
 from oscar_batch.controller.clock import Clock
 from oscar_batch.controller.events import BatchEvents
 from oscar_batch.controller.metrics import BatchMetrics
-from oscar_batch.controller.oscar_clusters import OscarCluster
+from oscar_batch.controller.oscar_clusters import ListedJobs, OscarCluster
 from oscar_batch.controller.resolver import Waiting
 from oscar_batch.controller.status_writer import StatusWriter
 from oscar_batch.core import invocation
 from oscar_batch.core.cadence import Timing
 from oscar_batch.core.pacing import Backoff, Retry
-from oscar_batch.core.ranges import Observation, Outcome, Work
+from oscar_batch.core.ranges import Change, Observation, Outcome, Work
 
 log = logging.getLogger(__name__)
 
@@ -110,18 +110,27 @@ class Invoker:
             mine = [(work, name) for work, name, on in overdue if on == cluster.name]
             if not mine:
                 continue
-            try:
-                listed = dict(await cluster.on_oscar(lambda c=cluster: list(c.oscar.jobs(state.spec.service))))
-            except OscarError as error:
-                log.warning("batch %s: cannot list the jobs of %s on %s: %s", self.writer.ref, state.spec.service,
-                            cluster.name, error)
-                backoff.failed(now)
-                return
-            self._unseen(state, mine, listed, now)
+            if isinstance(cluster.jobs, ListedJobs):
+                # Its listing is how its Jobs are seen: read it now, and what it has is folded as any change.
+                if not cluster.jobs.listed_since(now - self.timing.unseen_job_timeout / 2):
+                    await cluster.read_listing(now, self.timing.list_interval, now_or_never=True)
+                if not cluster.jobs.listed_since(now - self.timing.unseen_job_timeout / 2):
+                    backoff.failed(now)
+                    return
+                listed: dict[str, dict[str, str]] = {name: {} for name in cluster.jobs.names()}
+            else:
+                try:
+                    listed = dict(await cluster.on_oscar(lambda c=cluster: list(c.oscar.jobs(state.spec.service))))
+                except OscarError as error:
+                    log.warning("batch %s: cannot list the jobs of %s on %s: %s", self.writer.ref,
+                                state.spec.service, cluster.name, error)
+                    backoff.failed(now)
+                    return
+            self._unseen(state, cluster, mine, listed, now)
         backoff.succeeded()
 
-    def _unseen(self, state: BatchState, overdue: list[tuple[Work, str]], listed: dict[str, dict[str, str]],
-                now: float) -> None:
+    def _unseen(self, state: BatchState, cluster: OscarCluster, overdue: list[tuple[Work, str]],
+                listed: dict[str, dict[str, str]], now: float) -> None:
         book = state.book
         for work, name in overdue:
             info = listed.get(name)
@@ -131,11 +140,13 @@ class Invoker:
                     "Warning", "InvocationLost", f"OSCAR accepted lines {work.start}-{work.end - 1} (attempt "
                                                  f"{work.attempt}) but has no Job {name}; invoking them again")
             elif info.get("status") in LISTED_OUTCOMES:
-                book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt,
-                                         outcome=LISTED_OUTCOMES[info["status"]], job=name,
-                                         started=info.get("start_time"), finished=info.get("finish_time"),
-                                         redrive_round=book.redrive_round,
-                                         failure_reason="Failed (from OSCAR's job listing)"))
+                change = book.observe(Observation(start=work.start, end=work.end, attempt=work.attempt,
+                                                  outcome=LISTED_OUTCOMES[info["status"]], job=name,
+                                                  started=info.get("start_time"), finished=info.get("finish_time"),
+                                                  redrive_round=book.redrive_round, cluster=cluster.name,
+                                                  failure_reason="Failed (from OSCAR's job listing)"))
+                if change == Change.SUCCEEDED:
+                    cluster.succeeded += work.end - work.start
             else:
                 book.in_flight.still_unseen(work.key, now)
 

@@ -20,7 +20,7 @@ from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.job_store import BatchKey, JobSeen, JobStore
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Service
-from oscar_batch.core.pacing import Backoff
+from oscar_batch.core.pacing import Backoff, Retry
 from oscar_batch.core.remote_jobs import ListedJob, ListingTracker
 from oscar_batch.core.spec import ClusterSpec
 
@@ -81,6 +81,7 @@ class ListedJobs:
         self.key = key
         self._tracker = ListingTracker(key.uid)
         self._changes: dict[str, JobSeen] = {}
+        self._read_at = float("-inf")
 
     @property
     def listed(self) -> bool:
@@ -88,8 +89,12 @@ class ListedJobs:
 
     def read(self, listing: list[tuple[str, dict[str, Any]]], now: float) -> None:
         """One whole listing of the service's Jobs (every page), read at `now`."""
+        self._read_at = now
         for job in self._tracker.update(listing, now):
             self._changes[job.name] = self._seen(job, now)
+
+    def listed_since(self, when: float) -> bool:
+        return self._read_at >= when
 
     def everything(self) -> list[JobSeen]:
         self._changes.clear()
@@ -151,33 +156,40 @@ class OscarCluster:
         """A blocking call to this cluster's OSCAR, within its endpoint's share of the peers' threads."""
         return await self.calls.run(self.spec.endpoint, call, *args, **kwargs)
 
-    def answered(self) -> None:
+    def answered(self) -> bool:
+        """It answered; whether it had been cut off (its capacity is then worth planning again)."""
+        back = self.unreachable_since is not None
         self.problem, self.unreachable_since = "", None
+        return back
 
     def cut_off(self, error: OscarError, now: float) -> None:
-        """It did not answer (or refused): new ranges go elsewhere until it does."""
+        """It did not answer (or refused): new ranges go elsewhere until it does (a Remote cluster gets no slot
+        until its listing answers again; the operator's own, when its dispatch backoff says)."""
         self.problem = str(error)
+        if self.spec.remote:
+            self.parallelism = 0
         if self.unreachable_since is None:
             self.unreachable_since = now
             log.warning("OSCAR cluster %s: %s", self.name, error)
 
-    async def read_listing(self, now: float, interval: float) -> bool:
+    async def read_listing(self, now: float, interval: float, *, now_or_never: bool = False) -> bool:
         """Remote: read OSCAR's job listing when `interval` has passed since the last reading (every page, by
-        `next_page`). Whether it was read."""
+        `next_page`), or at once with `now_or_never`. Whether the cluster answered after being cut off."""
         jobs = self.jobs
-        if not isinstance(jobs, ListedJobs) or now - self.last_listed < interval or not self.listing.ready(now):
+        due = now - self.last_listed >= interval and self.listing.ready(now)
+        if not isinstance(jobs, ListedJobs) or not (due or now_or_never):
             return False
         try:
             listing = await self.on_oscar(lambda: list(self.oscar.jobs(self.key.service)))
         except OscarError as error:
             self.cut_off(error, now)
-            self.listing.failed(now)
+            self.listing.failed(now, Retry.NEEDS_A_PERSON if error.status in (401, 403, 404) else
+                                Retry.CLEARS_BY_ITSELF)
             return False
         self.last_listed = now
         self.listing.succeeded()
-        self.answered()
         jobs.read(listing, now)
-        return True
+        return self.answered()
 
     def running(self, in_flight_on: dict[str, int]) -> int:
         return in_flight_on.get(self.name, 0)

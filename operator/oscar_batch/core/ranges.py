@@ -92,6 +92,7 @@ class RangeRecord:
     jobs: list[str] = dataclasses.field(default_factory=list)
     outcome: Outcome = Outcome.RUNNING
     finished_attempt: int = 0     # the newest attempt whose end was folded in: each end counts once
+    ended_on: tuple[str, ...] = ()   # the clusters whose Jobs of it ended: the same attempt may run on two
     started: str | None = None
     finished: str | None = None
 
@@ -210,8 +211,13 @@ class RangeBook:
             self.in_flight.stop(key)
         record = self.records[key]
         record.finished = observation.finished or record.finished
+        # The first end of this attempt, or of its Job on another cluster (an invocation whose answer was lost
+        # there runs elsewhere under the same name).
         first_end = observation.attempt > record.finished_attempt
+        another_cluster = observation.cluster not in record.ended_on
         record.finished_attempt = max(record.finished_attempt, observation.attempt)
+        if another_cluster:
+            record.ended_on += (observation.cluster,)
         if observation.outcome == Outcome.SUCCEEDED:
             record.outcome = Outcome.SUCCEEDED
             if first_end:
@@ -219,7 +225,7 @@ class RangeBook:
             change = self._succeed(key)
             # Lines that had succeeded already ran twice: a reassigned range's Job finishing late on its cluster,
             # or the Job that ran it elsewhere finishing after that. A restart's replay is no new run.
-            ran_before = first_end or observation.attempt < record.finished_attempt
+            ran_before = first_end or another_cluster or observation.attempt < record.finished_attempt
             if change is None and not observation.replayed and ran_before:
                 self._tally.duplicates += 1
                 return Change.DUPLICATE
