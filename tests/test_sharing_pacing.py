@@ -1,8 +1,9 @@
-"""The pure policies: fair shares of the cluster's slots, exponential backoff, Event aggregation."""
+"""The pure policies: fair shares of the cluster's slots, a batch's slots over its clusters, exponential backoff,
+Event aggregation."""
 import pytest
 
 from oscar_batch.core.pacing import Backoff, EventThrottle
-from oscar_batch.core.sharing import Claim, fair_shares
+from oscar_batch.core.sharing import Claim, capped, fair_shares, spread
 
 
 def claims(*demands, created=None):
@@ -42,6 +43,30 @@ def test_many_waiting_batches_take_nothing_from_valid_ones():
     # 31 batches waiting on a Secret or a bad spec (no claim) next to 3 dispatching ones, 11 slots.
     shares = fair_shares(11, claims(*([0] * 31), 100, 100, 100))
     assert sorted(v for v in shares.values() if v) == [3, 4, 4]
+
+
+@pytest.mark.parametrize(("slots", "cap", "expected"), [
+    ([8, 8], 0, [8, 8]),             # no cap
+    ([8, 8], 16, [8, 8]),
+    ([8, 8], 10, [5, 5]),            # even as the clusters allow
+    ([8, 2], 6, [4, 2]),             # from the one with most
+    ([8, 2], 3, [2, 1]),
+    ([3, 3, 3], 4, [2, 1, 1]),       # ties: the first clusters keep theirs
+    ([0, 0], 5, [0, 0]),
+])
+def test_a_batchs_cap_over_its_clusters(slots, cap, expected):
+    assert capped(slots, cap) == expected
+
+
+@pytest.mark.parametrize(("count", "free", "expected"), [
+    (4, [2, 2], [0, 1, 0, 1]),       # round robin: every cluster with room starts work at once
+    (3, [0, 3], [1, 1, 1]),          # a cluster without a free slot gets nothing
+    (5, [1, 3], [0, 1, 1, 1]),       # fewer than asked when slots run out
+    (0, [4, 4], []),
+    (2, [], []),
+])
+def test_invocations_spread_over_the_clusters_with_free_slots(count, free, expected):
+    assert spread(count, free) == expected
 
 
 @pytest.mark.parametrize(("failures", "delays"), [

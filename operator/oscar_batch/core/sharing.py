@@ -49,7 +49,7 @@ def capped(slots: list[int], cap: int) -> list[int]:
         return list(slots)
     kept = list(slots)
     for _ in range(sum(slots) - cap):
-        most = max(range(len(kept)), key=lambda index: (kept[index], -index))
+        most = max(range(len(kept)), key=lambda index: (kept[index], index))   # ties: the last gives
         kept[most] -= 1
     return kept
 
