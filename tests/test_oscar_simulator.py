@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from oscar_batch.clients.oscar import OscarClient
+from oscar_batch.core.tokens import Basic
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, TenantPod, control_plane
 from oscar_batch_sandbox.kube import SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -343,7 +344,7 @@ async def test_the_operators_client_reads_every_page_of_the_listing(oscar):
     names = {f"paged-{index}" for index in range(8)}                 # three pages of 3
     for name in names:
         assert (await oscar.invoke({"start": 1, "end": 2}, job_id=name))[0] == 201
-    client = OscarClient(oscar.url, username=oscar.config.oscar_user, password=oscar.config.oscar_password)
+    client = OscarClient(oscar.url, Basic(oscar.config.oscar_user, oscar.config.oscar_password))
     listed = await asyncio.to_thread(lambda: dict(client.jobs("fish-detector")))
     assert set(listed) == names
 

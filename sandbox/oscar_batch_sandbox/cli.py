@@ -71,6 +71,10 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--existing-outputs", type=_probability, default=0.0, metavar="SHARE",
                         help="share of the inputs that already have their output, as an earlier run left it "
                              "(never a corrupt one); a batch that declares its outputs skips them (default 0)")
+    parser.add_argument("--token-lifetime", type=_positive_float, metavar="SECONDS",
+                        help="serve an OIDC token endpoint (info's `oidc`: the refresh-token grant) whose access "
+                             "tokens OSCAR takes for this long, and give the batch's Secret its keys (default: "
+                             "none, OSCAR's user and password)")
     parser.add_argument("--seed", type=int, default=1,
                         help="draws which inputs are corrupt or have outputs, item times and failures (default 1)")
 
@@ -82,6 +86,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         behaviour=Behaviour(item_seconds=args.item_seconds, failure_rate=args.failure_rate,
                             time_scale=args.time_scale, seed=args.seed),
         legacy_status=args.legacy_status,
+        token_lifetime=args.token_lifetime,
     ).with_drawn_inputs(corrupt=args.corrupt, existing_outputs=args.existing_outputs, seed=args.seed)
 
 
@@ -116,6 +121,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 

@@ -18,8 +18,10 @@ OPERATOR_ARGS = ("--allow-oscar", "127.0.0.1:*", "--allow-s3", "127.0.0.1:*", "-
 def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str = BATCH_NAME,
                     **spec_overrides: Any) -> list[dict[str, Any]]:
     oscar, s3 = info["oscar"], info["s3"]
+    # With the sandbox's token endpoint, OSCAR is logged in to as a shared OSCAR's user would: by refresh token.
+    login = dict(info.get("oidc") or {"username": oscar["username"], "password": oscar["password"]})
     secrets = [
-        _secret(OSCAR_SECRET, namespace, {"username": oscar["username"], "password": oscar["password"]}),
+        _secret(OSCAR_SECRET, namespace, login),
         _secret(S3_SECRET, namespace, {"accessKey": s3["accessKey"], "secretKey": s3["secretKey"]}),
     ]
     batch = {

@@ -19,7 +19,7 @@ import minio
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.core import credentials, outputs, planner
+from oscar_batch.core import credentials, outputs, planner, tokens
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.pacing import Retry
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec
@@ -38,7 +38,7 @@ NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
     "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease", "SecretNotAllowed",
-    "EndpointNotAllowed",
+    "EndpointNotAllowed", "TokenRefreshFailed",
 })
 
 
@@ -134,14 +134,23 @@ class Resolver:
         return values
 
     def oscar_client(self, spec: BatchSpec) -> OscarClient:
+        """A client with the OSCAR Secret's credentials, which it renews from the Secret read again when OSCAR
+        answers 401 (a refresher may have rotated the token); with refresh keys, its first access token obtained."""
         if refused := self.endpoints.oscar_refusal(spec.oscar_endpoint):
             raise Waiting("EndpointNotAllowed", refused)
-        login = self.secret(spec.oscar_secret, ("username", "password", "token"))
-        if not (login.get("token") or (login.get("username") and login.get("password"))):
-            raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{spec.oscar_secret} needs keys "
-                                              "`username` and `password`, or `token`")
-        return OscarClient(spec.oscar_endpoint, username=login.get("username"), password=login.get("password"),
-                           token=login.get("token"), pool_size=PEER_SHARE)
+
+        def renew() -> tokens.Login:
+            try:
+                return _oscar_login(self, spec)
+            except Waiting as waiting:
+                raise OscarError(f"no others could be read: {waiting.message}", 401) from None
+
+        oscar = OscarClient(spec.oscar_endpoint, _oscar_login(self, spec), renew=renew, pool_size=PEER_SHARE)
+        try:
+            oscar.authorize()
+        except OscarError as error:
+            raise Waiting("TokenRefreshFailed" if error.status == 401 else "OscarUnavailable", str(error)) from None
+        return oscar
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
         try:
@@ -199,3 +208,18 @@ class Resolver:
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
         return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=PEER_SHARE)
+
+
+def _oscar_login(resolver: Resolver, spec: BatchSpec) -> tokens.Login:
+    """What the batch's OSCAR Secret says to log in with (`tokens.oscar_login`); refresh keys only with a token
+    endpoint on the allow-list."""
+    where = f"{resolver.namespace}/{spec.oscar_secret}"
+    try:
+        login = tokens.oscar_login(resolver.secret(spec.oscar_secret, tokens.OSCAR_SECRET_KEYS))
+    except ValueError as error:
+        raise Waiting("SecretIncomplete", f"Secret {where} {error}") from None
+    refused = (resolver.endpoints.token_endpoint_refusal(login.token_endpoint, where)
+               if isinstance(login, tokens.RefreshKeys) else None)
+    if refused:
+        raise Waiting("EndpointNotAllowed", refused)
+    return login
