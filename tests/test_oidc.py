@@ -7,6 +7,7 @@ obtains access tokens itself, ahead of their expiry and after a 401. No token ev
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import logging
 import socket
@@ -26,6 +27,7 @@ from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import BatchSpec, parse_spec
 from oscar_batch.core.tokens import Bearer, Login, RefreshKeys
 from oscar_batch_sandbox import SandboxThread
+from oscar_batch_sandbox.cli import add_sandbox_options, config_from_args
 from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
 from support import wait_until
@@ -305,3 +307,12 @@ def test_a_rotated_refresh_token_is_kept_for_the_next_grant_and_shared():
         with pytest.raises(OscarError, match="invalid_grant") as refused:
             OscarClient(endpoint, keys, grants=RefreshGrants()).authorize()
         assert refused.value.status == 401 and keys.refresh_token not in str(refused.value)
+
+
+def test_the_sandbox_commands_take_a_token_lifetime():
+    parser = argparse.ArgumentParser()
+    add_sandbox_options(parser)
+    assert config_from_args(parser.parse_args([])).token_lifetime is None
+    assert config_from_args(parser.parse_args(["--token-lifetime", "2.5"])).token_lifetime == 2.5
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--token-lifetime", "0"])

@@ -424,6 +424,11 @@ class OscarSimulator:
         self._issued[token] = time.monotonic() + lifetime
         return token
 
+    @property
+    def issued_access_tokens(self) -> list[str]:
+        """Every access token issued so far, for tests that look for them where they must never show."""
+        return list(self._issued)
+
     def expire_access_tokens(self) -> None:
         """Every access token issued so far expires now: what an hour does to a shared OSCAR's tokens."""
         now = time.monotonic()
