@@ -109,6 +109,7 @@ def test_when_a_token_is_due_for_refresh(lifetime, age, due):
     (400, "unsupported_grant_type", True),
     (400, "invalid_request", True),
     (404, None, True),                     # not a token endpoint
+    (302, None, True),                     # nor is a redirect (never followed)
     (403, None, True),
     (500, None, False),
     (503, None, False),

@@ -109,10 +109,11 @@ def refresh_due(token: AccessToken, now: float) -> bool:
 
 def grant_refusal_needs_a_person(status: int, error: str | None) -> bool:
     """Whether a token endpoint's refusal is the user's to fix (a refresh token revoked or expired, a wrong client
-    id or secret) rather than the endpoint's passing trouble (5xx, 429), which clears by itself."""
+    id or secret, a URL that is no token endpoint) rather than the endpoint's passing trouble (5xx, 408, 429),
+    which clears by itself."""
     if error in GRANT_ERRORS:
         return True
-    return 400 <= status < 500 and status not in (408, 429)
+    return status < 500 and status not in (408, 429)
 
 
 def without(text: str, secrets: Iterable[str | None]) -> str:
