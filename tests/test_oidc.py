@@ -12,6 +12,7 @@ import base64
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +31,6 @@ from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.cli import add_sandbox_options, config_from_args
 from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
-from support import wait_until
 
 SERVICE = "fish-detector"
 LOOPBACK = EndpointPolicy(oscar_hosts=("127.0.0.1:*",), s3_hosts=("127.0.0.1:*",), allow_http=True)
@@ -255,8 +255,11 @@ def test_sixteen_threads_refused_at_once_renew_once(idp):
     refused = oscar.expired_refusals
 
     def renew() -> Login:
-        # Held until the other threads' calls were refused too (or 5 s): they all fail with the same token.
-        wait_until(lambda: oscar.expired_refusals - refused >= THREADS, timeout=5, message="every call refused")
+        # Held until the other threads' calls were refused too, so that they all fail with the same token; for 5 s
+        # at most, since a thread that reached the client after this renewal began waits for it instead of sending.
+        deadline = time.monotonic() + 5
+        while oscar.expired_refusals - refused < THREADS and time.monotonic() < deadline:
+            threading.Event().wait(0.01)
         renewals.append(Bearer(oscar.issue_access_token()))
         return renewals[-1]
 
