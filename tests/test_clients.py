@@ -23,6 +23,7 @@ from oscar_batch.controller.resolver import IO_THREADS, Resolver, Waiting
 from oscar_batch.core.credentials import OPT_IN_LABEL
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.spec import BatchSpec, parse_spec
+from oscar_batch.core.tokens import Basic, Bearer
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys, seed_bucket
@@ -32,7 +33,7 @@ from support import wait_until
 @pytest.fixture()
 def oscar(sandbox) -> OscarClient:
     info = sandbox.info["oscar"]
-    return OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+    return OscarClient(info["endpoint"], Basic(info["username"], info["password"]))
 
 
 def spec_for(sandbox, **storage) -> dict:
@@ -59,18 +60,16 @@ def test_oscar_client_reads_the_service_and_its_needs(oscar):
 
 def test_oscar_client_errors_name_the_problem_never_the_secret(sandbox):
     info = sandbox.info["oscar"]
-    wrong = OscarClient(info["endpoint"], username=info["username"], password="not-the-password")
+    wrong = OscarClient(info["endpoint"], Basic(info["username"], "not-the-password"))
     with pytest.raises(OscarError, match="rejected the credentials") as rejected:
         wrong.service("fish-detector")
     assert rejected.value.status == 401 and "not-the-password" not in str(rejected.value)
 
-    right = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+    right = OscarClient(info["endpoint"], Basic(info["username"], info["password"]))
     with pytest.raises(OscarError, match="'nope': not found"):
         right.service("nope")
     with pytest.raises(OscarError, match="cannot reach OSCAR"):
-        OscarClient("http://127.0.0.1:9", token="t", timeout=2).service("fish-detector")
-    with pytest.raises(OscarError, match="need"):
-        OscarClient(info["endpoint"], username="only-a-user")
+        OscarClient("http://127.0.0.1:9", Bearer("t"), timeout=2).service("fish-detector")
 
 
 def test_oscar_client_invokes_with_a_delegated_job_name_and_lists_jobs(oscar, sandbox):
@@ -102,7 +101,7 @@ def test_a_job_of_a_deleted_service_counts_as_deleted():
     service it does not find: the client counts such a Job as deleted, as it does one answered 404."""
     with SandboxThread(SandboxConfig(items=1, bucket="deleted-service", tenant_pods=())) as sandbox:
         info = sandbox.info["oscar"]
-        client = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+        client = OscarClient(info["endpoint"], Basic(info["username"], info["password"]))
         client.invoke("fish-detector", client.service("fish-detector")["token"], {"start": 1, "end": 1},
                       job_name="outlived-its-service")
         wait_until(lambda: sandbox.call(_get_job(sandbox, "outlived-its-service")), message="the Job")
@@ -143,7 +142,7 @@ def test_a_refused_delete_of_a_job_whose_service_exists_is_an_error():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusesDeletes)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        client = OscarClient(f"http://127.0.0.1:{server.server_address[1]}", token="oidc-token")
+        client = OscarClient(f"http://127.0.0.1:{server.server_address[1]}", Bearer("oidc-token"))
         with pytest.raises(OscarError) as refused:
             client.delete_job("fish-detector", "someone-elses-job")
         assert refused.value.status == 403
@@ -185,8 +184,7 @@ def test_oscar_client_takes_the_proxy_from_the_environment_and_never_credentials
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.server_address[1]}")
     monkeypatch.setenv("NETRC", str(netrc))
     try:
-        client = OscarClient("http://oscar.behind-proxy.invalid", username=info["username"],
-                             password=info["password"])
+        client = OscarClient("http://oscar.behind-proxy.invalid", Basic(info["username"], info["password"]))
         monkeypatch.delenv("HTTP_PROXY")      # read when the client was made, not on each call
         assert client.service("fish-detector")["token"]
         assert "cluster" in client.cluster_status()
@@ -425,7 +423,7 @@ def _closed_port() -> int:
 
 def test_an_unreachable_oscar_is_named_with_its_endpoint_and_the_cause():
     endpoint = f"http://127.0.0.1:{_closed_port()}"
-    client = OscarClient(endpoint, username="oscar", password="s3cr3t-pw")
+    client = OscarClient(endpoint, Basic("oscar", "s3cr3t-pw"))
     with pytest.raises(OscarError) as unreachable:
         client.service("fish-detector")
     message = str(unreachable.value)
@@ -491,7 +489,7 @@ def test_the_oscar_client_keeps_a_connection_for_each_io_thread(caplog, pool_siz
 
     def call(endpoint: str) -> bool:
         with lock:
-            client = clients.setdefault(endpoint, OscarClient(endpoint, token="t", **(
+            client = clients.setdefault(endpoint, OscarClient(endpoint, Bearer("t"), **(
                 {"pool_size": pool_size} if pool_size else {})))
         return client.service("fish-detector")["name"] == "fish-detector"
 

@@ -53,6 +53,30 @@ def test_refusals_say_why_and_what_is_allowed():
     assert EndpointPolicy((), ()).oscar_refusal("https://o.example").endswith("(its --allow-oscar hosts: none)")
 
 
+@pytest.mark.parametrize(("policy", "endpoint", "refusal"), [
+    (STRICT, "https://eu.oscar.example.org/realms/egi/protocol/openid-connect/token", None),
+    (STRICT, "https://aai.example.org/oidc/token",
+     "the tokenEndpoint of Secret ns/oscar 'https://aai.example.org/oidc/token' names a host this operator may not "
+     "send credentials to (its --allow-oscar hosts: oscar.example.org, *.oscar.example.org, 10.0.0.7:8080)"),
+    (STRICT, "http://oscar.example.org/token",
+     "the tokenEndpoint of Secret ns/oscar 'http://oscar.example.org/token' is not https, and this operator allows "
+     "plain http to no endpoint (it runs without --allow-http)"),
+    (STRICT, "https://minio.example.org:9000/token", "names a host"),   # an S3 host is not an OSCAR host
+    (LOOPBACK, "http://127.0.0.1:4444/oidc/token", None),
+    (LOOPBACK, "https://oscar.example.org/token?client_secret=x", "may not have user info, a query or a fragment"),
+    (LOOPBACK, "https://user:pw@127.0.0.1:4444/token", "may not have user info, a query or a fragment"),
+    (LOOPBACK, "https://127.0.0.1:4444/token#x", "may not have user info, a query or a fragment"),
+])
+def test_token_endpoints_are_oscar_hosts(policy, endpoint, refusal):
+    """A Secret's OIDC token endpoint receives its refresh token: it must be among the --allow-oscar hosts."""
+    found = policy.token_endpoint_refusal(endpoint, "ns/oscar")
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None and refusal in found
+        assert "client_secret=x" not in found and "pw" not in found
+
+
 @pytest.mark.parametrize(("text", "patterns"), [
     ("", ()),
     ("oscar.example.org", ("oscar.example.org",)),

@@ -15,6 +15,7 @@ from harness import FAST_TIMING, Harness
 from oscar_batch.clients import manifest
 from oscar_batch.clients.oscar import OscarClient
 from oscar_batch.core.spec import parse_spec
+from oscar_batch.core.tokens import Basic
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.handoff import OSCAR_SECRET, S3_SECRET
 from oscar_batch_sandbox.s3 import decoy_keys, input_keys
@@ -255,7 +256,7 @@ def test_a_batch_the_previous_release_started_is_stopped_with_a_condition_and_st
         spec = parse_spec(harness.batch()["spec"])
         manifest.write(manifest.client(spec, s3["accessKey"], s3["secretKey"]), spec, uid, "default/batch")
         info = harness.sandbox.info["oscar"]
-        oscar = OscarClient(info["endpoint"], username=info["username"], password=info["password"])
+        oscar = OscarClient(info["endpoint"], Basic(info["username"], info["password"]))
         old_job = f"{info['service']}-{uid.replace('-', '')[:12]}-r3-a1"
         oscar.invoke(info["service"], oscar.service(info["service"])["token"], {
             "start": 12, "end": 16, "bucket": BUCKET, "manifest": "input/index.txt",

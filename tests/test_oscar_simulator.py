@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from oscar_batch.clients.oscar import OscarClient
+from oscar_batch.core.tokens import Basic
 from oscar_batch_sandbox.config import NodeSpec, SandboxConfig, TenantPod, control_plane
 from oscar_batch_sandbox.kube import SandboxKubernetes
 from oscar_batch_sandbox.oscar import OscarSimulator
@@ -123,6 +124,64 @@ async def test_a_token_not_of_64_characters_is_taken_as_oidc_and_refused_with_50
     status, body = await oscar.invoke({"start": 1, "end": 2}, headers={"Authorization": "Bearer short"})
     assert status == 502 and body
     assert oscar.kube.list(JOBS) == []
+
+
+async def grant(oscar: Oscar, **form: str) -> tuple[int, dict]:
+    """A refresh-token grant at the simulator's token endpoint, of its client and refresh token unless `form`
+    says otherwise."""
+    assert oscar.simulator.token_endpoint
+    form = {"grant_type": "refresh_token", "client_id": oscar.config.oidc_client_id,
+            "refresh_token": oscar.config.oidc_refresh_token, **form}
+    async with oscar.session.post(oscar.simulator.token_endpoint, data=form) as response:
+        return response.status, await response.json()
+
+
+async def test_the_token_endpoint_grants_access_tokens_that_expire():
+    """The simulated identity provider: the refresh-token grant of one client (RFC 6749 §6, errors as §5.2), on
+    a port of its own; its access tokens open /system/* until they expire, then OSCAR's bare 401 (its OIDC
+    middleware aborts with no body and no WWW-Authenticate), and /job answers 500 (OSCAR dereferences the user
+    info the issuer did not give)."""
+    config = SandboxConfig(token_lifetime=600)
+    async for oscar in start_oscar(config):
+        endpoint = oscar.simulator.token_endpoint
+        assert endpoint and endpoint.endswith("/oidc/token") and not endpoint.startswith(oscar.url)
+
+        assert await grant(oscar, grant_type="password") == (400, {"error": "unsupported_grant_type"})
+        assert await grant(oscar, client_id="someone-else") == (401, {"error": "invalid_client"})
+        assert await grant(oscar, refresh_token="not-issued") == (
+            400, {"error": "invalid_grant", "error_description": "Invalid refresh token"})
+        status, answer = await grant(oscar)
+        assert status == 200 and answer["token_type"] == "Bearer" and answer["expires_in"] == 600
+        assert "refresh_token" not in answer                       # no rotation unless configured
+        token = answer["access_token"]
+        assert len(token) != 64            # OSCAR takes a bearer of 64 characters for a service token
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert (await oscar.get("/system/services/fish-detector", headers=bearer))[0] == 200
+        assert (await oscar.invoke({"start": 1, "end": 2}, headers=bearer))[0] == 201
+
+        oscar.simulator.expire_access_tokens()
+        async with oscar.session.get(f"{oscar.url}/system/status", headers=bearer) as response:
+            assert (response.status, await response.read()) == (401, b"")
+            assert "WWW-Authenticate" not in response.headers
+        assert await oscar.invoke({"start": 3, "end": 4}, headers=bearer) == (500, b"")
+        assert oscar.simulator.expired_refusals == 1
+        # An access token the simulator never issued is refused as before.
+        assert (await oscar.get("/system/status", headers={"Authorization": "Bearer unknown"}))[0] == 401
+
+
+async def test_a_rotating_token_endpoint_revokes_the_refresh_token_it_was_given():
+    config = SandboxConfig(token_lifetime=5.5, rotate_refresh_tokens=True)
+    async for oscar in start_oscar(config):
+        status, answer = await grant(oscar)
+        assert status == 200 and answer["expires_in"] == 5.5 and answer["refresh_token"] != config.oidc_refresh_token
+        assert (await grant(oscar))[1] == {"error": "invalid_grant", "error_description": "Invalid refresh token"}
+        assert (await grant(oscar, refresh_token=answer["refresh_token"]))[0] == 200
+
+
+async def test_without_a_token_lifetime_there_is_no_token_endpoint(oscar):
+    assert oscar.simulator.token_endpoint is None
+    with pytest.raises(ValueError, match="no token lifetime"):
+        oscar.simulator.issue_access_token()
 
 
 # ---- services, info, config -------------------------------------------------------------------
@@ -343,7 +402,7 @@ async def test_the_operators_client_reads_every_page_of_the_listing(oscar):
     names = {f"paged-{index}" for index in range(8)}                 # three pages of 3
     for name in names:
         assert (await oscar.invoke({"start": 1, "end": 2}, job_id=name))[0] == 201
-    client = OscarClient(oscar.url, username=oscar.config.oscar_user, password=oscar.config.oscar_password)
+    client = OscarClient(oscar.url, Basic(oscar.config.oscar_user, oscar.config.oscar_password))
     listed = await asyncio.to_thread(lambda: dict(client.jobs("fish-detector")))
     assert set(listed) == names
 

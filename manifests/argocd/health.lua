@@ -13,7 +13,7 @@ local needsAPerson = {
   SecretNotFound = true, SecretIncomplete = true, SecretUnreadable = true,
   OscarUnauthorized = true, ServiceNotFound = true, ServiceTokenMissing = true, ServiceResourcesInvalid = true,
   BucketNotFound = true, KeyConflict = true, ManifestKeyInUse = true, NamespaceNotWatched = true,
-  UnsupportedPreviousRelease = true, SecretNotAllowed = true, EndpointNotAllowed = true,
+  UnsupportedPreviousRelease = true, SecretNotAllowed = true, EndpointNotAllowed = true, TokenRefreshFailed = true,
 }
 
 local hs = {}

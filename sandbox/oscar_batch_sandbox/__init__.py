@@ -168,6 +168,10 @@ class Sandbox:
                       "servicesNamespace": config.services_namespace},
             "clusters": [cluster.info() for cluster in self.clusters],
         }
+        if self.oscar.token_endpoint is not None:
+            # The refresh-token grant's keys, as an OSCAR Secret gives them (README, "OIDC tokens that expire").
+            self.info["oidc"] = {"tokenEndpoint": self.oscar.token_endpoint, "clientId": config.oidc_client_id,
+                                 "refreshToken": config.oidc_refresh_token}
 
     def _background(self, coroutine: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coroutine)

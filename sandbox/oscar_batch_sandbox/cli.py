@@ -75,6 +75,10 @@ def add_sandbox_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clusters", type=_cluster_count, default=1,
                         help="emulated OSCAR clusters, each with these nodes, its own OSCAR Manager and job runner; "
                              "only the first one's Kubernetes API is served, all share the one S3 (default 1)")
+    parser.add_argument("--token-lifetime", type=_positive_float, metavar="SECONDS",
+                        help="serve an OIDC token endpoint (info's `oidc`: the refresh-token grant) whose access "
+                             "tokens OSCAR takes for this long, and give the batch's Secret its keys (default: "
+                             "none, OSCAR's user and password)")
     parser.add_argument("--seed", type=int, default=1,
                         help="draws which inputs are corrupt or have outputs, item times and failures (default 1)")
 
@@ -87,6 +91,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
                             time_scale=args.time_scale, seed=args.seed),
         legacy_status=args.legacy_status,
         clusters=args.clusters,
+        token_lifetime=args.token_lifetime,
     ).with_drawn_inputs(corrupt=args.corrupt, existing_outputs=args.existing_outputs, seed=args.seed)
 
 
@@ -128,6 +133,13 @@ def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
     return value
 
 

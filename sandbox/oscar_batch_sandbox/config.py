@@ -155,6 +155,13 @@ class SandboxConfig:
     s3_access_key: str = dataclasses.field(default_factory=lambda: "sandbox" + secrets.token_hex(4))
     s3_secret_key: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
     legacy_status: bool = False       # serve GET /system/status in the 2024 format
+    # OIDC as a shared OSCAR takes it: with a lifetime (seconds), the simulator serves a token endpoint (the
+    # refresh-token grant of this client id and refresh token) whose access tokens /system/* takes until they
+    # expire. None: no token endpoint.
+    token_lifetime: float | None = None
+    oidc_client_id: str = "oscar-batch-sandbox"
+    oidc_refresh_token: str = dataclasses.field(default_factory=lambda: "sandbox-refresh-" + secrets.token_urlsafe(18))
+    rotate_refresh_tokens: bool = False  # each grant answers a new refresh token and revokes the one spent
     # Seed the inputs and write the service's outputs straight into moto's backend in this process (the same
     # objects, without HTTP): moto's server takes ~500 PUT/s, which a large batch would otherwise measure.
     # Everything else (listing, the manifest, the operator's objects) still goes through S3's HTTP API.

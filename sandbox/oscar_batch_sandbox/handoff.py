@@ -31,8 +31,9 @@ def batch_manifests(info: dict[str, Any], namespace: str = "default", name: str 
     else:
         placement = {"oscar": {"endpoint": oscar["endpoint"], "credentialsSecret": OSCAR_SECRET,
                                **({"access": REMOTE} if remote else {})}}
-        oscar_secrets = [_secret(OSCAR_SECRET, namespace, {"username": oscar["username"],
-                                                            "password": oscar["password"]})]
+        # With the sandbox's token endpoint, OSCAR is logged in to as a shared OSCAR's user would: by refresh token.
+        login = dict(info.get("oidc") or {"username": oscar["username"], "password": oscar["password"]})
+        oscar_secrets = [_secret(OSCAR_SECRET, namespace, login)]
     secrets = [*oscar_secrets,
                _secret(S3_SECRET, namespace, {"accessKey": s3["accessKey"], "secretKey": s3["secretKey"]})]
     batch = {

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Collection, Iterable
@@ -66,6 +67,8 @@ OSCAR_DEPLOYMENT = {"available_replicas": 1, "ready_replicas": 1, "replicas": 1,
                     "creation_timestamp": "2025-01-01T00:00:00Z", "strategy": "RollingUpdate",
                     "labels": {"app": "oscar"}}
 OSCAR_TOKEN_LENGTH = 64  # a Bearer token of this length is taken as a service token, any other as OIDC
+TOKEN_PATH = "/oidc/token"   # the simulated identity provider's token endpoint, on a port of its own
+ACCESS_TOKEN_PREFIX = "sandbox-access-"  # + 32 characters: 47 in all, never taken for a service token
 
 
 # ---- /system/status: pure functions of Nodes and Pods ------------------------------------------
@@ -356,12 +359,17 @@ class OscarSimulator:
         # Set by whoever runs the pods (the job runner's `pod_log`); without it, logs are empty.
         self.pod_logs = pod_logs
         self._job_listing_limit = job_listing_limit
-        self._oidc_tokens = tuple(oidc_tokens)
+        self._oidc_tokens = tuple(oidc_tokens)   # valid for ever
+        self._issued: dict[str, float] = {}     # access tokens issued → when they expire (monotonic)
+        self._refresh_tokens = {config.oidc_refresh_token}
         self._services = {config.service: config.service_definition()}
-        self._runner: aiohttp.web.AppRunner | None = None
+        self._runners: list[aiohttp.web.AppRunner] = []
+        self.token_endpoint: str | None = None   # with config.token_lifetime, once started
         # Invocations answered 201, counted for benchmarks: they outlive the Jobs, which get deleted.
         self.accepted_invocations = 0
         self.accepted_at: list[float] = []   # when each was accepted, on the monotonic clock
+        self.grants = 0                      # refresh-token grants answered with an access token
+        self.expired_refusals = 0            # /system/* calls refused because their access token had expired
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         app = aiohttp.web.Application(middlewares=[self._system_auth])
@@ -377,18 +385,26 @@ class OscarSimulator:
         app.router.add_get("/system/logs/{service}/{job}", self._job_logs)
         app.router.add_delete("/system/logs/{service}/{job}", self._delete_job)
         app.router.add_post("/job/{service}", self._invoke)
+        url = await self._serve(app, host, port)
+        if self._config.token_lifetime is not None:
+            # An identity provider is a host of its own, as EGI Check-in's is beside a shared OSCAR.
+            identity_provider = aiohttp.web.Application()
+            identity_provider.router.add_post(TOKEN_PATH, self._token)
+            self.token_endpoint = await self._serve(identity_provider, host, 0) + TOKEN_PATH
+        return url
+
+    async def _serve(self, app: aiohttp.web.Application, host: str, port: int) -> str:
         # No access log: it would only repeat every poll of the operator.
-        self._runner = aiohttp.web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = aiohttp.web.TCPSite(self._runner, host, port)
-        await site.start()
-        bound_host, bound_port = self._runner.addresses[0][:2]
+        runner = aiohttp.web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        await aiohttp.web.TCPSite(runner, host, port).start()
+        bound_host, bound_port = runner.addresses[0][:2]
         return f"http://{bound_host}:{bound_port}"
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        while self._runners:
+            await self._runners.pop().cleanup()
         # aiohttp memoises each handler's middleware chain in a module-wide cache of 1,024 entries, keyed by
         # this simulator's bound methods: without this, a stopped sandbox (its emulator with every object it
         # ever held) stays alive for the next ones in the process, e.g. the scale benchmark's next scenario.
@@ -398,8 +414,34 @@ class OscarSimulator:
 
     # ---- auth ----
 
-    def _oidc_token_valid(self, token: str) -> bool:
-        return any(_same(token, known) for known in self._oidc_tokens)
+    def issue_access_token(self, lifetime: float | None = None) -> str:
+        """An OIDC access token /system/* takes for `lifetime` seconds (the config's token_lifetime by default), as
+        the token endpoint issues them; for tests that hand one out without a grant."""
+        lifetime = self._config.token_lifetime if lifetime is None else lifetime
+        if lifetime is None:
+            raise ValueError("no token lifetime: set SandboxConfig.token_lifetime or give one")
+        token = ACCESS_TOKEN_PREFIX + secrets.token_urlsafe(24)
+        self._issued[token] = time.monotonic() + lifetime
+        return token
+
+    @property
+    def issued_access_tokens(self) -> list[str]:
+        """Every access token issued so far, for tests that look for them where they must never show."""
+        return list(self._issued)
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far expires now: what an hour does to a shared OSCAR's tokens."""
+        now = time.monotonic()
+        self._issued = dict.fromkeys(self._issued, now)
+
+    def _oidc_token_state(self, token: str) -> str | None:
+        """"valid", "expired" (one this simulator issued, past its lifetime), or None: not an OIDC token it knows."""
+        if any(_same(token, known) for known in self._oidc_tokens):
+            return "valid"
+        expires = self._issued.get(token)
+        if expires is None:
+            return None
+        return "valid" if time.monotonic() < expires else "expired"
 
     @aiohttp.web.middleware
     async def _system_auth(self, request: aiohttp.web.Request, handler):
@@ -408,7 +450,13 @@ class OscarSimulator:
             token = bearer_token(request)
             credentials = basic_credentials(request)
             if token is not None:
-                allowed = self._oidc_token_valid(token)
+                state = self._oidc_token_state(token)
+                if state == "expired":
+                    # OSCAR's OIDC middleware: the issuer's verifier refuses an expired token, and OSCAR aborts with
+                    # a bare 401 (no body, no WWW-Authenticate: that header is gin's Basic auth's).
+                    self.expired_refusals += 1
+                    raise aiohttp.web.HTTPUnauthorized(text="")
+                allowed = state == "valid"
             elif credentials is not None:
                 # Both compared, always: the time taken says nothing about which one was wrong.
                 user_ok = _same(credentials[0], self._config.oscar_user)
@@ -420,10 +468,28 @@ class OscarSimulator:
                 raise aiohttp.web.HTTPUnauthorized(text="", headers={"WWW-Authenticate": BASIC_REALM})
         return await handler(request)
 
-    def _service_token_valid(self, request: aiohttp.web.Request, service: Json) -> bool:
-        """/job/*: a Bearer token that is the service's token or an OIDC token; Basic auth is not accepted."""
-        token = bearer_token(request)
-        return token is not None and (_same(token, service["token"]) or self._oidc_token_valid(token))
+    async def _token(self, request: aiohttp.web.Request) -> aiohttp.web.Response:
+        """POST /oidc/token: the refresh-token grant (RFC 6749 §6) of one public client, errors as §5.2 words
+        them (with Keycloak's description of a refresh token it does not know)."""
+        form = await request.post()
+        if form.get("grant_type") != "refresh_token":
+            return aiohttp.web.json_response({"error": "unsupported_grant_type"}, status=400)
+        if not _same(str(form.get("client_id", "")), self._config.oidc_client_id):
+            return aiohttp.web.json_response({"error": "invalid_client"}, status=401)
+        spent = str(form.get("refresh_token", ""))
+        if not any(_same(spent, known) for known in self._refresh_tokens):
+            return aiohttp.web.json_response({"error": "invalid_grant", "error_description": "Invalid refresh token"},
+                                             status=400)
+        lifetime = self._config.token_lifetime
+        assert lifetime is not None
+        answer: Json = {"access_token": self.issue_access_token(), "token_type": "Bearer",
+                        "expires_in": int(lifetime) if lifetime == int(lifetime) else lifetime}
+        if self._config.rotate_refresh_tokens:
+            self._refresh_tokens.discard(spent)
+            answer["refresh_token"] = "sandbox-refresh-" + secrets.token_urlsafe(18)
+            self._refresh_tokens.add(answer["refresh_token"])
+        self.grants += 1
+        return aiohttp.web.json_response(answer)
 
     # ---- handlers ----
 
@@ -477,12 +543,17 @@ class OscarSimulator:
         service = self._services.get(request.match_info["service"])
         if token is None:
             raise aiohttp.web.HTTPUnauthorized(text="")
-        if len(token) == OSCAR_TOKEN_LENGTH and not self._oidc_token_valid(token):
+        state = self._oidc_token_state(token)
+        if len(token) == OSCAR_TOKEN_LENGTH and state is None:
             if service is None or not _same(token, service["token"]):
                 raise aiohttp.web.HTTPUnauthorized(text="")
-        elif not self._oidc_token_valid(token):
+        elif state is None:
             return aiohttp.web.Response(status=502, text="token contains an invalid number of segments"
                                                          "Error getting oidc manager for issuer ''")
+        elif state == "expired":
+            # OSCAR asks the issuer for the user's info, gets an error and no info, and dereferences it: gin's
+            # recovery answers 500 with no body (handlers/job.go).
+            return aiohttp.web.Response(status=500)
         elif service is None:
             raise aiohttp.web.HTTPNotFound(text="")
         event = (await request.read()).decode("utf-8", errors="replace")

@@ -24,6 +24,7 @@ from test_real_e2e import SERVICES_NAMESPACE, Loop, RealKube, now_iso
 from test_real_scheduling import add_nodes, node, remove_nodes
 
 from oscar_batch.clients.oscar import OscarClient
+from oscar_batch.core.tokens import Basic
 from oscar_batch_sandbox.config import SandboxConfig
 from oscar_batch_sandbox.oscar import OscarSimulator
 from oscar_batch_sandbox.runner import running_status, terminated_status
@@ -234,6 +235,6 @@ def test_the_operators_client_reads_every_page_of_the_job_listing(targets: list[
         status, _ = target.call("POST", f"/job/{target.service}", auth=f"Bearer {target.token}",
                                 headers={"X-Delegated-Job-ID": name}, body=b'{"start": 1, "end": 2}')
         assert status == 201
-    client = OscarClient(target.http.url, username=target.http.username, password=target.http.password)
+    client = OscarClient(target.http.url, Basic(target.http.username, target.http.password))
     listed = {name for name, _ in client.jobs(target.service)}
     assert set(names) <= listed, sorted(set(names) - listed)

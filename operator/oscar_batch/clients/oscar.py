@@ -1,13 +1,15 @@
 """A client of the OSCAR Manager REST API (`requests`): service specs, cluster status, asynchronous invocations.
 
-Errors come out as `OscarError` with a message a person can act on; credentials never appear in them.
+Errors come out as `OscarError` with a message a person can act on; credentials never appear in them. The
+credentials of /system/* calls are renewed when OSCAR answers 401 (`SystemAuthorization`).
 """
 from __future__ import annotations
 
 import base64
 import json
-import os
-from collections.abc import Iterator
+import logging
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import requests
@@ -15,8 +17,12 @@ from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from oscar_batch.clients.errors import connection_problem
+from oscar_batch.clients.http import endpoint_session
+from oscar_batch.clients.oidc import GRANTS, RefreshGrant, RefreshGrants, TokenRefreshError
+from oscar_batch.core import tokens
 from oscar_batch.core.redaction import quote
 
+log = logging.getLogger(__name__)
 DEFAULT_TIMEOUT = 15.0
 BODY_KEPT = 512   # characters of an error answer kept in OscarError.body
 
@@ -28,29 +34,67 @@ class OscarError(Exception):
         self.body = body    # the start of OSCAR's answer, to compare with what OSCAR says; the message quotes it
 
 
+class SystemAuthorization:
+    """The `Authorization` header of /system/* calls, from a Login: Basic, a bearer token, or the access tokens of
+    a refresh grant. When OSCAR answers 401, `renewed` asks `renew` (the Secret read again: a refresher may have
+    rotated it) once for every call that failed with the same credentials, however many threads saw the 401."""
+
+    def __init__(self, login: tokens.Login, renew: Callable[[], tokens.Login] | None, *, grants: RefreshGrants,
+                 timeout: float, verify: bool | str) -> None:
+        self._renew = renew
+        self._grants, self._timeout, self._verify = grants, timeout, verify
+        self._lock = threading.Lock()
+        self._generation = 0     # renewals so far: a call renews only if none happened since it was sent
+        self._static: str | None = None
+        self._grant: RefreshGrant | None = None
+        self._use(login)
+
+    def current(self) -> tuple[str, int]:
+        """(header, generation); a refresh grant's token is obtained or refreshed here when due. Raises
+        TokenRefreshError."""
+        with self._lock:
+            static, grant, generation = self._static, self._grant, self._generation
+        if grant is not None:
+            return f"Bearer {grant.access_token()}", generation
+        assert static is not None
+        return static, generation
+
+    def renewed(self, failed: str, generation: int) -> str | None:
+        """The header to try again with after OSCAR refused `failed`, sent at `generation`; None when the renewed
+        credentials are those refused (the 401 stands). Raises TokenRefreshError, and whatever `renew` raises."""
+        with self._lock:
+            if generation == self._generation:
+                self._generation += 1
+                if self._renew is not None:
+                    self._use(self._renew())
+                if self._grant is not None:
+                    self._grant.rejected(failed.removeprefix("Bearer "))
+        header, _ = self.current()
+        return None if header == failed else header
+
+    def _use(self, login: tokens.Login) -> None:
+        if isinstance(login, tokens.RefreshKeys):
+            # The same keys give the same grant (and its rotated refresh token); new keys, a new grant.
+            self._static = None
+            self._grant = self._grants.grant(login, timeout=self._timeout, verify=self._verify)
+        elif isinstance(login, tokens.Bearer):
+            self._static, self._grant = f"Bearer {login.token}", None
+        else:
+            basic = base64.b64encode(f"{login.username}:{login.password}".encode()).decode()
+            self._static, self._grant = f"Basic {basic}", None
+
+
 class OscarClient:
-    def __init__(self, endpoint: str, *, username: str | None = None, password: str | None = None,
-                 token: str | None = None, timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True,
-                 pool_size: int = DEFAULT_POOLSIZE) -> None:
-        """`pool_size`: the threads that may call this client at once (urllib3 discards the connections beyond
-        its pool's size, "Connection pool is full", and opens new ones for the next calls)."""
-        if not (token or (username and password)):
-            raise OscarError("OSCAR credentials need `username` and `password`, or a `token`")
+    def __init__(self, endpoint: str, login: tokens.Login, *, renew: Callable[[], tokens.Login] | None = None,
+                 timeout: float = DEFAULT_TIMEOUT, verify: bool | str = True, pool_size: int = DEFAULT_POOLSIZE,
+                 grants: RefreshGrants = GRANTS) -> None:
+        """`renew`: fresh credentials after OSCAR refused the current ones (it raises OscarError, saying why, when
+        there are none); `pool_size`: the threads that may call this client at once (urllib3 discards the
+        connections beyond its pool's size, "Connection pool is full", and opens new ones for the next calls)."""
         self.endpoint = endpoint.rstrip("/")
         self.timeout = timeout
-        self._session = requests.Session()
-        # The environment is read once, for this endpoint: requests would read it on every call (proxies, CA
-        # bundle, ~/.netrc), 8% of the operator's CPU at 200 invocations a second, and a ~/.netrc entry
-        # for the host would replace the credentials below.
-        self._session.trust_env = False
-        self._session.proxies = requests.utils.get_environ_proxies(self.endpoint)
-        self._session.verify = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-                                ) if verify is True else verify
-        if token:
-            self._system_authorization = f"Bearer {token}"
-        else:
-            basic = base64.b64encode(f"{username}:{password}".encode()).decode()
-            self._system_authorization = f"Basic {basic}"
+        self._session = endpoint_session(self.endpoint, verify)
+        self._authorization = SystemAuthorization(login, renew, grants=grants, timeout=timeout, verify=verify)
         # GETs and DELETEs are idempotent: ride out a restarting OSCAR Manager. POST /job is never retried here.
         retry = Retry(total=3, backoff_factor=0.25, status_forcelist=(502, 503, 504),
                       allowed_methods=frozenset({"GET", "DELETE"}))
@@ -59,6 +103,11 @@ class OscarClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def authorize(self) -> None:
+        """Obtain the credentials of /system/* calls now: with refresh keys, the first access token, before
+        anything is sent to OSCAR. Raises OscarError (status 401 when a person must act)."""
+        self._system_authorization("authorizing")
 
     def service(self, name: str) -> dict[str, Any]:
         """GET /system/services/{name}: the service definition, including its invocation token."""
@@ -114,8 +163,29 @@ class OscarClient:
 
     def _send(self, method: str, path: str, *, what: str, headers: dict[str, str] | None = None,
               timeout: float | None = None, **kwargs: Any) -> requests.Response:
-        # /job is authorised by the service token alone; everything else by the cluster credentials.
-        headers = headers or {"Authorization": self._system_authorization}
+        if headers is not None:   # /job is authorised by the service token alone
+            return self._request(method, path, what, headers, timeout, **kwargs)
+        authorization, generation = self._system_authorization(what)
+        response = self._request(method, path, what, {"Authorization": authorization}, timeout, **kwargs)
+        if response.status_code != 401:
+            return response
+        try:
+            renewed = self._authorization.renewed(authorization, generation)
+        except (TokenRefreshError, OscarError) as error:
+            raise OscarError(f"{what}: OSCAR rejected the credentials, and {error}", 401) from None
+        if renewed is None:
+            return response
+        log.info("OSCAR at %s rejected the credentials; trying again with renewed ones", self.endpoint)
+        return self._request(method, path, what, {"Authorization": renewed}, timeout, **kwargs)
+
+    def _system_authorization(self, what: str) -> tuple[str, int]:
+        try:
+            return self._authorization.current()
+        except TokenRefreshError as error:
+            raise OscarError(f"{what}: {error}", 401 if error.needs_a_person else None) from None
+
+    def _request(self, method: str, path: str, what: str, headers: dict[str, str], timeout: float | None,
+                 **kwargs: Any) -> requests.Response:
         try:
             # No redirect is followed: the endpoint is the allow-listed one, not wherever it points to.
             return self._session.request(method, self.endpoint + path, headers=headers,

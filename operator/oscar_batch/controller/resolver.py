@@ -19,7 +19,7 @@ import minio
 from oscar_batch.clients import cluster, manifest
 from oscar_batch.clients.oscar import OscarClient, OscarError
 from oscar_batch.controller.peer_calls import PeerCalls
-from oscar_batch.core import credentials, outputs, planner
+from oscar_batch.core import credentials, outputs, planner, tokens
 from oscar_batch.core.endpoints import EndpointPolicy
 from oscar_batch.core.pacing import Retry
 from oscar_batch.core.spec import DEFAULT_SERVICES_NAMESPACE, BatchSpec, ClusterSpec
@@ -38,7 +38,7 @@ NEEDS_A_PERSON = frozenset({
     "InvalidSpec", "SecretNotFound", "SecretIncomplete", "SecretUnreadable", "OscarUnauthorized",
     "ServiceNotFound", "ServiceTokenMissing", "ServiceResourcesInvalid", "BucketNotFound", "KeyConflict",
     "ManifestKeyInUse", "NamespaceNotWatched", "UnsupportedPreviousRelease", "SecretNotAllowed",
-    "EndpointNotAllowed",
+    "EndpointNotAllowed", "TokenRefreshFailed",
 })
 
 
@@ -127,14 +127,24 @@ class Resolver:
         return values
 
     def oscar_client(self, cluster: ClusterSpec) -> OscarClient:
+        """A client with the cluster's OSCAR Secret's credentials, which it renews from the Secret read again when
+        OSCAR answers 401 (a refresher may have rotated the token); with refresh keys, its first access token
+        obtained."""
         if refused := self.endpoints.oscar_refusal(cluster.endpoint):
             raise Waiting("EndpointNotAllowed", refused)
-        login = self.secret(cluster.secret, ("username", "password", "token"))
-        if not (login.get("token") or (login.get("username") and login.get("password"))):
-            raise Waiting("SecretIncomplete", f"Secret {self.namespace}/{cluster.secret} needs keys "
-                                              "`username` and `password`, or `token`")
-        return OscarClient(cluster.endpoint, username=login.get("username"), password=login.get("password"),
-                           token=login.get("token"), pool_size=PEER_SHARE)
+
+        def renew() -> tokens.Login:
+            try:
+                return _oscar_login(self, cluster)
+            except Waiting as waiting:
+                raise OscarError(f"no others could be read: {waiting.message}", 401) from None
+
+        oscar = OscarClient(cluster.endpoint, _oscar_login(self, cluster), renew=renew, pool_size=PEER_SHARE)
+        try:
+            oscar.authorize()
+        except OscarError as error:
+            raise Waiting("TokenRefreshFailed" if error.status == 401 else "OscarUnavailable", str(error)) from None
+        return oscar
 
     def service(self, oscar: OscarClient, spec: BatchSpec) -> dict[str, Any]:
         try:
@@ -192,3 +202,18 @@ class Resolver:
             raise Waiting("SecretIncomplete",
                           f"Secret {self.namespace}/{spec.s3_secret} needs keys `accessKey` and `secretKey`")
         return manifest.client(spec, keys["accessKey"], keys["secretKey"], pool_size=PEER_SHARE)
+
+
+def _oscar_login(resolver: Resolver, cluster: ClusterSpec) -> tokens.Login:
+    """What an OSCAR cluster's Secret says to log in with (`tokens.oscar_login`); refresh keys only with a token
+    endpoint on the allow-list."""
+    where = f"{resolver.namespace}/{cluster.secret}"
+    try:
+        login = tokens.oscar_login(resolver.secret(cluster.secret, tokens.OSCAR_SECRET_KEYS))
+    except ValueError as error:
+        raise Waiting("SecretIncomplete", f"Secret {where} {error}") from None
+    refused = (resolver.endpoints.token_endpoint_refusal(login.token_endpoint, where)
+               if isinstance(login, tokens.RefreshKeys) else None)
+    if refused:
+        raise Waiting("EndpointNotAllowed", refused)
+    return login

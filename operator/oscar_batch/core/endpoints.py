@@ -1,5 +1,5 @@
-"""Which OSCAR and S3 endpoints a batch may name: the operator's allow-list of hosts, and https unless plain http
-is allowed. Pure.
+"""Which OSCAR and S3 endpoints a batch may name, and which OIDC token endpoints its OSCAR Secret may: the
+operator's allow-list of hosts, and https unless plain http is allowed. Pure.
 
 Whoever creates a batch chooses its endpoints, and the operator sends the credentials of the batch's Secrets
 there; the allow-list is what keeps them on the hosts the operator's administrator chose. A pattern is `HOST`
@@ -26,10 +26,19 @@ class EndpointPolicy:
 
     def oscar_refusal(self, endpoint: str) -> str | None:
         """Why a batch may not name this OSCAR endpoint (the message), or None when it may."""
-        return _refusal(endpoint, self.oscar_hosts, self.allow_http, "oscar.endpoint", "--allow-oscar")
+        return _refusal(endpoint, self.oscar_hosts, self.allow_http, "spec.oscar.endpoint", "--allow-oscar")
 
     def s3_refusal(self, endpoint: str) -> str | None:
-        return _refusal(endpoint, self.s3_hosts, self.allow_http, "storage.endpoint", "--allow-s3")
+        return _refusal(endpoint, self.s3_hosts, self.allow_http, "spec.storage.endpoint", "--allow-s3")
+
+    def token_endpoint_refusal(self, endpoint: str, secret: str) -> str | None:
+        """Why the operator may not send the refresh token of Secret `secret` (namespace/name) to this OIDC token
+        endpoint. A token endpoint receives OSCAR credentials, so it must be one of the --allow-oscar hosts."""
+        url = urllib.parse.urlsplit(endpoint)
+        subject = f"the tokenEndpoint of Secret {secret}"
+        if "@" in url.netloc or url.query or url.fragment:
+            return f"{subject} may not have user info, a query or a fragment"
+        return _refusal(endpoint, self.oscar_hosts, self.allow_http, subject, "--allow-oscar")
 
 
 def parse_patterns(text: str) -> tuple[str, ...]:
@@ -50,16 +59,16 @@ def origin(endpoint: str) -> str:
     return f"{url.scheme}://{host}:{_port(url) or ''}"
 
 
-def _refusal(endpoint: str, patterns: tuple[str, ...], allow_http: bool, field: str, flag: str) -> str | None:
+def _refusal(endpoint: str, patterns: tuple[str, ...], allow_http: bool, subject: str, flag: str) -> str | None:
     url = urllib.parse.urlsplit(endpoint)
+    named = f"{subject} {endpoint!r}"
     if url.scheme != "https" and not (url.scheme == "http" and allow_http):
-        return (f"spec.{field} {endpoint!r} is not https, and this operator allows plain http to no endpoint "
+        return (f"{named} is not https, and this operator allows plain http to no endpoint "
                 "(it runs without --allow-http)")
     host, port = (url.hostname or "").lower(), _port(url)
     if port is None or not any(_matches(host, port, url.scheme, pattern) for pattern in patterns):
         allowed = ", ".join(patterns) or "none"
-        return (f"spec.{field} {endpoint!r} names a host this operator may not send credentials to "
-                f"(its {flag} hosts: {allowed})")
+        return f"{named} names a host this operator may not send credentials to (its {flag} hosts: {allowed})"
     return None
 
 
