@@ -107,7 +107,7 @@ def test_an_expired_token_is_replaced_by_the_one_a_refresher_put_in_the_secret(i
     first = oscar.issue_access_token()
     put_secret(idp, "rotated-token", {"token": first})
     batch = spec(idp, "rotated-token")
-    client = resolver(kube).oscar_client(batch)
+    client = resolver(kube).oscar_client(batch.clusters[0])
     assert client.service(SERVICE)["name"] == SERVICE
 
     # An hour later: the token expired, and oidc-agent (or a CronJob) put a fresh one in the Secret.
@@ -132,7 +132,7 @@ def test_an_expired_token_is_replaced_by_the_one_a_refresher_put_in_the_secret(i
 def test_a_secret_gone_while_the_token_expired_says_so(idp, kube):
     oscar = simulator(idp)
     put_secret(idp, "gone-later", {"token": oscar.issue_access_token()})
-    client = resolver(kube).oscar_client(spec(idp, "gone-later"))
+    client = resolver(kube).oscar_client(spec(idp, "gone-later").clusters[0])
     idp.call(lambda: idp.kube.delete("v1/secrets", "default", "gone-later"))
     oscar.expire_access_tokens()
     with pytest.raises(OscarError) as rejected:
@@ -180,7 +180,7 @@ def test_the_resolver_gets_the_first_access_token_before_anything_reaches_oscar(
     put_secret(idp, "refresh-keys", idp.info["oidc"])
     oscar = simulator(idp)
     grants = oscar.grants
-    client = resolver(kube).oscar_client(spec(idp, "refresh-keys"))
+    client = resolver(kube).oscar_client(spec(idp, "refresh-keys").clusters[0])
     assert oscar.grants == grants + 1     # unless another client already holds a token of these keys
     assert resolver(kube).service(client, spec(idp, "refresh-keys"))["name"] == SERVICE
 
@@ -206,7 +206,8 @@ def test_a_refresh_that_fails_says_why_and_never_the_token(idp, kube, caplog, ch
     values = {**idp.info["oidc"], "clientSecret": "client-secret-value-k2j4",
               **{key: value.format(closed=closed) for key, value in changes.items()}}
     put_secret(idp, f"refresh-{reason.lower()}", values)
-    waiting = waiting_of(lambda: resolver(kube).oscar_client(spec(idp, f"refresh-{reason.lower()}")))
+    waiting = waiting_of(lambda: resolver(kube).oscar_client(
+        spec(idp, f"refresh-{reason.lower()}").clusters[0]))
     assert waiting.reason == reason
     assert says.format(closed=closed) in waiting.message
     assert waiting.retry.name == ("CLEARS_BY_ITSELF" if reason == "OscarUnavailable" else "NEEDS_A_PERSON")
@@ -216,7 +217,7 @@ def test_a_refresh_that_fails_says_why_and_never_the_token(idp, kube, caplog, ch
 def test_a_secret_updated_with_new_refresh_keys_wins_and_a_revoked_one_says_so(idp, kube, caplog):
     caplog.set_level(logging.DEBUG)
     put_secret(idp, "refresh-then-revoked", idp.info["oidc"])
-    client = resolver(kube).oscar_client(spec(idp, "refresh-then-revoked"))
+    client = resolver(kube).oscar_client(spec(idp, "refresh-then-revoked").clusters[0])
     assert client.service(SERVICE)
     bad = "revoked-refresh-token-a81xz2"
     put_secret(idp, "refresh-then-revoked", {**idp.info["oidc"], "refreshToken": bad})

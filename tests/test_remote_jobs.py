@@ -5,7 +5,14 @@ import pytest
 
 from oscar_batch.core import invocation
 from oscar_batch.core.ranges import Outcome
-from oscar_batch.core.remote_jobs import JOB_DELETED, POD_DELETED, POD_FAILED, UNPLACED_AFTER, ListingTracker, read_entry
+from oscar_batch.core.remote_jobs import (
+    JOB_DELETED,
+    POD_DELETED,
+    POD_FAILED,
+    UNPLACED_AFTER,
+    ListingTracker,
+    read_entry,
+)
 
 UID = "0b5a9c1e-7d4e-4b8a-9f01-23456789abcd"
 OTHER = "ffffffff-0000-4000-8000-000000000000"

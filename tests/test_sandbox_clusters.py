@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from oscar_batch.clients.oscar import OscarClient
+from oscar_batch.core.tokens import Basic
 from oscar_batch_sandbox import Behaviour, NodeSpec, OscarCluster, SandboxConfig, SandboxThread
 from oscar_batch_sandbox.handoff import batch_manifests, clusters_spec
 from oscar_batch_sandbox.runner import JOBS
@@ -28,7 +29,7 @@ def two_clusters() -> Iterator[SandboxThread]:
 
 
 def client(cluster: OscarCluster) -> OscarClient:
-    return OscarClient(cluster.endpoint, username=cluster.config.oscar_user, password=cluster.config.oscar_password)
+    return OscarClient(cluster.endpoint, Basic(cluster.config.oscar_user, cluster.config.oscar_password))
 
 
 def put_manifest(sandbox: SandboxThread, key: str, items: int) -> None:
