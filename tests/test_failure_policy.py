@@ -52,6 +52,16 @@ ROWS = {
     # OSCAR accepted it, no Job ran it: the same lines, next attempt, nothing spent
     "lost": ((ending(LOST, attempt=3), failed(1, 2), 2, False, FRESH),
              Decision(next=Next.REINVOKE, history=failed(1, 2), breaker=FRESH, attempt=4)),
+    # its cluster was cut off too long: elsewhere, as the next attempt, nothing spent, the breaker untouched
+    "reassigned": ((ending(Kind.REASSIGNED, attempt=2), disrupted(1), 2, True, FRESH),
+                   Decision(next=Next.REINVOKE, history=disrupted(1), breaker=FRESH, attempt=3)),
+    "reassigned, outputs unknown": ((ending(Kind.REASSIGNED, outputs=0), NONE, 2, False, FRESH),
+                                    Decision(next=Next.REINVOKE, history=NONE, breaker=FRESH, attempt=2)),
+    # ... with outputs: what it finished there is done, the rest runs as the free nodes (no suspect: nothing failed)
+    "reassigned, some outputs": ((ending(Kind.REASSIGNED, outputs=3), NONE, 2, False, FRESH),
+                                 Decision(next=Next.RESUMED, history=SPLIT, breaker=FRESH, recover=True)),
+    "reassigned, every output": ((ending(Kind.REASSIGNED, outputs=8), NONE, 2, False, FRESH),
+                                 Decision(next=Next.RECOVERED, history=NONE, breaker=FRESH, recover=True)),
     # disrupted: its lines run again, as halves when several, at no cost
     "disrupted range": ((ending(DISRUPTED), NONE, 0, False, FRESH),
                         Decision(next=Next.DISRUPTED, history=History(disrupted=frozenset({1}), split=True),

@@ -408,3 +408,43 @@ def test_a_restart_proposes_a_resumed_ranges_node_whose_job_is_not_seen_under_it
         again.observe(Observation(start=start, end=end, attempt=attempt, outcome=outcome,
                                   job=job((start, end), attempt), outputs=outputs, replayed=True))
     assert [work.key for work in again.next_to_dispatch(10)] == [(29, 32)]   # "already exists", not [29, 30)
+
+
+def test_a_range_of_a_cluster_cut_off_too_long_runs_elsewhere_as_its_next_attempt():
+    book = RangeBook(8, retries=0, carves=CarveLog.decode(8, "1:2x4"))
+    first, second = book.next_to_dispatch(2)
+    book.invoked(first, job="a1", started="t", now=0.0, cluster="upv")
+    book.invoked(second, job="b1", started="t", now=0.0, cluster="ifca")
+    assert book.counts().in_flight_on == {"upv": 1, "ifca": 1} and book.in_flight.on("ifca") == [(second.key, 1)]
+    assert book.reassign(Work(5, 9, 2)) is None                       # not the attempt in flight: nothing
+    book.reassign(second)
+    assert book.in_flight.on("ifca") == [] and book.next_to_dispatch(9) == [Work(5, 9, 2)]
+    counts = book.counts()
+    assert (counts.reassigned, counts.retried, counts.disrupted, counts.in_flight_on) == (1, 0, 0, {"upv": 1})
+
+
+def test_a_reassigned_range_with_outputs_runs_only_its_lines_without_them():
+    book = RangeBook(8, retries=0, carves=CarveLog.decode(8, "1:1x8"))
+    [whole] = book.next_to_dispatch(1)
+    book.invoked(whole, job="a1", started="t", now=0.0, cluster="ifca")
+    book.reassign(whole, outputs=Lines([(1, 4)]))                      # it had done lines 1-3 before the cut
+    assert book.succeeded == Lines([(1, 4)]) and book.counts().recovered == 3
+    # the maximal halving-tree nodes of what is left; no line alone as a suspect: nothing failed
+    assert book.next_to_dispatch(9) == [Work(4, 5, 1), Work(5, 9, 1)]
+
+
+@pytest.mark.parametrize(("ends", "duplicates"), [
+    # (cluster, attempt, replayed) of each success of lines 1-4, in the order they are folded
+    ([("upv", 1, False)], 0),
+    ([("upv", 1, False), ("upv", 1, False)], 0),               # the same end seen again
+    ([("upv", 1, False), ("ifca", 1, False)], 1),              # the same attempt on two clusters (a lost answer)
+    ([("upv", 2, False), ("ifca", 1, False)], 1),              # the reassigned attempt first, the late one after
+    ([("ifca", 1, False), ("upv", 2, False)], 1),              # the late one first
+    ([("upv", 1, True), ("upv", 2, True)], 0),                 # a restart's replay is no new run
+])
+def test_lines_that_succeed_again_are_counted_as_duplicates_once_per_job(ends, duplicates):
+    book = RangeBook(4, retries=0, carves=CarveLog.decode(4, "1:1x4"))
+    changes = [book.observe(Observation(start=1, end=5, attempt=attempt, outcome=S, job=f"j-a{attempt}",
+                                        cluster=cluster, replayed=replayed)) for cluster, attempt, replayed in ends]
+    assert book.counts().duplicates == duplicates and changes.count(Change.DUPLICATE) == duplicates
+    assert book.succeeded == Lines([(1, 5)])

@@ -86,3 +86,31 @@ def test_one_batch_over_two_clusters_outlives_one_cut_off_for_a_minute(tmp_path)
         assert clusters["oscar-1"]["succeeded"] > 0 and clusters["oscar-2"]["succeeded"] > 0       # both used
         assert clusters["oscar-1"]["succeeded"] + clusters["oscar-2"]["succeeded"] == 150
         assert status["invocations"]["reassigned"] == 0   # within the reassignment timeout: nothing moved
+
+
+def test_a_restarted_operator_resumes_a_remote_batch_from_oscars_listing_without_invoking_anything_twice(tmp_path):
+    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.01, seed=5)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply(oscar={"access": "Remote"}, itemsPerInvocation=2)
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) >= 6,
+                   timeout=60, message="a few ranges to succeed")
+        harness.operator.kill()
+        harness.operator.start()
+        status = harness.wait_for_phase("Succeeded", "Failed", timeout=90)["status"]
+        assert status["phase"] == "Succeeded", status
+        names = [job["metadata"]["name"] for job in harness.jobs()]
+        assert len(names) == len(set(names)) == 20 + status["invocations"]["retried"]   # nothing invoked twice
+        assert status["clusters"][0]["succeeded"] == 40
+
+
+def test_deleting_a_remote_batch_deletes_its_jobs_through_oscar(tmp_path):
+    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.02, seed=6)
+    with Harness(config(items=40, behaviour=slow), tmp_path) as harness:
+        harness.apply(oscar={"access": "Remote"}, itemsPerInvocation=2, keepJobs=False, maxParallelism=2)
+        wait_until(lambda: ((harness.batch().get("status") or {}).get("items") or {}).get("succeeded", 0) >= 4,
+                   timeout=60, message="a few ranges to succeed")
+        kubectl(harness.kubeconfig, "delete", "obatch", "batch", "--wait=false")
+        wait_until(lambda: not harness.batch(), timeout=30, message="the batch to be deleted")
+        assert not harness.jobs()
+        [event] = harness.events("Cancelled")
+        assert "deleted" in event["message"], event
