@@ -363,7 +363,8 @@ def _granted(role: dict) -> set[tuple[str, str, str]]:
             for resource in rule["resources"] for verb in rule["verbs"]}
 
 
-@pytest.mark.parametrize("install", [ROOT / "manifests", ROOT / "manifests" / "overlays" / "namespaced"])
+@pytest.mark.parametrize("install", [ROOT / "manifests", ROOT / "manifests" / "overlays" / "namespaced",
+                                     ROOT / "manifests" / "overlays" / "remote"])
 def test_the_deployment_allows_https_only_to_the_hosts_of_its_config_map_none_by_default(install):
     documents = _render(install)
     container = _container(documents)
@@ -417,6 +418,20 @@ def test_the_namespaced_overlay_grants_roles_in_two_namespaces_and_nothing_clust
     args = _container(documents)["args"]
     assert [args[i + 1] for i, arg in enumerate(args) if arg == "--namespace"] == ["default", "oscar-svc"]
     assert "--peering" in args and "--readiness" in args
+
+
+def test_the_remote_overlay_reads_no_jobs_pods_or_nodes_and_grants_one_role_in_the_batches_namespace():
+    documents = _render(ROOT / "manifests" / "overlays" / "remote")
+    kinds = {kind for kind, _, _ in documents}
+    assert not kinds & {"ClusterRole", "ClusterRoleBinding"}, kinds
+    assert {(kind, namespace) for kind, _, namespace in documents if kind in ("Role", "RoleBinding")} == {
+        ("Role", "default"), ("RoleBinding", "default")}
+    granted = _granted(documents[("Role", "oscar-batch-operator", "default")])
+    assert not {resource for _, resource, _ in granted} & {"jobs", "pods", "nodes", "localqueues", "clusterqueues"}
+    assert {("", "secrets", "get"), ("batch.oscarbatch.dev", "oscarbatchjobs/status", "patch")} <= granted
+    args = _container(documents)["args"]
+    assert "--remote-only" in args and [args[i + 1] for i, arg in enumerate(args) if arg == "--namespace"] == [
+        "default"]
 
 
 def test_the_namespaced_overlays_namespaces_are_set_in_one_place(tmp_path):

@@ -31,3 +31,9 @@ def test_ready_once_every_watched_namespace_was_listed():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_an_operator_without_a_jobs_watch_is_ready_at_once():
+    jobs = JobStore()
+    jobs.watching([])                      # --remote-only: every batch's clusters are Remote
+    assert jobs.synced and not jobs.watching_any and not jobs.watches("oscar-svc")

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import collections
 import json
+import subprocess
 import time
 
 from harness import Harness
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig
 from oscar_batch_sandbox.s3 import input_keys
 from proxy import TcpProxy
-from support import kubectl, lines_of, table_rows, wait_until
+from support import BIN, kubectl, lines_of, table_rows, wait_until
 
 # What an operator outside the OSCAR cluster cannot read there (the sandbox denies every API client alike).
 NOT_ITS_CLUSTER = frozenset({"v1/nodes", "v1/pods", "batch/v1/jobs"})
@@ -24,8 +25,12 @@ def config(**overrides) -> SandboxConfig:
 
 
 def test_a_remote_batch_with_failures_succeeds_through_the_oscar_api_alone(tmp_path):
-    with Harness(config(), tmp_path) as harness:
+    with Harness(config(), tmp_path, operator_args=("--remote-only",)) as harness:
         assert "forbidden" in kubectl(harness.kubeconfig, "get", "jobs", "-A", check=False).stderr
+        harness.apply(name="in-cluster")     # this operator reaches no cluster InCluster: it says so
+        harness.wait_for_phase("Pending", name="in-cluster")
+        wait_until(lambda: "--remote-only" in str(harness.batch("in-cluster")["status"].get("conditions")),
+                   timeout=30, message="the InCluster batch to say why it waits")
         harness.apply(oscar={"access": "Remote"}, retries=6, keepJobs=False)
         batch = harness.wait_for_phase("Succeeded", "Failed", timeout=120)
         status = batch["status"]
@@ -42,7 +47,15 @@ def test_a_remote_batch_with_failures_succeeds_through_the_oscar_api_alone(tmp_p
         # Recorded Jobs were deleted through OSCAR: its listing stays short.
         assert harness.jobs() == []
         headers, rows = table_rows(kubectl(harness.kubeconfig, "get", "oscarbatchjobs", "-o", "wide").stdout)
-        assert "CLUSTERS" in headers and rows[0]["CLUSTERS"].startswith("oscar 0/0 40 done")
+        row = next(row for row in rows if row["NAME"] == "batch")
+        assert "CLUSTERS" in headers and row["CLUSTERS"].startswith("oscar 0/0 40 done"), rows
+        shown = subprocess.run([str(BIN / "oscar-batch"), "status", "batch", "--kubeconfig", str(harness.kubeconfig)],
+                               capture_output=True, text=True, check=True).stdout
+        assert "clusters:\n  oscar (Remote)  0/0 in flight, 40 items done" in shown, shown
+        assert harness.batch("in-cluster")["status"]["reason"] == "NamespaceNotWatched"
+        # It never asked the API server for Jobs, Nodes or Pods: no Jobs watch, no capacity from them.
+        log = (tmp_path / "operator.log").read_text()
+        assert "forbidden" not in log and "JobsNotListed" not in log
 
 
 def test_one_batch_over_two_clusters_outlives_one_cut_off_for_a_minute(tmp_path):

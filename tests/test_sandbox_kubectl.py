@@ -86,7 +86,7 @@ def test_crd_is_installed_and_a_batch_applies_and_reads_back(kubeconfig, tmp_pat
     assert [row[h] for h in headers[1:6]] == ["Running", "3/10", "4", "1", "WaitingForKueue"]
     headers, rows = table_rows(kubectl(kubeconfig, "get", "oscarbatchjobs", "-o", "wide").stdout)
     assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE",
-                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE"]
+                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE", "CLUSTERS"]
     row = next(row for row in rows if row["NAME"] == "kubectl-roundtrip")
     assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"]) == ("4", "250", "", "fish-detector")
     assert row["STARTED"] and row["STARTED"] != "<unknown>"   # an age, as kubectl prints dates

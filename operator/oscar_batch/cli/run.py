@@ -66,6 +66,10 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
                         help=f"seconds after which an invocation OSCAR accepted but whose Job never appeared is "
                              f"checked with OSCAR and, if unknown there, invoked again "
                              f"(default {defaults.unseen_job_timeout})")
+    parser.add_argument("--remote-only", action="store_true",
+                        help="reach every batch's OSCAR clusters through their OSCAR API only (access: Remote): no "
+                             "Jobs watch and no Nodes or Pods read, so the operator needs no rights on them; a batch "
+                             "naming an InCluster cluster waits (NamespaceNotWatched)")
     parser.add_argument("--list-interval", type=float, default=defaults.list_interval,
                         help=f"seconds between two readings of a Remote cluster's job listing "
                              f"(default {defaults.list_interval})")
@@ -94,7 +98,7 @@ def run_operator(args: argparse.Namespace) -> int:
                                s3_hosts=tuple(host for hosts in args.allow_s3 for host in hosts),
                                allow_http=args.allow_http)
     memo = handlers.memo(timing, args.namespace, metrics, endpoints, kubeconfig=args.kubeconfig,
-                         peering=args.peering, peering_lifetime=args.peering_lifetime)
+                         peering=args.peering, peering_lifetime=args.peering_lifetime, remote_only=args.remote_only)
     if args.readiness:
         host, port = args.readiness
         readiness.serve(host, port, ready=lambda: memo.jobs.synced)

@@ -57,6 +57,19 @@ def render(body: dict[str, Any], now: datetime.datetime) -> str:
     if phase not in batch_status.FINISHED_PHASES:
         queued = f" ({seen.queued} queued by Kueue)" if seen.queued else ""
         lines.append(f"in flight: {seen.running}{queued}; parallelism {status.get('parallelism') or 0}")
+    clusters = status.get("clusters") or []
+    if len(clusters) > 1 or any(entry.get("access") == "Remote" or not entry.get("reachable", True)
+                                for entry in clusters):
+        lines.append("clusters:")
+        lines.extend(f"  {entry.get('name')} ({entry.get('access')})  {entry.get('running', 0)}/"
+                     f"{entry.get('parallelism', 0)} in flight, {entry.get('succeeded', 0)} items done"
+                     + ("" if entry.get("reachable", True) else f"  UNREACHABLE: {entry.get('message', '')}")
+                     for entry in clusters)
+        reassigned, duplicates = ((status.get("invocations") or {}).get(key) or 0
+                                  for key in ("reassigned", "duplicates"))
+        if reassigned or duplicates:
+            lines.append(f"  {reassigned} invocation(s) reassigned from a cluster cut off, {duplicates} duplicate "
+                         "run(s)")
     for condition in status.get("conditions") or ():
         if condition.get("type") == "Progressing" and condition.get("message"):
             lines.append(f"{condition.get('reason')}: {condition['message']}")

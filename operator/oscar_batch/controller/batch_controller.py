@@ -172,6 +172,10 @@ class BatchController:
             jobs: WatchedJobs | ListedJobs = ListedJobs(key)
         elif self.jobs.watches(namespace):
             jobs = WatchedJobs(self.jobs, key)
+        elif not self.jobs.watching_any:
+            raise Waiting("NamespaceNotWatched", f"cluster {each.name} is InCluster, and this operator watches no "
+                                                 "Jobs (it runs with --remote-only): give the cluster "
+                                                 "`access: Remote`")
         else:
             raise Waiting("NamespaceNotWatched", f"OSCAR service {spec.service!r} creates its Jobs in namespace "
                                                  f"{namespace!r}, which this operator does not watch: add "

@@ -63,18 +63,20 @@ class OperatorMemo:
 
 
 def memo(timing: Timing, namespaces: list[str], metrics: Metrics, endpoints: EndpointPolicy, *,
-         kubeconfig: pathlib.Path | None = None, peering: str | None = None,
-         peering_lifetime: int = 60) -> OperatorMemo:
+         kubeconfig: pathlib.Path | None = None, peering: str | None = None, peering_lifetime: int = 60,
+         remote_only: bool = False) -> OperatorMemo:
+    """What the handlers share. `remote_only`: no Jobs watch (every batch's clusters are Remote)."""
     kube = cluster.Kube.from_environment(pool_size=IO_THREADS, kubeconfig=kubeconfig)
     jobs = JobStore()
-    jobs.watching(namespaces)
+    scopes = [] if remote_only else _scopes(namespaces)
+    jobs.watching(scopes)
     return OperatorMemo(timing=timing, namespaces=list(namespaces), kubeconfig=kubeconfig, peering=peering,
                         peering_lifetime=peering_lifetime, endpoints=endpoints, metrics=metrics, kube=kube,
                         jobs=jobs, batches=ActiveBatches(), secrets=KnownSecrets(),
                         events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
                         peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
                         cluster_view=ClusterView(kube, max_age=timing.min_replan),
-                        job_watches=[JobWatch(kube, jobs, namespace) for namespace in _scopes(namespaces)])
+                        job_watches=[JobWatch(kube, jobs, namespace) for namespace in scopes])
 
 
 def _scopes(namespaces: list[str]) -> list[str | None]:

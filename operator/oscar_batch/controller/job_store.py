@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from oscar_batch.core import invocation, kueue
@@ -77,15 +78,21 @@ class JobStore:
         self._queues: dict[BatchKey, str] = {}      # LocalQueue of the batch's Kueue Jobs
         self._queued: dict[BatchKey, set[str]] = {}   # its Jobs Kueue has not admitted yet
         self._listed: set[str | None] = set()
-        self._scopes: set[str | None] = {None}
+        self._scopes: set[str | None] = {None}   # what the watch lists (None: every namespace)
         self.problem = ""   # why the watch cannot list Jobs now, for the batches waiting on it
 
-    def watching(self, namespaces: list[str]) -> None:
-        """The namespaces the watch lists (all of them by default): the store is synced once each was listed."""
-        self._scopes = set(namespaces) or {None}
+    def watching(self, scopes: Iterable[str | None]) -> None:
+        """The namespaces the watch lists (None: all of them; none at all without a watch): the store is synced
+        once each was listed."""
+        self._scopes = set(scopes)
 
     def watches(self, namespace: str) -> bool:
         return None in self._scopes or namespace in self._scopes
+
+    @property
+    def watching_any(self) -> bool:
+        """False for an operator that reaches every cluster Remote (`--remote-only`)."""
+        return bool(self._scopes)
 
     @property
     def synced(self) -> bool:

@@ -267,11 +267,16 @@ def _clusters(spec: Mapping[str, Any]) -> tuple[ClusterSpec, ...]:
     """`spec.oscar` as the one cluster, or `spec.clusters`: exactly one of the two."""
     listed = spec.get("clusters")
     if listed is None:
-        return (_cluster(_mapping(spec, "oscar"), "oscar", SINGLE_CLUSTER),)
+        oscar = spec.get("oscar")
+        if not isinstance(oscar, Mapping):
+            raise SpecError("spec.oscar is required and must be an object (or spec.clusters, for several OSCAR "
+                            "clusters)")
+        return (_cluster(oscar, "oscar", SINGLE_CLUSTER),)
     if not isinstance(listed, list) or not 1 <= len(listed) <= MAX_CLUSTERS:
         raise SpecError(f"spec.clusters must be a list of 1 to {MAX_CLUSTERS} clusters")
     if spec.get("oscar") is not None:
-        raise SpecError("give one OSCAR cluster in spec.oscar or several in spec.clusters, not both")
+        raise SpecError("spec.oscar and spec.clusters: give one OSCAR cluster in spec.oscar or several in "
+                        "spec.clusters, not both")
     clusters = []
     for index, entry in enumerate(listed):
         path = f"clusters[{index}]"
