@@ -295,6 +295,15 @@ def test_the_example_batch_is_valid_and_applies(kubeconfig):
     assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(example)).stdout
 
 
+def test_the_federated_example_is_valid_and_applies(kubeconfig):
+    example = ROOT / "examples" / "federated-batchjob.yaml"
+    parsed = spec_module.parse_spec(yaml.safe_load(example.read_text())["spec"])
+    assert [(cluster.name, cluster.access, cluster.max_parallelism) for cluster in parsed.clusters] == [
+        ("local", "InCluster", 0), ("ai4eosc", "Remote", 20)]
+    assert parsed.outputs is not None and parsed.outputs.prefix == "output/"
+    assert "created" in kubectl(kubeconfig, "apply", "--validate=false", "-f", str(example)).stdout
+
+
 def test_the_monitoring_overlay_scrapes_the_metrics_port_and_alerts_on_metrics_that_exist():
     rendered = subprocess.run([str(BIN / "kubectl"), "kustomize", str(ROOT / "manifests" / "overlays" / "monitoring")],
                               capture_output=True, text=True, check=True, timeout=60).stdout
