@@ -232,7 +232,7 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     patch_status(real_plane, namespace, "columns",
                  {"phase": "Pending", "progress": "3/10", "parallelism": 4, "reason": "SecretNotFound",
                   "items": {"total": 250, "failed": 1}, "invocations": {"running": 4},
-                  "startTime": "2026-01-01T00:00:00Z"})
+                  "startTime": "2026-01-01T00:00:00Z", "clusterSummary": "upv 4/4 120 done, local 0/0 3 unreachable"})
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace).stdout
     headers, [row] = table_rows(output)
     assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE"], output
@@ -241,9 +241,10 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace, "-o", "wide").stdout
     headers, [row] = table_rows(output)
     assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE",
-                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE"], output
+                       "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE", "CLUSTERS"], output
     assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"]) == \
         ("4", "250", "", "fish-detector"), output
+    assert output.splitlines()[1].endswith("upv 4/4 120 done, local 0/0 3 unreachable"), output
     assert re.fullmatch(r"\d+d", row["STARTED"]), output    # days since 2026-01-01
 
     # A batch without status yet: the API server's Table has null cells, which kubectl prints as blanks.
@@ -255,10 +256,11 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     assert [(c["name"], c["type"], c["priority"]) for c in table["columnDefinitions"]] == [
         ("Name", "string", 0), ("Phase", "string", 0), ("Progress", "string", 0), ("Running", "integer", 0),
         ("Failed", "integer", 0), ("Reason", "string", 0), ("Age", "date", 0), ("Parallelism", "integer", 1),
-        ("Items", "integer", 1), ("Started", "date", 1), ("Completed", "date", 1), ("Service", "string", 1)]
+        ("Items", "integer", 1), ("Started", "date", 1), ("Completed", "date", 1), ("Service", "string", 1),
+        ("Clusters", "string", 1)]
     cells = table["rows"][0]["cells"]
     assert cells[:6] == ["fresh", None, None, None, None, None] and cells[7:11] == [None] * 4, cells
-    assert cells[11] == "fish-detector", cells
+    assert cells[11] == "fish-detector" and cells[12] is None, cells
     fresh = real_plane.kubectl("get", "obj", "fresh", "-n", namespace).stdout.splitlines()
     assert fresh[1].split()[0] == "fresh" and len(fresh[1].split()) == 2, fresh  # name and age only
 
