@@ -216,6 +216,11 @@ def test_a_remote_batch_runs_through_the_real_oscar_api_alone(oscar_stack: dict[
     assert 0 < kubelet.max_running <= 8, kubelet.max_running
     assert_every_input_once(oscar_stack)
 
+    # Its listing had later pages: OSCAR read their Jobs' pods with the page's continue token (getPod in logs.go
+    # reuses the Jobs' ListOptions: a Jobs continue token on a Pods list, served at that token's resourceVersion).
+    assert [event for event in plane.audited(OSCAR_USER, since=remote_operator.started)
+            if (event.get("objectRef") or {}).get("resource") == "pods" and "continue=" in event["requestURI"]]
+
     # Every Job OSCAR created for the batch — the 10 ranges and the two halves of [1, 3) — was deleted by OSCAR
     # (its DELETE /system/logs/{service}/{job}), and none is left.
     created = batch_jobs(plane, uid, "create")
@@ -253,7 +258,8 @@ def test_a_remote_batch_without_oscars_capacity_runs_at_its_max_parallelism(
     message = fallback[0]["message"]
     assert message.startswith("3 range(s) in flight allowed (maxParallelism): OSCAR's capacity is not readable"), \
         message
-    assert "500" in message and "set maxParallelism to what the cluster fits" in message, message
+    assert "OSCAR answered 500" in message and "Error getting metrics info" in message, message
+    assert message.endswith("set maxParallelism to what the cluster fits"), message
     assert all(entry["parallelism"] <= 3 and entry["reachable"] for entry in seen), seen
     assert 0 < kubelet.max_running <= 3, kubelet.max_running
     assert_every_input_once(oscar_stack)
