@@ -5,7 +5,7 @@ What is real: kube-apiserver (RBAC, and its audit log of every request the opera
 the Job controller, MinIO, the OSCAR Manager and the operator. The kubelet is played by the test (test_real_e2e's
 `Kubelet`): the real scheduler binds the pods of the Jobs OSCAR creates, the test runs them, the Job controller
 finishes the Jobs, and OSCAR's job listing (`GET /system/logs/{service}`) shows the pods' phases to the operator,
-which deletes the Jobs status recorded through `DELETE /system/logs/{service}/{job}`.
+which deletes each Job through `DELETE /system/logs/{service}/{job}` once status recorded it.
 
 The operator's ServiceAccount holds a Role in the batch's namespace only: its OscarBatchJobs (and their status), the
 Secrets it reads, Events. No Nodes, Pods or Jobs anywhere; the audit log shows what it asked for.
