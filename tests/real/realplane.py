@@ -45,6 +45,16 @@ USERS: dict[str, tuple[str, ...]] = {
     "nobody": (),  # authenticated, no role: every request but discovery is forbidden
 }
 
+# The API server's audit log: every request of a ServiceAccount outside kube-system (the operators', OSCAR's), at
+# Metadata level (who, verb, resource, name, answer; no bodies), so that a test can tell what an operator asked for,
+# granted or not. The controller manager's own ServiceAccounts, the components and the admin are not logged.
+AUDIT_POLICY: dict[str, Any] = {
+    "apiVersion": "audit.k8s.io/v1", "kind": "Policy", "omitStages": ["RequestReceived", "ResponseStarted"],
+    "rules": [{"level": "None", "userGroups": ["system:serviceaccounts:kube-system"]},
+              {"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+              {"level": "None"}],
+}
+
 
 def require(*names: str) -> dict[str, pathlib.Path]:
     """The binaries, or a skip (a failure under OSCAR_REAL_REQUIRED) naming what is missing."""
@@ -93,6 +103,7 @@ class Process:
 
     def __init__(self, name: str, argv: Sequence[str], log: pathlib.Path, env: dict[str, str] | None = None) -> None:
         self.name, self.argv, self.log = name, list(argv), log
+        self.started = datetime.datetime.now(datetime.UTC)
         self._log_file = log.open("wb")
         self.popen = subprocess.Popen(self.argv, stdout=self._log_file, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL, start_new_session=True, env=env)
@@ -232,6 +243,15 @@ class ControlPlane:
     def get_json(self, *args: str, user: str = "admin") -> Any:
         return json.loads(self.kubectl("get", "-o", "json", *args, user=user).stdout)
 
+    def audited(self, user: str, since: datetime.datetime | None = None) -> list[dict[str, Any]]:
+        """The audit events of `user`'s requests (ServiceAccounts outside kube-system: AUDIT_POLICY), those received
+        from `since` on, each with `verb`, `objectRef` (resource, subresource, namespace, name, apiGroup) and
+        `responseStatus.code`."""
+        path = self.directory / "audit.log"
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        return [event for event in map(json.loads, lines) if event.get("user", {}).get("username") == user
+                and (since is None or datetime.datetime.fromisoformat(event["requestReceivedTimestamp"]) >= since)]
+
     def ready(self) -> bool:
         try:
             status, body = self.request("/readyz")
@@ -289,6 +309,8 @@ def start_control_plane(directory: pathlib.Path) -> ControlPlane:
         f'{tokens[user]},{user},{user},"{",".join(groups)}"\n' if groups else f"{tokens[user]},{user},{user}\n"
         for user, groups in USERS.items()))
     token_file.chmod(0o600)
+    audit_policy = directory / "audit-policy.yaml"
+    audit_policy.write_text(yaml.safe_dump(AUDIT_POLICY))
 
     etcd, etcd_url = _start_etcd(binaries["etcd"], directory)
     port = free_port()
@@ -302,6 +324,8 @@ def start_control_plane(directory: pathlib.Path) -> ControlPlane:
             f"--cert-dir={directory / 'apiserver-certs'}",
             f"--token-auth-file={token_file}",
             "--authorization-mode=RBAC",
+            f"--audit-policy-file={audit_policy}", f"--audit-log-path={directory / 'audit.log'}",
+            "--audit-log-mode=blocking",   # written before the answer: a test reads it right after
             # As kubeadm does: OSCAR's Jobs carry a privileged rclone sidecar when the service mounts a bucket.
             "--allow-privileged=true",
             "--service-cluster-ip-range=10.0.0.0/24",

@@ -90,6 +90,7 @@ def test_valid_batch_gets_the_schema_defaults(real_plane: ControlPlane, real_crd
     assert spec["toleratedFailures"] == 0
     assert spec["suspend"] is False
     assert "servicesNamespace" not in spec["oscar"]   # the service definition's namespace, unless set
+    assert spec["oscar"]["access"] == "InCluster" and "clusters" not in spec
     assert spec["storage"]["region"] == "us-east-1"
     assert spec["storage"]["prefix"] == ""
     assert spec["storage"]["include"] == [] and spec["storage"]["exclude"] == []
@@ -121,6 +122,87 @@ def test_bad_input_is_rejected(real_plane: ControlPlane, real_crd: str, namespac
                                case: str, spec: dict[str, Any], expected: str) -> None:
     message = rejected(real_plane, namespace, batch(f"bad-{case.replace('.', '-')}", **spec))
     assert expected in message, message
+
+
+def cluster(name: str, **fields: Any) -> dict[str, Any]:
+    """One entry of spec.clusters, its credentials Secret named after it."""
+    return {"name": name, "endpoint": f"https://{name}.example.org", "credentialsSecret": f"{name}-credentials",
+            **fields}
+
+
+def test_a_federated_spec_is_accepted_with_its_defaults(real_plane: ControlPlane, real_crd: str,
+                                                        namespace: str) -> None:
+    """spec.clusters instead of spec.oscar: two clusters, the first with every default (access InCluster,
+    maxParallelism 0), the second Remote with its own bound and services namespace."""
+    remote = cluster("oscar-2", access="Remote", maxParallelism=5, servicesNamespace="oscar-svc")
+    real_plane.apply(batch("federated", oscar=None, clusters=[cluster("oscar-1"), remote]), "-n", namespace)
+    spec = get(real_plane, namespace, "federated")["spec"]
+    assert "oscar" not in spec
+    assert spec["clusters"] == [{**cluster("oscar-1"), "access": "InCluster", "maxParallelism": 0}, remote]
+    # Remote ones alone, and as many as the schema allows (16), are fine too.
+    real_plane.apply(batch("all-remote", oscar=None, clusters=[cluster(f"c{n}", access="Remote") for n in range(16)]),
+                     "-n", namespace)
+    assert len(get(real_plane, namespace, "all-remote")["spec"]["clusters"]) == 16
+
+
+ONE_OR_THE_OTHER = "name one OSCAR cluster in spec.oscar, or several in spec.clusters (not both)"
+ONE_IN_CLUSTER = "at most one cluster can be InCluster (the operator's own); give the others access Remote"
+
+
+@pytest.mark.parametrize(("case", "spec", "expected"), [pytest.param(*case, id=case[0]) for case in [
+    ("oscar-and-clusters", {"clusters": [cluster("oscar-1", access="Remote")]}, ONE_OR_THE_OTHER),
+    ("neither", {"oscar": None}, ONE_OR_THE_OTHER),
+    ("two-in-cluster", {"oscar": None, "clusters": [cluster("a", access="InCluster"),
+                                                    cluster("b", access="InCluster")]}, ONE_IN_CLUSTER),
+    # A missing access is InCluster: the rule counts it so (the default is applied before the rule runs).
+    ("two-in-cluster-by-default", {"oscar": None, "clusters": [cluster("a"), cluster("b")]}, ONE_IN_CLUSTER),
+    ("duplicate-names", {"oscar": None, "clusters": [cluster("a", access="Remote"), cluster("a", access="Remote")]},
+     "spec.clusters[1]: Duplicate value"),
+    ("no-clusters", {"oscar": None, "clusters": []}, "spec.clusters: Invalid value"),
+    ("seventeen", {"oscar": None, "clusters": [cluster(f"c{n}", access="Remote") for n in range(17)]},
+     "spec.clusters: Too many"),
+    ("name-uppercase", {"oscar": None, "clusters": [cluster("Oscar")]}, "spec.clusters[0].name: Invalid value"),
+    ("name-33-chars", {"oscar": None, "clusters": [cluster("c" * 33)]}, "spec.clusters[0].name: Too long"),
+    ("no-endpoint", {"oscar": None, "clusters": [{"name": "a", "credentialsSecret": "a"}]},
+     "spec.clusters[0].endpoint: Required value"),
+    ("access-bogus", {"oscar": None, "clusters": [cluster("a", access="Federated")]},
+     "spec.clusters[0].access: Unsupported value"),
+    ("oscar-access-bogus", {"oscar": {"access": "Remotely"}}, "spec.oscar.access: Unsupported value"),
+    ("max-parallelism-negative", {"oscar": None, "clusters": [cluster("a", maxParallelism=-1)]},
+     "spec.clusters[0].maxParallelism: Invalid value"),
+    ("inline-password", {"oscar": None, "clusters": [cluster("a", password="hunter2")]},
+     'unknown field "spec.clusters[0].password"'),
+]])
+def test_bad_cluster_specs_are_rejected(real_plane: ControlPlane, real_crd: str, namespace: str,
+                                        case: str, spec: dict[str, Any], expected: str) -> None:
+    message = rejected(real_plane, namespace, batch(f"bad-{case}", **spec))
+    assert expected in message, message
+
+
+def test_the_clusters_status_keeps_every_cluster_within_its_bounds(real_plane: ControlPlane, real_crd: str,
+                                                                   namespace: str) -> None:
+    """status.clusters and clusterSummary as core.status writes them for 16 clusters with the longest names and
+    messages (cut to the CRD's bounds) are read back whole; one character more than a bound is refused."""
+    real_plane.apply(batch("clusters-status"), "-n", namespace)
+    reports = [status.ClusterReport(name=f"{n:02d}" + "c" * 30, access="Remote" if n else "InCluster",
+                                    parallelism=n, running=n // 2, succeeded=100 * n, reachable=n % 3 != 0,
+                                    message=f"cannot reach OSCAR: {n} " + "x" * 2000) for n in range(16)]
+    written = {**status.clusters(reports), "invocations": {"total": 40, "running": 3, "reassigned": 2,
+                                                           "duplicates": 1}}
+    assert all(len(entry["message"]) == status.CLUSTER_MESSAGE_LENGTH for entry in written["clusters"])
+    patch_status(real_plane, namespace, "clusters-status", written)
+    assert get(real_plane, namespace, "clusters-status")["status"] == written
+
+    too_long = copy.deepcopy(written["clusters"])
+    too_long[0]["message"] += "x"
+    result = patch_status(real_plane, namespace, "clusters-status", {"clusters": too_long}, check=False)
+    assert result.returncode != 0 and "status.clusters[0].message: Too long" in result.stderr, result.stderr
+    summary = "s" * (status.CLUSTER_SUMMARY_LENGTH + 1)
+    result = patch_status(real_plane, namespace, "clusters-status", {"clusterSummary": summary}, check=False)
+    assert result.returncode != 0 and "status.clusterSummary: Too long" in result.stderr, result.stderr
+    seventeen = [*written["clusters"], written["clusters"][0]]
+    result = patch_status(real_plane, namespace, "clusters-status", {"clusters": seventeen}, check=False)
+    assert result.returncode != 0 and "status.clusters: Too many" in result.stderr, result.stderr
 
 
 def test_headroom_bounds_are_inclusive_at_one(real_plane: ControlPlane, real_crd: str, namespace: str) -> None:
@@ -232,7 +314,7 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     patch_status(real_plane, namespace, "columns",
                  {"phase": "Pending", "progress": "3/10", "parallelism": 4, "reason": "SecretNotFound",
                   "items": {"total": 250, "failed": 1}, "invocations": {"running": 4},
-                  "startTime": "2026-01-01T00:00:00Z", "clusterSummary": "upv 4/4 120 done, local 0/0 3 unreachable"})
+                  "startTime": "2026-01-01T00:00:00Z", "clusterSummary": "oscar 4/4 3 done"})
     output = real_plane.kubectl("get", "oscarbatchjobs", "-n", namespace).stdout
     headers, [row] = table_rows(output)
     assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE"], output
@@ -242,9 +324,8 @@ def test_printer_columns(real_plane: ControlPlane, real_crd: str, namespace: str
     headers, [row] = table_rows(output)
     assert headers == ["NAME", "PHASE", "PROGRESS", "RUNNING", "FAILED", "REASON", "AGE",
                        "PARALLELISM", "ITEMS", "STARTED", "COMPLETED", "SERVICE", "CLUSTERS"], output
-    assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"]) == \
-        ("4", "250", "", "fish-detector"), output
-    assert output.splitlines()[1].endswith("upv 4/4 120 done, local 0/0 3 unreachable"), output
+    assert (row["PARALLELISM"], row["ITEMS"], row["COMPLETED"], row["SERVICE"], row["CLUSTERS"]) == \
+        ("4", "250", "", "fish-detector", "oscar 4/4 3 done"), output
     assert re.fullmatch(r"\d+d", row["STARTED"]), output    # days since 2026-01-01
 
     # A batch without status yet: the API server's Table has null cells, which kubectl prints as blanks.

@@ -244,6 +244,7 @@ class Stack:
     failing_ranges: frozenset[tuple[int, int]] = frozenset({(1, 3), (1, 2)})   # line 1 always fails
     inputs: int = 20
     real_oscar: bool = False                   # the real OSCAR Manager (and its MinIO) instead of the simulator
+    operator: bool = True                      # False: the test starts its own (another account, other flags)
 
 
 # Short delays so that faults heal within a test: the new flags of `oscar-batch run`.
@@ -251,6 +252,8 @@ CANCEL_TIMEOUT = 10.0
 FAST = ("--retry-delay", "0.5", "--max-backoff", "4", "--unseen-job-timeout", "2",
         "--cancel-timeout", f"{CANCEL_TIMEOUT:g}")
 REAL = Stack(real_oscar=True)
+# The operator's pace in these tests: a look at the Jobs every 0.2 s, status as often, a plan every second.
+OPERATOR_FLAGS = ("--tick", "0.2", "--plan-interval", "1", "--status-interval", "0.2")
 
 
 @pytest.fixture
@@ -297,9 +300,9 @@ def oscar_stack(real_cluster: ControlPlane, installed: ControlPlane, tmp_path: p
             simulator = OscarSimulator(kube, config)
             oscar_url = loop.run(simulator.start())
         with Kubelet(kube, s3, config, run_seconds=options.run_seconds) as kubelet:
-            # Cluster-wide, as manifests/base/deployment.yaml runs it (see test_real_rbac for --namespace).
-            operator = start_operator(plane, tmp_path, "--tick", "0.2", "--plan-interval", "1",
-                                      "--status-interval", "0.2", *options.operator_args)
+            if options.operator:
+                # Cluster-wide, as manifests/base/deployment.yaml runs it (see test_real_rbac for --namespace).
+                operator = start_operator(plane, tmp_path, *OPERATOR_FLAGS, *options.operator_args)
             yield {"plane": plane, "config": config, "oscar_url": oscar_url, "s3": s3, "inputs": inputs,
                    "kubelet": kubelet, "operator": operator, "minio": server, "real_oscar": real}
     finally:
@@ -446,7 +449,7 @@ def test_a_redriven_batch_keeps_its_round_across_a_restart(oscar_stack: dict[str
 
     operator.stop()
     (restarted := tmp_path / "restarted").mkdir()
-    operator = start_operator(plane, restarted, "--tick", "0.2", "--plan-interval", "1", "--status-interval", "0.2")
+    operator = start_operator(plane, restarted, *OPERATOR_FLAGS)
     try:
         # An edit the restarted operator must answer (a new verdict): once it has, it has seen the round too.
         plane.kubectl("patch", "oscarbatchjob", "e2e", "-n", namespace, "--type=merge",
