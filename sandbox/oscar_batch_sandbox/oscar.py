@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hmac
 import re
 import time
@@ -362,9 +363,11 @@ class OscarSimulator:
         # Invocations answered 201, counted for benchmarks: they outlive the Jobs, which get deleted.
         self.accepted_invocations = 0
         self.accepted_at: list[float] = []   # when each was accepted, on the monotonic clock
+        # Every request received, by (method, route template): what a batch costs an OSCAR, for benchmarks.
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = aiohttp.web.Application(middlewares=[self._system_auth])
+        app = aiohttp.web.Application(middlewares=[self._count, self._system_auth])
         app.router.add_get("/health", self._health)
         app.router.add_get("/system/info", self._info)
         app.router.add_get("/system/config", self._system_config)
@@ -395,6 +398,12 @@ class OscarSimulator:
         cached_chains = getattr(aiohttp.web_app, "_cached_build_middleware", None)
         if cached_chains is not None:
             cached_chains.cache_clear()
+
+    @aiohttp.web.middleware
+    async def _count(self, request: aiohttp.web.Request, handler):
+        resource = request.match_info.route.resource
+        self.requests[request.method, resource.canonical if resource is not None else "(no route)"] += 1
+        return await handler(request)
 
     # ---- auth ----
 
