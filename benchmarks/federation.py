@@ -32,6 +32,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import functools
 import gc
 import math
 import os
@@ -102,6 +103,8 @@ RATE_ITEMS_PER_INVOCATION = 50
 RATE_ITEM_SECONDS = 0.5
 RATE_STARTUP_SECONDS = 5.0
 RATE_TIME_SCALE = 0.1
+# One batch more at time scale 1: production's timing whole, `min_replan` included (a minute and a half).
+PRODUCTION_SIZE = 2_000
 RATE_NODES = (control_plane(), *workers(4, cpu="8", memory="32Gi"))
 # The simulator's routes, as the operator's requests are named here.
 KINDS = {("GET", "/system/logs/{service}"): "listing pages",
@@ -364,9 +367,9 @@ def measure_speedup(variant: str, items: int, repeats: int, scale: float) -> Var
             bound = lower_bound(config, SLOTS * clusters)
             label = f"{variant}, {clusters} cluster{'s' if clusters > 1 else ''}, run {repeat + 1}"
             began = time.monotonic()
-            run = _measured(lambda c=clusters, label=label, bound=bound: run_batch(
-                label, config, placement(c, variant), DEADLINE_FACTOR * bound * scale + RUN_OVERHEAD_SECONDS, scale,
-                retries=2))
+            run = _measured(functools.partial(
+                run_batch, label, config, placement(clusters, variant),
+                DEADLINE_FACTOR * bound * scale + RUN_OVERHEAD_SECONDS, scale, retries=2))
             runs.append(run)
             print(f"  {label}: {_num(run.seconds)} s simulated ({time.monotonic() - began:.0f} s real), {run.phase}"
                   + "".join(f"; {c.name} {c.access} {c.invocations} invocations {c.items} items"
@@ -380,6 +383,7 @@ def measure_speedup(variant: str, items: int, repeats: int, scale: float) -> Var
 @dataclasses.dataclass
 class RateRun:
     items: int
+    scale: float
     run: Run
 
     @property
@@ -440,19 +444,20 @@ def rate_config(items: int, scale: float) -> SandboxConfig:
                          forbidden=NOT_ITS_CLUSTER, **SERVICE)
 
 
-def measure_rates(sizes: Sequence[int], scale: float) -> list[RateRun]:
+def measure_rates(batches: Sequence[tuple[int, float]]) -> list[RateRun]:
+    """A batch of each (items, time scale)."""
     runs = []
-    for items in sizes:
+    for items, scale in batches:
         ranges = math.ceil(items / RATE_ITEMS_PER_INVOCATION)
         waves = math.ceil(ranges / RATE_SLOTS)
         bound = waves * (RATE_STARTUP_SECONDS + RATE_ITEMS_PER_INVOCATION * RATE_ITEM_SECONDS)
-        label = f"{items:,} items"
+        label = f"{items:,} items at time scale {scale:g}"
         began = time.monotonic()
-        run = _measured(lambda items=items, label=label, bound=bound: run_batch(
-            label, rate_config(items, scale), placement(1, "remote", RATE_SLOTS),
+        run = _measured(functools.partial(
+            run_batch, label, rate_config(items, scale), placement(1, "remote", RATE_SLOTS),
             DEADLINE_FACTOR * bound * scale + RUN_OVERHEAD_SECONDS, scale, retries=2,
             itemsPerInvocation=RATE_ITEMS_PER_INVOCATION))
-        runs.append(RateRun(items, run))
+        runs.append(RateRun(items, scale, run))
         print(f"  {label}: {_num(run.seconds)} s simulated ({time.monotonic() - began:.0f} s real), {run.phase}, "
               f"{sum(run.clusters[0].requests.values()) if run.clusters else 0} requests"
               + (f"; {run.error}" if run.error else ""), file=sys.stderr, flush=True)
@@ -470,10 +475,12 @@ def speedup_table(variants: Sequence[Variant], items: int, scale: float) -> list
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for variant in variants:
         for label, runs, bound in (("1 × 8 slots", variant.one, one), ("2 × 8 slots", variant.two, two)):
+            if not runs:
+                continue
             middle = median([r.seconds for r in runs])
             two_row = runs is variant.two
             lines.append(
-                f"| {variant.name} | {label} ({', '.join(c.access for c in runs[0].clusters) if runs else ''}) "
+                f"| {variant.name} | {label} ({', '.join(c.access for c in runs[0].clusters)}) "
                 f"| {', '.join(_num(r.seconds) for r in runs)} | {_num(middle)} | {bound:,.0f} "
                 f"| {_num(middle / bound if middle else None, 2)} "
                 f"| {_num(variant.ratio(), 2) if two_row else ''} "
@@ -510,17 +517,17 @@ def cluster_table(variants: Sequence[Variant]) -> list[str]:
 
 
 def rate_table(runs: Sequence[RateRun]) -> list[str]:
-    lines = ["| items | ranges | inputs listed to verdict, simulated min | "
+    lines = ["| items | time scale | ranges | inputs listed to verdict, simulated min | "
              + " | ".join(f"{what} /min" for what in KIND_ORDER)
              + " | all /min | listing pages /min over the 1st, 2nd, 3rd third of ranges finished | most Jobs listed "
                "| sandbox loop lag p99 ms |",
-             "|---|---|---|" + "---|" * len(KIND_ORDER) + "---|---|---|---|"]
+             "|---|---|---|---|" + "---|" * len(KIND_ORDER) + "---|---|---|---|"]
     for rate in runs:
         running = rate.running()
         minutes = running / 60 if running else None
         thirds = ", ".join(_num(value, 1) for value in rate.listing_by_thirds())
         lines.append(
-            f"| {rate.items:,} | {rate.run.ranges:,} | {_num(minutes, 1)} | "
+            f"| {rate.items:,} | {rate.scale:g} | {rate.run.ranges:,} | {_num(minutes, 1)} | "
             + " | ".join(_num(rate.per_minute(what), 1) for what in KIND_ORDER)
             + f" | {_num(rate.total_per_minute(), 1)} | {thirds} | {rate.most_jobs()} "
               f"| {_num(1000 * rate.run.lag_p99 if rate.run.lag_p99 is not None else None)} |")
@@ -587,7 +594,8 @@ def write_docs(command: str, meta: str, args: argparse.Namespace, variants: Sequ
         "`GET /system/logs/{service}` "
         f"(one reading pages through every Job of the service, {JOB_LISTING_LIMIT} a page); status is "
         "`GET /system/status` (the Remote plan); deletions `DELETE /system/logs/{service}/{job}` once status "
-        "recorded a Job; service reads `GET /system/services/{service}` at the start.", "",
+        "recorded a Job; service reads `GET /system/services/{service}` at the start. A batch at time scale 1 runs "
+        "with production's timing whole, `min_replan` included.", "",
         *rate_table(rates), "",
         "Verdicts:", "",
         *verdicts(variants, rates),
@@ -610,6 +618,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help=f"real seconds per simulated second of the speed-up runs (default {TIME_SCALE:g})")
     parser.add_argument("--rate-time-scale", type=float, default=RATE_TIME_SCALE,
                         help=f"the same, of the request-rate runs (default {RATE_TIME_SCALE:g})")
+    parser.add_argument("--production-size", type=int, default=PRODUCTION_SIZE,
+                        help=f"items of one more request-rate batch at time scale 1, production's own timing "
+                             f"(default {PRODUCTION_SIZE:,}; 0: none)")
     parser.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.md")
     args = parser.parse_args(argv)
     began, load_before = time.monotonic(), os.getloadavg()[0]
@@ -618,7 +629,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"speed-up, {name}", file=sys.stderr, flush=True)
         variants.append(measure_speedup(name, args.items, args.repeats, args.time_scale))
     print("requests per minute, one Remote cluster", file=sys.stderr, flush=True)
-    rates = measure_rates(args.sizes, args.rate_time_scale)
+    rates = measure_rates([*((size, args.rate_time_scale) for size in args.sizes),
+                           *([(args.production_size, 1.0)] if args.production_size else [])])
     elapsed = time.monotonic() - began
     load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
     print("\n".join([*speedup_table(variants, args.items, args.time_scale), "", *cluster_table(variants), "",

@@ -70,10 +70,11 @@ def test_every_cluster_is_capped_and_the_first_is_in_cluster_only_in_the_mixed_v
 
 def test_a_tiny_run_finishes_every_batch(capsys):
     assert federation.main(["--items", "160", "--repeats", "1", "--variant", "mixed", "--sizes", "200",
-                            "--time-scale", "0.01", "--rate-time-scale", "0.02", "--no-docs"]) == 0
+                            "--time-scale", "0.01", "--rate-time-scale", "0.02", "--production-size", "0",
+                            "--no-docs"]) == 0
     out = capsys.readouterr().out
     assert "- Every batch Succeeded: met." in out
     rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in out.splitlines() if line.startswith("| ")]
     assert [row[2] for row in rows if row[0] == "mixed" and row[1] in ("1", "2")] == ["oscar-1", "oscar-1", "oscar-2"]
     [rate] = [row for row in rows if row[0] == "200"]
-    assert rate[1] == "4"    # 200 items, 50 a range
+    assert rate[2] == "4"    # 200 items, 50 a range
