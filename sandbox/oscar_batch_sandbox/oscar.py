@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import hmac
 import re
 import secrets
@@ -370,9 +371,11 @@ class OscarSimulator:
         self.accepted_at: list[float] = []   # when each was accepted, on the monotonic clock
         self.grants = 0                      # refresh-token grants answered with an access token
         self.expired_refusals = 0            # /system/* calls refused because their access token had expired
+        # Every request received, by (method, route template): what a batch costs an OSCAR, for benchmarks.
+        self.requests: collections.Counter[tuple[str, str]] = collections.Counter()
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        app = aiohttp.web.Application(middlewares=[self._system_auth])
+        app = aiohttp.web.Application(middlewares=[self._count, self._system_auth])
         app.router.add_get("/health", self._health)
         app.router.add_get("/system/info", self._info)
         app.router.add_get("/system/config", self._system_config)
@@ -411,6 +414,12 @@ class OscarSimulator:
         cached_chains = getattr(aiohttp.web_app, "_cached_build_middleware", None)
         if cached_chains is not None:
             cached_chains.cache_clear()
+
+    @aiohttp.web.middleware
+    async def _count(self, request: aiohttp.web.Request, handler):
+        resource = request.match_info.route.resource
+        self.requests[request.method, resource.canonical if resource is not None else "(no route)"] += 1
+        return await handler(request)
 
     # ---- auth ----
 
