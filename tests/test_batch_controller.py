@@ -226,6 +226,7 @@ class FakeOscarClient:
 
 class FakeResolver(Resolver):
     def __init__(self, oscar: FakeOscar, s3: FakeS3) -> None:
+        object.__setattr__(self, "namespace", "default")
         object.__setattr__(self, "_oscar", oscar)
         object.__setattr__(self, "_s3", s3)
         object.__setattr__(self, "client", FakeOscarClient(oscar))

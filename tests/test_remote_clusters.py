@@ -7,11 +7,14 @@ import collections
 import dataclasses
 from typing import Any
 
+import pytest
+
 from oscar_batch.clients.oscar import OscarError
 from oscar_batch.controller.active_batches import ActiveBatches
 from oscar_batch.controller.batch_controller import BatchController
 from oscar_batch.controller.cluster_view import ClusterView
 from oscar_batch.controller.job_store import JobStore
+from oscar_batch.controller.oscar_clusters import SharedListings
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core.cadence import Timing
@@ -87,6 +90,7 @@ class Client:
 
 class RemoteResolver(Resolver):
     def __init__(self, clusters: dict[str, RemoteOscar], s3: FakeS3) -> None:
+        object.__setattr__(self, "namespace", "default")
         object.__setattr__(self, "_clusters", clusters)
         object.__setattr__(self, "_s3", s3)
 
@@ -216,3 +220,49 @@ async def test_a_cluster_cut_off_leaves_the_batch_to_the_others_and_its_late_job
     assert clusters["ifca"]["reachable"] is True
     reasons = [reason for _, reason, _ in world.events]
     assert "RangesReassigned" in reasons and "DuplicateRun" in reasons
+
+
+async def test_a_cluster_added_to_a_running_batch_takes_its_share():
+    world = World(("upv",), items=96)
+    upv = world.clusters["upv"]
+    world.clusters["ifca"] = ifca = RemoteOscar("ifca")
+
+    def script(world: World) -> None:
+        if int(world.clock.now) % 3 == 0:
+            upv.finish_all()
+            ifca.finish_all()
+        if len(upv.accepted) >= 8 and len(world.body["spec"]["clusters"]) == 1:
+            world.body["spec"]["clusters"].append({**world.body["spec"]["clusters"][0], "name": "ifca",
+                                                   "endpoint": "http://ifca", "credentialsSecret": "ifca"})
+            world.body["metadata"]["generation"] += 1
+
+    world.on_tick = script
+    status = await world.run()
+    assert status["phase"] == "Succeeded" and status["completedItems"] == "1-96", status
+    clusters = {entry["name"]: entry for entry in status["clusters"]}
+    assert clusters["upv"]["succeeded"] > 0 and clusters["ifca"]["succeeded"] > 0
+    assert clusters["upv"]["succeeded"] + clusters["ifca"]["succeeded"] == 96     # nothing ran twice
+    assert status["invocations"]["duplicates"] == 0
+    assert any(reason == "ClustersChanged" for _, reason, _ in world.events)
+
+
+async def test_batches_of_one_service_share_its_listing_once_an_interval_and_a_refusal_too():
+    listings, fetched = SharedListings(), []
+
+    async def fetch(answer):
+        fetched.append(answer)
+        if isinstance(answer, OscarError):
+            raise answer
+        return answer
+
+    key, other = ("http://upv", "fish", "default/upv"), ("http://upv", "fish", "team-b/upv")
+    assert await listings.read(key, lambda: fetch([("a", {})]), now=10.0, max_age=2.0) == [("a", {})]
+    assert await listings.read(key, lambda: fetch([("b", {})]), now=11.9, max_age=2.0) == [("a", {})]  # another batch
+    assert await listings.read(other, lambda: fetch([("c", {})]), now=11.9, max_age=2.0) == [("c", {})]  # its own
+    assert await listings.read(key, lambda: fetch([("d", {})]), now=12.0, max_age=2.0) == [("d", {})]
+    assert await listings.read(key, lambda: fetch([("e", {})]), now=12.0, max_age=0.0) == [("e", {})]   # fresh
+    down = OscarError("jobs of 'fish': cannot reach OSCAR")
+    for now in (20.0, 21.0):
+        with pytest.raises(OscarError):
+            await listings.read(key, lambda: fetch(down), now=now, max_age=2.0)
+    assert fetched == [[("a", {})], [("c", {})], [("d", {})], [("e", {})], down]

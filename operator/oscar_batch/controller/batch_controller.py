@@ -28,7 +28,7 @@ from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.job_outcomes import JobOutcomes
 from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.metrics import Metrics
-from oscar_batch.controller.oscar_clusters import ListedJobs, OscarCluster, WatchedJobs
+from oscar_batch.controller.oscar_clusters import ListedJobs, OscarCluster, SharedListings, WatchedJobs
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Peers, Resolver, Service, Waiting
 from oscar_batch.controller.status_writer import StatusWriter
@@ -52,7 +52,8 @@ class Stopped(Protocol):
 class BatchController:
     def __init__(self, *, body: Any, jobs: JobStore, batches: ActiveBatches, cluster_view: ClusterView,
                  stopped: Stopped, kube: cluster.Kube, emit: EventSink, timing: Timing, resolver: Resolver,
-                 peer_calls: PeerCalls, clock: Clock = SYSTEM_CLOCK, metrics: Metrics | None = None) -> None:
+                 peer_calls: PeerCalls, clock: Clock = SYSTEM_CLOCK, metrics: Metrics | None = None,
+                 listings: SharedListings | None = None) -> None:
         self.body = body                    # kopf's live view: spec changes (suspend, retries) show up here
         self.jobs = jobs
         self.batches = batches
@@ -66,6 +67,7 @@ class BatchController:
         self.ref = f"{meta['namespace']}/{meta['name']}"
         self.resolver = resolver
         self.peer_calls = peer_calls
+        self.listings = listings or SharedListings()   # the operator's, shared by its batches
         self.metrics = (metrics or Metrics()).batch(meta["namespace"], meta["name"])
         self.events = BatchEvents(emit, clock)
         self.writer = StatusWriter(body=body, kube=kube, events=self.events, clock=clock, timing=timing,
@@ -126,11 +128,24 @@ class BatchController:
                 if await self.sync(state):
                     self._settled_at = (self.writer.generation(), state.spec.redrive)
                     return True
+                if self._clusters_edited(state):
+                    return False   # start again: the clusters resolved anew, the Jobs on each listed
                 self.events.post_due()
                 await self.stopped.wait(state.cadence.next_pass(self.clock.monotonic()))
             return False
         finally:
             self.batches.withdraw(self.uid)
+
+    def _clusters_edited(self, state: BatchState) -> bool:
+        """spec.clusters (or spec.oscar) changed: a cluster added, removed or named otherwise. The run starts again
+        from status and the Jobs, as after a restart; ranges in flight on a cluster removed are not seen any more
+        and run again elsewhere."""
+        resolved = tuple(each.spec for each in state.clusters)
+        if resolved == state.spec.clusters:
+            return False
+        names = ", ".join(each.name for each in state.spec.clusters)
+        self.events.post("Normal", "ClustersChanged", f"the OSCAR clusters changed: the batch goes on with {names}")
+        return True
 
     # ---- start: from the spec to the range book --------------------------------------------------
 
@@ -183,6 +198,7 @@ class BatchController:
                                                  "or give the cluster `access: Remote`")
         return OscarCluster(spec=each, oscar=oscar, service_token=service["token"],
                             service=Service(self.resolver.needs(service), namespace), jobs=jobs, calls=self.peer_calls,
+                            listings=self.listings, credentials=f"{self.resolver.namespace}/{each.secret}",
                             dispatching=self.timing.backoff(self.timing.tick),
                             listing=self.timing.backoff(self.timing.list_interval))
 
@@ -268,7 +284,9 @@ class BatchController:
         deadline = self.clock.monotonic() + self.timing.retry_delay
         while not self.stopped and self.clock.monotonic() < deadline:
             for each in clusters:
-                await each.read_listing(self.clock.monotonic(), self.timing.list_interval)
+                # A reading of its own, never one another batch shared: it must show every Job invoked before.
+                if not each.jobs.listed and each.listing.ready(self.clock.monotonic()):
+                    await each.read_listing(self.clock.monotonic(), self.timing.list_interval, now_or_never=True)
             if all(each.jobs.listed for each in clusters):
                 return
             await self.stopped.wait(self.timing.tick)

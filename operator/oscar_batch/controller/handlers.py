@@ -26,6 +26,7 @@ from oscar_batch.controller.events import EVENT_NAME_PREFIX, EventPoster
 from oscar_batch.controller.job_store import JobStore
 from oscar_batch.controller.job_watch import JobWatch
 from oscar_batch.controller.metrics import Metrics
+from oscar_batch.controller.oscar_clusters import SharedListings
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import IO_THREADS, PEER_SHARE, PEER_THREADS, KnownSecrets, Resolver
 from oscar_batch.core.cadence import Timing
@@ -57,6 +58,7 @@ class OperatorMemo:
     events: EventPoster
     peer_calls: PeerCalls
     cluster_view: ClusterView
+    listings: SharedListings          # Remote clusters' job listings, read once for the batches of a service
     job_watches: list[JobWatch]
     event_posting: asyncio.Task[None] | None = None   # the EventPoster's task, from start-up to clean-up
     cancelled: bool = False   # this object's copy only: its cancellation ran
@@ -75,7 +77,7 @@ def memo(timing: Timing, namespaces: list[str], metrics: Metrics, endpoints: End
                         jobs=jobs, batches=ActiveBatches(), secrets=KnownSecrets(),
                         events=EventPoster(kube, REPORTING_COMPONENT, socket.gethostname()),
                         peer_calls=PeerCalls(PEER_THREADS, PEER_SHARE),
-                        cluster_view=ClusterView(kube, max_age=timing.min_replan),
+                        cluster_view=ClusterView(kube, max_age=timing.min_replan), listings=SharedListings(),
                         job_watches=[JobWatch(kube, jobs, namespace) for namespace in scopes])
 
 
@@ -168,7 +170,8 @@ async def run_batch(body: kopf.Body, stopped: kopf.DaemonStopped, memo: Operator
     resolver = Resolver(memo.kube, meta["namespace"], memo.endpoints, known=memo.secrets, uid=meta["uid"])
     await BatchController(body=body, jobs=memo.jobs, batches=memo.batches, cluster_view=memo.cluster_view,
                           stopped=stopped, kube=memo.kube, emit=memo.events.emitter(body), timing=memo.timing,
-                          resolver=resolver, peer_calls=memo.peer_calls, metrics=memo.metrics).run()
+                          resolver=resolver, peer_calls=memo.peer_calls, metrics=memo.metrics,
+                          listings=memo.listings).run()
 
 
 @kopf.on.delete(cluster.GROUP, cluster.VERSION, cluster.PLURAL)

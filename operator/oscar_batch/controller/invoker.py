@@ -106,28 +106,35 @@ class Invoker:
         overdue = book.unseen_since(now - self.timing.unseen_job_timeout)
         if not overdue:
             return
+        unanswered = False
         for cluster in state.clusters:
             mine = [(work, name) for work, name, on in overdue if on == cluster.name]
             if not mine:
                 continue
-            if isinstance(cluster.jobs, ListedJobs):
-                # Its listing is how its Jobs are seen: read it now, and what it has is folded as any change.
-                if not cluster.jobs.listed_since(now - self.timing.unseen_job_timeout / 2):
-                    await cluster.read_listing(now, self.timing.list_interval, now_or_never=True)
-                if not cluster.jobs.listed_since(now - self.timing.unseen_job_timeout / 2):
-                    backoff.failed(now)
-                    return
-                listed: dict[str, dict[str, str]] = {name: {} for name in cluster.jobs.names()}
-            else:
-                try:
-                    listed = dict(await cluster.on_oscar(lambda c=cluster: list(c.oscar.jobs(state.spec.service))))
-                except OscarError as error:
-                    log.warning("batch %s: cannot list the jobs of %s on %s: %s", self.writer.ref,
-                                state.spec.service, cluster.name, error)
-                    backoff.failed(now)
-                    return
+            listed = await self._listed(state, cluster, now)
+            if listed is None:
+                unanswered = True    # its invocations wait for its next answer; the other clusters' are looked up
+                continue
             self._unseen(state, cluster, mine, listed, now)
-        backoff.succeeded()
+        if unanswered:
+            backoff.failed(now)
+        else:
+            backoff.succeeded()
+
+    async def _listed(self, state: BatchState, cluster: OscarCluster, now: float) -> dict[str, dict[str, str]] | None:
+        """The Jobs a cluster's OSCAR lists for the batch's service now; None when it does not answer."""
+        if isinstance(cluster.jobs, ListedJobs):
+            # Its listing is how its Jobs are seen: read it now, and what it has is folded as any change.
+            recent = now - self.timing.unseen_job_timeout / 2
+            if not cluster.jobs.listed_since(recent):
+                await cluster.read_listing(now, self.timing.list_interval, now_or_never=True)
+            return {name: {} for name in cluster.jobs.names()} if cluster.jobs.listed_since(recent) else None
+        try:
+            return dict(await cluster.on_oscar(lambda: list(cluster.oscar.jobs(state.spec.service))))
+        except OscarError as error:
+            log.warning("batch %s: cannot list the jobs of %s on %s: %s", self.writer.ref, state.spec.service,
+                        cluster.name, error)
+            return None
 
     def _unseen(self, state: BatchState, cluster: OscarCluster, overdue: list[tuple[Work, str]],
                 listed: dict[str, dict[str, str]], now: float) -> None:

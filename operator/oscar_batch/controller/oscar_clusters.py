@@ -4,16 +4,18 @@ batch's, and how they change.
 - InCluster (`WatchedJobs`): the operator runs in that OSCAR's Kubernetes cluster; its Jobs watch files every
   Job under its `BatchKey`, and the batch reads its own key (the Job controller's informer).
 - Remote (`ListedJobs`): the operator reaches the cluster through OSCAR's API only; OSCAR's job listing of the
-  service, read every `Timing.list_interval`, says what changed (`core.remote_jobs`).
+  service, read every `Timing.list_interval` (one reading shared by the batches of the service that use the same
+  credentials: `SharedListings`), says what changed (`core.remote_jobs`).
 
 Either way the batch folds `changes()`, a restart folds `everything()`, and clean-up and cancel ask `names()`
 and `in_flight()`. How much of each cluster the batch may use is `capacity`'s.
 """
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from oscar_batch.clients.oscar import OscarClient, OscarError
@@ -122,6 +124,34 @@ class ListedJobs:
                        failed_reason=job.failure.reason if job.failure else "", seen_at=now, failure=job.failure)
 
 
+Listing = list[tuple[str, dict[str, Any]]]
+
+
+class SharedListings:
+    """OSCAR's job listing of a service, read at most once an interval for every batch that reads it with the same
+    credentials, by (endpoint, service, credentials Secret): N batches of one service on a shared OSCAR cost one
+    listing an interval, not N, each batch taking its own Jobs from it. A refusal is shared the same way."""
+
+    def __init__(self) -> None:
+        self._latest: dict[tuple[str, str, str], tuple[float, Listing | OscarError]] = {}
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+
+    async def read(self, key: tuple[str, str, str], fetch: Callable[[], Awaitable[Listing]], now: float,
+                   max_age: float) -> Listing:
+        """The listing read less than `max_age` ago (for any batch), else a new reading. Raises OscarError."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            latest = self._latest.get(key)
+            if latest is None or now - latest[0] >= max_age:
+                try:
+                    latest = (now, await fetch())
+                except OscarError as error:
+                    latest = (now, error)
+                self._latest[key] = latest
+        if isinstance(latest[1], OscarError):
+            raise latest[1]
+        return latest[1]
+
+
 @dataclasses.dataclass(kw_only=True)
 class OscarCluster:
     """One OSCAR cluster of a batch, as its run resolved it, and what the batch last learnt of it."""
@@ -131,6 +161,8 @@ class OscarCluster:
     service: Service
     jobs: WatchedJobs | ListedJobs
     calls: PeerCalls
+    listings: SharedListings    # its job listing, shared with the other batches of the service there
+    credentials: str            # whose credentials read it: the Secret, as namespace/name
     dispatching: Backoff        # invocations refused there
     listing: Backoff            # its job listing unreadable (Remote)
     parallelism: int = 0        # invocations it may have in flight, as last planned
@@ -179,8 +211,12 @@ class OscarCluster:
         due = now - self.last_listed >= interval and self.listing.ready(now)
         if not isinstance(jobs, ListedJobs) or not (due or now_or_never):
             return False
+        async def fetch() -> Listing:
+            return await self.on_oscar(lambda: list(self.oscar.jobs(self.key.service)))
+
         try:
-            listing = await self.on_oscar(lambda: list(self.oscar.jobs(self.key.service)))
+            listing = await self.listings.read((self.spec.endpoint, self.key.service, self.credentials), fetch, now,
+                                               max_age=0.0 if now_or_never else interval)
         except OscarError as error:
             self.cut_off(error, now)
             self.listing.failed(now, Retry.NEEDS_A_PERSON if error.status in (401, 403, 404) else
