@@ -602,7 +602,11 @@ class OscarSimulator:
             return aiohttp.web.Response(status=400, text=str(error))
         jobs = {job["metadata"]["name"]: job for job in self._service_jobs(service)}
         page, next_page, _ = job_page(list(jobs), after, self._job_listing_limit)
-        listing: Json = {"jobs": {name: job_info(jobs[name], self._job_pods(name)) for name in page}}
+        # The namespace's pods listed once for the page, not once per Job: each listing copies every pod.
+        pods_of: dict[str, list[Json]] = {}
+        for pod in self._kube.list(PODS, self._config.services_namespace):
+            pods_of.setdefault((pod["metadata"].get("labels") or {}).get("job-name", ""), []).append(pod)
+        listing: Json = {"jobs": {name: job_info(jobs[name], pods_of.get(name, [])) for name in page}}
         # As OSCAR passes on Kubernetes' list metadata: `next_page` (the continue token) is left out on the last
         # page, and `remaining_jobs` always, since the API server counts no remaining items for a list with a
         # label selector.
