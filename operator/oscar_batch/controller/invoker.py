@@ -126,9 +126,9 @@ class Invoker:
         if isinstance(cluster.jobs, ListedJobs):
             # Its listing is how its Jobs are seen: read it now, and what it has is folded as any change.
             recent = now - self.timing.unseen_job_timeout / 2
-            if not cluster.jobs.listed_since(recent):
+            if cluster.jobs.read_at < recent:
                 await cluster.read_listing(now, self.timing.list_interval, now_or_never=True)
-            return {name: {} for name in cluster.jobs.names()} if cluster.jobs.listed_since(recent) else None
+            return {name: {} for name in cluster.jobs.names()} if cluster.jobs.read_at >= recent else None
         try:
             return dict(await cluster.on_oscar(lambda: list(cluster.oscar.jobs(state.spec.service))))
         except OscarError as error:

@@ -83,7 +83,7 @@ class ListedJobs:
         self.key = key
         self._tracker = ListingTracker(key.uid)
         self._changes: dict[str, JobSeen] = {}
-        self._read_at = float("-inf")
+        self.read_at = float("-inf")     # when the last listing was read
 
     @property
     def listed(self) -> bool:
@@ -91,12 +91,9 @@ class ListedJobs:
 
     def read(self, listing: list[tuple[str, dict[str, Any]]], now: float) -> None:
         """One whole listing of the service's Jobs (every page), read at `now`."""
-        self._read_at = now
+        self.read_at = now
         for job in self._tracker.update(listing, now):
             self._changes[job.name] = self._seen(job, now)
-
-    def listed_since(self, when: float) -> bool:
-        return self._read_at >= when
 
     def everything(self) -> list[JobSeen]:
         self._changes.clear()
@@ -170,7 +167,6 @@ class OscarCluster:
     succeeded: int = 0          # items its Jobs succeeded with
     problem: str = ""           # why it is not reachable; "" while it is
     unreachable_since: float | None = None
-    last_listed: float = float("-inf")
 
     @property
     def name(self) -> str:
@@ -208,9 +204,10 @@ class OscarCluster:
         """Remote: read OSCAR's job listing when `interval` has passed since the last reading (every page, by
         `next_page`), or at once with `now_or_never`. Whether the cluster answered after being cut off."""
         jobs = self.jobs
-        due = now - self.last_listed >= interval and self.listing.ready(now)
-        if not isinstance(jobs, ListedJobs) or not (due or now_or_never):
+        if not isinstance(jobs, ListedJobs) or not (now_or_never or now - jobs.read_at >= interval
+                                                    and self.listing.ready(now)):
             return False
+
         async def fetch() -> Listing:
             return await self.on_oscar(lambda: list(self.oscar.jobs(self.key.service)))
 
@@ -222,10 +219,6 @@ class OscarCluster:
             self.listing.failed(now, Retry.NEEDS_A_PERSON if error.status in (401, 403, 404) else
                                 Retry.CLEARS_BY_ITSELF)
             return False
-        self.last_listed = now
         self.listing.succeeded()
         jobs.read(listing, now)
         return self.answered()
-
-    def running(self, in_flight_on: dict[str, int]) -> int:
-        return in_flight_on.get(self.name, 0)
