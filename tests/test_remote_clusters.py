@@ -19,6 +19,7 @@ from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core.cadence import Timing
 from test_batch_controller import UID, Clock, FakeKube, FakeS3, lines_of
+from test_batch_controller import World as ControllerWorld
 
 TIMING = Timing(tick=1, plan_interval=15, min_replan=2, status_interval=3, retry_delay=15, max_backoff=300,
                 unseen_job_timeout=60, cancel_timeout=60, list_interval=2, reassign_after=30)
@@ -104,7 +105,10 @@ class RemoteResolver(Resolver):
         return self._s3
 
 
-class World:
+class World(ControllerWorld):
+    """test_batch_controller's scripted world (its fake clock, `stopped` and `run`), with Remote OSCAR clusters
+    instead of a watched one."""
+
     def __init__(self, names: tuple[str, ...], items: int = 64, **spec: Any) -> None:
         self.clock = Clock()
         self.clusters = {name: RemoteOscar(name) for name in names}
@@ -126,20 +130,6 @@ class World:
             cluster_view=ClusterView(self.kube, max_age=TIMING.min_replan, clock=self.clock), stopped=self,
             kube=self.kube, emit=lambda *event: self.events.append(event), timing=TIMING, clock=self.clock,
             resolver=RemoteResolver(self.clusters, self.s3), peer_calls=PeerCalls(threads=8, per_peer=4))
-
-    async def wait(self, timeout: float | None = None) -> bool:
-        self.clock.now += timeout or 0
-        self.on_tick(self)
-        if (self.body.get("status") or {}).get("phase") in ("Succeeded", "Failed") or self.clock.now > 1000 + 3600:
-            self._stopped = True
-        return self._stopped
-
-    def __bool__(self) -> bool:
-        return self._stopped
-
-    async def run(self) -> dict[str, Any]:
-        await self.controller.run()
-        return self.body["status"]
 
     def succeeded_lines(self) -> collections.Counter[int]:
         """Line -> Jobs that succeeded with it, on every cluster (deleted ones included)."""
