@@ -50,6 +50,7 @@ from benchmarks.makespan import (
     Clock,
     _num,
     _stop,
+    batch_finished,
     median,
     operator_problems,
     read,
@@ -59,7 +60,6 @@ from benchmarks.makespan import (
 )
 from benchmarks.report import ROOT, machine, replace_section, revision
 from oscar_batch.core.cadence import Timing
-from oscar_batch.core.status import FINISHED_PHASES
 from oscar_batch_sandbox import SandboxThread
 from oscar_batch_sandbox.config import Behaviour, SandboxConfig, control_plane, workers
 from oscar_batch_sandbox.handoff import OPERATOR_ARGS, batch_manifests, clusters_spec
@@ -217,16 +217,8 @@ def run_batch(label: str, config: SandboxConfig, placement: Callable[[dict[str, 
                 if now >= next_sample:
                     result.samples.append(_sample(sandbox, used, clock))
                     next_sample = now + SAMPLE_SECONDS
-                body = read(sandbox, lambda: sandbox.kube.get(BATCHES, "default", BATCH_NAME)) or {}
-                phase = (body.get("status") or {}).get("phase")
-                if result.listing is None and phase not in (None, "Pending", "Listing"):
-                    result.listing = clock.simulated(now)
-                if phase in FINISHED_PHASES:
-                    result.seconds, result.phase = clock.simulated(now), phase
+                if batch_finished(sandbox, result, clock, deadline, name=BATCH_NAME):
                     break
-                if now > deadline:
-                    result.phase = phase
-                    raise TimeoutError(f"the batch was {phase} at the deadline")
                 time.sleep(POLL_SECONDS)
             result.samples.append(_sample(sandbox, used, clock))
         except Exception as error:

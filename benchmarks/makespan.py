@@ -51,7 +51,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -425,6 +425,31 @@ def measure_original(config: SandboxConfig, changes: Sequence[Change], quiet_bou
     return side
 
 
+class Followed(Protocol):
+    """What following a batch notes: when its listing ended and when its verdict came (simulated seconds)."""
+    listing: float | None
+    seconds: float | None
+    phase: str | None
+
+
+def batch_finished(sandbox: SandboxThread, followed: Followed, clock: Clock, deadline: float,
+                   name: str = BATCH_NAME) -> bool:
+    """Read the batch once: note when its listing ended and its verdict; whether it has one. Raises TimeoutError
+    past `deadline` (monotonic seconds)."""
+    body = read(sandbox, lambda: sandbox.kube.get(BATCHES, "default", name)) or {}
+    now = time.monotonic()
+    phase = (body.get("status") or {}).get("phase")
+    if followed.listing is None and phase not in (None, "Pending", "Listing"):
+        followed.listing = clock.simulated(now)
+    if phase in FINISHED_PHASES:
+        followed.seconds, followed.phase = clock.simulated(now), phase
+        return True
+    if now > deadline:
+        followed.phase = phase
+        raise TimeoutError(f"the batch was {phase} at the deadline")
+    return False
+
+
 def measure_operator(config: SandboxConfig, changes: Sequence[Change], quiet_bound: float,
                      deadline: float) -> Side:
     side = Side("operator")
@@ -445,18 +470,7 @@ def measure_operator(config: SandboxConfig, changes: Sequence[Change], quiet_bou
             clock.start()
             pending = start_changes(sandbox, changes, quiet_bound, clock) if changes else None
             sandbox.call(lambda: sandbox.kube.create(BATCHES, batch))
-            while True:
-                body = read(sandbox, lambda: sandbox.kube.get(BATCHES, "default", BATCH_NAME)) or {}
-                now = time.monotonic()
-                phase = (body.get("status") or {}).get("phase")
-                if side.listing is None and phase not in (None, "Pending", "Listing"):
-                    side.listing = clock.simulated(now)
-                if phase in FINISHED_PHASES:
-                    side.seconds, side.phase = clock.simulated(now), phase
-                    break
-                if now > deadline:
-                    side.phase = phase
-                    raise TimeoutError(f"the batch was {phase} at the deadline")
+            while not batch_finished(sandbox, side, clock, deadline):
                 time.sleep(POLL_SECONDS)
         except Exception as error:
             side.error = f"{type(error).__name__}: {error}"

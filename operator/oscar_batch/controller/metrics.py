@@ -22,7 +22,8 @@ BATCH = ("namespace", "batch")
 PER_CLUSTER = (*BATCH, "cluster")
 # Which peer a problem the batch reports comes from, by the reason it reports (the rest is the user's spec).
 PEER_OF_REASON = {
-    "OscarUnavailable": "oscar", "OscarUnauthorized": "oscar", "ServiceNotFound": "oscar",
+    "OscarUnavailable": "oscar", "OscarUnauthorized": "oscar", "TokenRefreshFailed": "oscar",
+    "ServiceNotFound": "oscar",
     "ServiceTokenMissing": "oscar", "InvocationFailed": "oscar",
     "StorageUnavailable": "s3", "BucketNotFound": "s3",
     "SecretNotFound": "kubernetes", "SecretUnreadable": "kubernetes", "JobsNotListed": "kubernetes",
