@@ -62,6 +62,7 @@ class Invoker:
                 # A previous run of the operator invoked this very attempt: its Job exists.
             book.invoked(work, job=name, started=self.writer.timestamp(), now=self.clock.monotonic(),
                          cluster=cluster.name)
+            accepted.add(cluster.name)
 
         # The first call to each cluster goes alone: while it refuses, each try of its backoff costs one request,
         # not a burst.
@@ -70,6 +71,7 @@ class Invoker:
         chunks = [list(firsts.values())] + [rest[at:at + CONCURRENT_CALLS]
                                             for at in range(0, len(rest), CONCURRENT_CALLS)]
         refused: dict[str, RefusedOn] = {}
+        accepted: set[str] = set()
         for chunk in chunks:
             chunk = [(work, cluster) for work, cluster in chunk if cluster.name not in refused]
             if not chunk:
@@ -83,8 +85,9 @@ class Invoker:
         now = self.clock.monotonic()
         for cluster in {cluster.name: cluster for _, cluster in assigned}.values():
             if (refusal := refused.get(cluster.name)) is None:
-                cluster.dispatching.succeeded()
-                cluster.answered()
+                if cluster.name in accepted:   # not when the pass ran out of time before its first call
+                    cluster.dispatching.succeeded()
+                    cluster.answered()
                 continue
             error = refusal.error
             retry = Retry.NEEDS_A_PERSON if error.status in REFUSALS_NEEDING_A_PERSON else Retry.CLEARS_BY_ITSELF
@@ -96,7 +99,7 @@ class Invoker:
             where = f" (cluster {first.cluster.name})" if len(state.clusters) > 1 else ""
             await self.writer.waiting(Waiting("InvocationFailed", f"{first.error}{where}; trying again in "
                                                                   f"{first.delay:g}s"))
-        elif assigned:
+        elif accepted:
             self.writer.resumed()
 
     async def recheck_unseen(self, state: BatchState) -> None:
