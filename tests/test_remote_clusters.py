@@ -18,6 +18,7 @@ from oscar_batch.controller.oscar_clusters import SharedListings
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Resolver
 from oscar_batch.core.cadence import Timing
+from oscar_batch.core.sharing import Claim
 from test_batch_controller import UID, Clock, FakeKube, FakeS3, lines_of
 from test_batch_controller import World as ControllerWorld
 
@@ -256,3 +257,15 @@ async def test_batches_of_one_service_share_its_listing_once_an_interval_and_a_r
         with pytest.raises(OscarError):
             await listings.read(key, lambda: fetch(down), now=now, max_age=2.0)
     assert fetched == [[("a", {})], [("c", {})], [("d", {})], [("e", {})], down]
+
+
+def test_what_batches_run_on_a_cluster_is_added_back_to_what_its_oscar_says_is_free_and_shared_there():
+    batches = ActiveBatches()
+    batches.claim(Claim("a", "2026-01-01T00:00:00Z", "ns/a", demand=20), {"http://upv": 8, "": 2})
+    batches.claim(Claim("b", "2026-01-01T00:00:01Z", "ns/b", demand=20), {"http://upv": 8})
+    # OSCAR says nothing is free with their 16 pods running: the 16 slots are theirs, 8 each.
+    assert batches.running("http://upv") == 16 and batches.running("") == 2
+    assert batches.share("a", 0 + batches.running("http://upv"), "http://upv") == (8, 2)
+    assert batches.share("a", 4, "") == (4, 1)                 # b does not dispatch on the operator's own cluster
+    batches.withdraw("b")
+    assert batches.running("http://upv") == 8 and batches.share("a", 16, "http://upv") == (16, 1)

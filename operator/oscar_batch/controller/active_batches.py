@@ -15,7 +15,8 @@ class ActiveBatches:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._claims: dict[str, Claim] = {}
-        self._pools: dict[str, frozenset[str]] = {}   # batch UID → the clusters (pools of slots) it claims on
+        # batch UID → the clusters (pools of slots) it claims on → its invocations running there
+        self._pools: dict[str, dict[str, int]] = {}
         self._alive: dict[str, asyncio.Event] = {}
         self.membership = 0  # changes whenever a batch starts or stops dispatching: time to re-plan
 
@@ -40,12 +41,14 @@ class ActiveBatches:
         except TimeoutError:
             return False
 
-    def claim(self, claim: Claim, pools: frozenset[str]) -> None:
-        """The batch dispatches on these clusters (by their OSCAR endpoint; "" for the operator's own)."""
+    def claim(self, claim: Claim, running_on: dict[str, int]) -> None:
+        """The batch dispatches on these clusters (by their OSCAR endpoint; "" for the operator's own), with this
+        many invocations running on each."""
         with self._lock:
-            self.membership += claim.uid not in self._claims or self._pools.get(claim.uid) != pools
+            joined = claim.uid not in self._claims or self._pools.get(claim.uid, {}).keys() != running_on.keys()
+            self.membership += joined
             self._claims[claim.uid] = claim
-            self._pools[claim.uid] = pools
+            self._pools[claim.uid] = dict(running_on)
 
     def withdraw(self, uid: str) -> None:
         with self._lock:
@@ -58,3 +61,9 @@ class ActiveBatches:
         with self._lock:
             claims = [claim for other, claim in self._claims.items() if pool in self._pools.get(other, ())]
         return fair_shares(slots, claims).get(uid, 0), len(claims)
+
+    def running(self, pool: str) -> int:
+        """Invocations the dispatching batches have running on one cluster: OSCAR's own view of its capacity counts
+        them as used, and they are the batches' to share."""
+        with self._lock:
+            return sum(running_on.get(pool, 0) for running_on in self._pools.values())

@@ -468,8 +468,11 @@ class BatchController:
         if spec.max_parallelism:
             demand = min(demand, spec.max_parallelism)
         created = self.body["metadata"].get("creationTimestamp") or ""
-        self.batches.claim(Claim(self.uid, created, self.ref, demand),
-                           frozenset(capacity.pool(each) for each in state.clusters))
+        running_on: dict[str, int] = {}
+        for each in state.clusters:
+            where = capacity.pool(each)
+            running_on[where] = running_on.get(where, 0) + counts.in_flight_on.get(each.name, 0)
+        self.batches.claim(Claim(self.uid, created, self.ref, demand), running_on)
 
     def _queued(self, state: BatchState) -> int:
         return sum(managed[1] for each in state.clusters if (managed := each.jobs.kueue()))

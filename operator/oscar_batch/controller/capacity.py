@@ -65,11 +65,11 @@ async def _in_cluster(state: BatchState, each: OscarCluster, ref: str, jobs: Job
     try:
         snapshot = await cluster_view.snapshot()
         if snapshot.nodes is None:
-            # Without permission to list Nodes, OSCAR's own view is the next best; it counts our running
+            # Without permission to list Nodes, OSCAR's own view is the next best; it counts the batches' running
             # pods as used, so they are added back.
             oscar_status = await each.on_oscar(each.oscar.cluster_status)
             plan = planner.plan_from_oscar_status(oscar_status, needs, policy)
-            plan = dataclasses.replace(plan, total=plan.total + running)
+            plan = dataclasses.replace(plan, total=plan.total + batches.running(pool(each)))
         else:
             own_jobs, mine = jobs.all_names(), {(key.namespace, name) for name in each.jobs.names()}
             plan = planner.plan_capacity(snapshot.nodes, snapshot.pods, needs, policy,
@@ -86,7 +86,7 @@ async def _in_cluster(state: BatchState, each: OscarCluster, ref: str, jobs: Job
 async def _remote(state: BatchState, each: OscarCluster, ref: str, batches: ActiveBatches, running: int,
                   now: float) -> tuple[int, str]:
     """(parallelism on a cluster reached through OSCAR's API only, explanation): its /system/status, which counts
-    the batch's running pods as used (they are added back), Jobs it cannot place lowering it to what runs."""
+    the batches' running pods as used (they are added back), Jobs it cannot place lowering it to what runs."""
     if not each.reachable:
         return 0, f"not reachable: {each.problem}"
     policy = planner.Policy(headroom=state.spec.headroom)
@@ -107,7 +107,8 @@ async def _remote(state: BatchState, each: OscarCluster, ref: str, batches: Acti
     except ValueError as error:
         log.warning("batch %s: cannot plan on %s: %s", ref, each.name, error)
         return running, f"cannot plan: {error}"
-    plan = dataclasses.replace(plan, total=plan.total + running)
+    # OSCAR counts the running pods of every batch here as used: theirs to share, so added back.
+    plan = dataclasses.replace(plan, total=plan.total + batches.running(pool(each)))
     slots, message = _shared(state, each, batches, plan, running, each.jobs.unplaced(now) or 0)
     return slots, message
 
