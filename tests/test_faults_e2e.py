@@ -46,7 +46,9 @@ def assert_status_adds_up(samples: list[Sample]) -> None:
 
 
 def test_an_oscar_outage_mid_batch_stalls_nothing_and_invokes_nothing_twice(tmp_path):
-    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.05, seed=21)
+    # Ranges of about a second: long enough that all 11 slots are in flight at once after the outage even on a
+    # loaded machine (at 0.45 s a range, invoking 11 took longer than a range under CI's load now and then).
+    slow = Behaviour(item_seconds=4.0, startup_seconds=1.0, time_scale=0.1, seed=21)
     # 40 ranges: however late the test sees the first 4 succeed, more than the 11 slots are left after the outage.
     items, ranges = 80, 40
     with Harness(config(items, slow), tmp_path) as harness, \
