@@ -28,7 +28,7 @@ from oscar_batch.controller.invoker import Invoker
 from oscar_batch.controller.job_outcomes import JobOutcomes
 from oscar_batch.controller.job_store import BatchKey, JobStore
 from oscar_batch.controller.metrics import Metrics
-from oscar_batch.controller.oscar_clusters import ListedJobs, OscarCluster, SharedListings, WatchedJobs
+from oscar_batch.controller.oscar_clusters import ClusterJobs, ListedJobs, OscarCluster, SharedListings, WatchedJobs
 from oscar_batch.controller.peer_calls import PeerCalls
 from oscar_batch.controller.resolver import Peers, Resolver, Service, Waiting
 from oscar_batch.controller.status_writer import StatusWriter
@@ -184,7 +184,7 @@ class BatchController:
         namespace = self.resolver.jobs_namespace(each, service)
         key = BatchKey(self.uid, namespace, spec.service)
         if each.remote:
-            jobs: WatchedJobs | ListedJobs = ListedJobs(key)
+            jobs: ClusterJobs = ListedJobs(key)
         elif self.jobs.watches(namespace):
             jobs = WatchedJobs(self.jobs, key)
         elif not self.jobs.watching_any:

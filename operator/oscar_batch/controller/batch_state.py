@@ -36,7 +36,7 @@ class BatchState:
         told otherwise (0: none, on any cluster)."""
         patch = status.progress(self.book, self.parallelism if parallelism is None else parallelism,
                                 status.sizing(self.timings, self.spec.items_per_invocation))
-        running = self.book.counts().in_flight_on
+        running = self.book.in_flight.by_cluster()
         patch.update(status.clusters([status.ClusterReport(
             name=cluster.name, access=cluster.spec.access, parallelism=0 if parallelism == 0 else cluster.parallelism,
             running=running.get(cluster.name, 0), succeeded=cluster.succeeded, reachable=cluster.reachable,

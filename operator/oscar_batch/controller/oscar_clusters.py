@@ -32,6 +32,7 @@ T = TypeVar("T")
 
 class ClusterJobs(Protocol):
     """A batch's Jobs on one cluster."""
+    key: BatchKey   # whose Jobs they are
 
     @property
     def listed(self) -> bool:
@@ -156,7 +157,7 @@ class OscarCluster:
     oscar: OscarClient
     service_token: str          # the OSCAR service's own there, for invoking it
     service: Service
-    jobs: WatchedJobs | ListedJobs
+    jobs: ClusterJobs
     calls: PeerCalls
     listings: SharedListings    # its job listing, shared with the other batches of the service there
     credentials: str            # whose credentials read it: the Secret, as namespace/name
